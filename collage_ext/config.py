@@ -1,0 +1,325 @@
+"""The option table: the single source of truth for every collage setting.
+
+Each option is declared once (name, type, default, validation, one-line help). Everything else is
+generated from the table: validation of TOML values and command-line strings, the README option
+reference, the LoRA metadata. Settings cascade like sd-scripts' own dataset TOML:
+subset -> dataset -> general -> training ``--config_file`` -> defaults.
+
+Errors follow one form, ``<key> <constraint>, got <value>; <fix> @ <TOML location>``, so a user can
+find and fix the line without reading code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from .errors import CollageConfigError
+from .types import Size
+
+PREFIX = "collage_"
+FitMode = Literal["contain", "cover"]
+MergeMode = Literal["concat", "positional", "tags"]
+Mode = Literal["auto", "dynamic", "static"]
+
+#: Layout names the planner knows; ``RxC`` grids up to 4x4 are accepted too.
+BUILTIN_LAYOUTS: tuple[str, ...] = ("1x2", "2x1", "1x3", "3x1", "2x2", "1+2", "2+1", "1/2", "2/1")
+
+
+def parse_color(value: object) -> tuple[int, int, int]:
+    """Parse ``#rgb``, ``#rrggbb`` or ``r,g,b`` into an RGB triple.
+
+    Examples:
+        >>> parse_color("#181818"), parse_color("#fff"), parse_color("24, 24, 24")
+        ((24, 24, 24), (255, 255, 255), (24, 24, 24))
+    """
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) for v in value):
+        parts: list[int] = list(value)
+    elif isinstance(value, str) and value.startswith("#") and len(value) in (4, 7):
+        digits = value[1:] if len(value) == 7 else "".join(c * 2 for c in value[1:])
+        try:
+            parts = [int(digits[i : i + 2], 16) for i in (0, 2, 4)]
+        except ValueError:
+            parts = [-1]
+    elif isinstance(value, str) and value.count(",") == 2:
+        try:
+            parts = [int(p) for p in value.split(",")]
+        except ValueError:
+            parts = [-1]
+    else:
+        parts = [-1]
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        msg = "must be a colour like '#181818', '#333' or '24,24,24'"
+        raise ValueError(msg)
+    return parts[0], parts[1], parts[2]
+
+
+def parse_size(value: object) -> Size | None:
+    """Parse ``"W,H"``, ``"WxH"``, an int (square) or a ``[W, H]`` list; ``None``/``""`` means unset."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a size like '1024,1024'")
+    if isinstance(value, int):
+        parts = [value, value]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    elif isinstance(value, str):
+        try:
+            parts = [int(p) for p in value.replace("x", ",").split(",")]
+        except ValueError:
+            parts = []
+    else:
+        parts = []
+    if len(parts) != 2 or not all(isinstance(p, int) and 64 <= p <= 16384 for p in parts):
+        msg = "must be a size like '1024,1024' (each side 64..16384)"
+        raise ValueError(msg)
+    return Size(parts[0], parts[1])
+
+
+def _number(lo: float, hi: float | None, *, integer: bool) -> Callable[[object], Any]:
+    def convert(value: object) -> float | int:
+        if isinstance(value, str):
+            try:
+                value = int(value) if integer else float(value)
+            except ValueError as exc:
+                raise ValueError(_range_text(lo, hi, integer)) from exc
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or value < lo or (hi is not None and value > hi):
+            raise ValueError(_range_text(lo, hi, integer))
+        return int(value) if integer else float(value)
+
+    return convert
+
+
+def _range_text(lo: float, hi: float | None, integer: bool) -> str:
+    kind = "an integer" if integer else "a number"
+    return f"must be {kind} in [{lo:g}, {hi:g}]" if hi is not None else f"must be {kind} >= {lo:g}"
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(repr(c) for c in choices))
+        return str(value)
+
+    return convert
+
+
+def _string_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [p.strip() for p in value.split(",") if p.strip()] if value.strip() else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("must be a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def _layouts(value: object) -> tuple[str, ...]:
+    names = _string_list(value)
+    if not names:
+        raise ValueError("must name at least one layout")
+    for name in names:
+        if name != "auto" and name not in BUILTIN_LAYOUTS and not _is_grid(name):
+            raise ValueError("must contain 'auto' or layout names (" + ", ".join(BUILTIN_LAYOUTS) + ", or RxC up to 4x4)")
+    return names
+
+
+def _is_grid(name: str) -> bool:
+    rows, _, cols = name.partition("x")
+    return rows.isdigit() and cols.isdigit() and 1 <= int(rows) <= 4 and 1 <= int(cols) <= 4 and name != "1x1"
+
+
+def _color(value: object) -> tuple[int, int, int]:
+    return parse_color(value)
+
+
+def _extension(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith(".") or len(value) < 2:
+        raise ValueError("must be a file extension starting with '.'")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One row of the option table."""
+
+    name: str  # TOML key / CLI flag without dashes, always starting with ``collage_``
+    field: str  # attribute on ``CollageConfig``
+    convert: Callable[[object], Any]  # validates and converts; raises ValueError("must ...")
+    default: Any
+    example: str  # literal TOML right-hand side used in error messages and docs
+    help: str
+    kind: str  # human type name for the docs
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("collage_rate", "rate", _number(0, 1, integer=False), 0.0, "0.5", "float",
+           "Fraction of training samples that are collage frames; 0 trains on single images exactly like plain "
+           "sd-scripts, 1 puts every image it can into a collage."),
+    Option("collage_layouts", "layouts", _layouts, ("auto",), '["1x2", "2x1", "2x2"]', "list of str",
+           "Allowed layouts: 'auto' (all built-ins) or names from 1x2 (side by side), 2x1 (stacked), 1x3, 3x1, 2x2, "
+           "1+2 / 2+1 (one full-height cell beside two stacked), 1/2 / 2/1 (one full-width cell above/below two), RxC."),
+    Option("collage_min_images", "min_images", _number(2, 16, integer=True), 2, "2", "int",
+           "Fewest images in one collage frame."),
+    Option("collage_max_images", "max_images", _number(2, 16, integer=True), 4, "4", "int",
+           "Most images in one collage frame."),
+    Option("collage_frame_size", "frame_size", parse_size, None, '"1024,1024"', "str W,H",
+           "Size of a collage frame in pixels; unset = the dataset's resolution."),
+    Option("collage_fit_mode", "fit_mode", _choice("contain", "cover"), "contain", '"cover"', "str",
+           "How a source fills its cell: 'contain' keeps the whole image and pads, 'cover' fills the cell and crops "
+           "the centre (or the image's crop box)."),
+    Option("collage_fill", "fill", _color, (24, 24, 24), '"#181818"', "str colour",
+           "Padding colour for empty space and gutters: '#rgb', '#rrggbb' or 'r,g,b'."),
+    Option("collage_gutter", "gutter", _number(0, 256, integer=True), 0, "8", "int",
+           "Pixels of padding between neighbouring cells."),
+    Option("collage_max_upscale", "max_upscale", _number(1, 16, integer=False), 1.5, "1.5", "float",
+           "Largest magnification of a source inside a cell; images that would need more are kept out of the "
+           "layouts that would magnify them (down to a single image). Upscaled pixels teach nothing new."),
+    Option("collage_caption_merge", "caption_merge", _choice("concat", "positional", "tags"), "concat", '"tags"',
+           "str", "How cell captions merge: 'concat' (reading order), 'positional' ([LEFT] ... [RIGHT] ... markers), "
+           "'tags' (order-stable union of booru tags)."),
+    Option("collage_repeat_phrases", "repeat_phrases", _string_list, (), '["red dress", "<keep_tokens>"]',
+           "list of str", "Phrases repeated at later token positions of the caption to strengthen them "
+           "('<keep_tokens>' = the kept/trigger tags); only phrases present in the caption are repeated."),
+    Option("collage_repeat_count", "repeat_count", _number(0, 8, integer=True), 2, "2", "int",
+           "Most extra copies of each repeated phrase (CLIP: one per later 75-token chunk; T5: spread evenly)."),
+    Option("collage_cell_caption_dropout_rate", "cell_caption_dropout_rate", _number(0, 1, integer=False), 0.0,
+           "0.1", "float", "Probability that one cell's caption text is dropped while its pixels stay "
+           "(whole-frame dropout stays sd-scripts' caption_dropout_rate)."),
+    Option("collage_mode", "mode", _choice("auto", "dynamic", "static"), "auto", '"static"', "str",
+           "'dynamic' composes new groupings every epoch; 'static' plans fixed variants so latent and text-encoder "
+           "caches work; 'auto' picks static when the run caches latents or text-encoder outputs."),
+    Option("collage_variants", "variants", _number(1, 64, integer=True), 4, "4", "int",
+           "Static mode: number of planned variants an image's repeats are spread over."),
+    Option("collage_crop_extension", "crop_extension", _extension, ".crop", '".crop"', "str",
+           "Extension of the optional per-image crop-box sidecar file (img.png -> img.crop)."),
+)
+OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class CollageConfig:
+    """Validated collage settings for one subset (frozen; build with ``resolve_config``)."""
+
+    rate: float = 0.0
+    layouts: tuple[str, ...] = ("auto",)
+    min_images: int = 2
+    max_images: int = 4
+    frame_size: Size | None = None
+    fit_mode: FitMode = "contain"
+    fill: tuple[int, int, int] = (24, 24, 24)
+    gutter: int = 0
+    max_upscale: float = 1.5
+    caption_merge: MergeMode = "concat"
+    repeat_phrases: tuple[str, ...] = ()
+    repeat_count: int = 2
+    cell_caption_dropout_rate: float = 0.0
+    mode: Mode = "auto"
+    variants: int = 4
+    crop_extension: str = ".crop"
+
+    @property
+    def enabled(self) -> bool:
+        """True when this subset makes collage frames at all."""
+        return self.rate > 0
+
+    @property
+    def layout_names(self) -> tuple[str, ...]:
+        """The allowed layout names with ``auto`` expanded."""
+        names: list[str] = []
+        for name in self.layouts:
+            names.extend(BUILTIN_LAYOUTS if name == "auto" else (name,))
+        return tuple(dict.fromkeys(names))
+
+    def to_metadata(self) -> dict[str, object]:
+        """The settings under their TOML names, JSON-serialisable (for LoRA metadata and manifests)."""
+        out: dict[str, object] = {}
+        for option in OPTIONS:
+            value = getattr(self, option.field)
+            if option.name == "collage_fill":
+                value = "#{:02x}{:02x}{:02x}".format(*value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[option.name] = value
+        return out
+
+
+Level = tuple[Mapping[str, Any], str]
+
+
+def check_keys(mapping: Mapping[str, Any], where: str) -> None:
+    """Reject unknown ``collage_*`` keys with a did-you-mean suggestion."""
+    for key in mapping:
+        if isinstance(key, str) and key.startswith(PREFIX) and key not in OPTIONS_BY_NAME:
+            close = difflib.get_close_matches(key, OPTIONS_BY_NAME, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see the option reference in README.md"
+            msg = f"unknown collage option {key!r}{hint} @ {where}"
+            raise CollageConfigError(msg)
+
+
+def resolve_config(levels: Sequence[Level]) -> CollageConfig:
+    """Build a ``CollageConfig`` from mappings ordered most specific first (subset, dataset, general...).
+
+    Each level is ``(mapping, location)``; non-collage keys are ignored, unknown ``collage_*`` keys
+    are errors. The first level that sets a key wins, as in sd-scripts' dataset TOML.
+
+    Raises:
+        CollageConfigError: naming the key, the constraint, the value, a fix and the location.
+    """
+    values: dict[str, Any] = {}
+    for mapping, where in levels:
+        check_keys(mapping, where)
+    for option in OPTIONS:
+        for mapping, where in levels:
+            if option.name in mapping:
+                values[option.field] = _convert(option, mapping[option.name], f"{where}['{option.name}']")
+                break
+    config = CollageConfig(**values)
+    _check_cross(config, levels)
+    return config
+
+
+def _convert(option: Option, value: object, where: str) -> Any:
+    try:
+        return option.convert(value)
+    except ValueError as exc:
+        msg = f"{option.name} {exc}, got {value!r}; e.g. {option.name} = {option.example} @ {where}"
+        raise CollageConfigError(msg) from exc
+
+
+def _check_cross(config: CollageConfig, levels: Sequence[Level]) -> None:
+    where = levels[0][1] if levels else "defaults"
+    if config.min_images > config.max_images:
+        msg = (f"collage_min_images must be <= collage_max_images, got {config.min_images} > {config.max_images}; "
+               f"lower collage_min_images or raise collage_max_images @ {where}")
+        raise CollageConfigError(msg)
+    counts = {layout_cell_count(n) for n in config.layout_names}
+    if config.enabled and not any(config.min_images <= c <= config.max_images for c in counts):
+        msg = (f"collage_layouts has no layout with {config.min_images}..{config.max_images} images, "
+               f"got {list(config.layouts)}; add a layout such as '1x2' or widen collage_min/max_images @ {where}")
+        raise CollageConfigError(msg)
+
+
+def layout_cell_count(name: str) -> int:
+    """Number of cells of a layout name.
+
+    Examples:
+        >>> layout_cell_count("2x2"), layout_cell_count("1+2"), layout_cell_count("1x3")
+        (4, 3, 3)
+    """
+    if name in ("1+2", "2+1", "1/2", "2/1"):
+        return 3
+    rows, _, cols = name.partition("x")
+    return int(rows) * int(cols)
+
+
+def option_names() -> list[str]:
+    """Every option's TOML key, in table order."""
+    return [o.name for o in OPTIONS]
+
+
+def config_fields() -> list[str]:
+    """Every ``CollageConfig`` field (kept in sync with the table by a test)."""
+    return [f.name for f in fields(CollageConfig)]

@@ -1,0 +1,270 @@
+"""Which images share a frame: exact coverage, constant frame count, new partners every epoch.
+
+A pool (one sd-scripts subset) holds records, each an image repeated ``num_repeats`` times per
+epoch. Planning has two levels:
+
+1. **Structure** (once per run, epoch-independent): which repeats of which images are collage
+   material and which stay single images, and how many frames of each population there are.
+   Keeping this fixed is what lets sd-scripts compute steps per epoch and buckets once.
+2. **Grouping** (per epoch, or per static variant): which collage instances share each frame.
+   Every instance lands in exactly one frame; partners change every epoch.
+
+Randomness comes only from ``derive_rng(seed, epoch, pool_key, stream)``, so any process,
+DataLoader worker or resumed run rebuilds the same plan. Instances are plain ints, so 100 000
+images cost a few bytes each.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .config import CollageConfig
+from .layout import group_sizes, max_group_size
+from .rng import derive_rng
+from .types import Size
+
+logger = logging.getLogger(__name__)
+
+Group = tuple[int, ...]  # record indices of one frame, in planning order
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One source image of a pool: stable key, effective (cropped) size and repeats per epoch."""
+
+    key: str
+    size: Size
+    num_repeats: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStructure:
+    """The epoch-independent part of a pool's plan.
+
+    Attributes:
+        single_repeats: per record, how many of its repeats are single images every epoch.
+        collage_instances: record index of every collage instance (a record appears once per
+            collage repeat), sorted.
+        level: per record, the largest frame population it may join (see ``max_group_size``).
+        sizes: frame populations, largest first; ``sum(sizes) == len(collage_instances)``.
+    """
+
+    single_repeats: tuple[int, ...]
+    collage_instances: tuple[int, ...]
+    level: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def frames_per_epoch(self) -> int:
+        """Collage frames plus single samples per epoch (constant by construction)."""
+        return len(self.sizes) + sum(self.single_repeats)
+
+
+def plan_structure(records: Sequence[Record], frame: Size, config: CollageConfig, *, seed: int,
+                   pool_key: str) -> PoolStructure:
+    """Decide, once per run, the collage instances and the frame populations of one pool.
+
+    ``collage_rate`` is the expected share of *frames* that are collages. Instances that cannot join
+    any collage (too small for ``max_upscale``) stay single; leftovers too few to fill a frame join
+    an existing frame when a larger population is allowed, else stay single.
+    """
+    sizes_allowed = group_sizes(config) if config.enabled else ()
+    levels = tuple(_cached_level(r.size, frame, config) for r in records)
+    instances = [i for i, r in enumerate(records) for _ in range(r.num_repeats)]
+    if not sizes_allowed:
+        return PoolStructure(tuple(r.num_repeats for r in records), (), levels, ())
+    rng = derive_rng(seed, 0, pool_key, "structure")
+    eligible = [i for i in instances if levels[i] >= sizes_allowed[0]]
+    mean = sum(sizes_allowed) / len(sizes_allowed)
+    share = config.rate * mean / ((1 - config.rate) + config.rate * mean)  # instances in collages
+    target = len(eligible) if config.rate >= 1 else min(len(eligible), round(len(instances) * share))
+    chosen = sorted(rng.sample(eligible, target))
+    sizes = _draw_sizes([levels[i] for i in chosen], sizes_allowed, rng)
+    collage = _take_for_sizes(chosen, levels, sizes, rng)
+    single = [r.num_repeats for r in records]
+    for i in collage:
+        single[i] -= 1
+    return PoolStructure(tuple(single), tuple(sorted(collage)), levels, tuple(sorted(sizes, reverse=True)))
+
+
+@lru_cache(maxsize=65536)
+def _cached_level(size: Size, frame: Size, config: CollageConfig) -> int:
+    return max_group_size(size, frame, config)
+
+
+def _draw_sizes(levels: Sequence[int], allowed: Sequence[int], rng: random.Random) -> list[int]:
+    """Draw frame populations that the chosen instances can fill (nested eligibility, Hall's condition)."""
+    top = max(allowed)
+    at_least = [sum(1 for lv in levels if lv >= t) for t in range(top + 2)]
+    used_at = [0] * (top + 2)  # instances taken by frames of population >= t
+
+    def fits(size: int) -> bool:
+        return all(used_at[t] + size <= at_least[t] for t in range(1, size + 1))
+
+    def add(size: int, sign: int = 1) -> None:
+        for t in range(1, size + 1):
+            used_at[t] += sign * size
+
+    sizes: list[int] = []
+    remaining = len(levels)
+    while True:
+        options = [s for s in allowed if s <= remaining and fits(s)]
+        if not options:
+            break
+        size = rng.choice(options)
+        add(size)
+        sizes.append(size)
+        remaining -= size
+    # Absorb leftovers (too few for a frame) into a frame that may grow, so rate 1 leaves no singles.
+    for index in rng.sample(range(len(sizes)), len(sizes)):
+        if remaining == 0:
+            break
+        grown = [s for s in allowed if sizes[index] < s <= sizes[index] + remaining]
+        for new in sorted(grown, reverse=True):
+            add(sizes[index], -1)
+            if fits(new):
+                add(new)
+                remaining -= new - sizes[index]
+                sizes[index] = new
+                break
+            add(sizes[index])
+    return sizes
+
+
+def _take_for_sizes(chosen: Sequence[int], levels: Sequence[int], sizes: Sequence[int],
+                    rng: random.Random) -> list[int]:
+    """Pick which chosen instances fill the frames (largest population first); the rest become singles."""
+    if sum(sizes) == len(chosen):
+        return list(chosen)
+    pool = list(chosen)
+    rng.shuffle(pool)
+    used = [False] * len(pool)
+    taken: list[int] = []
+    for size in sorted(set(sizes), reverse=True):
+        need = size * sum(1 for s in sizes if s == size)
+        for k, inst in enumerate(pool):
+            if need == 0:
+                break
+            if not used[k] and levels[inst] >= size:
+                used[k] = True
+                taken.append(inst)
+                need -= 1
+    return taken
+
+
+def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed: int, epoch: int,
+                    pool_key: str, instances: Sequence[int] | None = None,
+                    sizes: Sequence[int] | None = None) -> list[Group]:
+    """Partition the collage instances into frames for one epoch (or one static variant).
+
+    Frames are filled largest population first, from instances allowed at that population. Within a
+    population, instances are grouped by orientation (portraits with portraits) in a random class
+    order, so two portraits stand side by side and two landscapes stack. A frame never holds the
+    same image twice when a swap can avoid it.
+    """
+    rng = derive_rng(seed, epoch, pool_key, "group")
+    remaining = list(structure.collage_instances if instances is None else instances)
+    frame_sizes = list(structure.sizes if sizes is None else sizes)
+    groups: list[Group] = []
+    for size in sorted(set(frame_sizes), reverse=True):
+        count = frame_sizes.count(size)
+        fitting = [i for i in remaining if structure.level[i] >= size]
+        rng.shuffle(fitting)
+        take = fitting[: count * size]
+        taken = _multiset(take)
+        remaining = _without(remaining, taken)
+        take = _by_orientation(take, records, rng)
+        level_groups = [take[k : k + size] for k in range(0, len(take), size)]
+        _separate_duplicates(level_groups, rng)
+        groups.extend(tuple(g) for g in level_groups)
+    if remaining:  # cannot happen when the structure was planned by plan_structure
+        msg = f"internal: {len(remaining)} collage instances left ungrouped in pool {pool_key!r}"
+        raise AssertionError(msg)
+    return groups
+
+
+def _multiset(items: Sequence[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+def _without(items: Sequence[int], counts: dict[int, int]) -> list[int]:
+    left = dict(counts)
+    out = []
+    for item in items:
+        if left.get(item, 0):
+            left[item] -= 1
+        else:
+            out.append(item)
+    return out
+
+
+def _orientation(size: Size) -> int:
+    # 0 portrait, 1 square-ish, 2 landscape; 10 % tolerance so 1000x1050 counts as square.
+    if size.width * 10 < size.height * 9:
+        return 0
+    if size.height * 10 < size.width * 9:
+        return 2
+    return 1
+
+
+def _by_orientation(items: list[int], records: Sequence[Record], rng: random.Random) -> list[int]:
+    rank = [0, 1, 2]
+    rng.shuffle(rank)
+    return sorted(items, key=lambda i: rank[_orientation(records[i].size)])  # stable: keeps the shuffle
+
+
+def _separate_duplicates(groups: list[list[int]], rng: random.Random) -> None:
+    """Swap members so no frame holds one image twice (when the pool allows it)."""
+    if len(groups) < 2:
+        return
+    for g, group in enumerate(groups):
+        for slot in range(len(group)):
+            if group.count(group[slot]) < 2:
+                continue
+            start = rng.randrange(len(groups))
+            for step in range(len(groups)):
+                other = groups[(start + step) % len(groups)]
+                if other is group:
+                    continue
+                for o_slot, candidate in enumerate(other):
+                    if candidate not in group and group[slot] not in other:
+                        group[slot], other[o_slot] = candidate, group[slot]
+                        break
+                else:
+                    continue
+                break
+        groups[g] = group
+
+
+def static_variants(structure: PoolStructure, records: Sequence[Record], *, seed: int, variants: int,
+                    pool_key: str) -> list[list[Group]]:
+    """Plan ``variants`` fixed partitions for static mode (cacheable frames).
+
+    Repeat ``j`` of an image belongs to variant ``j % variants``, so an epoch that shows every
+    variant's frames still shows each image exactly ``num_repeats`` times. With fewer repeats than
+    variants, only as many variants as repeats carry frames.
+    """
+    seen: dict[int, int] = {}
+    buckets: list[list[int]] = [[] for _ in range(variants)]
+    for inst in structure.collage_instances:
+        j = seen.get(inst, 0)
+        seen[inst] = j + 1
+        buckets[j % variants].append(inst)
+    plans = []
+    for v, members in enumerate(buckets):
+        levels = [structure.level[i] for i in members]
+        sizes = _draw_sizes(levels, sorted(set(structure.sizes)) or [2], derive_rng(seed, v, pool_key, "structure"))
+        taken = _take_for_sizes(sorted(members), structure.level, sizes, derive_rng(seed, v, pool_key, "structure"))
+        groups = group_instances(structure, records, seed=seed, epoch=v, pool_key=pool_key, instances=taken,
+                                 sizes=sizes)
+        leftovers = _without(members, _multiset(taken))
+        groups.extend((i,) for i in leftovers)
+        plans.append(groups)
+    return plans

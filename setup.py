@@ -1,0 +1,23 @@
+"""collage-ext: collage training for kohya-ss sd-scripts (SDXL / Illustrious, Flux / Chroma)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="collage-ext",
+    version="0.1.0",
+    description="Collage training for kohya-ss sd-scripts: several training images per frame, merged captions.",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["collage_ext", "collage_ext.*"]),
+    package_data={"collage_ext": ["py.typed"]},
+    install_requires=["Pillow>=9.1", "numpy", "toml"],
+    extras_require={
+        "cli": ["tqdm"],
+        "test": ["pytest>=7", "hypothesis>=6", "tqdm"],
+    },
+    entry_points={"console_scripts": ["collage-ext = collage_ext.cli:main"]},
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)

@@ -1,0 +1,20 @@
+"""Shared fixtures: the global-RNG guard every test runs under."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _global_rng_untouched() -> Iterator[None]:
+    """Fail any test whose code under test touched the global ``random`` / ``numpy.random`` state."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    yield
+    assert random.getstate() == py_state, "global random state changed: use derive_rng / an explicit Random"
+    after = np.random.get_state()
+    assert all(np.array_equal(a, b) for a, b in zip(after, np_state)), "global numpy.random state changed"
