@@ -135,6 +135,14 @@ def _color(value: object) -> tuple[int, int, int]:
     return parse_color(value)
 
 
+def _optional_path(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a folder path")
+    return value
+
+
 def _extension(value: object) -> str:
     if not isinstance(value, str) or not value.startswith(".") or len(value) < 2:
         raise ValueError("must be a file extension starting with '.'")
@@ -150,8 +158,8 @@ class Option:
     convert: Callable[[object], Any]  # validates and converts; raises ValueError("must ...")
     default: Any
     example: str  # literal TOML right-hand side used in error messages and docs
-    help: str
     kind: str  # human type name for the docs
+    help: str
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -195,6 +203,9 @@ OPTIONS: tuple[Option, ...] = (
            "Static mode: number of planned variants an image's repeats are spread over."),
     Option("collage_crop_extension", "crop_extension", _extension, ".crop", '".crop"', "str",
            "Extension of the optional per-image crop-box sidecar file (img.png -> img.crop)."),
+    Option("collage_cache_dir", "cache_dir", _optional_path, None, '"/data/collage_cache"', "str",
+           "Folder for static-mode frames and their latent/text-encoder caches (never the source folders); "
+           "unset = <output_dir>/collage_cache, else ~/.cache/collage_ext."),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -219,6 +230,7 @@ class CollageConfig:
     mode: Mode = "auto"
     variants: int = 4
     crop_extension: str = ".crop"
+    cache_dir: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -253,7 +265,9 @@ def check_keys(mapping: Mapping[str, Any], where: str) -> None:
     """Reject unknown ``collage_*`` keys with a did-you-mean suggestion."""
     for key in mapping:
         if isinstance(key, str) and key.startswith(PREFIX) and key not in OPTIONS_BY_NAME:
-            close = difflib.get_close_matches(key, OPTIONS_BY_NAME, n=1, cutoff=0.6)
+            # A truncated name ("collage_fit") means the option it starts ("collage_fit_mode").
+            close = [n for n in OPTIONS_BY_NAME if n.startswith(key)][:1] or difflib.get_close_matches(
+                key, OPTIONS_BY_NAME, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else "; see the option reference in README.md"
             msg = f"unknown collage option {key!r}{hint} @ {where}"
             raise CollageConfigError(msg)
@@ -323,3 +337,79 @@ def option_names() -> list[str]:
 def config_fields() -> list[str]:
     """Every ``CollageConfig`` field (kept in sync with the table by a test)."""
     return [f.name for f in fields(CollageConfig)]
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetTree:
+    """The collage settings of a dataset TOML, resolved per subset, with the kohya part left over.
+
+    Attributes:
+        kohya: the same TOML structure with every ``collage_*`` key removed, ready for sd-scripts'
+            own ``ConfigSanitizer`` (which rejects unknown keys).
+        subsets: ``subsets[d][s]`` is the resolved config of subset ``s`` of dataset ``d``.
+        locations: ``locations[d][s]`` is that subset's TOML location, for messages.
+    """
+
+    kohya: dict[str, Any]
+    subsets: tuple[tuple[CollageConfig, ...], ...]
+    locations: tuple[tuple[str, ...], ...]
+
+
+def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any] | None = None,
+                         defaults_where: str = "config_file", reg_default_rate: float = 0.0) -> DatasetTree:
+    """Strip and validate the ``collage_*`` keys of an sd-scripts dataset TOML (already parsed).
+
+    The cascade is subset -> dataset -> ``[general]`` -> ``defaults`` (the training ``--config_file``)
+    -> built-in defaults. Regularisation subsets (``is_reg = true``) use ``reg_default_rate`` unless
+    they set ``collage_rate`` themselves, so they stay single images by default.
+
+    Raises:
+        CollageConfigError: naming the key, the problem, the fix and the TOML location.
+    """
+    general = dict(data.get("general", {}) or {})
+    datasets = list(data.get("datasets", []) or [])
+    base: list[Level] = [(general, "data['general']")]
+    if defaults:
+        base.append(({k: v for k, v in defaults.items() if isinstance(k, str) and k.startswith(PREFIX)},
+                     defaults_where))
+    check_keys({k: None for k in data if isinstance(k, str)}, "data")
+    resolved: list[tuple[CollageConfig, ...]] = []
+    locations: list[tuple[str, ...]] = []
+    for d, dataset in enumerate(datasets):
+        d_where = f"data['datasets'][{d}]"
+        subsets = list(dataset.get("subsets", []) or [])
+        row, row_where = [], []
+        for s, subset in enumerate(subsets):
+            s_where = f"{d_where}['subsets'][{s}]"
+            levels: list[Level] = [(subset, s_where), (dataset, d_where), *base]
+            if subset.get("is_reg") and not any("collage_rate" in m for m, _ in levels[:1]):
+                levels.insert(1, ({"collage_rate": reg_default_rate}, f"{s_where} (regularisation default)"))
+            row.append(resolve_config(levels))
+            row_where.append(s_where)
+        resolved.append(tuple(row))
+        locations.append(tuple(row_where))
+    return DatasetTree(_strip(data), tuple(resolved), tuple(locations))
+
+
+def _strip(value: Any) -> Any:
+    """A deep copy of a TOML structure without ``collage_*`` keys, as plain dicts and lists.
+
+    Plain types also fix an sd-scripts hang: ``toml``'s inline-table dict class cannot be pickled,
+    so a ``custom_attributes = {...}`` value would block DataLoader workers.
+    """
+    if isinstance(value, Mapping):
+        return {k: _strip(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith(PREFIX))}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def option_reference() -> str:
+    """The README option table, generated from ``OPTIONS`` (a test keeps README.md in sync)."""
+    rows = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
+    for option in OPTIONS:
+        default = CollageConfig().to_metadata()[option.name]
+        shown = "unset" if default is None else (f'"{default}"' if isinstance(default, str) else str(default))
+        shown = shown.replace("'", '"').replace("True", "true").replace("False", "false")
+        rows.append(f"| `{option.name}` | {option.kind} | `{shown}` | {option.help} |")
+    return "\n".join(rows)

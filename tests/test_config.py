@@ -99,3 +99,42 @@ def test_metadata_round_trip() -> None:
     """to_metadata gives TOML names that resolve back to the same config."""
     cfg = resolve_config([({"collage_rate": 1, "collage_fill": "#102030", "collage_layouts": ["1x2"]}, GEN)])
     assert resolve_config([(cfg.to_metadata(), "meta")]) == cfg
+
+
+def test_truncated_key_suggests_full_option() -> None:
+    """'collage_fit' is a truncated 'collage_fit_mode', not a typo of 'collage_fill'."""
+    with pytest.raises(CollageConfigError, match="did you mean 'collage_fit_mode'"):
+        resolve_config([({"collage_fit": "cover"}, GEN)])
+
+
+def test_split_dataset_config_strips_and_cascades() -> None:
+    """collage_* keys leave the kohya TOML; values cascade; reg subsets default to single images."""
+    from collage_ext.config import split_dataset_config
+
+    data = {
+        "general": {"collage_rate": 0.5, "shuffle_caption": True},
+        "datasets": [{"resolution": 1024, "collage_fit_mode": "cover",
+                      "subsets": [{"image_dir": "a", "collage_gutter": 4}, {"image_dir": "r", "is_reg": True},
+                                  {"image_dir": "s", "is_reg": True, "collage_rate": 1.0}]}],
+    }
+    tree = split_dataset_config(data, defaults={"collage_max_images": 2, "learning_rate": 1e-4})
+    assert tree.kohya == {"general": {"shuffle_caption": True}, "datasets": [
+        {"resolution": 1024, "subsets": [{"image_dir": "a"}, {"image_dir": "r", "is_reg": True},
+                                         {"image_dir": "s", "is_reg": True}]}]}
+    a, reg, reg_on = tree.subsets[0]
+    assert (a.rate, a.fit_mode, a.gutter, a.max_images) == (0.5, "cover", 4, 2)
+    assert reg.rate == 0.0 and reg_on.rate == 1.0
+
+
+def test_split_dataset_config_inline_tables_become_plain() -> None:
+    """TOML inline tables (unpicklable in toml 0.10) come back as plain dicts."""
+    import pickle
+
+    import toml
+
+    from collage_ext.config import split_dataset_config
+
+    data = toml.loads('[[datasets]]\n[[datasets.subsets]]\nimage_dir = "a"\ncustom_attributes = {x = 1}\n')
+    tree = split_dataset_config(data)
+    pickle.dumps(tree.kohya)
+    assert type(tree.kohya["datasets"][0]["subsets"][0]["custom_attributes"]) is dict

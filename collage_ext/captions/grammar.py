@@ -58,6 +58,7 @@ class CaptionGrammar:
     shuffle_caption: bool = False
 
     def __post_init__(self) -> None:
+        """Reject values sd-scripts would misread, at construction rather than mid-training."""
         if not isinstance(self.caption_separator, str) or not self.caption_separator.strip():
             msg = (
                 f"caption_separator must be a non-blank string, got {self.caption_separator!r}; "
@@ -208,16 +209,16 @@ def format_caption(parsed: ParsedCaption, grammar: CaptionGrammar) -> str:
 
 
 def select_line(text: str, grammar: CaptionGrammar, *, rng: random.Random) -> str:
-    """Pick the caption line sd-scripts would train on, drawing from ``rng`` instead of global ``random``.
+    r"""Pick the caption line sd-scripts would train on, drawing from ``rng`` instead of global ``random``.
 
     sd-scripts' ``read_caption`` keeps the first line, or with ``enable_wildcard`` all non-blank lines
     of which ``process_caption`` picks one at random. A leading UTF-8 BOM (Windows editors) is
     removed; sd-scripts would keep it as part of the first tag.
 
     Examples:
-        >>> select_line("\\ufeffa, b\\nc, d\\n", CaptionGrammar(), rng=random.Random(0))
+        >>> select_line("\ufeffa, b\nc, d\n", CaptionGrammar(), rng=random.Random(0))
         'a, b'
-        >>> select_line("a\\n\\nb", CaptionGrammar(enable_wildcard=True), rng=random.Random(0)) in {"a", "b"}
+        >>> select_line("a\n\nb", CaptionGrammar(enable_wildcard=True), rng=random.Random(0)) in {"a", "b"}
         True
     """
     # Universal newlines, like the text-mode ``readlines`` sd-scripts uses (not str.splitlines,

@@ -47,6 +47,17 @@ def _dedup(tags: Iterable[str], exclude: Iterable[str] = ()) -> tuple[str, ...]:
     return tuple(kept.values())
 
 
+def _union_units(cells: Sequence[ParsedCaption], exclude: Iterable[str]) -> list[tuple[str, ...]]:
+    """Each cell's flex tags not seen before (in an earlier cell or in ``exclude``), per cell."""
+    seen = {tag_key(t) for t in exclude}
+    units: list[tuple[str, ...]] = []
+    for cell in cells:
+        unit = _dedup(cell.flex, exclude=seen)
+        seen.update(tag_key(t) for t in unit)
+        units.append(unit)
+    return units
+
+
 def _glue_units(units: Iterable[Sequence[str]]) -> tuple[str, ...]:
     """Concatenate per-cell tag runs; a run that ends a sentence is followed by a space, not ", "."""
     out: list[str] = []
@@ -87,7 +98,7 @@ def _check_inputs(captions: Sequence[str], names: Sequence[str], mode: str) -> N
     if len(captions) != len(names):
         msg = f"captions and names must have the same length, got {len(captions)} captions and {len(names)} names"
         raise ValueError(msg)
-    for i, (caption, name) in enumerate(zip(captions, names)):
+    for i, (caption, name) in enumerate(zip(captions, names, strict=True)):
         if not isinstance(caption, str) or not isinstance(name, str):
             msg = f"captions[{i}] and names[{i}] must be strings, got {caption!r} and {name!r}"
             raise TypeError(msg)
@@ -141,7 +152,7 @@ def merge_captions(
     if mode == "concat":
         flex = _glue_units(cell.flex for cell in cells)
     elif mode == "positional":
-        flex = _glue_units(_positional_unit(cell.flex, name, grammar) for cell, name in zip(cells, names))
+        flex = _glue_units(_positional_unit(cell.flex, name, grammar) for cell, name in zip(cells, names, strict=True))
     else:
-        flex = _dedup((t for cell in cells for t in cell.flex), exclude=fixed + suffix)
+        flex = _glue_units(_union_units(cells, exclude=fixed + suffix))
     return format_caption(ParsedCaption(fixed, flex, suffix), grammar)

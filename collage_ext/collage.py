@@ -1,0 +1,185 @@
+"""The collage orchestrator: sample a frame's parameters, then apply them deterministically.
+
+Sampling and applying are split (torchvision ``make_params`` / ``transform``, kornia replay): all
+randomness of a frame lives in a frozen, JSON-serialisable ``FrameParams``, so a preview, an export
+and a training worker that hold the same params produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .captions import (
+    CaptionGrammar,
+    TokenBudget,
+    TokenCounter,
+    apply_cell_dropout,
+    drop_cells,
+    merge_captions,
+    repeat_phrases,
+    select_line,
+)
+from .config import CollageConfig
+from .crops import read_crop_box
+from .fit import fit_image
+from .images import open_image, read_image_size
+from .layout import plan_layout, position_names
+from .render import RenderResult, render_frame
+from .rng import derive_rng
+from .types import Box, Layout, Rect, Size
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One source image of a frame: stable key, file, oriented size, raw caption and optional crop box."""
+
+    key: str
+    path: str
+    size: Size
+    caption: str = ""
+    crop: Box | None = None
+
+    @property
+    def effective_size(self) -> Size:
+        """The size of the region that is used: the crop box if any, else the whole image."""
+        if self.crop is None:
+            return self.size
+        return Size(max(1, round(self.crop.width)), max(1, round(self.crop.height)))
+
+
+def load_source(path: str | Path, key: str, *, caption: str | None = None, caption_extension: str = ".txt",
+                crop_extension: str = ".crop") -> Source:
+    """Describe an image file with one header read; the caption comes from ``caption`` or its sidecar file."""
+    path = Path(path)
+    size = read_image_size(path)
+    if caption is None:
+        caption_file = path.with_suffix(caption_extension)
+        caption = caption_file.read_text(encoding="utf-8-sig").strip() if caption_file.is_file() else ""
+    return Source(key=key, path=str(path), size=size, caption=caption,
+                  crop=read_crop_box(path, size, crop_extension))
+
+
+@dataclass(frozen=True, slots=True)
+class FrameParams:
+    """Everything random about one frame; replaying it reproduces the frame bit for bit.
+
+    Attributes:
+        keys: source keys in the order the frame was planned with.
+        layout: the cells and which source goes into each (``layout.order``).
+        texts: per cell, the caption line chosen for it (multi-line captions pick one line).
+        dropped: per cell, whether its caption text is dropped (its pixels stay).
+        seed, epoch: where the randomness came from.
+    """
+
+    keys: tuple[str, ...]
+    layout: Layout
+    texts: tuple[str, ...]
+    dropped: tuple[bool, ...]
+    seed: int
+    epoch: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (for manifests and previews)."""
+        return {"keys": list(self.keys), "layout": self.layout.to_json(), "texts": list(self.texts),
+                "dropped": list(self.dropped), "seed": self.seed, "epoch": self.epoch}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FrameParams:
+        """Rebuild params written by ``to_json``."""
+        lay = data["layout"]
+        layout = Layout(name=lay["name"], frame=Size(*lay["frame"]), cells=tuple(Rect(*c) for c in lay["cells"]),
+                        order=tuple(lay["order"]), names=tuple(lay["names"]))
+        return cls(keys=tuple(data["keys"]), layout=layout, texts=tuple(data["texts"]),
+                   dropped=tuple(data["dropped"]), seed=data["seed"], epoch=data["epoch"])
+
+
+@dataclass(frozen=True)
+class CollageResult:
+    """A rendered frame: ``image`` is HxWx3 uint8 RGB, ``mask`` True on padding (when asked for)."""
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    caption: str
+    params: FrameParams
+
+
+@dataclass
+class Collage:
+    """Compose several images and their captions into one training frame.
+
+    Workflow:
+        1. ``make_params`` (the only random step): plan the layout from the sources' sizes
+           (stream ``layout``), pick each cell's caption line and per-cell caption dropout
+           (stream ``caption``); all from ``derive_rng(seed, epoch, frame key, stream)``.
+        2. ``render``: load each source, fit it into its cell (contain/cover, crop box), paint the
+           rest with the fill colour; deterministic.
+        3. ``caption``: drop the dropped cells' text, merge in reading order, repeat key phrases
+           within the token budget; deterministic.
+
+    Examples:
+        >>> from collage_ext.config import CollageConfig
+        >>> c = Collage(CollageConfig(rate=1.0), Size(64, 64))
+        >>> srcs = [Source("a", "a.png", Size(30, 60), "red"), Source("b", "b.png", Size(30, 60), "blue")]
+        >>> c.make_params(srcs, seed=1, epoch=0).layout.name
+        '1x2'
+    """
+
+    config: CollageConfig
+    frame: Size
+    grammar: CaptionGrammar = field(default_factory=CaptionGrammar)
+    budget: TokenBudget | None = None
+    counter: TokenCounter | None = None
+
+    def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int) -> FrameParams:
+        """Sample the layout, caption lines and per-cell dropout for these sources."""
+        key = "|".join(s.key for s in sources)
+        layout = plan_layout([s.effective_size for s in sources], self.frame, self.config,
+                             rng=derive_rng(seed, epoch, key, "layout"))
+        rng = derive_rng(seed, epoch, key, "caption")
+        texts = tuple(select_line(sources[i].caption, self.grammar, rng=rng) for i in layout.order)
+        dropped = drop_cells(len(texts), self.config.cell_caption_dropout_rate, rng=rng)
+        return FrameParams(tuple(s.key for s in sources), layout, texts, dropped, seed, epoch)
+
+    def render(self, sources: Sequence[Source], params: FrameParams, *,
+               images: Sequence[Image.Image] | None = None, with_mask: bool = False) -> RenderResult:
+        """Fit every source into its cell and paint the frame (no randomness)."""
+        placements = []
+        for cell, index in zip(params.layout.cells, params.layout.order):
+            source = sources[index]
+            image = images[index] if images is not None else open_image(source.path, fill=self.config.fill)
+            fitted, rect = fit_image(image, cell.size, self.config.fit_mode, source.crop)
+            placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted))
+        return render_frame(self.frame, placements, self.config.fill, with_mask=with_mask)
+
+    def caption(self, params: FrameParams) -> str:
+        """Merge the cells' captions in reading order and repeat key phrases (no randomness)."""
+        texts = apply_cell_dropout(params.texts, params.dropped, self.grammar)
+        names = params.layout.names or position_names(params.layout.cells, params.layout.frame)
+        merged = merge_captions(texts, names, self.config.caption_merge, self.grammar)
+        if self.config.repeat_phrases and self.budget is not None and merged:
+            counter = self.counter if self.counter is not None else _estimate_counter()
+            merged = repeat_phrases(merged, self.config.repeat_phrases, self.budget, counter, self.grammar,
+                                    count=self.config.repeat_count)
+        return merged
+
+    def __call__(self, sources: Sequence[Source], *, seed: int, epoch: int, with_mask: bool = False,
+                 params: FrameParams | None = None) -> CollageResult:
+        """Sample (or replay ``params``) and apply: the image, its mask and its caption."""
+        params = params if params is not None else self.make_params(sources, seed=seed, epoch=epoch)
+        rendered = self.render(sources, params, with_mask=with_mask)
+        return CollageResult(rendered.image, rendered.mask, self.caption(params), params)
+
+
+def _estimate_counter() -> TokenCounter:
+    from .captions import estimate_tokens
+
+    return estimate_tokens

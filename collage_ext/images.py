@@ -1,0 +1,330 @@
+"""Read source images as plain RGB, with every failure turned into a ``CollageInputError``.
+
+A collage frame mixes several files, so one odd file (a CMYK JPEG, a 16-bit PNG, a transparent
+GIF, a phone photo with an EXIF rotation) must look the same as it would in any viewer, and one
+broken file must fail with a message naming it instead of a raw Pillow traceback from a
+DataLoader worker. This module is the only place that opens image files.
+
+Decisions:
+
+* EXIF (and XMP) orientation is applied, as viewers and captioning tools do. sd-scripts'
+  ``load_image`` does not apply it; crops and captions are written against what users see.
+* Transparency is composited onto ``fill`` (the collage padding colour, ``#181818`` by default),
+  never onto black, so transparent margins blend into the padding.
+* 16-bit and 32-bit samples are scaled to 8 bit (Pillow's ``convert`` clips them to 255).
+* ICC profiles are ignored, like sd-scripts does; CMYK uses Pillow's conversion, which already
+  undoes Adobe's inverted CMYK JPEGs.
+* Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is honoured, never changed.
+* Pillow warnings are captured while a file is read (bomb warnings become errors, the rest go to
+  DEBUG logs), so they never leak into training logs or ``-W error`` test runs. This swaps the
+  process-wide warning filters for the duration of the read (``warnings.catch_warnings``), which
+  is safe in DataLoader worker processes but not when several threads read images at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_module
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import CollageConfigError, CollageError, CollageInputError
+from .types import Size
+
+logger = logging.getLogger(__name__)
+
+StrPath = str | os.PathLike[str]
+
+#: Default padding colour, ``#181818``.
+DEFAULT_FILL: tuple[int, int, int] = (24, 24, 24)
+
+# Pillow signals damaged data with any of these while opening or decoding (its own ImageFile
+# treats IndexError/TypeError/KeyError/struct.error as "end of data").
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    zlib.error,
+)
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def check_fill(fill: Sequence[int], *, name: str = "fill") -> tuple[int, int, int]:
+    """Validate an RGB fill colour and return it as a tuple.
+
+    Args:
+        fill: three integers in ``[0, 255]``.
+        name: the user-facing option name used in the message.
+
+    Raises:
+        CollageConfigError: the colour is not three integers in range.
+
+    Examples:
+        >>> check_fill([24, 24, 24])
+        (24, 24, 24)
+    """
+    values = tuple(fill) if isinstance(fill, Sequence) and not isinstance(fill, str) else ()
+    ok = len(values) == 3 and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= v <= 255 for v in values
+    )
+    if not ok:
+        msg = f"{name} must be three integers in [0, 255] (R, G, B), got {fill!r}; e.g. {name} = [24, 24, 24]"
+        raise CollageConfigError(msg)
+    return (int(values[0]), int(values[1]), int(values[2]))
+
+
+def open_image(path: StrPath, *, fill: tuple[int, int, int] = DEFAULT_FILL) -> Image.Image:
+    """Read an image file fully and return it as an upright RGB image.
+
+    The first frame of animated files is used. The file handle is closed before returning and
+    the pixels are decoded here, so truncated files fail now rather than inside the resize.
+
+    Args:
+        path: the image file.
+        fill: colour that transparent pixels are composited onto.
+
+    Returns:
+        A new ``RGB`` image, detached from the file.
+
+    Raises:
+        CollageInputError: the file is missing, empty, not an image, truncated or corrupt, too
+            large for Pillow's decompression-bomb limit, has no pixels, or has an unsupported
+            mode. The message names the file; the Pillow error is chained.
+    """
+    fill = check_fill(fill)
+    name = _check_file(path)
+    with _reading(path, name, damage="is truncated or corrupt"), Image.open(path) as raw:
+        raw.load()
+        decoded = _orient(raw, name)
+        if decoded is raw:
+            decoded = raw.copy()  # detach from the file (uncompressed formats are mmapped)
+    with _reading(path, name, damage="cannot be converted to RGB"):
+        try:
+            rgb = to_rgb(decoded, fill=fill)
+        except CollageInputError as exc:
+            msg = f"image {name}: {exc}"
+            raise CollageInputError(msg) from exc
+    return rgb
+
+
+def read_image_size(path: StrPath) -> Size:
+    """Return the upright ``(width, height)`` of an image from its header, without decoding pixels.
+
+    Orientations 5 to 8 (rotations by 90 degrees) swap width and height, so the size matches
+    what ``open_image`` returns. Truncated pixel data is not detected here. A PNG whose EXIF
+    chunk comes after the pixel data is read as unrotated (finding it would decode the pixels).
+
+    Args:
+        path: the image file.
+
+    Raises:
+        CollageInputError: as ``open_image``, except for damage in the pixel data.
+    """
+    name = _check_file(path)
+    with _reading(path, name, damage="has a corrupt header"), Image.open(path) as raw:
+        width, height = raw.size
+        orientation = _read_orientation(raw, name, header_only=True)
+    if width <= 0 or height <= 0:
+        msg = f"image {name} has no pixels ({width}x{height}); remove it from the dataset"
+        raise CollageInputError(msg)
+    return Size(height, width) if orientation >= 5 else Size(width, height)
+
+
+def to_rgb(image: Image.Image, *, fill: tuple[int, int, int] = DEFAULT_FILL) -> Image.Image:
+    """Convert an in-memory image of any Pillow mode to 8-bit RGB.
+
+    Alpha (``RGBA``, ``LA``, ``PA``, premultiplied modes, palette or colour-key ``tRNS``
+    transparency) is composited onto ``fill``; 16/32-bit integer and float samples are scaled
+    (see ``_high_depth_to_8bit``); every other mode uses Pillow's own conversion.
+
+    Args:
+        image: a loaded image.
+        fill: background colour for transparent pixels.
+
+    Returns:
+        ``image`` itself when it already is RGB without transparency, else a new image.
+
+    Raises:
+        CollageInputError: the image has no pixels or its mode cannot become RGB.
+    """
+    fill = check_fill(fill)
+    if image.width <= 0 or image.height <= 0:
+        msg = f"image has no pixels ({image.width}x{image.height}); remove it from the dataset"
+        raise CollageInputError(msg)
+    if image.mode in _HIGH_DEPTH_MODES:
+        image = _high_depth_to_8bit(image)
+    if image.mode == "La":
+        image = image.convert("LA")  # Pillow has no direct La -> RGBA path
+    if _has_alpha(image):
+        return _composite(image.convert("RGBA"), fill)
+    if image.mode == "RGB":
+        return image
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        msg = f"image mode {image.mode!r} cannot be converted to RGB ({exc}); save the file as 8-bit RGB"
+        raise CollageInputError(msg) from exc
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """True when the image carries any transparency Pillow's RGBA conversion understands."""
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return True
+    return image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA"
+
+
+def _composite(rgba: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """Blend an RGBA image over an opaque ``fill`` background."""
+    background = Image.new("RGBA", rgba.size, (*fill, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _high_depth_to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer or float samples to an 8-bit ``L`` (or ``LA``) image.
+
+    ``I;16*`` and ``I`` hold 16-bit samples (16-bit PNGs open as one of them), so they map
+    ``0..65535`` onto ``0..255`` with rounding; ``I`` values outside that range are clipped.
+    ``F`` images with every finite value in ``[0, 1]`` are treated as normalised; otherwise
+    they use Pillow's ``0..255`` convention and are clipped. A 16-bit ``tRNS`` colour key
+    becomes an alpha channel, because the key is only meaningful at full depth.
+    """
+    samples = np.asarray(image)
+    if image.mode == "F":
+        values = np.nan_to_num(samples.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values = values * 255.0
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
+        wide = np.clip(samples.astype(np.int64), 0, 65535)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    result = Image.fromarray(gray)
+    key = image.info.get("transparency")
+    if isinstance(key, int) and image.mode != "F":
+        alpha = np.where(samples == key, 0, 255).astype(np.uint8)
+        result = Image.merge("LA", (result, Image.fromarray(alpha)))
+    return result
+
+
+def _orient(image: Image.Image, name: str) -> Image.Image:
+    """Apply the EXIF/XMP orientation of a loaded image (returns ``image`` itself when upright)."""
+    method = _TRANSPOSE_FOR_ORIENTATION.get(_read_orientation(image, name, header_only=False))
+    return image if method is None else image.transpose(method)
+
+
+def _read_orientation(image: Image.Image, name: str, *, header_only: bool) -> int:
+    """Return the orientation tag (1..8), treating a missing, invalid or unreadable tag as 1.
+
+    Unreadable EXIF must not reject an otherwise good image, so it is logged and ignored.
+    """
+    try:
+        # PngImageFile.getexif decodes all pixels to look for an eXIf chunk after IDAT.
+        header_exif = header_only and image.format == "PNG"
+        exif = Image.Image.getexif(image) if header_exif else image.getexif()
+        value = exif.get(_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS as exc:
+        logger.debug(f"ignoring unreadable EXIF in {name}: {type(exc).__name__}: {exc}")
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _check_file(path: StrPath) -> str:
+    """Fail early, with a clear message, for paths that are not non-empty regular files."""
+    name = os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError as exc:
+        msg = f"image {name} does not exist; check the path or remove it from the dataset"
+        raise CollageInputError(msg) from exc
+    except OSError as exc:
+        msg = f"image {name} cannot be accessed ({exc.strerror or exc}); check its permissions"
+        raise CollageInputError(msg) from exc
+    if not stat_module.S_ISREG(stat.st_mode):
+        msg = f"image {name} is not a regular file (a directory?); point to an image file"
+        raise CollageInputError(msg)
+    if stat.st_size == 0:
+        msg = f"image {name} is empty (0 bytes); re-copy or re-export it, or remove it from the dataset"
+        raise CollageInputError(msg)
+    return name
+
+
+@contextmanager
+def _reading(path: StrPath, name: str, *, damage: str) -> Iterator[None]:
+    """Translate every Pillow failure inside the block into a ``CollageInputError`` naming the file.
+
+    Decompression-bomb warnings become errors before any pixel is decoded; every other Pillow
+    warning is logged at DEBUG instead of leaking.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except CollageError:
+            raise
+        except _BOMB_ERRORS as exc:
+            raise CollageInputError(_bomb_message(name, exc)) from exc
+        except UnidentifiedImageError as exc:
+            raise CollageInputError(_unidentified_message(path, name)) from exc
+        except OSError as exc:
+            if exc.errno is None:  # Pillow's decoder errors carry no errno; file-system errors do
+                raise CollageInputError(_damage_message(name, damage, exc)) from exc
+            msg = f"image {name} cannot be read ({exc.strerror or exc}); check that it exists and is readable"
+            raise CollageInputError(msg) from exc
+        except _DECODE_ERRORS as exc:
+            raise CollageInputError(_damage_message(name, damage, exc)) from exc
+        finally:
+            for warning in caught:
+                logger.debug(f"Pillow warning while reading {name}: {warning.category.__name__}: {warning.message}")
+
+
+def _damage_message(name: str, damage: str, exc: BaseException) -> str:
+    return (
+        f"image {name} {damage} ({type(exc).__name__}: {exc}); "
+        "re-export or re-download it, or remove it from the dataset"
+    )
+
+
+def _bomb_message(name: str, exc: BaseException) -> str:
+    return (
+        f"image {name} is too large for Pillow's decompression-bomb limit "
+        f"(PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}): {exc}; downscale the file, "
+        "or raise PIL.Image.MAX_IMAGE_PIXELS in your launcher if you trust it"
+    )
+
+
+def _unidentified_message(path: StrPath, name: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        head = b""
+    suffix = Path(name).suffix or "(no extension)"
+    return (
+        f"image {name} is not a readable image: Pillow cannot identify this {suffix} file "
+        f"(it starts with {head!r}); convert it to PNG, JPEG or WebP, or remove it from the dataset"
+    )

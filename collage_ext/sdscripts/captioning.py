@@ -1,0 +1,92 @@
+"""Caption settings for one subset: sd-scripts' grammar and the trainer's real tokenizer.
+
+Phrase repetition needs real token positions. The trainer already holds its tokenizer: on main
+through ``strategy_base.TokenizeStrategy.get_strategy()`` (set before the dataset is built), on
+v0.9.1 as the ``tokenizer`` argument of the dataset class. Without one, a clearly-labelled
+estimate is used and the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..captions import CaptionGrammar, TokenBudget, TokenCounter, clip_budget, t5_budget
+from ..collage import Collage
+from ..config import CollageConfig
+from ..errors import CollageConfigError
+from ..types import Size
+from .runargs import RunArgs
+
+logger = logging.getLogger(__name__)
+
+
+def grammar_of(subset: Any) -> CaptionGrammar:
+    """The caption grammar of an sd-scripts subset (its separators, keep_tokens, wildcards)."""
+    return CaptionGrammar(
+        caption_separator=getattr(subset, "caption_separator", ",") or ",",
+        keep_tokens=getattr(subset, "keep_tokens", 0) or 0,
+        keep_tokens_separator=getattr(subset, "keep_tokens_separator", "") or "",
+        secondary_separator=getattr(subset, "secondary_separator", "") or "",
+        enable_wildcard=bool(getattr(subset, "enable_wildcard", False)),
+        shuffle_caption=bool(getattr(subset, "shuffle_caption", False)),
+    )
+
+
+def check_caption_combination(config: CollageConfig, subset: Any, where: str) -> None:
+    """Reject collage caption settings that sd-scripts' own augmentations would silently break."""
+    if config.caption_merge != "positional":
+        return
+    if getattr(subset, "flip_aug", False):
+        msg = (f"collage_caption_merge = 'positional' cannot be combined with flip_aug = true: a flipped frame "
+               f"swaps [LEFT] and [RIGHT]; set flip_aug = false or collage_caption_merge = 'concat' @ {where}")
+        raise CollageConfigError(msg)
+    if getattr(subset, "shuffle_caption", False) and not getattr(subset, "secondary_separator", None):
+        msg = (f"collage_caption_merge = 'positional' with shuffle_caption = true needs secondary_separator "
+               f"(e.g. secondary_separator = \";;;\") so each cell's text stays with its marker @ {where}")
+        raise CollageConfigError(msg)
+
+
+def token_tools(run: RunArgs, tokenizer: Any) -> tuple[TokenBudget, TokenCounter | None]:
+    """The token budget of the run's text encoder and a counter built from its real tokenizer."""
+    strategy = _tokenize_strategy()
+    if strategy is not None and hasattr(strategy, "t5xxl"):  # Flux / Chroma: T5 reads up to t5xxl_max_length
+        return t5_budget(int(getattr(strategy, "t5xxl_max_length", 512) or 512)), _counter(strategy.t5xxl)
+    budget = clip_budget(run.get("max_token_length"))
+    if strategy is not None and hasattr(strategy, "tokenizer1"):
+        return budget, _counter(strategy.tokenizer1)
+    if strategy is not None and hasattr(strategy, "tokenizer"):
+        return budget, _counter(strategy.tokenizer)
+    first = tokenizer[0] if isinstance(tokenizer, (list, tuple)) and tokenizer else tokenizer
+    return budget, _counter(first) if first is not None else None
+
+
+def caption_setup(config: CollageConfig, frame: Size, subset: Any, run: RunArgs, tokenizer: Any) -> Collage:
+    """A ``Collage`` for one subset, with its grammar, budget and (when repeating phrases) token counter."""
+    check_caption_combination(config, subset, f"subset {getattr(subset, 'image_dir', '')!r}")
+    budget, counter = token_tools(run, tokenizer) if config.repeat_phrases else (None, None)
+    if config.repeat_phrases and counter is None:
+        logger.warning("collage_ext: no trainer tokenizer found; phrase positions use a token ESTIMATE")
+    return Collage(config, frame, grammar=grammar_of(subset), budget=budget, counter=counter)
+
+
+def _tokenize_strategy() -> Any:
+    try:
+        from library import strategy_base  # type: ignore[import-not-found]
+    except ImportError:  # v0.9.1 has no strategies
+        return None
+    return strategy_base.TokenizeStrategy.get_strategy()
+
+
+class _Counter:
+    """Counts tokens with a Hugging Face tokenizer, without BOS/EOS (picklable for DataLoader workers)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _counter(tokenizer: Any) -> TokenCounter:
+    return _Counter(tokenizer)

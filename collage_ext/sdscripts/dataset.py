@@ -1,0 +1,335 @@
+"""``collage_ext.CollageDataset``: collage training inside real sd-scripts runs.
+
+sd-scripts constructs ``--dataset_class`` objects positionally and without ``args``; this class
+recovers the run's arguments, builds the datasets through sd-scripts' own ``config_util`` (so every
+kohya key is validated by kohya's sanitizer and means what it always meant), and returns a genuine
+``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses.
+
+How frames reach the trainer:
+- **dynamic** mode registers one virtual image per collage slot; ``load_image_with_face_info``
+  composes the slot's frame for the current epoch and ``process_caption`` merges its caption.
+  Which images are single stays fixed, so sd-scripts' buckets and step counts stay valid.
+- **static** mode renders planned frames once into a dedicated cache folder under content-hashed
+  names and registers them as ordinary images, so sd-scripts' latent and text-encoder caches work
+  unchanged (and a changed source, caption or setting can never reuse a stale cache).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from library import config_util, train_util  # type: ignore[import-not-found]
+from library.train_util import (  # type: ignore[import-not-found]
+    DatasetGroup,
+    DreamBoothDataset,
+    FineTuningDataset,
+    ImageInfo,
+)
+
+from ..collage import Source, load_source
+from ..config import CollageConfig, split_dataset_config
+from ..errors import CollageConfigError
+from ..pool import Pool
+from ..rng import sample_key
+from ..types import Size
+from .captioning import caption_setup
+from .frames import SlotCaption, SubsetFrames, render_static_frame
+from .runargs import RunArgs, find_run_args
+from .summary import log_summary, resolve_mode, resolve_seed
+
+logger = logging.getLogger(__name__)
+
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+_PENDING: list[_BuildContext] = []
+
+
+class _BuildContext:
+    """What the dataset subclasses need while sd-scripts' ``generate_dataset_group_by_blueprint`` runs."""
+
+    def __init__(self, run: RunArgs, configs: tuple[tuple[CollageConfig, ...], ...], seed: int, mode: str,
+                 tokenizer: Any) -> None:
+        self.run, self.configs, self.seed, self.mode, self.tokenizer = run, configs, seed, mode, tokenizer
+        self.next_dataset = 0
+
+    def take(self, is_training: bool) -> tuple[int, tuple[CollageConfig, ...]]:
+        """Configs of the next training dataset; validation datasets stay plain."""
+        if not is_training:
+            return -1, ()
+        index = self.next_dataset
+        self.next_dataset += 1
+        return index, self.configs[index] if index < len(self.configs) else ()
+
+
+class _CollageMixin:
+    """Adds collage frames to an sd-scripts dataset after it registered its source images."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        subsets = list(kwargs.get("subsets", args[0] if args else []))
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        ctx = _PENDING[-1]
+        index, configs = ctx.take(kwargs.get("is_training_dataset", True))
+        by_subset = {id(s): c for s, c in zip(subsets, configs)}
+        self._collage_index = index
+        self._collage_seed = ctx.seed
+        self._collage_mode = ctx.mode
+        self._epoch_value: Any = None
+        self._frames: dict[str, tuple[SubsetFrames, int]] = {}  # slot path -> (frames, slot index)
+        self._collage_info: list[dict[str, Any]] = []
+        for s_index, subset in enumerate(self.subsets):
+            config = by_subset.get(id(subset), CollageConfig())
+            if config.enabled:
+                self._setup_subset(s_index, subset, config, ctx)
+
+    # -- planning ----------------------------------------------------------------------------
+    def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: _BuildContext) -> None:
+        keys = sorted((k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data),
+                      key=lambda k: self.image_data[k].absolute_path)
+        root = subset.image_dir or os.path.dirname(getattr(subset, "metadata_file", "") or ".")
+        sources = [_source_for(self.image_data[k], root, config, subset) for k in keys]
+        repeats = [self.image_data[k].num_repeats for k in keys]
+        frame = config.frame_size or Size(self.width, self.height)
+        pool_key = f"{self._collage_index}/{s_index}:{os.path.basename(str(root).rstrip('/'))}"
+        pool = Pool(key=pool_key, sources=sources, config=config, frame=frame, seed=ctx.seed, repeats=repeats)
+        collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
+        frames = SubsetFrames(pool, collage)
+        singles = list(pool.structure.single_repeats)
+        if ctx.mode == "static":
+            added = self._register_static(frames, subset, singles, ctx)
+        else:
+            added = self._register_dynamic(frames, subset, pool_key, ctx)
+        for key, count in zip(keys, singles):
+            if count:
+                self.image_data[key].num_repeats = count
+            else:
+                del self.image_data[key]
+        self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
+                                   "frames_per_epoch": added + sum(singles), "collage_frames": added,
+                                   "single_samples": sum(singles), "settings": config.to_metadata()})
+
+    def _register_dynamic(self, frames: SubsetFrames, subset: Any, pool_key: str, ctx: _BuildContext) -> int:
+        slot_dir = _cache_dir(frames.pool.config, ctx.run.values) / "dynamic"
+        for slot in range(frames.slot_count):
+            path = str(slot_dir / f"{_safe(pool_key)}_slot{slot:05d}.png")  # virtual: never written
+            info = self._new_info(path, SlotCaption("", path), subset, frames.pool.frame)
+            self._frames[path] = (frames, slot)
+            self.register_image(info, subset)
+        return frames.slot_count
+
+    def _register_static(self, frames: SubsetFrames, subset: Any, singles: list[int], ctx: _BuildContext) -> int:
+        cache = _cache_dir(frames.pool.config, ctx.run.values)
+        variants = frames.pool.static_groups()
+        rendered = 0
+        count = 0
+        for variant, group in _progress(variants, "collage_ext: static frames"):
+            if len(group) == 1:  # a variant's leftover: train it as a single image
+                singles[group[0]] += 1
+                continue
+            path, caption, new = render_static_frame(frames, group, variant, cache)
+            rendered += new
+            count += 1
+            self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame), subset)
+        logger.info(f"collage_ext: {count} static frames in {cache} ({rendered} rendered, {count - rendered} reused)")
+        return count
+
+    def _new_info(self, path: str, caption: str, subset: Any, frame: Size) -> Any:
+        info = ImageInfo(path, 1, caption, subset.is_reg, path)
+        info.image_size = (frame.width, frame.height)
+        if hasattr(self, "resize_interpolation"):
+            info.resize_interpolation = subset.resize_interpolation or self.resize_interpolation
+        return info
+
+    # -- sd-scripts hooks --------------------------------------------------------------------
+    def load_image_with_face_info(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
+        """Compose the slot's frame for the current epoch; other images load as sd-scripts does."""
+        entry = self._frames.get(image_path)
+        if entry is None:
+            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+        frames, slot = entry
+        params = frames.params(slot, self.current_epoch)
+        rendered = frames.collage.render(frames.sources_of(frames.groups(self.current_epoch)[slot]), params)
+        image = rendered.image
+        if alpha_mask:
+            image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        return image, 0, 0, 0, 0
+
+    def process_caption(self, subset: Any, caption: str) -> str:
+        """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
+        if isinstance(caption, SlotCaption) and caption.slot in self._frames:
+            frames, slot = self._frames[caption.slot]
+            caption = frames.collage.caption(frames.params(slot, self.current_epoch))
+        return super().process_caption(subset, caption)  # type: ignore[misc]
+
+    def is_latent_cacheable(self) -> bool:
+        """Dynamic collage frames change every epoch, so they cannot be cached."""
+        return not self._frames and super().is_latent_cacheable()  # type: ignore[misc]
+
+    def make_buckets(self) -> None:
+        """sd-scripts' bucketing, plus the collage settings in ``bucket_info`` (it lands in LoRA metadata)."""
+        super().make_buckets()  # type: ignore[misc]
+        if self._collage_info:
+            info = self.bucket_info if isinstance(getattr(self, "bucket_info", None), dict) else {}
+            info["collage_ext"] = {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
+                                   "subsets": self._collage_info}
+            self.bucket_info = info
+
+    def __getitem__(self, index: int) -> Any:
+        self._sync_epoch()
+        return super().__getitem__(index)  # type: ignore[misc]
+
+    def _sync_epoch(self) -> None:
+        # sd-scripts' collator sets the epoch *after* the first batch of an epoch, so that batch
+        # would use last epoch's order and frames; reading the trainer's shared epoch value first
+        # keeps every batch of an epoch on one plan (exact coverage, no duplicates).
+        value = self._epoch_value
+        if value is not None and value.value > self.current_epoch:
+            self.set_current_epoch(value.value)  # type: ignore[attr-defined]
+
+
+class CollageDreamBoothDataset(_CollageMixin, DreamBoothDataset):  # type: ignore[misc]
+    """sd-scripts' DreamBooth dataset (folders of images + caption files) with collage frames."""
+
+
+class CollageFineTuningDataset(_CollageMixin, FineTuningDataset):  # type: ignore[misc]
+    """sd-scripts' fine-tuning dataset (``--in_json`` / ``metadata_file``) with collage frames."""
+
+
+class CollageDataset(DatasetGroup):  # type: ignore[misc]
+    """The ``--dataset_class`` entry point: a genuine sd-scripts ``DatasetGroup`` with collage frames.
+
+    sd-scripts calls ``CollageDataset(tokenizer, max_token_length, resolution, debug_dataset)``;
+    ``tokenizer`` is a list of tokenizers on v0.9.1 and ``None`` on main.
+    """
+
+    def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
+                 debug_dataset: bool = False) -> None:
+        run = find_run_args()
+        logger.info(f"collage_ext: run arguments from {run.found}")
+        user_config, where = _user_config(run)
+        tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
+        all_configs = [c for row in tree.subsets for c in row]
+        mode, why = resolve_mode(all_configs, run)
+        seed, seed_why = resolve_seed(run, tree.kohya)
+        ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
+        datasets = _generate(tree.kohya, run, ctx)
+        super().__init__(datasets)
+        _LIVE.add(self)
+        log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run)
+
+
+def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> list[Any]:
+    args = run.namespace
+    if args is None:
+        msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
+               "sd-scripts' own scripts (train_network.py, sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
+        raise CollageConfigError(msg)
+    sanitizer = config_util.ConfigSanitizer(True, True, getattr(args, "masked_loss", False), True)
+    extra = {"tokenizer": ctx.tokenizer} if _wants_tokenizer() else {}
+    blueprint = config_util.BlueprintGenerator(sanitizer).generate(kohya_config, args, **extra)
+    with _collage_classes(ctx):
+        result = config_util.generate_dataset_group_by_blueprint(blueprint.dataset_group)
+    group = result[0] if isinstance(result, tuple) else result
+    return list(group.datasets)
+
+
+@contextmanager
+def _collage_classes(ctx: _BuildContext) -> Any:
+    """Let sd-scripts' own ``generate_dataset_group_by_blueprint`` build our subclasses.
+
+    That function names ``DreamBoothDataset`` / ``FineTuningDataset`` directly; swapping the names
+    in ``config_util`` for the duration reuses its logging, validation split, bucketing and seeding
+    instead of copying them (and their differences between v0.9.1 and main).
+    """
+    saved = (config_util.DreamBoothDataset, config_util.FineTuningDataset)
+    config_util.DreamBoothDataset, config_util.FineTuningDataset = CollageDreamBoothDataset, CollageFineTuningDataset
+    _PENDING.append(ctx)
+    try:
+        yield
+    finally:
+        _PENDING.pop()
+        config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
+
+
+def _wants_tokenizer() -> bool:
+    # v0.9.1 datasets take the tokenizers as a runtime parameter; main's take none.
+    return "tokenizer" in inspect.signature(DreamBoothDataset.__init__).parameters
+
+
+def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
+    """The dataset config as sd-scripts would build it, and where global collage defaults came from."""
+    where = f"--config_file {run.get('config_file')}" if run.get("config_file") else "the training arguments"
+    if run.get("dataset_config"):
+        return config_util.load_user_config(run.get("dataset_config")), where
+    if run.get("in_json") is None:
+        subsets = config_util.generate_dreambooth_subsets_config_by_subdirs(run.get("train_data_dir"),
+                                                                            run.get("reg_data_dir"))
+    else:
+        subsets = [{"image_dir": run.get("train_data_dir"), "metadata_file": run.get("in_json")}]
+    return {"datasets": [{"subsets": subsets}]}, where
+
+
+def _source_for(info: Any, root: str, config: CollageConfig, subset: Any) -> Source:
+    return load_source(info.absolute_path, sample_key(info.absolute_path, root), caption=info.caption or "",
+                       crop_extension=config.crop_extension)
+
+
+def _cache_dir(config: CollageConfig, values: dict[str, Any]) -> Path:
+    if config.cache_dir:
+        return Path(config.cache_dir)
+    if values.get("output_dir"):
+        return Path(values["output_dir"]) / "collage_cache"
+    return Path.home() / ".cache" / "collage_ext"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _progress(items: list[Any], desc: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - sd-scripts depends on tqdm
+        return items
+    return tqdm(items, desc=desc, disable=len(items) < 8)
+
+
+def attach_epoch_value(epoch_value: Any) -> None:
+    """Give every live CollageDataset the trainer's shared epoch counter (see ``_sync_epoch``)."""
+    for group in list(_LIVE):
+        for dataset in group.datasets:
+            if isinstance(dataset, _CollageMixin):
+                dataset._epoch_value = epoch_value
+
+
+def _patch_collator() -> None:
+    """Wrap sd-scripts' ``collator_class`` so the shared epoch value reaches our datasets.
+
+    The trainer creates the collator (holding ``multiprocessing.Value`` epoch) after the dataset;
+    the wrapper hands that value to every live CollageDataset before DataLoader workers start.
+    """
+    cls = train_util.collator_class
+    if getattr(cls, "_collage_ext_patched", False):
+        return
+    original = cls.__init__
+
+    def __init__(self: Any, epoch: Any, step: Any, dataset: Any) -> None:
+        original(self, epoch, step, dataset)
+        attach_epoch_value(epoch)
+
+    cls.__init__ = __init__
+    cls._collage_ext_patched = True
+
+
+_patch_collator()

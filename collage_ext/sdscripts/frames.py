@@ -1,0 +1,124 @@
+"""Collage frames of one sd-scripts subset: planning, slots, static files. No sd-scripts import.
+
+The adapter in ``dataset.py`` turns each enabled subset into a ``SubsetFrames``; everything here is
+plain Python so it is testable without torch or sd-scripts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from .. import __version__
+from ..collage import Collage, FrameParams, Source
+from ..grouping import Group
+from ..pool import Pool
+
+logger = logging.getLogger(__name__)
+
+
+class SlotCaption(str):
+    """A caption string that remembers which collage slot it belongs to.
+
+    sd-scripts hands ``process_caption`` only the caption string; this subclass carries the slot
+    key through that call so the adapter can build the frame's merged caption there.
+    """
+
+    slot: str
+
+    def __new__(cls, text: str, slot: str) -> SlotCaption:
+        obj = super().__new__(cls, text)
+        obj.slot = slot
+        return obj
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep the slot through pickling into DataLoader workers
+        return (SlotCaption, (str(self), self.slot))
+
+
+@dataclass
+class SubsetFrames:
+    """The collage plan of one subset and the frames it yields."""
+
+    pool: Pool
+    collage: Collage
+    _epoch_groups: tuple[int, list[Group]] | None = field(default=None, repr=False)
+    _params: dict[tuple[int, int], FrameParams] = field(default_factory=dict, repr=False)
+
+    @property
+    def slot_count(self) -> int:
+        """Collage frames per epoch (dynamic mode): constant across epochs by construction."""
+        return len(self.pool.structure.sizes)
+
+    def groups(self, epoch: int) -> list[Group]:
+        """The epoch's collage groups, computed once per epoch per process."""
+        if self._epoch_groups is None or self._epoch_groups[0] != epoch:
+            self._epoch_groups = (epoch, self.pool.collage_groups(epoch))
+            self._params.clear()
+        return self._epoch_groups[1]
+
+    def sources_of(self, group: Group) -> list[Source]:
+        """The sources of a group, in planning order."""
+        return [self.pool.sources[i] for i in group]
+
+    def params(self, slot: int, epoch: int) -> FrameParams:
+        """The frame parameters of a dynamic slot in an epoch (cached so image and caption agree)."""
+        group = self.groups(epoch)[slot]
+        key = (slot, epoch)
+        if key not in self._params:
+            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch)
+        return self._params[key]
+
+
+def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, caption: str) -> str:
+    """A content hash of everything that decides a static frame's pixels and caption.
+
+    Source files are fingerprinted by size and modification time, so an edited image, caption,
+    crop box, layout or setting gives a new file name and no stale cache is ever reused.
+    """
+    files = []
+    for source in sources:
+        stat = os.stat(source.path)
+        files.append([source.key, stat.st_size, stat.st_mtime_ns, list(source.crop) if source.crop else None])
+    payload = {
+        "v": __version__,
+        "params": params.to_json(),
+        "files": files,
+        "config": collage.config.to_metadata(),
+        "frame": list(collage.frame),
+        "caption": caption,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
+
+
+def write_png_atomic(image: Image.Image, path: Path) -> None:
+    """Write a PNG so that a reader never sees a partial file (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", compress_level=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path) -> tuple[Path, str, bool]:
+    """Plan, render (unless cached) and caption one static frame; returns (path, caption, rendered)."""
+    sources = frames.sources_of(group)
+    params = frames.collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
+    caption = frames.collage.caption(params)
+    digest = frame_digest(params, sources, frames.collage, caption)
+    path = cache_dir / f"collage_{digest}.png"
+    if path.is_file():
+        return path, caption, False
+    rendered = frames.collage.render(sources, params)
+    write_png_atomic(Image.fromarray(rendered.image), path)
+    return path, caption, True

@@ -1,0 +1,70 @@
+"""Run-level decisions (mode, seed) and the one start-up log block."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import CollageConfig
+from ..errors import CollageConfigError
+from .runargs import RunArgs
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_mode(configs: Sequence[CollageConfig], run: RunArgs) -> tuple[str, str]:
+    """Pick dynamic or static for the run and say why; reject dynamic frames with sd-scripts' caches."""
+    enabled = [c for c in configs if c.enabled]
+    caching = [name for name, on in (("--cache_latents", run.caches_latents),
+                                      ("--cache_text_encoder_outputs", run.caches_text_encoder)) if on]
+    modes = {c.mode for c in enabled}
+    if "dynamic" in modes and caching:
+        msg = (f"collage_mode = 'dynamic' cannot be combined with {' and '.join(caching)}: dynamic frames change "
+               f"every epoch, so sd-scripts' caches would be stale; set collage_mode = 'static' (or 'auto')")
+        raise CollageConfigError(msg)
+    if "static" in modes and "dynamic" in modes:
+        msg = "collage_mode must be the same for every subset, got both 'static' and 'dynamic'; use one of them"
+        raise CollageConfigError(msg)
+    if not enabled:
+        return "off", "collage_rate is 0 for every subset: plain sd-scripts behaviour (single images)"
+    if "static" in modes:
+        return "static", "collage_mode = 'static'"
+    if "dynamic" in modes:
+        return "dynamic", "collage_mode = 'dynamic'"
+    if caching:
+        return "static", f"collage_mode = 'auto' and the run uses {' and '.join(caching)}"
+    return "dynamic", "collage_mode = 'auto' and the run caches neither latents nor text-encoder outputs"
+
+
+def resolve_seed(run: RunArgs, kohya_config: dict[str, Any]) -> tuple[int, str]:
+    """The collage seed: ``--seed`` when the user set it, else one derived from the dataset config.
+
+    train_network.py draws a random ``--seed`` per process when none is given, which would give
+    every GPU a different plan; a seed derived from the config is the same on every rank.
+    """
+    if "seed" in run.explicit and run.get("seed") is not None:
+        return int(run.get("seed")), "from --seed"
+    digest = hashlib.sha256(json.dumps(kohya_config, sort_keys=True, default=str).encode()).hexdigest()
+    return int(digest[:8], 16), "derived from the dataset config (pass --seed to choose one)"
+
+
+def log_summary(datasets: Sequence[Any], mode: str, why: str, seed: int, seed_why: str,
+                configs: Sequence[CollageConfig], run: RunArgs) -> None:
+    """One INFO block: images per subset, frames per epoch, layouts, mode and why, seed, cache dir."""
+    lines = [f"collage_ext: mode {mode} ({why}); seed {seed} ({seed_why})"]
+    for d, dataset in enumerate(datasets):
+        for entry in getattr(dataset, "_collage_info", []):
+            settings = entry["settings"]
+            lines.append(
+                f"  [dataset {d} subset {entry['subset']}] {entry['image_dir']}: {entry['images']} images -> "
+                f"{entry['frames_per_epoch']} samples/epoch ({entry['collage_frames']} collage frames, "
+                f"{entry['single_samples']} single), rate {settings['collage_rate']}, "
+                f"{settings['collage_min_images']}-{settings['collage_max_images']} images/frame, "
+                f"layouts {','.join(settings['collage_layouts'])}, fit {settings['collage_fit_mode']}")
+    if mode != "off":
+        cache = next((c.cache_dir for c in configs if c.cache_dir), None) or run.get("output_dir")
+        lines.append(f"  frames cache: {cache or '~/.cache/collage_ext'}")
+    logger.info("\n".join(lines))
