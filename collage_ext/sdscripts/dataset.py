@@ -42,7 +42,7 @@ from ..types import Size
 from .captioning import caption_setup
 from .frames import SlotCaption, SubsetFrames, render_static_frame
 from .runargs import RunArgs, find_run_args
-from .summary import log_summary, resolve_mode, resolve_seed
+from .summary import log_summary, resolve_mode, resolve_seed, static_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class _CollageMixin:
                                    "single_samples": sum(singles), "settings": config.to_metadata()})
 
     def _register_dynamic(self, frames: SubsetFrames, subset: Any, pool_key: str, ctx: _BuildContext) -> int:
-        slot_dir = _cache_dir(frames.pool.config, ctx.run.values) / "dynamic"
+        slot_dir = _cache_dir(frames.pool.config, ctx.run) / "dynamic"
         for slot in range(frames.slot_count):
             path = str(slot_dir / f"{_safe(pool_key)}_slot{slot:05d}.png")  # virtual: never written
             info = self._new_info(path, SlotCaption("", path), subset, frames.pool.frame)
@@ -123,7 +123,7 @@ class _CollageMixin:
         return frames.slot_count
 
     def _register_static(self, frames: SubsetFrames, subset: Any, singles: list[int], ctx: _BuildContext) -> int:
-        cache = _cache_dir(frames.pool.config, ctx.run.values)
+        cache = _cache_dir(frames.pool.config, ctx.run)
         variants = frames.pool.static_groups()
         rendered = 0
         count = 0
@@ -279,12 +279,8 @@ def _source_for(info: Any, root: str, config: CollageConfig, subset: Any) -> Sou
                        crop_extension=config.crop_extension)
 
 
-def _cache_dir(config: CollageConfig, values: dict[str, Any]) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir)
-    if values.get("output_dir"):
-        return Path(values["output_dir"]) / "collage_cache"
-    return Path.home() / ".cache" / "collage_ext"
+def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:
+    return static_cache_dir([config], run)
 
 
 def _safe(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,16 @@ from ..errors import CollageConfigError
 from .runargs import RunArgs
 
 logger = logging.getLogger(__name__)
+
+
+def static_cache_dir(configs: Sequence[CollageConfig], run: RunArgs) -> Path:
+    """Where static frames (and so sd-scripts' npz caches) go: never a source folder."""
+    explicit = next((c.cache_dir for c in configs if c.cache_dir), None)
+    if explicit:
+        return Path(explicit)
+    if run.get("output_dir"):
+        return Path(run.get("output_dir")) / "collage_cache"
+    return Path.home() / ".cache" / "collage_ext"
 
 
 def resolve_mode(configs: Sequence[CollageConfig], run: RunArgs) -> tuple[str, str]:
@@ -64,7 +75,6 @@ def log_summary(datasets: Sequence[Any], mode: str, why: str, seed: int, seed_wh
                 f"{entry['single_samples']} single), rate {settings['collage_rate']}, "
                 f"{settings['collage_min_images']}-{settings['collage_max_images']} images/frame, "
                 f"layouts {','.join(settings['collage_layouts'])}, fit {settings['collage_fit_mode']}")
-    if mode != "off":
-        cache = next((c.cache_dir for c in configs if c.cache_dir), None) or run.get("output_dir")
-        lines.append(f"  frames cache: {cache or '~/.cache/collage_ext'}")
+    if mode == "static":
+        lines.append(f"  static frames and their caches: {static_cache_dir(configs, run)}")
     logger.info("\n".join(lines))

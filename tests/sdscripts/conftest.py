@@ -16,12 +16,11 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
 
-def _sd_scripts_skip_reason() -> Optional[str]:
+def _sd_scripts_skip_reason() -> str | None:
     """None if ``$SD_SCRIPTS_DIR`` is a checkout whose ``library.train_util`` imports, else why not."""
     sd_dir = os.environ.get("SD_SCRIPTS_DIR")
     if not sd_dir:
@@ -38,7 +37,7 @@ def _sd_scripts_skip_reason() -> Optional[str]:
         with warnings.catch_warnings():  # third-party code: e.g. invalid escape sequences at compile time
             warnings.simplefilter("ignore")
             import library.train_util  # noqa: F401
-    except Exception as exc:  # any failure means "not this environment": report it, don't crash
+    except Exception as exc:  # noqa: BLE001  # any failure means "not this environment": report it, don't crash
         return (
             f"cannot import library.train_util from {root} with {sys.executable}: {type(exc).__name__}: {exc} "
             "(use the sd-scripts env python, see tests/sdscripts/NOTES.md)"
@@ -53,12 +52,13 @@ collect_ignore = ["fakes.py"]
 _SKIP_REASON = _sd_scripts_skip_reason()
 
 if _SKIP_REASON is not None:
+    _reason: str = _SKIP_REASON
 
     class _SkippedModule(pytest.Module):
         """A test module that is never imported: collecting it reports SKIPPED with the reason."""
 
-        def collect(self):  # type: ignore[override]
-            pytest.skip(_SKIP_REASON)
+        def collect(self) -> list[pytest.Item | pytest.Collector]:
+            pytest.skip(_reason)
 
     def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module:
         """Replace every test module of this directory by a skipped stand-in."""

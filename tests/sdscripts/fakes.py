@@ -25,14 +25,16 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import itertools
 import json
 import os
 import random
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 import torch
@@ -47,7 +49,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import sentencepiece as spm
 
-from transformers import (  # noqa: E402
+from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
@@ -76,20 +78,20 @@ T5_MAX_LENGTH = 512  # the real google/t5-v1_1-xxl tokenizer's model_max_length
 # Words the tiny BPE / sentencepiece vocabularies are trained on: caption-ish words collage_ext
 # tests are likely to use, so they tokenize to whole tokens. Any other text still tokenizes (CLIP
 # falls back to byte-level pieces, T5 to characters or <unk>, just like the real tokenizers).
-_CORPUS_WORDS: tuple[str, ...] = (
-    "a an the of and with in on at to by for from is are this that photo picture image painting "
-    "drawing illustration render sketch portrait closeup close up full body upper half shot view "
-    "cat cats dog dogs kitten puppy bird horse fox rabbit animal person people woman women man men "
-    "girl boy child face hair eyes smile smiling looking viewer sitting standing walking running "
-    "lying holding wearing dress shirt jacket hat glasses red green blue yellow orange purple pink "
-    "black white gray brown gold silver dark light bright colorful background simple detailed "
-    "outdoors indoors street city house room window table chair bed tree trees flower flowers "
-    "grass forest mountain river lake sea beach sky cloud clouds sun moon night day sunset snow "
-    "rain water car road bridge collage grid panel panels layout left right top bottom middle "
-    "center first second third fourth tile tiles frame border pair group two three four many "
-    "sks ohwx token style character solo masterpiece best quality high low resolution "
-    "realistic anime cartoon digital art number"
-).split()
+_CORPUS_TEXT = """
+a an the of and with in on at to by for from is are this that photo picture image painting drawing
+illustration render sketch portrait closeup close up full body upper half shot view cat cats dog
+dogs kitten puppy bird horse fox rabbit animal person people woman women man men girl boy child
+face hair eyes smile smiling looking viewer sitting standing walking running lying holding wearing
+dress shirt jacket hat glasses red green blue yellow orange purple pink black white gray brown gold
+silver dark light bright colorful background simple detailed outdoors indoors street city house
+room window table chair bed tree trees flower flowers grass forest mountain river lake sea beach
+sky cloud clouds sun moon night day sunset snow rain water car road bridge collage grid panel
+panels layout left right top bottom middle center first second third fourth tile tiles frame border
+pair group two three four many sks ohwx token style character solo masterpiece best quality high
+low resolution realistic anime cartoon digital art number
+"""
+_CORPUS_WORDS: tuple[str, ...] = tuple(_CORPUS_TEXT.split())
 
 
 def hub_dir_name(model_id: str) -> str:
@@ -129,7 +131,7 @@ def _learn_clip_bpe_merges(words: Sequence[str]) -> list[tuple[str, str]]:
     while True:
         pairs: dict[tuple[str, str], int] = {}
         for sym, cnt in state.items():
-            for a, b in zip(sym, sym[1:]):
+            for a, b in itertools.pairwise(sym):
                 pairs[(a, b)] = pairs.get((a, b), 0) + cnt
         if not pairs:
             return merges
@@ -176,17 +178,16 @@ def make_clip_tokenizer(out_dir: PathLike, *, pad_token: str = "<|endoftext|>") 
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (out / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
-    )
-    tok = CLIPTokenizer(
+    (out / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    tok = CLIPTokenizer(  # type: ignore[no-untyped-call]
         str(out / "vocab.json"),
         str(out / "merges.txt"),
         model_max_length=CLIP_MAX_LENGTH,
         pad_token=pad_token,
     )
     tok.save_pretrained(str(out))
-    return CLIPTokenizer.from_pretrained(str(out))
+    loaded: CLIPTokenizer = CLIPTokenizer.from_pretrained(str(out))
+    return loaded
 
 
 def _t5_corpus() -> list[str]:
@@ -250,7 +251,7 @@ def make_t5_tokenizer(out_dir: PathLike, *, vocab_size: int = 400) -> T5Tokenize
     backend.post_processor = processors.TemplateProcessing(
         single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", sp.eos_id())]
     )
-    tok = T5TokenizerFast(
+    tok = T5TokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,
         vocab_file=str(spiece),
         eos_token="</s>",
@@ -260,7 +261,8 @@ def make_t5_tokenizer(out_dir: PathLike, *, vocab_size: int = 400) -> T5Tokenize
         model_max_length=T5_MAX_LENGTH,
     )
     tok.save_pretrained(str(out))
-    return T5TokenizerFast.from_pretrained(str(out))
+    loaded: T5TokenizerFast = T5TokenizerFast.from_pretrained(str(out))
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ def make_tokenizer_cache(cache_dir: PathLike) -> TinyTokenizers:
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def offline_env(base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def offline_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a training-script subprocess: ``base`` (default ``os.environ``) + hub offline.
 
     With ``--tokenizer_cache_dir`` pointing at ``make_tokenizer_cache``'s folder nothing needs the
@@ -327,7 +329,7 @@ def hub_offline() -> Iterator[None]:
     saved_env = {k: os.environ.get(k) for k in _OFFLINE_ENV}
     saved_hf = hf_constants.HF_HUB_OFFLINE
     had_tf = hasattr(tf_hub, "_is_offline_mode")
-    saved_tf = getattr(tf_hub, "_is_offline_mode", None)
+    saved_tf: Any = getattr(tf_hub, "_is_offline_mode", None)
     os.environ.update(_OFFLINE_ENV)
     hf_constants.HF_HUB_OFFLINE = True
     if had_tf:
@@ -364,16 +366,16 @@ def make_clip_text_encoder(
     num_heads: int = 2,
     intermediate_size: int = 64,
     with_projection: bool = False,
-    projection_dim: Optional[int] = None,
+    projection_dim: int | None = None,
     hidden_act: str = "quick_gelu",
     seed: int = 0,
-) -> Union[CLIPTextModel, CLIPTextModelWithProjection]:
+) -> CLIPTextModel | CLIPTextModelWithProjection:
     """A randomly initialised tiny CLIP text tower matching ``tokenizer`` (vocab, 77 positions, ids).
 
     Real ``transformers`` classes, so sd-scripts' encoding code runs unchanged. SDXL reads
     ``hidden_states[11]`` of encoder 1, hence the default 12 layers (like ViT-L).
     """
-    config = CLIPTextConfig(
+    config = CLIPTextConfig(  # type: ignore[no-untyped-call]
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
@@ -406,7 +408,7 @@ def make_t5_encoder(
     Flux's encoding calls ``t5(ids, mask, return_dict=False, output_hidden_states=True)`` and reads
     ``encoder.block[0].layer[0].SelfAttention.q.weight.dtype``; both exist on the real class.
     """
-    config = T5Config(
+    config = T5Config(  # type: ignore[no-untyped-call]
         vocab_size=len(tokenizer),
         d_model=d_model,
         d_kv=d_kv,
@@ -485,7 +487,7 @@ class _LatentDist:
     def __init__(self, mean: torch.Tensor) -> None:
         self.mean = mean
 
-    def sample(self, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.mean
 
     def mode(self) -> torch.Tensor:
@@ -524,6 +526,7 @@ class FakeVAE(torch.nn.Module):
             rgb = torch.arange(3, dtype=torch.float32)
             weight = torch.cos(ch[:, None] * 1.7 + rgb[None, :] * 0.9)  # fixed, full-rank mixing
             self.proj.weight.copy_(weight[:, :, None, None])
+            assert self.proj.bias is not None
             self.proj.bias.copy_(0.01 * ch)
         self.num_encoded = 0
 
@@ -535,14 +538,14 @@ class FakeVAE(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return self.proj.weight.dtype
 
-    def encode(self, x: torch.Tensor) -> Union[_EncoderOutput, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> _EncoderOutput | torch.Tensor:
         assert x.ndim == 4 and x.shape[1] == 3, f"expected (B, 3, H, W), got {tuple(x.shape)}"
         assert x.shape[2] % 8 == 0 and x.shape[3] % 8 == 0, f"H and W must be multiples of 8: {tuple(x.shape)}"
         self.num_encoded += x.shape[0]
         z = self.proj(torch.nn.functional.avg_pool2d(x.to(self.dtype), kernel_size=8))
         return _EncoderOutput(_LatentDist(z)) if self.diffusers_style else z
 
-    def forward(self, x: torch.Tensor) -> Union[_EncoderOutput, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> _EncoderOutput | torch.Tensor:
         return self.encode(x)
 
 
@@ -566,7 +569,7 @@ class SingleProcessAccelerator:
     process-global state in the test process.
     """
 
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     num_processes: int = 1
     process_index: int = 0
 
@@ -617,7 +620,9 @@ def trainer_module(kind: TrainerKind) -> ModuleType:
     """The checkout's trainer script module (``train_network``, ``sdxl_train_network``, ...)."""
     name = _TRAINER_MODULES[kind][0]
     if name == "flux_train_network" and importlib.util.find_spec(name) is None:
-        raise ModuleNotFoundError("flux_train_network.py is not in this sd-scripts checkout (Flux/Chroma are main-only)")
+        raise ModuleNotFoundError(
+            "flux_train_network.py is not in this sd-scripts checkout (Flux/Chroma are main-only)"
+        )
     return import_sd(name)
 
 
@@ -650,7 +655,7 @@ def make_args(
     """
     parser = trainer_module(kind).setup_parser()
     full_argv = (["--model_type", "chroma", "--apply_t5_attn_mask"] if kind == "chroma" else []) + list(argv)
-    args = parser.parse_args(full_argv)
+    args: argparse.Namespace = parser.parse_args(full_argv)
     for key, value in overrides.items():
         if strict and not hasattr(args, key):
             raise KeyError(f"{key!r} is not an argument of {kind} training in this sd-scripts checkout")
@@ -719,7 +724,7 @@ def fresh_strategies() -> Iterator[None]:
     def clear() -> None:
         for cls in all_classes():
             if cls in roots:
-                cls._strategy = None
+                cls._strategy = None  # type: ignore[attr-defined]
             elif "_strategy" in cls.__dict__:
                 delattr(cls, "_strategy")
 
@@ -729,7 +734,7 @@ def fresh_strategies() -> Iterator[None]:
     finally:
         clear()
         for cls, value in saved.items():
-            setattr(cls, "_strategy", value)
+            cls._strategy = value  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -785,7 +790,7 @@ def build_dataset_group(
     args: argparse.Namespace,
     *,
     tokenizer: Any = None,
-    user_config: Optional[Mapping[str, Any]] = None,
+    user_config: Mapping[str, Any] | None = None,
 ) -> Any:
     """The training ``DatasetGroup`` exactly as ``train_network.py`` builds it without ``--dataset_class``.
 
@@ -811,7 +816,9 @@ def build_dataset_group(
                 ]
             }
         else:
-            user_config = {"datasets": [{"subsets": [{"image_dir": args.train_data_dir, "metadata_file": args.in_json}]}]}
+            user_config = {
+                "datasets": [{"subsets": [{"image_dir": args.train_data_dir, "metadata_file": args.in_json}]}]
+            }
     generator = config_util.BlueprintGenerator(config_util.ConfigSanitizer(True, True, args.masked_loss, True))
     if is_strategy_era():
         if tokenizer is not None:
@@ -843,7 +850,7 @@ def write_dreambooth_dir(
     *,
     subdir: str = "10_cat",
     sizes: Sequence[tuple[int, int]] = ((128, 128), (192, 128), (128, 192)),
-    captions: Optional[Sequence[str]] = None,
+    captions: Sequence[str] | None = None,
     caption_extension: str = ".txt",
     seed: int = 0,
 ) -> Path:
@@ -869,13 +876,13 @@ __all__ = [
     "CLIP_MAX_LENGTH",
     "FLUX_CLIP_L_HIDDEN",
     "FLUX_T5_D_MODEL",
-    "FakeVAE",
     "SD2_ID",
     "SDXL_TE1_HIDDEN",
     "SDXL_TE2_HIDDEN",
-    "SingleProcessAccelerator",
     "T5_MAX_LENGTH",
     "T5_XXL_ID",
+    "FakeVAE",
+    "SingleProcessAccelerator",
     "TinyTokenizers",
     "build_dataset_group",
     "fresh_strategies",

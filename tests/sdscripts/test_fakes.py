@@ -12,19 +12,20 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 train_util = pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 if str(Path(__file__).parent) not in sys.path:  # robust to --import-mode=importlib
     sys.path.insert(0, str(Path(__file__).parent))
-import fakes  # noqa: E402
+import fakes
 
 pytestmark = pytest.mark.sdscripts
 
@@ -79,7 +80,7 @@ def _example_for(group: Any, stem: str) -> dict[str, Any]:
     ds = group.datasets[0]
     ds.debug_dataset = True  # makes __getitem__ return "image_keys"
     for i in range(len(group)):
-        ex = group[i]
+        ex: dict[str, Any] = group[i]
         if Path(ex["image_keys"][0]).stem == stem:
             return ex
     raise AssertionError(f"{stem} not found in dataset")
@@ -94,7 +95,10 @@ def test_hub_ids_match_checkout() -> None:
         assert strategy_sd.TOKENIZER_ID == fakes.CLIP_L_ID
         assert strategy_sd.V2_STABLE_DIFFUSION_ID == fakes.SD2_ID
         assert (strategy_sdxl.TOKENIZER1_PATH, strategy_sdxl.TOKENIZER2_PATH) == (fakes.CLIP_L_ID, fakes.CLIP_G_ID)
-        assert (strategy_flux.CLIP_L_TOKENIZER_ID, strategy_flux.T5_XXL_TOKENIZER_ID) == (fakes.CLIP_L_ID, fakes.T5_XXL_ID)
+        assert (strategy_flux.CLIP_L_TOKENIZER_ID, strategy_flux.T5_XXL_TOKENIZER_ID) == (
+            fakes.CLIP_L_ID,
+            fakes.T5_XXL_ID,
+        )
     else:
         (sdxl_train_util,) = _sd_modules("sdxl_train_util")
         assert (train_util.TOKENIZER_PATH, train_util.V2_STABLE_DIFFUSION_PATH) == (fakes.CLIP_L_ID, fakes.SD2_ID)
@@ -110,7 +114,10 @@ def test_tiny_tokenizers(toks: fakes.TinyTokenizers) -> None:
     assert clip.tokenize("a photo of sks cat") == ["a</w>", "photo</w>", "of</w>", "sks</w>", "cat</w>"]
     ids = clip("Ünïcödé 猫 🐱 zzqx!!")["input_ids"]  # byte-level fallback: never <unk>
     assert ids[0] == clip.bos_token_id and ids[-1] == clip.eos_token_id and clip.unk_token_id not in ids[1:-1]
-    assert clip("a cat", padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids.shape == (1, 77)
+    assert clip("a cat", padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids.shape == (
+        1,
+        77,
+    )
 
     t5 = toks.t5
     assert (t5.pad_token_id, t5.eos_token_id, t5.unk_token_id, t5.model_max_length) == (0, 1, 2, 512)
@@ -143,7 +150,11 @@ def test_make_args_uses_real_parser_defaults() -> None:
     assert fakes.make_args("sdxl", strict=False, collage_layouts="2x2").collage_layouts == "2x2"
     if MAIN:
         chroma = fakes.make_args("chroma")
-        assert chroma.model_type == "chroma" and chroma.apply_t5_attn_mask is True and chroma.t5xxl_max_token_length is None
+        assert (
+            chroma.model_type == "chroma"
+            and chroma.apply_t5_attn_mask is True
+            and chroma.t5xxl_max_token_length is None
+        )
 
 
 def test_tokenizer_loaders_read_cache_dir(toks: fakes.TinyTokenizers) -> None:
@@ -156,7 +167,12 @@ def test_tokenizer_loaders_read_cache_dir(toks: fakes.TinyTokenizers) -> None:
         sd2 = strategy_sd.SdTokenizeStrategy(True, None, cache)
         assert sd2.tokenizer.pad_token_id == 0 and sd2.tokenizer.pad_token_id != sd2.tokenizer.eos_token_id
         sdxl = strategy_sdxl.SdxlTokenizeStrategy(None, cache)
-        assert (len(sdxl.tokenizer1), len(sdxl.tokenizer2), sdxl.tokenizer2.pad_token_id, sdxl.max_length) == (n, n, 0, 77)
+        assert (len(sdxl.tokenizer1), len(sdxl.tokenizer2), sdxl.tokenizer2.pad_token_id, sdxl.max_length) == (
+            n,
+            n,
+            0,
+            77,
+        )
         t1, t2 = sdxl.tokenize("a photo of sks cat")
         assert t1.shape == (1, 1, 77) and t2.shape == (1, 1, 77)
         assert sdxl.tokenize_with_weights("a (photo:1.2) of cat")[0][0].shape == (1, 1, 77)
@@ -287,7 +303,11 @@ def test_sdxl_latent_and_text_encoder_caching(tmp_path: Path, toks: fakes.TinyTo
         h1, h2, pool2 = ex["text_encoder_outputs_list"]
     else:
         assert ex["input_ids"] is None
-        h1, h2, pool2 = ex["text_encoder_outputs1_list"], ex["text_encoder_outputs2_list"], ex["text_encoder_pool2_list"]
+        h1, h2, pool2 = (
+            ex["text_encoder_outputs1_list"],
+            ex["text_encoder_outputs2_list"],
+            ex["text_encoder_pool2_list"],
+        )
     assert h1.shape == (1, 77, fakes.SDXL_TE1_HIDDEN) and h2.shape == (1, 77, fakes.SDXL_TE2_HIDDEN)
     assert pool2.shape == (1, fakes.SDXL_TE2_HIDDEN)
 
@@ -297,18 +317,25 @@ def test_sdxl_latent_and_text_encoder_caching(tmp_path: Path, toks: fakes.TinyTo
         img = train_util.load_image(str(image_dir / "img_01.png"))
         info = _items_by_key(group)["img_01"]
         img, _, _ = train_util.trim_and_resize_if_required(False, img, info.bucket_reso, info.resized_size)
-        expected = ref_vae.encode(train_util.IMAGE_TRANSFORMS(img)[None]).latent_dist.sample()
+        out = ref_vae.encode(train_util.IMAGE_TRANSFORMS(img)[None])
+        assert not isinstance(out, torch.Tensor)  # diffusers style: .latent_dist.sample()
+        expected = out.latent_dist.sample()
     assert torch.allclose(ex["latents"], expected, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Flux / Chroma (main only)
 # ---------------------------------------------------------------------------------------------------
-def _flux_group(tmp_path: Path, toks: fakes.TinyTokenizers, kind: str, *extra: str) -> tuple[argparse.Namespace, Any, Any]:
+def _flux_group(
+    tmp_path: Path, toks: fakes.TinyTokenizers, kind: str, *extra: str
+) -> tuple[argparse.Namespace, Any, Any]:
     train_dir = fakes.write_dreambooth_dir(tmp_path / "train", sizes=SIZES)
     argv = _argv(train_dir, toks, *extra)
     if kind == "flux":  # dev checkpoint stub: the trainer derives T5 length 512 from its keys
-        argv += ["--pretrained_model_name_or_path", str(fakes.make_flux_checkpoint_stub(tmp_path / "flux1-dev.safetensors"))]
+        argv += [
+            "--pretrained_model_name_or_path",
+            str(fakes.make_flux_checkpoint_stub(tmp_path / "flux1-dev.safetensors")),
+        ]
     args = fakes.make_args(kind, argv)  # type: ignore[arg-type]
     trainer = fakes.make_trainer(kind)  # type: ignore[arg-type]
     fakes.set_pre_dataset_strategies(trainer, args)
@@ -332,7 +359,9 @@ def test_flux_getitem_tokenizes(tmp_path: Path, toks: fakes.TinyTokenizers, kind
 @main_only
 @pytest.mark.parametrize("to_disk", [False, True], ids=["memory", "disk"])
 @pytest.mark.parametrize("kind", ["flux", "chroma"])
-def test_flux_latent_and_text_encoder_caching(tmp_path: Path, toks: fakes.TinyTokenizers, kind: str, to_disk: bool) -> None:
+def test_flux_latent_and_text_encoder_caching(
+    tmp_path: Path, toks: fakes.TinyTokenizers, kind: str, to_disk: bool
+) -> None:
     (flux_utils,) = _sd_modules("flux_utils")
     extra = ["--cache_latents", "--cache_text_encoder_outputs", "--network_train_unet_only", "--lowram"]
     if kind == "flux":
@@ -377,14 +406,19 @@ def test_flux_latent_and_text_encoder_caching(tmp_path: Path, toks: fakes.TinyTo
     assert l_pooled.shape == ((1, 77, 1) if kind == "chroma" else (1, fakes.FLUX_CLIP_L_HIDDEN))
     if kind == "chroma":
         assert float(l_pooled.abs().sum()) == 0.0
-    assert t5_out.shape == (1, 512, fakes.FLUX_T5_D_MODEL) and txt_ids.shape == (1, 512, 3) and t5_mask.shape == (1, 512)
+    assert (
+        t5_out.shape == (1, 512, fakes.FLUX_T5_D_MODEL) and txt_ids.shape == (1, 512, 3) and t5_mask.shape == (1, 512)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Real training scripts as subprocesses
 # ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # spawns the real training script (~5 s each)
 @pytest.mark.parametrize("script", ["sdxl", "chroma"])
-def test_training_script_loads_local_tokenizers_offline(tmp_path: Path, toks: fakes.TinyTokenizers, script: str) -> None:
+def test_training_script_loads_local_tokenizers_offline(
+    tmp_path: Path, toks: fakes.TinyTokenizers, script: str
+) -> None:
     """``--tokenizer_cache_dir`` + offline env: the real script loads our tokenizers, then stops at
     "No data found" (empty --train_data_dir) with exit code 0, before any model is needed."""
     if script == "chroma" and not MAIN:
@@ -401,7 +435,9 @@ def test_training_script_loads_local_tokenizers_offline(tmp_path: Path, toks: fa
     ]  # fmt: skip
     if script == "chroma":
         cmd += ["--model_type", "chroma", "--apply_t5_attn_mask"]
-    proc = subprocess.run(cmd, cwd=SD_DIR, env=fakes.offline_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, check=False, cwd=SD_DIR, env=fakes.offline_env(), capture_output=True, text=True, timeout=300
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert log.count("load tokenizer from cache") == 2, log[-4000:]

@@ -1,0 +1,273 @@
+"""CollageDataset inside the REAL sd-scripts code: loader, sanitizer, buckets, DataLoader, caches.
+
+Every source image gets a unique caption tag ``idNNN``; a frame's merged caption therefore names
+exactly the images it holds, so coverage can be checked from what sd-scripts' own DataLoader yields.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import re
+import sys
+from collections.abc import Iterator
+from multiprocessing import Value
+from pathlib import Path
+from typing import Any
+
+import fakes
+import pytest
+import torch
+
+from collage_ext.errors import CollageConfigError
+
+MAIN = fakes.is_strategy_era()
+main_only = pytest.mark.skipif(not MAIN, reason="Flux/Chroma and the strategy API exist only on sd-scripts main")
+pytestmark = pytest.mark.sdscripts
+
+# (W, H): portraits, landscapes and squares that all fit 256 px frames within the upscale limit.
+SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(160, 160)] * 3
+ID = re.compile(r"id\d{3}")
+
+
+@pytest.fixture(scope="session")
+def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
+    """Offline tokenizers, generated once."""
+    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated() -> Iterator[None]:
+    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
+    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
+        yield
+
+
+def write_dataset(root: Path, sizes: list[tuple[int, int]] = SIZES) -> Path:
+    """Images with unique caption tags ``sks, idNNN`` in ``root/img``."""
+    fakes.write_dreambooth_dir(root, subdir="img", sizes=sizes, captions=[f"sks, id{i:03d}" for i in range(len(sizes))])
+    return root / "img"
+
+
+def dataset_toml(tmp: Path, image_dir: Path, general: str = "", subset: str = "", repeats: int = 2) -> Path:
+    """A --dataset_config TOML in sd-scripts' documented shape, with collage keys where given."""
+    path = tmp / "dataset.toml"
+    path.write_text(
+        f'[general]\ncaption_extension = ".txt"\n{general}\n'
+        f"[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{image_dir.as_posix()}"\n  num_repeats = {repeats}\n'
+        f"  keep_tokens = 1\n  {subset}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path, *extra: str, kind: str = "sdxl") -> tuple[Any, Any, Any]:
+    """``train_util.load_arbitrary_dataset`` exactly as the trainer calls it; returns (group, args, trainer)."""
+    argv = ["--dataset_config", str(config), "--dataset_class", "collage_ext.CollageDataset",
+            "--tokenizer_cache_dir", str(toks.cache_dir), "--output_dir", str(tmp / "out"),
+            "--max_data_loader_n_workers", "0", "--seed", "42", *extra]
+    if kind == "flux":
+        argv += ["--pretrained_model_name_or_path", str(fakes.make_flux_checkpoint_stub(tmp / "flux1-dev.safetensors"))]
+    args = fakes.make_args(kind, argv)  # type: ignore[arg-type]
+    trainer = fakes.make_trainer(kind)  # type: ignore[arg-type]
+    train_util = fakes.import_sd("library.train_util")
+    if MAIN:
+        fakes.set_pre_dataset_strategies(trainer, args)
+        group = train_util.load_arbitrary_dataset(args)
+        fakes.set_post_dataset_strategies(trainer, args, group)
+        group.set_current_strategies()
+    else:
+        group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
+    return group, args, trainer
+
+
+def epoch_captions(group: Any, epoch: int) -> list[str]:
+    """Every caption the dataset yields in one epoch (direct indexing, like workers=0)."""
+    group.set_current_epoch(epoch)
+    return [c for i in range(len(group)) for c in group[i]["captions"]]
+
+
+def id_counts(captions: list[str]) -> collections.Counter[str]:
+    """How often each source image appears in a list of frame captions."""
+    return collections.Counter(i for c in captions for i in ID.findall(c))
+
+
+@pytest.mark.parametrize("kind", ["sdxl", pytest.param("flux", marks=main_only), pytest.param("chroma", marks=main_only)])
+def test_loads_through_real_loader(tmp_path: Path, toks: fakes.TinyTokenizers, kind: str) -> None:
+    """The one-line enable yields a genuine DatasetGroup of collage frames at the frame size."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
+    group, _, _ = load(tmp_path, toks, config, kind=kind)
+    train_util = fakes.import_sd("library.train_util")
+    assert isinstance(group, train_util.DatasetGroup)
+    assert all(isinstance(d, train_util.DreamBoothDataset) for d in group.datasets)
+    example = group[0]
+    assert tuple(example["images"].shape[1:]) == (3, 256, 256)
+    assert example["original_sizes_hw"].tolist() == [[256, 256]]  # SDXL size conditioning = the frame
+    assert len(ID.findall(example["captions"][0])) >= 2
+    assert id_counts(epoch_captions(group, 1)) == {f"id{i:03d}": 2 for i in range(len(SIZES))}
+
+
+def test_no_collage_key_is_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """Without collage keys the dataset holds exactly sd-scripts' own images, repeats and captions."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path))
+    group, args, _ = load(tmp_path, toks, config)
+    with fakes.fresh_strategies():
+        trainer = fakes.make_trainer("sdxl")
+        if MAIN:
+            fakes.set_pre_dataset_strategies(trainer, args)
+            plain = fakes.build_dataset_group(args)
+        else:
+            plain = fakes.build_dataset_group(args, tokenizer=trainer.load_tokenizer(args))
+    ours = {k: (v.num_repeats, v.caption, v.bucket_reso) for k, v in group.image_data.items()}
+    theirs = {k: (v.num_repeats, v.caption, v.bucket_reso) for k, v in plain.image_data.items()}
+    assert ours == theirs and len(group) == len(plain)
+
+
+def test_partners_change_between_epochs(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """Dynamic mode: the same number of frames every epoch, different groupings."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
+    group, _, _ = load(tmp_path, toks, config)
+    e1, e2 = epoch_captions(group, 1), epoch_captions(group, 2)
+    assert len(e1) == len(e2) and set(e1) != set(e2)
+
+
+def run_loader(group: Any, workers: int, persistent: bool, epochs: int = 3) -> list[list[tuple[str, str]]]:
+    """Iterate like train_network.py: real collator_class, shared epoch Value, shuffled DataLoader.
+
+    Returns, per epoch, the sorted (caption, sha256 of the frame tensor) of every sample.
+    """
+    train_util = fakes.import_sd("library.train_util")
+    current_epoch, current_step = Value("i", 0), Value("i", 0)
+    collator = train_util.collator_class(current_epoch, current_step, group if workers == 0 else None)
+    loader = torch.utils.data.DataLoader(group, batch_size=1, shuffle=True, collate_fn=collator,
+                                         num_workers=workers, persistent_workers=persistent and workers > 0)
+    seen = []
+    for epoch in range(epochs):
+        current_epoch.value = epoch + 1
+        frames = []
+        for batch in loader:
+            for n, caption in enumerate(batch["captions"]):
+                frames.append((caption, hashlib.sha256(batch["images"][n].numpy().tobytes()).hexdigest()))
+        seen.append(sorted(frames))
+    return seen
+
+
+@pytest.mark.parametrize(("workers", "persistent"), [(0, False), (2, False), (2, True)],
+                         ids=["main-process", "2-workers", "2-persistent-workers"])
+def test_exact_coverage_through_dataloader(tmp_path: Path, toks: fakes.TinyTokenizers, workers: int,
+                                           persistent: bool) -> None:
+    """Each epoch shows every image exactly num_repeats times, and the frames match workers=0 byte for byte."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 0.7")
+    group, _, _ = load(tmp_path, toks, config)
+    epochs = run_loader(group, workers, persistent)
+    expected = {f"id{i:03d}": 2 for i in range(len(SIZES))}
+    for frames in epochs:
+        assert id_counts([caption for caption, _ in frames]) == expected
+    if workers:
+        with fakes.fresh_strategies():
+            reference, _, _ = load(tmp_path / "ref", toks, config)
+            assert run_loader(reference, 0, False) == epochs
+
+
+def test_wrong_values_fail_before_models(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """A bad value, an unknown key and an incompatible combination name the key, location and fix."""
+    image_dir = write_dataset(tmp_path)
+    cases = [
+        ("collage_rate = 2.0", r"collage_rate must be a number in \[0, 1\], got 2.0.* @ data\['general'\]"),
+        ("collage_rat = 1.0", r"unknown collage option 'collage_rat'; did you mean 'collage_rate'"),
+    ]
+    for general, pattern in cases:
+        with fakes.fresh_strategies(), pytest.raises(CollageConfigError, match=pattern):
+            load(tmp_path, toks, dataset_toml(tmp_path, image_dir, general=general))
+    config = dataset_toml(tmp_path, image_dir, general='collage_rate = 1.0\ncollage_mode = "dynamic"')
+    with fakes.fresh_strategies(), pytest.raises(CollageConfigError, match="collage_mode = 'static'"):
+        load(tmp_path, toks, config, "--cache_latents")
+
+
+def cache_all(group: Any, args: Any, trainer: Any, vae: Any, toks: fakes.TinyTokenizers) -> None:
+    """Run sd-scripts' own latent and text-encoder caching (disk) as the trainer would."""
+    te1, te2 = fakes.make_sdxl_text_encoders(toks)
+    acc = fakes.SingleProcessAccelerator()
+    with torch.no_grad():
+        if MAIN:
+            group.new_cache_latents(vae, acc)
+            trainer.cache_text_encoder_outputs_if_needed(args, acc, None, None, [te1, te2], group, torch.float32)
+        else:
+            tokenizers = trainer.load_tokenizer(args)
+            group.cache_latents(vae, args.vae_batch_size, args.cache_latents_to_disk, acc.is_main_process)
+            trainer.cache_text_encoder_outputs_if_needed(args, acc, None, None, tokenizers, [te1, te2], group,
+                                                         torch.float32)
+
+
+def frame_paths(group: Any) -> set[str]:
+    """The static frame files registered in the group."""
+    return {i.absolute_path for i in group.image_data.values() if Path(i.absolute_path).name.startswith("collage_")}
+
+
+def test_static_mode_disk_caches_reused_and_invalidated(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """Static frames + sd-scripts' disk caches: a rerun reuses every cache file; one changed caption
+    invalidates exactly the frames that contain that image."""
+    image_dir = write_dataset(tmp_path)
+    config = dataset_toml(tmp_path, image_dir, general="collage_rate = 1.0\ncollage_variants = 2")
+    flags = ["--cache_latents", "--cache_latents_to_disk", "--cache_text_encoder_outputs",
+             "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only", "--lowram"]
+
+    def build_and_cache() -> tuple[set[str], int]:
+        with fakes.fresh_strategies():
+            group, args, trainer = load(tmp_path, toks, config, *flags)
+            vae = fakes.make_sdxl_vae()
+            cache_all(group, args, trainer, vae, toks)
+            return frame_paths(group), vae.num_encoded
+
+    first, encoded = build_and_cache()
+    assert first and encoded == len(first)
+    cache_dir = tmp_path / "out" / "collage_cache"
+    assert all(Path(p).parent == cache_dir for p in first)
+    assert not list(image_dir.glob("*.npz"))  # never next to the sources
+    npz = {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("*.npz")}
+    assert len(npz) == 2 * len(first)  # latents + text-encoder outputs per frame
+
+    again, encoded = build_and_cache()
+    assert again == first and encoded == 0
+    assert {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("*.npz")} == npz
+
+    (image_dir / "img_03.txt").write_text("sks, id003, changed\n", encoding="utf-8")
+    changed, encoded = build_and_cache()
+    with_id3 = {p for p in first if "id003" in _REGISTERED[p]}
+    assert changed - first and first - changed == with_id3
+    assert encoded == len(changed - first)
+
+
+_REGISTERED: dict[str, str] = {}  # static frame path -> the caption it was registered with
+
+
+@pytest.fixture(autouse=True)
+def _record_captions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remember each static frame's caption as it is registered (for the invalidation test)."""
+    from collage_ext.sdscripts import dataset as adapter
+
+    original = adapter._CollageMixin._new_info
+
+    def recording(self: Any, path: str, caption: str, subset: Any, frame: Any) -> Any:
+        _REGISTERED[path] = str(caption)
+        return original(self, path, caption, subset, frame)
+
+    monkeypatch.setattr(adapter._CollageMixin, "_new_info", recording)
+
+
+def test_metadata_carries_collage_settings(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """bucket_info (written by sd-scripts into ss_datasets / ss_bucket_info) holds the settings."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general='collage_rate = 1.0\ncollage_fill = "#202020"')
+    group, _, _ = load(tmp_path, toks, config)
+    info = group.datasets[0].bucket_info["collage_ext"]
+    assert info["mode"] == "dynamic" and isinstance(info["seed"], int)
+    assert info["subsets"][0]["settings"]["collage_fill"] == "#202020"
+
+
+def test_seed_from_command_line(tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--seed on the command line is the collage seed; without it the seed is derived from the config."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
+    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py", "--seed", "42"])
+    group, _, _ = load(tmp_path, toks, config)
+    assert group.datasets[0].bucket_info["collage_ext"]["seed"] == 42
