@@ -15,11 +15,14 @@ from multiprocessing import Value
 from pathlib import Path
 from typing import Any
 
-import fakes
 import pytest
-import torch
 
-from collage_ext.errors import CollageConfigError
+pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
+
+import fakes  # noqa: E402
+import torch  # noqa: E402
+
+from collage_ext.errors import CollageConfigError  # noqa: E402
 
 MAIN = fakes.is_strategy_era()
 main_only = pytest.mark.skipif(not MAIN, reason="Flux/Chroma and the strategy API exist only on sd-scripts main")
