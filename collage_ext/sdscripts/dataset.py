@@ -139,7 +139,7 @@ class _CollageMixin:
         return count
 
     def _new_info(self, path: str, caption: str, subset: Any, frame: Size) -> Any:
-        info = ImageInfo(path, 1, caption, subset.is_reg, path)
+        info = ImageInfo(path, 1, caption, getattr(subset, "is_reg", False), path)  # FineTuningSubset has none
         info.image_size = (frame.width, frame.height)
         if hasattr(self, "resize_interpolation"):
             info.resize_interpolation = subset.resize_interpolation or self.resize_interpolation

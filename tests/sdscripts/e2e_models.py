@@ -87,6 +87,8 @@ def build_sdxl_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Pat
         from library import model_util, sdxl_model_util, sdxl_original_unet
 
     out = Path(path)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"{out}: the checkpoint must be a .safetensors file")
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg1, cfg2 = _text_encoder_configs()
     with _default_dtype_and_seed(torch.float16, seed), torch.no_grad():
@@ -97,7 +99,8 @@ def build_sdxl_checkpoint(path: str | os.PathLike[str], *, seed: int = 0) -> Pat
         logit_scale = torch.tensor(4.6052, dtype=torch.float16)  # ln(100), as in open_clip checkpoints
     for model in (unet, te1, te2, vae):
         model.to(torch.float16)  # transformers/diffusers may keep some buffers in fp32
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    # the temporary name keeps the .safetensors suffix: the converter picks safetensors vs torch.save by it
+    tmp = out.with_name(f"{out.stem}.tmp{os.getpid()}{out.suffix}")
     metadata = {"collage_ext_test": "random-init SDXL, not a usable model", "seed": str(seed)}
     sdxl_model_util.save_stable_diffusion_checkpoint(
         str(tmp), te1, te2, unet, 0, 0, None, vae, logit_scale, metadata, save_dtype=None

@@ -65,14 +65,19 @@ def dataset_toml(tmp: Path, image_dir: Path, general: str = "", subset: str = ""
     return path
 
 
-def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path, *extra: str, kind: str = "sdxl") -> tuple[Any, Any, Any]:
-    """``train_util.load_arbitrary_dataset`` exactly as the trainer calls it; returns (group, args, trainer)."""
-    argv = ["--dataset_config", str(config), "--dataset_class", "collage_ext.CollageDataset",
-            "--tokenizer_cache_dir", str(toks.cache_dir), "--output_dir", str(tmp / "out"),
-            "--max_data_loader_n_workers", "0", "--seed", "42", *extra]
+def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path | None, *extra: str, kind: str = "sdxl",
+         **config_file: Any) -> tuple[Any, Any, Any]:
+    """``train_util.load_arbitrary_dataset`` exactly as the trainer calls it; returns (group, args, trainer).
+
+    ``config_file`` keys land on ``args`` the way sd-scripts' ``--config_file`` TOML puts them there.
+    """
+    argv = ["--dataset_class", "collage_ext.CollageDataset", "--tokenizer_cache_dir", str(toks.cache_dir),
+            "--output_dir", str(tmp / "out"), "--max_data_loader_n_workers", "0", "--seed", "42", *extra]
+    if config is not None:
+        argv += ["--dataset_config", str(config)]
     if kind == "flux":
         argv += ["--pretrained_model_name_or_path", str(fakes.make_flux_checkpoint_stub(tmp / "flux1-dev.safetensors"))]
-    args = fakes.make_args(kind, argv)  # type: ignore[arg-type]
+    args = fakes.make_args(kind, argv, strict=False, **config_file)  # type: ignore[arg-type]
     trainer = fakes.make_trainer(kind)  # type: ignore[arg-type]
     train_util = fakes.import_sd("library.train_util")
     if MAIN:
@@ -274,3 +279,56 @@ def test_seed_from_command_line(tmp_path: Path, toks: fakes.TinyTokenizers, monk
     monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py", "--seed", "42"])
     group, _, _ = load(tmp_path, toks, config)
     assert group.datasets[0].bucket_info["collage_ext"]["seed"] == 42
+
+
+def test_train_data_dir_with_config_file_defaults(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """--train_data_dir with N_name folders; collage keys from the training --config_file apply to all."""
+    fakes.write_dreambooth_dir(tmp_path / "data", subdir="3_cat", sizes=SIZES[:6],
+                               captions=[f"sks, id{i:03d}" for i in range(6)])
+    group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(tmp_path / "data"), "--caption_extension", ".txt",
+                       "--resolution", "256", collage_rate=1.0, collage_max_images=2)
+    captions = epoch_captions(group, 1)
+    assert id_counts(captions) == {f"id{i:03d}": 3 for i in range(6)}  # 3 repeats from the folder name
+    assert all(len(ID.findall(c)) == 2 for c in captions)
+
+
+def test_in_json_fine_tuning(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """--in_json (FineTuningDataset) subsets make collage frames too."""
+    import json
+
+    image_dir = write_dataset(tmp_path, SIZES[:6])
+    # absolute image paths as keys: the one metadata form both v0.9.1 and main resolve the same way
+    meta = {str(p): {"caption": p.with_suffix(".txt").read_text().strip()} for p in sorted(image_dir.glob("*.png"))}
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(image_dir), "--in_json",
+                       str(tmp_path / "meta.json"), "--resolution", "256", collage_rate=1.0)
+    train_util = fakes.import_sd("library.train_util")
+    assert isinstance(group.datasets[0], train_util.FineTuningDataset)
+    assert id_counts(epoch_captions(group, 1)) == {f"id{i:03d}": 1 for i in range(6)}
+
+
+def test_phrase_repetition_uses_trainer_tokenizer(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """collage_repeat_phrases repeats a present phrase; the counter is the trainer's real tokenizer."""
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general='collage_rate = 1.0\n'
+                          'collage_repeat_phrases = ["<keep_tokens>"]\ncollage_repeat_count = 1',
+                          subset='caption_separator = ","')
+    group, _, _ = load(tmp_path, toks, config, "--max_token_length", "150")
+    frames = next(f for f, _ in group.datasets[0]._frames.values())
+    counter = frames.collage.counter
+    assert counter is not None and counter("sks, id001") == len(toks.clip_l("sks, id001", add_special_tokens=False)
+                                                                ["input_ids"])
+    assert frames.collage.budget is not None and frames.collage.budget.max_tokens == 150
+
+
+def test_regularisation_subset_stays_single(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """A reg subset keeps plain sd-scripts behaviour unless it sets collage_rate itself."""
+    image_dir = write_dataset(tmp_path, SIZES[:4])
+    reg_dir = tmp_path / "reg"
+    fakes.write_dreambooth_dir(tmp_path, subdir="reg", sizes=SIZES[:4], captions=["person"] * 4)
+    config = dataset_toml(tmp_path, image_dir, general="collage_rate = 1.0")
+    config.write_text(config.read_text() + f'  [[datasets.subsets]]\n  image_dir = "{reg_dir.as_posix()}"\n'
+                      "  is_reg = true\n", encoding="utf-8")
+    group, _, _ = load(tmp_path, toks, config)
+    reg_infos = [i for i in group.image_data.values() if i.is_reg]
+    assert sorted(Path(i.absolute_path).parent.name for i in reg_infos) == ["reg"] * 4
+    assert all(not Path(i.absolute_path).name.startswith("collage") for i in reg_infos)
