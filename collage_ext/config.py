@@ -135,6 +135,14 @@ def _color(value: object) -> tuple[int, int, int]:
     return parse_color(value)
 
 
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise ValueError("must be true or false")
+
+
 def _optional_path(value: object) -> str | None:
     if value is None or value == "":
         return None
@@ -203,6 +211,11 @@ OPTIONS: tuple[Option, ...] = (
            "Static mode: number of planned variants an image's repeats are spread over."),
     Option("collage_crop_extension", "crop_extension", _extension, ".crop", '".crop"', "str",
            "Extension of the optional per-image crop-box sidecar file (img.png -> img.crop)."),
+    Option("collage_loss_mask", "loss_mask", _bool, False, "true", "bool",
+           "Give padding and gutters the weight collage_pad_weight in sd-scripts' alpha mask (masked loss), so the "
+           "#181818 bars are not learned; turns on alpha_mask for the subset."),
+    Option("collage_pad_weight", "pad_weight", _number(0, 1, integer=False), 0.0, "0.1", "float",
+           "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
     Option("collage_cache_dir", "cache_dir", _optional_path, None, '"/data/collage_cache"', "str",
            "Folder for static-mode frames and their latent/text-encoder caches (never the source folders); "
            "unset = <output_dir>/collage_cache, else ~/.cache/collage_ext."),
@@ -230,6 +243,8 @@ class CollageConfig:
     mode: Mode = "auto"
     variants: int = 4
     crop_extension: str = ".crop"
+    loss_mask: bool = False
+    pad_weight: float = 0.0
     cache_dir: str | None = None
 
     @property

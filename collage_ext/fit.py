@@ -17,6 +17,12 @@ Differences from Pillow, on purpose: no side is ever 0 px (``ImageOps.contain`` 
 side for e.g. a 1x50 image in a 10x10 cell); halves round up where Pillow rounds half to even;
 letterbox offsets are floored (``ImageOps.pad`` uses ``round``, which swings between floor and
 ceil with the parity of the gap).
+
+Sources decoded at a reduced scale (JPEG DCT-domain downscaling, ``Image.draft``; see
+``images.load_fitted``) use the same plan mapped onto the reduced pixel grid (``plan_scaled_fit``).
+``choose_draft_scale`` picks the largest reduction that still leaves the final LANCZOS pass a
+shrink of at least ``DRAFT_GAPS[scale]``, which keeps the output indistinguishable from a
+full-size decode (see ``DRAFT_GAPS``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Literal, get_args
 
@@ -42,6 +49,15 @@ FIT_MODES: tuple[str, ...] = get_args(FitMode)
 #: LANCZOS pass while much faster for big photos going into small cells.
 REDUCING_GAP = 3.0
 
+#: JPEG DCT-domain reductions (``Image.draft``: decode at 1/2, 1/4 or 1/8 size) and, for each, the
+#: smallest shrink the final LANCZOS pass must still make. libjpeg's reduced IDCTs filter within
+#: 8x8 blocks, so they leak some detail from just above the reduced Nyquist limit; a wide enough
+#: final pass removes that leak again. Measured on a JPEG zone plate against a full-size decode
+#: (tests/test_fastpath.py): at these gaps the aliasing residue equals the reference's
+#: (1/2: 2.25; 1/4 and 1/8: 3.0, Pillow's "indistinguishable" reducing_gap). Smaller gaps alias
+#: visibly (gap 1.0, i.e. drafting down to the output size, is as aliased as an area average).
+DRAFT_GAPS: Mapping[int, float] = {8: 3.0, 4: 3.0, 2: 2.25}
+
 # Pillow silently falls back to NEAREST for these modes; refuse instead of aliasing.
 _NEAREST_ONLY_MODES = frozenset({"1", "P", "PA"})
 
@@ -56,6 +72,24 @@ class FitPlan:
     """
 
     src_box: Box
+    dst: Rect
+
+
+@dataclass(frozen=True, slots=True)
+class ScaledFitPlan:
+    """A fit plan for a source decoded at ``1/scale`` of its size (``scale == 1``: full size).
+
+    Attributes:
+        scale: each decoded pixel covers ``scale x scale`` source pixels.
+        cut: whole decoded pixels to keep before resampling (Pillow crop box). With a crop box it
+            lies *inside* the crop, so pixels the user cropped away never leak into the output.
+        box: the region to resample, in decoded pixels relative to ``cut`` (Pillow's ``box``).
+        dst: where the resampled pixels go, relative to the cell (as ``FitPlan.dst``).
+    """
+
+    scale: int
+    cut: Box
+    box: Box
     dst: Rect
 
 
@@ -135,23 +169,125 @@ def fit_image(image: Image.Image, cell: Size, mode: FitMode, crop: Box | None = 
         CollageInputError: the image is a palette or bilevel image (convert it with
             ``images.to_rgb`` first), or as ``plan_fit``.
     """
+    plan = plan_scaled_fit(Size(image.width, image.height), cell, mode, crop)
+    return apply_fit(image, plan), plan.dst
+
+
+def plan_scaled_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None, *, scale: int = 1,
+                    flipped: tuple[bool, bool] = (False, False)) -> ScaledFitPlan:
+    """Map ``plan_fit`` onto a source decoded at ``1/scale`` of its size.
+
+    A decoded pixel ``i`` covers source pixels ``[i * scale, (i + 1) * scale)``; the decoded image
+    has ``ceil(size / scale)`` pixels, its last one only partly backed by the source. When the
+    image is flipped or rotated *after* decoding (EXIF orientation), that partial pixel ends up
+    at the start of a reversed axis, which shifts the mapping by a fraction of a pixel.
+
+    Args:
+        src: the full source size, upright (after EXIF orientation).
+        cell, mode, crop: as ``plan_fit`` (``crop`` in full-size upright pixels).
+        scale: the decoding reduction (1, 2, 4 or 8 for JPEG).
+        flipped: per upright axis (x, y), whether it runs backwards through the stored pixels.
+
+    Returns:
+        The plan; with ``scale == 1`` it is exactly what ``fit_image`` applies.
+
+    Raises:
+        LayoutError: the crop box is narrower than one decoded pixel at this scale.
+        CollageConfigError, CollageInputError: as ``plan_fit``.
+
+    Examples:
+        >>> plan_scaled_fit(Size(3000, 4000), Size(512, 1024), "contain", scale=2)
+        ScaledFitPlan(scale=2, cut=Box(left=0, top=0, right=1500, bottom=2000), box=Box(left=0, top=0, right=1500, bottom=2000), dst=Rect(x=0, y=170, width=512, height=683))
+    """
+    plan = plan_fit(src, cell, mode, crop)
+    region = _source_region(src, cell, crop)
+    if scale < 1:
+        msg = f"scale must be a positive integer, got {scale!r}"
+        raise ValueError(msg)
+    cut_x, box_x = _scaled_axis(src.width, region.left, region.right, plan.src_box.left, plan.src_box.right,
+                                scale, flipped[0])
+    cut_y, box_y = _scaled_axis(src.height, region.top, region.bottom, plan.src_box.top, plan.src_box.bottom,
+                                scale, flipped[1])
+    if cut_x[1] <= cut_x[0] or cut_y[1] <= cut_y[0]:
+        msg = f"crop box {tuple(region)} is smaller than one decoded pixel at scale 1/{scale}; decode at a larger scale"
+        raise LayoutError(msg)
+    return ScaledFitPlan(scale, Box(cut_x[0], cut_y[0], cut_x[1], cut_y[1]),
+                         Box(box_x[0], box_y[0], box_x[1], box_y[1]), plan.dst)
+
+
+def choose_draft_scale(src: Size, cell: Size, mode: FitMode, crop: Box | None = None, *,
+                       flipped: tuple[bool, bool] = (False, False), gaps: Mapping[int, float] = DRAFT_GAPS) -> int:
+    """The largest decoding reduction whose final LANCZOS pass still shrinks by ``gaps[scale]``.
+
+    The shrink is measured on the region actually resampled (after the crop box and the cover
+    trim), on both axes, so the reduced source always has more pixels than the cell needs (never
+    fewer: gaps are >= 1). Returns 1 (decode at full size) when no reduction qualifies.
+
+    Examples:
+        >>> choose_draft_scale(Size(3000, 4000), Size(512, 1024), "contain")  # 1500 px for 512: 2.9x left
+        2
+        >>> choose_draft_scale(Size(3000, 4000), Size(128, 128), "contain")   # 375 px for 96: 3.9x left
+        8
+        >>> choose_draft_scale(Size(1000, 1000), Size(512, 512), "cover")
+        1
+    """
+    for scale in sorted(gaps, reverse=True):
+        if scale <= 1:
+            continue
+        try:
+            plan = plan_scaled_fit(src, cell, mode, crop, scale=scale, flipped=flipped)
+        except LayoutError:
+            continue  # a crop narrower than one reduced pixel
+        gap = Fraction(gaps[scale])
+        if plan.box.width >= plan.dst.width * gap and plan.box.height >= plan.dst.height * gap:
+            return scale
+    return 1
+
+
+def apply_fit(image: Image.Image, plan: ScaledFitPlan) -> Image.Image:
+    """Cut and resample ``image`` (decoded at ``plan.scale``) with one LANCZOS pass; a new image.
+
+    Raises:
+        CollageInputError: the image is a palette or bilevel image (see ``fit_image``).
+    """
     if image.mode in _NEAREST_ONLY_MODES:
         msg = f"fit_image needs a continuous-tone image, got mode {image.mode!r}; convert it with images.to_rgb first"
         raise CollageInputError(msg)
-    src = Size(image.width, image.height)
-    plan = plan_fit(src, cell, mode, crop)
-    source, box = image, plan.src_box
-    if crop is not None:
+    source = image
+    if tuple(plan.cut) != (0, 0, image.width, image.height):
         # A user crop is a hard edge: cut it out first so LANCZOS's support cannot pull in the
         # pixels the user cropped away (cropping copies pixels; it does not resample).
-        region = _source_region(src, cell, crop)
-        source = image.crop(region)
-        box = Box(box.left - region.left, box.top - region.top, box.right - region.left, box.bottom - region.top)
+        source = image.crop(tuple(int(v) for v in plan.cut))
     size = (plan.dst.width, plan.dst.height)
-    if tuple(box) == (0, 0, source.width, source.height) and size == source.size:
-        return (source if source is not image else image.copy()), plan.dst
-    resized = source.resize(size, resample=Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    return resized, plan.dst
+    box = tuple(float(v) for v in plan.box)
+    if box == (0.0, 0.0, float(source.width), float(source.height)) and size == source.size:
+        return source if source is not image else image.copy()
+    return source.resize(size, resample=Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+
+
+def _scaled_axis(length: int, region_lo: float, region_hi: float, box_lo: float, box_hi: float, scale: int,
+                 flipped: bool) -> tuple[tuple[int, int], tuple[float, float]]:
+    """One axis of ``plan_scaled_fit``: the whole-pixel cut and the resample span relative to it."""
+    decoded = -(-length // scale)
+    # Where source coordinate 0 lies on the decoded axis: the partial last pixel comes first on a
+    # reversed axis.
+    offset = Fraction(decoded * scale - length, scale) if flipped else Fraction(0)
+
+    def to_decoded(value: float) -> Fraction:
+        return Fraction(int(value), scale) + offset
+
+    # Region edges at the image border keep the whole decoded axis; inner (crop) edges round inward.
+    lo = 0 if region_lo == 0 else math.ceil(to_decoded(region_lo))
+    hi = decoded if region_hi == length else math.floor(to_decoded(region_hi))
+    span_lo = min(max(to_decoded(box_lo), Fraction(lo)), Fraction(hi)) - lo
+    span_hi = min(max(to_decoded(box_hi), Fraction(lo)), Fraction(hi)) - lo
+    return (lo, hi), (_number(span_lo), _number(span_hi))
+
+
+def _number(value: Fraction) -> float:
+    # Whole numbers stay ints (exact plans print cleanly); with power-of-two scales the rest are
+    # dyadic fractions, which floats hold exactly.
+    return int(value) if value.denominator == 1 else float(value)
 
 
 def _check_mode(mode: str) -> None:

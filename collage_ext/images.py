@@ -19,6 +19,12 @@ Decisions:
   DEBUG logs), so they never leak into training logs or ``-W error`` test runs. This swaps the
   process-wide warning filters for the duration of the read (``warnings.catch_warnings``), which
   is safe in DataLoader worker processes but not when several threads read images at once.
+
+``load_fitted`` is the fast path for collage cells: it reads a file straight into its cell size.
+JPEGs are decoded at a reduced scale (DCT-domain downscaling, ``Image.draft``) when the cell needs
+few enough pixels (``fit.choose_draft_scale``), the EXIF transpose then runs on the smaller
+image, and 8-bit gray / RGB pixels are resampled before any conversion. Other formats cannot be
+reduced while decoding; they follow ``open_image`` + ``fit.fit_image`` and give the same bytes.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import CollageConfigError, CollageError, CollageInputError
-from .types import Size
+from .fit import FitMode, apply_fit, choose_draft_scale, plan_scaled_fit
+from .types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +79,19 @@ _TRANSPOSE_FOR_ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+#: Per orientation, whether the upright x / y axis runs backwards through the stored pixels.
+_REVERSED_AXES = {
+    1: (False, False),
+    2: (True, False),
+    3: (True, True),
+    4: (False, True),
+    5: (False, False),
+    6: (True, False),
+    7: (True, True),
+    8: (False, True),
+}
+#: Formats that can reduce while decoding (``Image.draft``: libjpeg's DCT scaling).
+_DRAFT_FORMATS = frozenset({"JPEG", "MPO"})
 
 
 def check_fill(fill: Sequence[int], *, name: str = "fill") -> tuple[int, int, int]:
@@ -123,13 +143,107 @@ def open_image(path: StrPath, *, fill: tuple[int, int, int] = DEFAULT_FILL) -> I
         decoded = _orient(raw, name)
         if decoded is raw:
             decoded = raw.copy()  # detach from the file (uncompressed formats are mmapped)
+    return _rgb_of(path, name, decoded, fill)
+
+
+def load_fitted(
+    path: StrPath,
+    cell: Size,
+    mode: FitMode = "contain",
+    crop: Box | None = None,
+    *,
+    fill: tuple[int, int, int] = DEFAULT_FILL,
+) -> tuple[Image.Image, Rect]:
+    """Read an image file straight into a collage cell: ``fit_image(open_image(path), ...)``, faster.
+
+    What makes it fast, without changing what the cell shows:
+
+    * JPEGs decode at 1/2, 1/4 or 1/8 size when the cell needs few enough pixels
+      (``fit.choose_draft_scale``, computed from ``plan_fit`` on the crop box / cover region, so
+      the reduced image always keeps more pixels than the cell needs). The remaining LANCZOS pass
+      removes what libjpeg's reduced IDCT lets through; the result stays within the tolerance
+      stated in ``fit.DRAFT_GAPS`` (tests/test_fastpath.py checks a zone plate and photos).
+    * The EXIF orientation (read from the header) is applied to the reduced image; the plan is
+      mapped onto its pixel grid, including the partial last pixel a flip or rotation moves.
+    * 8-bit gray and RGB pixels are resampled first and converted afterwards (bit-identical, as
+      each channel is filtered alone); the file-backed image is never copied.
+
+    Other formats (PNG, WebP, ...) cannot be reduced while decoding; for them the result is
+    byte-identical to ``fit_image(open_image(path, fill=fill), cell, mode, crop)``.
+
+    Args:
+        path: the image file.
+        cell: the cell size.
+        mode: ``"contain"``, ``"cover"`` or ``"stretch"``.
+        crop: optional box in upright (EXIF-oriented) source pixels; a hard edge, as in
+            ``fit_image`` (with a reduced decode the kept region rounds inward to whole reduced
+            pixels, which moves a crop edge by less than one output pixel).
+        fill: colour that transparent pixels are composited onto.
+
+    Returns:
+        The fitted RGB image (new, detached from the file) and its rect relative to the cell.
+
+    Raises:
+        CollageInputError: as ``open_image`` and ``fit_image``, naming the file.
+        CollageConfigError, LayoutError: as ``plan_fit``.
+    """
+    fill = check_fill(fill)
+    name = _check_file(path)
+    with _reading(path, name, damage="is truncated or corrupt"), Image.open(path) as raw:
+        stored = Size(raw.width, raw.height)
+        if stored.width <= 0 or stored.height <= 0:
+            msg = f"image {name} has no pixels ({stored}); remove it from the dataset"
+            raise CollageInputError(msg)
+        orientation, scale = _draft_for_cell(raw, name, stored, cell, mode, crop)
+        raw.load()
+        if orientation is None:  # not read before decoding (a PNG's eXIf chunk may follow its pixels)
+            orientation = _read_orientation(raw, name, header_only=False)
+        method = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+        upright = raw if method is None else raw.transpose(method)
+        full = Size(stored.height, stored.width) if orientation >= 5 else stored
+        flipped = _REVERSED_AXES[orientation] if scale > 1 else (False, False)
+        plan = plan_scaled_fit(full, cell, mode, crop, scale=scale, flipped=flipped)
+        expected = (-(-full.width // scale), -(-full.height // scale))
+        if upright.size != expected:  # pragma: no cover - a Pillow draft() whose sizes we do not know
+            msg = f"internal: {name} decoded at 1/{scale} as {upright.size}, expected {expected}"
+            raise AssertionError(msg)
+        deferred = upright.mode in ("RGB", "L") and not _has_alpha(upright)
+        source = upright if deferred else _rgb_of(path, name, upright, fill)
+        fitted = apply_fit(source, plan)
+    if fitted.mode != "RGB":
+        fitted = fitted.convert("RGB")  # gray resampled first: the same bytes as resampling RGB
+    return fitted, plan.dst
+
+
+def _draft_for_cell(
+    raw: Image.Image, name: str, stored: Size, cell: Size, mode: FitMode, crop: Box | None
+) -> tuple[int | None, int]:
+    """Configure a reduced decode when the format allows it; return (orientation or None, scale).
+
+    Runs before any pixel is decoded. ``draft`` works in the stored orientation, but the scale is
+    the same on both axes, so choosing it on the upright geometry is equivalent.
+    """
+    if raw.format not in _DRAFT_FORMATS:
+        return None, 1
+    orientation = _read_orientation(raw, name, header_only=True)  # JPEG EXIF lives in the header
+    full = Size(stored.height, stored.width) if orientation >= 5 else stored
+    scale = choose_draft_scale(full, cell, mode, crop, flipped=_REVERSED_AXES[orientation])
+    if scale == 1:
+        return orientation, 1
+    drafted = raw.draft(None, (stored.width // scale, stored.height // scale))
+    if drafted is None:  # pragma: no cover - e.g. a multi-tile JPEG variant Pillow will not reduce
+        return orientation, 1
+    return orientation, round(stored.width / drafted[1][2])
+
+
+def _rgb_of(path: StrPath, name: str, image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
+    """``to_rgb`` with failures naming the file (shared by ``open_image`` and ``load_fitted``)."""
     with _reading(path, name, damage="cannot be converted to RGB"):
         try:
-            rgb = to_rgb(decoded, fill=fill)
+            return to_rgb(image, fill=fill)
         except CollageInputError as exc:
             msg = f"image {name}: {exc}"
             raise CollageInputError(msg) from exc
-    return rgb
 
 
 def read_image_size(path: StrPath) -> Size:

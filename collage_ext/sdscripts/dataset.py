@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from library import config_util, train_util  # type: ignore[import-not-found]
 from library.train_util import (  # type: ignore[import-not-found]
     DatasetGroup,
@@ -40,8 +39,9 @@ from ..pool import Pool
 from ..rng import sample_key
 from ..types import Size
 from .captioning import caption_setup
-from .frames import SlotCaption, SubsetFrames, render_static_frame
+from .frames import SlotCaption, SubsetFrames, render_static_frame, with_alpha
 from .runargs import RunArgs, find_run_args
+from .te_dropout import encode_empty_caption, substitute, take_over_dropout
 from .summary import log_summary, resolve_mode, resolve_seed, static_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -81,11 +81,15 @@ class _CollageMixin:
         self._collage_mode = ctx.mode
         self._epoch_value: Any = None
         self._frames: dict[str, tuple[SubsetFrames, int]] = {}  # slot path -> (frames, slot index)
+        self._static: dict[str, tuple[SubsetFrames, tuple[int, ...], int]] = {}  # path -> (frames, group, variant)
         self._collage_info: list[dict[str, Any]] = []
         for s_index, subset in enumerate(self.subsets):
             config = by_subset.get(id(subset), CollageConfig())
             if config.enabled:
                 self._setup_subset(s_index, subset, config, ctx)
+        self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, _strategy_era())
+        self._te_cache_dir = static_cache_dir(list(configs) or [CollageConfig()], ctx.run)
+        self._empty_te: list[Any] | None = None
 
     # -- planning ----------------------------------------------------------------------------
     def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: _BuildContext) -> None:
@@ -98,6 +102,9 @@ class _CollageMixin:
         pool_key = f"{self._collage_index}/{s_index}:{os.path.basename(str(root).rstrip('/'))}"
         pool = Pool(key=pool_key, sources=sources, config=config, frame=frame, seed=ctx.seed, repeats=repeats)
         collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
+        if config.loss_mask and not subset.alpha_mask:
+            subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
+            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true)")
         frames = SubsetFrames(pool, collage)
         singles = list(pool.structure.single_repeats)
         if ctx.mode == "static":
@@ -132,6 +139,7 @@ class _CollageMixin:
                 singles[group[0]] += 1
                 continue
             path, caption, new = render_static_frame(frames, group, variant, cache)
+            self._static[str(path)] = (frames, group, variant)
             rendered += new
             count += 1
             self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame), subset)
@@ -153,11 +161,11 @@ class _CollageMixin:
             return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
         frames, slot = entry
         params = frames.params(slot, self.current_epoch)
-        rendered = frames.collage.render(frames.sources_of(frames.groups(self.current_epoch)[slot]), params)
-        image = rendered.image
-        if alpha_mask:
-            image = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
-        return image, 0, 0, 0, 0
+        sources = frames.sources_of(frames.groups(self.current_epoch)[slot])
+        rendered = frames.collage.render(sources, params, with_mask=alpha_mask)
+        if not alpha_mask:
+            return rendered.image, 0, 0, 0, 0
+        return with_alpha(rendered.image, rendered.mask, frames.pool.config), 0, 0, 0, 0
 
     def process_caption(self, subset: Any, caption: str) -> str:
         """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
@@ -179,9 +187,24 @@ class _CollageMixin:
                                    "subsets": self._collage_info}
             self.bucket_info = info
 
+    def new_cache_text_encoder_outputs(self, models: list[Any], accelerator: Any) -> None:
+        """sd-scripts' caching, plus the empty-caption encoding that dropped samples get."""
+        super().new_cache_text_encoder_outputs(models, accelerator)  # type: ignore[misc]
+        if self._te_dropout:
+            self._empty_te = encode_empty_caption(models, self._te_cache_dir)
+            logger.info(f"collage_ext: caption dropout up to {self._te_dropout:g} on cached text-encoder outputs "
+                        "(empty-caption encoding cached)")
+
     def __getitem__(self, index: int) -> Any:
         self._sync_epoch()
-        return super().__getitem__(index)  # type: ignore[misc]
+        example = super().__getitem__(index)  # type: ignore[misc]
+        if self._te_dropout and isinstance(example, dict) and example.get("text_encoder_outputs_list") is not None:
+            if self._empty_te is None:
+                msg = ("internal: caption dropout with cached text-encoder outputs, but the empty-caption encoding "
+                       "was never cached (new_cache_text_encoder_outputs was not called)")
+                raise RuntimeError(msg)
+            substitute(example, self, index, self._empty_te, self._collage_seed)
+        return example
 
     def _sync_epoch(self) -> None:
         # sd-scripts' collator sets the epoch *after* the first batch of an epoch, so that batch
@@ -217,13 +240,16 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         mode, why = resolve_mode(all_configs, run)
         seed, seed_why = resolve_seed(run, tree.kohya)
         ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
-        datasets = _generate(tree.kohya, run, ctx)
+        datasets, validation = _generate(tree.kohya, run, ctx)
         super().__init__(datasets)
+        #: sd-scripts' validation group (single images, no collages) for trainers patched with
+        #: patches/0001-dataset-class-validation-split.patch; unpatched trainers ignore it.
+        self.validation_dataset_group = validation
         _LIVE.add(self)
         log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run)
 
 
-def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> list[Any]:
+def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> tuple[list[Any], Any]:
     args = run.namespace
     if args is None:
         msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
@@ -234,8 +260,8 @@ def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) ->
     blueprint = config_util.BlueprintGenerator(sanitizer).generate(kohya_config, args, **extra)
     with _collage_classes(ctx):
         result = config_util.generate_dataset_group_by_blueprint(blueprint.dataset_group)
-    group = result[0] if isinstance(result, tuple) else result
-    return list(group.datasets)
+    group, validation = result if isinstance(result, tuple) else (result, None)
+    return list(group.datasets), validation
 
 
 @contextmanager
@@ -254,6 +280,10 @@ def _collage_classes(ctx: _BuildContext) -> Any:
     finally:
         _PENDING.pop()
         config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
+
+
+def _strategy_era() -> bool:
+    return hasattr(train_util, "DatasetGroup") and hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
 
 
 def _wants_tokenizer() -> bool:

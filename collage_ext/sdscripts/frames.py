@@ -14,10 +14,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .. import __version__
 from ..collage import Collage, FrameParams, Source
+from ..config import CollageConfig
 from ..grouping import Group
 from ..pool import Pool
 
@@ -110,6 +112,14 @@ def write_png_atomic(image: Image.Image, path: Path) -> None:
         raise
 
 
+def with_alpha(image: np.ndarray, mask: np.ndarray | None, config: CollageConfig) -> np.ndarray:
+    """RGBA for sd-scripts' alpha-mask loss: 255 on content, ``pad_weight`` on padding when the loss mask is on."""
+    alpha = np.full(image.shape[:2], 255, np.uint8)
+    if config.loss_mask and mask is not None:
+        alpha[mask] = round(config.pad_weight * 255)
+    return np.concatenate([image, alpha[:, :, None]], axis=2)
+
+
 def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path) -> tuple[Path, str, bool]:
     """Plan, render (unless cached) and caption one static frame; returns (path, caption, rendered)."""
     sources = frames.sources_of(group)
@@ -119,6 +129,8 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     path = cache_dir / f"collage_{digest}.png"
     if path.is_file():
         return path, caption, False
-    rendered = frames.collage.render(sources, params)
-    write_png_atomic(Image.fromarray(rendered.image), path)
+    loss_mask = frames.pool.config.loss_mask
+    rendered = frames.collage.render(sources, params, with_mask=loss_mask)
+    pixels = with_alpha(rendered.image, rendered.mask, frames.pool.config) if loss_mask else rendered.image
+    write_png_atomic(Image.fromarray(pixels), path)
     return path, caption, True

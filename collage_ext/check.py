@@ -1,0 +1,459 @@
+"""``collage-ext check``: a report on a dataset before training, with an exit status for scripts.
+
+Errors (exit status 1) are problems that stop training or silently drop data: unreadable or
+corrupt images, invalid crop boxes, empty or non-UTF-8 caption files, image folders that do not
+exist. Warnings (exit status 0) predict weak training: images magnified beyond
+``collage_max_upscale`` (by their *effective* resolution, see ``quality``), low subject/background
+contrast, captions past the text encoder's token budget, repeated phrases that land past it, and
+collage subsets whose image count leaves single leftovers. The report ends with the samples,
+batches and optimizer steps per epoch, counted the way sd-scripts counts them (buckets included).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .collage import Source
+from .crops import read_crop_box
+from .datasets import DatasetSpec, Finding, Project, SubsetSpec
+from .errors import CollageError, CollageInputError
+from .fit import upscale_factor
+from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
+from .images import open_image
+from .layout import group_sizes, layout_cells, layouts_with
+from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
+from .types import Size
+
+logger = logging.getLogger(__name__)
+
+#: Examples named per aggregated finding.
+EXAMPLES = 3
+
+
+# -- sd-scripts bucketing (library/train_util.py BucketManager, library/model_util.py) ----------
+
+@dataclass
+class Buckets:
+    """Which bucket sd-scripts puts an image of a given size in, and how much it magnifies it."""
+
+    resolution: Size
+    enable: bool
+    min_reso: int = 256
+    max_reso: int = 1024
+    steps: int = 64
+    no_upscale: bool = False
+    resos: list[tuple[int, int]] = field(default_factory=list)
+
+    @classmethod
+    def for_dataset(cls, dataset: DatasetSpec) -> Buckets:
+        """The dataset's bucket settings, adjusted to whole steps as sd-scripts does."""
+        p = dataset.params
+        steps = int(p.get("bucket_reso_steps") or 64)
+        lo, hi = int(p.get("min_bucket_reso") or 256), int(p.get("max_bucket_reso") or 1024)
+        lo -= lo % steps
+        hi += (steps - hi % steps) % steps
+        buckets = cls(dataset.resolution, bool(p.get("enable_bucket")), lo, hi, steps, bool(p.get("bucket_no_upscale")))
+        if buckets.enable and not buckets.no_upscale:
+            buckets.resos = make_bucket_resolutions(dataset.resolution, lo, hi, steps)
+        else:
+            buckets.resos = [tuple(dataset.resolution)]
+        return buckets
+
+    def select(self, size: Size) -> tuple[tuple[int, int], float]:
+        """``(bucket resolution, magnification)`` of an image, as ``BucketManager.select_bucket``."""
+        w, h = size
+        aspect = w / h
+        if self.enable and self.no_upscale:
+            area = self.resolution.width * self.resolution.height
+            if w * h > area:
+                rw = math.sqrt(area * aspect)
+                rh = area / rw
+                bw = _round_steps(rw, self.steps)
+                ar_w = bw / _round_steps(bw / aspect, self.steps)
+                bh = _round_steps(rh, self.steps)
+                ar_h = _round_steps(bh * aspect, self.steps) / bh
+                resized = ((bw, int(bw / aspect + 0.5)) if abs(ar_w - aspect) < abs(ar_h - aspect)
+                           else (int(bh * aspect + 0.5), bh))
+            else:
+                resized = (w, h)
+            return (resized[0] - resized[0] % self.steps, resized[1] - resized[1] % self.steps), resized[0] / w
+        reso = (w, h)
+        if reso not in self.resos:
+            errors = [abs(rw / rh - aspect) for rw, rh in self.resos]
+            reso = self.resos[errors.index(min(errors))]
+        scale = reso[1] / h if aspect > reso[0] / reso[1] else reso[0] / w
+        return reso, scale
+
+
+def _round_steps(value: float, steps: int) -> int:
+    x = int(value + 0.5)
+    return x - x % steps
+
+
+def make_bucket_resolutions(max_reso: Size, min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
+    """sd-scripts' ``model_util.make_bucket_resolutions``.
+
+    Examples:
+        >>> make_bucket_resolutions(Size(1024, 1024), 256, 2048, 64)[:3]
+        [(256, 2048), (320, 2048), (384, 2048)]
+    """
+    area = max_reso.width * max_reso.height
+    resos = {(int(math.sqrt(area) // divisible) * divisible,) * 2}
+    width = min_size
+    while width <= max_size:
+        height = min(max_size, int((area // width) // divisible) * divisible)
+        if height >= min_size:
+            resos.add((width, height))
+            resos.add((height, width))
+        width += divisible
+    return sorted(resos)
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+@dataclass
+class CheckReport:
+    """Findings plus the per-dataset sample / step summary."""
+
+    findings: list[Finding]
+    summary: dict[str, Any]
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Error findings."""
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """Warning findings."""
+        return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when there are errors, else 0."""
+        return 1 if self.errors else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable (``collage-ext check --json``)."""
+        return {"ok": not self.errors, "errors": len(self.errors), "warnings": len(self.warnings),
+                "findings": [f.to_json() for f in self.findings], "summary": self.summary}
+
+    def format_text(self) -> str:
+        """The human report."""
+        s = self.summary
+        lines = [f"collage-ext check: {s['source']}",
+                 f"seed {s['seed']} ({s['seed_why']}); mode {s['mode']} ({s['mode_why']})",
+                 f"text encoder: {s['text_encoder']}", ""]
+        for d in s["datasets"]:
+            lines.append(f"dataset {d['index']}: resolution {d['resolution']}, batch size {d['batch_size']}, "
+                         f"{'buckets on' if d['enable_bucket'] else 'no buckets'}")
+            for sub in d["subsets"]:
+                lines.append(f"  subset {sub['index']} {sub['image_dir']}: {sub['describe']}")
+            lines.append(f"  per epoch: {d['samples_per_epoch']} samples in {d['batches_per_epoch']} batches "
+                         f"({d['buckets']} buckets)")
+        st = s["steps"]
+        lines.append(f"steps: {st['describe']}")
+        lines.append("")
+        order = {"error": 0, "warning": 1, "info": 2}
+        for f in sorted(self.findings, key=lambda f: order[f.level]):
+            lines.append(f"{f.level.upper():8s}{f.code}: {f.message}")
+        verdict = (f"{len(self.errors)} errors, {len(self.warnings)} warnings. "
+                   + ("Training would stop or lose data on the errors: fix them first." if self.errors
+                      else "No errors." + (" Warnings predict weaker training." if self.warnings else "")))
+        lines += ["", verdict]
+        return "\n".join(lines)
+
+
+def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> CheckReport:
+    """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps."""
+    findings = list(project.findings)
+    images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
+    measures, broken = _scan_images(project, images, findings)
+    planned = plan_project(project, encoder, exclude=frozenset(broken))
+    frameset = frames_for(planned, project.mode if project.mode == "static" else "dynamic", epoch)
+    in_collage = _check_collage_sources(planned, measures, findings)
+    _check_singles(project, planned, frameset, measures, broken, in_collage, findings)
+    _check_captions(project, encoder, broken, findings)
+    _check_frame_captions(frameset, encoder, findings)
+    _check_leftovers(planned, frameset, findings)
+    summary = _summary(project, planned, frameset, measures, broken, encoder)
+    return CheckReport(findings, summary)
+
+
+def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
+                 findings: list[Finding]) -> tuple[dict[str, ImageMeasures], set[str]]:
+    measures: dict[str, ImageMeasures] = {}
+    broken: set[str] = set()
+    for path in progress(list(images), "checking images", "image"):
+        _, subset = images[path]
+        try:
+            image = open_image(path, fill=subset.config.fill)
+        except CollageInputError as exc:
+            findings.append(Finding("error", "unreadable_image", f"{exc}", path))
+            broken.add(path)
+            continue
+        if subset.config.enabled:
+            try:
+                read_crop_box(path, Size(*image.size), subset.config.crop_extension)
+            except CollageError as exc:
+                findings.append(Finding("error", "bad_crop_box", f"{exc}", path))
+                broken.add(path)
+                continue
+        m = measure_image(image)
+        measures[path] = m
+        if m.contrast < CONTRAST_THRESHOLD:
+            findings.append(Finding(
+                "warning", "low_contrast",
+                f"{path}: low subject/background contrast ({m.contrast:.0f} < {CONTRAST_THRESHOLD:.0f}: even its "
+                "strongest outlines are faint); the model learns shapes from contrast, so it teaches little — "
+                "prefer an image whose subject stands out from the background", path))
+    return measures, broken
+
+
+def _worst_cell_scale(source: Source, level: int, frame: Size, planned: PlannedSubset) -> tuple[float, Size]:
+    config = planned.subset.config
+    worst, cell_size = 0.0, frame
+    for n in group_sizes(config):
+        if n > level:
+            break
+        for name in layouts_with(n, config):
+            for cell in layout_cells(name, frame, config.gutter):
+                scale = upscale_factor(source.size, cell.size, config.fit_mode, source.crop)
+                if scale > worst:
+                    worst, cell_size = scale, cell.size
+    return worst, cell_size
+
+
+def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str, ImageMeasures],
+                           findings: list[Finding]) -> set[str]:
+    """Sources too small for any cell, and sources whose *effective* resolution a cell would over-magnify."""
+    reported: set[str] = set()
+    for item in planned:
+        config, frame = item.subset.config, item.pool.frame
+        sizes = group_sizes(config)
+        smallest = sizes[0] if sizes else 2
+        for index, source in enumerate(item.pool.sources):
+            level = item.pool.structure.level[index]
+            m = measures.get(source.path)
+            if level < smallest:
+                findings.append(Finding(
+                    "warning", "too_small_for_collage",
+                    f"{source.path} ({source.effective_size}) would be magnified more than collage_max_upscale = "
+                    f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins a "
+                    "collage and trains as a single image; use a larger original, or raise collage_max_upscale",
+                    source.path))
+                reported.add(source.path)
+                continue
+            if m is None or m.detail_factor <= 1.0:
+                continue
+            scale, cell = _worst_cell_scale(source, level, frame, item)
+            effective = scale * m.detail_factor
+            if effective > config.max_upscale + 1e-9:
+                findings.append(Finding(
+                    "warning", "upscaled_image",
+                    f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks upscaled "
+                    f"or blurred: detail factor {m.detail_factor:g}); in a {cell} cell that is {effective:.1f}x "
+                    f"magnification, more than collage_max_upscale = {config.max_upscale:g}: the blurry pixels add "
+                    "nothing — use the original, larger file", source.path))
+                reported.add(source.path)
+    return reported
+
+
+def _check_singles(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
+                   measures: dict[str, ImageMeasures], broken: set[str], reported: set[str],
+                   findings: list[Finding]) -> None:
+    """Images trained single (plain subsets and collage leftovers) that sd-scripts magnifies too much."""
+    collage_ids = {id(p.subset) for p in planned}
+    single_paths: dict[str, tuple[DatasetSpec, SubsetSpec]] = {}
+    for dataset, subset in project.subsets():
+        if id(subset) not in collage_ids:
+            single_paths.update({im.path: (dataset, subset) for im in subset.images})
+    for item, index, _ in frameset.singles:
+        single_paths[item.pool.sources[index].path] = (item.dataset, item.subset)
+    buckets: dict[int, Buckets] = {}
+    for path, (dataset, subset) in single_paths.items():
+        m = measures.get(path)
+        if path in broken or m is None or path in reported:
+            continue
+        bucket = buckets.setdefault(dataset.index, Buckets.for_dataset(dataset))
+        reso, scale = bucket.select(m.size)
+        effective = scale * m.detail_factor
+        limit = subset.config.max_upscale
+        if effective > limit + 1e-9:
+            detail = (f" and holds only the detail of ~{m.effective_size} (detail factor {m.detail_factor:g})"
+                      if m.detail_factor > 1 else "")
+            findings.append(Finding(
+                "warning", "upscaled_image",
+                f"{path} is {m.size}{detail}: trained as a single image it is magnified {effective:.1f}x to its "
+                f"{reso[0]}x{reso[1]} bucket, more than {limit:g} (collage_max_upscale): upscaled pixels add "
+                "nothing — use a larger original or remove it", path))
+
+
+def _caption_file(path: str, subset: SubsetSpec) -> str:
+    candidate = os.path.splitext(path)[0] + str(subset.params.get("caption_extension") or ".caption")
+    return candidate if os.path.isfile(candidate) else path
+
+
+def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], findings: list[Finding]) -> None:
+    budget, counter = encoder.budget, encoder.counter
+    for _, subset in project.subsets():
+        grammar_phrases = subset.config.repeat_phrases
+        for image in subset.images:
+            if image.path in broken or not image.caption:
+                continue
+            tokens = count_caption(image.caption, budget, counter)
+            file = _caption_file(image.path, subset)
+            if tokens.overflow:
+                findings.append(Finding(
+                    "warning", "caption_overflow",
+                    f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
+                    f"budget of {encoder.label}; the text past it is cut off and never trained — shorten it"
+                    + (" or raise --max_token_length (75/150/225)" if budget.kind == "clip"
+                       and budget.max_tokens < 225 else ""), file))
+            if grammar_phrases:
+                from .sdscripts.captioning import grammar_of
+
+                for phrase, start in phrases_past_budget(image.caption, grammar_phrases, budget, counter,
+                                                         grammar_of(subset.namespace())):
+                    findings.append(Finding(
+                        "warning", "phrase_past_budget",
+                        f"{file}: repeated phrase {phrase!r} first appears at token {start}, past the "
+                        f"{budget.max_tokens}-token budget: it is cut off and never trained — move it to the front",
+                        file))
+
+
+def _check_frame_captions(frameset: FrameSet, encoder: TextEncoder, findings: list[Finding]) -> None:
+    """Merged collage captions past the budget, aggregated per subset with examples."""
+    over: dict[str, list[str]] = {}
+    late: dict[str, list[str]] = {}
+    totals: Counter[str] = Counter()
+    for job in progress(frameset.jobs, "checking frame captions", "frame"):
+        key = job.planned.subset.image_dir or job.planned.pool.key
+        totals[key] += 1
+        tokens = count_caption(job.caption, encoder.budget, encoder.counter)
+        names = " + ".join(Path(s.path).name for s in job.sources)
+        if tokens.overflow:
+            over.setdefault(key, []).append(f"{names} ({tokens.total} tokens)")
+        for phrase, start in phrases_past_budget(job.caption, job.planned.subset.config.repeat_phrases,
+                                                 encoder.budget, encoder.counter, job.planned.collage.grammar):
+            late.setdefault(key, []).append(f"{names}: {phrase!r} at token {start}")
+    when = "per epoch" if frameset.epoch is None else f"in epoch {frameset.epoch}"
+    for key, items in over.items():
+        findings.append(Finding(
+            "warning", "frame_caption_overflow",
+            f"{key}: {len(items)} of {totals[key]} collage frames {when} merge captions longer than the "
+            f"{encoder.budget.max_tokens}-token budget (the end is cut off), e.g. {'; '.join(items[:EXAMPLES])}; "
+            "shorten the captions, use collage_caption_merge = \"tags\", or lower collage_max_images", key))
+    for key, items in late.items():
+        findings.append(Finding(
+            "warning", "frame_phrase_past_budget",
+            f"{key}: in {len(items)} collage frames {when} a repeated phrase only appears past the token budget, "
+            f"e.g. {'; '.join(items[:EXAMPLES])}; move the phrase to the front of the captions", key))
+
+
+def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findings: list[Finding]) -> None:
+    sizes_text = {}
+    for item in planned:
+        config = item.subset.config
+        sizes = group_sizes(config)
+        sizes_text[id(item)] = "/".join(str(s) for s in sizes)
+        smallest = sizes[0] if sizes else 2
+        structure = item.pool.structure
+        small = sum(r.num_repeats for i, r in enumerate(item.pool.records) if structure.level[i] < smallest)
+        leftover = sum(structure.single_repeats) - small
+        if frameset.mode == "static":
+            leftover = sum(1 for _, g in item.static_groups if len(g) == 1) + (
+                sum(structure.single_repeats) - small if config.rate >= 1 else 0)
+        if config.rate >= 1 and leftover > 0:
+            findings.append(Finding(
+                "warning", "single_leftovers",
+                f"subset {item.subset.image_dir}: {leftover} image repeats per epoch are left over and train as single "
+                f"images although collage_rate = 1: {len(item.pool.sources) - _count_small(item, smallest)} "
+                f"collage-ready images x their repeats do not divide into frames of {sizes_text[id(item)]} images"
+                + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
+                + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",
+                item.subset.image_dir))
+
+
+def _count_small(item: PlannedSubset, smallest: int) -> int:
+    return sum(1 for lv in item.pool.structure.level if lv < smallest)
+
+
+def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
+             measures: dict[str, ImageMeasures], broken: set[str], encoder: TextEncoder) -> dict[str, Any]:
+    by_subset = {id(p.subset): p for p in planned}
+    frames_by: Counter[int] = Counter(id(j.planned.subset) for j in frameset.jobs)
+    singles_by: Counter[int] = Counter()
+    for item, _, n in frameset.singles:
+        singles_by[id(item.subset)] += n
+    datasets = []
+    total_batches = 0
+    for dataset in project.datasets:
+        buckets = Buckets.for_dataset(dataset)
+        bucket_counts: Counter[tuple[int, int]] = Counter()
+        subsets = []
+        for subset in dataset.subsets:
+            if subset.kept_index is None:
+                subsets.append({"index": subset.index, "image_dir": subset.image_dir, "skipped": subset.skipped,
+                                "describe": f"skipped by sd-scripts ({subset.skipped})"})
+                continue
+            item = by_subset.get(id(subset))
+            images = len(subset.images)
+            if item is not None:
+                frames, singles = frames_by[id(subset)], singles_by[id(subset)]
+                bucket_counts[buckets.select(item.pool.frame)[0]] += frames
+                for source_item, index, n in frameset.singles:
+                    if source_item is item:
+                        bucket_counts[buckets.select(item.pool.sources[index].size)[0]] += n
+                describe = (f"{images} images -> {frames + singles} samples per epoch ({frames} collage frames "
+                            f"of {item.pool.frame}, {singles} single), rate {subset.config.rate:g}")
+                samples = frames + singles
+            else:
+                samples = sum(im.num_repeats for im in subset.images if im.path not in broken)
+                for image in subset.images:
+                    m = measures.get(image.path)
+                    if m is not None:
+                        bucket_counts[buckets.select(m.size)[0]] += image.num_repeats
+                describe = f"{images} images -> {samples} samples per epoch (single images" + (
+                    ", regularisation)" if subset.is_reg else ")")
+                frames = 0
+            subsets.append({"index": subset.index, "image_dir": subset.image_dir, "images": images,
+                            "samples_per_epoch": samples, "collage_frames": frames, "is_reg": subset.is_reg,
+                            "collage_rate": subset.config.rate, "describe": describe})
+        batch = int(dataset.params.get("batch_size") or 1)
+        batches = sum(math.ceil(n / batch) for n in bucket_counts.values() if n)
+        total_batches += batches
+        datasets.append({"index": dataset.index, "resolution": str(dataset.resolution), "batch_size": batch,
+                         "enable_bucket": buckets.enable, "subsets": subsets,
+                         "samples_per_epoch": sum(s.get("samples_per_epoch", 0) for s in subsets),
+                         "batches_per_epoch": batches, "buckets": sum(1 for n in bucket_counts.values() if n)})
+    return {"source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
+            "mode_why": project.mode_why, "text_encoder": encoder.label, "datasets": datasets,
+            "steps": _steps(project, total_batches)}
+
+
+def _steps(project: Project, batches: int) -> dict[str, Any]:
+    run = project.run
+    accumulation = int(run.get("gradient_accumulation_steps") or 1)
+    per_epoch = math.ceil(batches / accumulation) if batches else 0
+    epochs = run.get("max_train_epochs")
+    out: dict[str, Any] = {"batches_per_epoch": batches, "gradient_accumulation_steps": accumulation,
+                           "steps_per_epoch": per_epoch}
+    if isinstance(epochs, int) and epochs > 0:
+        out.update(epochs=epochs, total_steps=epochs * per_epoch,
+                   describe=f"{per_epoch} per epoch x max_train_epochs {epochs} = {epochs * per_epoch} steps")
+    else:
+        steps = int(run.get("max_train_steps") or 1600)
+        n = math.ceil(steps / per_epoch) if per_epoch else 0
+        out.update(epochs=n, total_steps=steps,
+                   describe=f"{per_epoch} per epoch; max_train_steps {steps} = {n} epochs"
+                   + ("" if run.get("max_train_steps") else " (sd-scripts' default max_train_steps)"))
+    out["describe"] += " (one GPU; with N GPUs divide the steps by N)"
+    return out

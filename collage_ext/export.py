@@ -1,0 +1,267 @@
+"""``collage-ext export``: materialise collage frames as a plain kohya-style folder any trainer can read.
+
+The export is a **static** plan (as ``collage_mode = "static"``): each collage subset's repeats are
+spread over ``--variants`` fixed groupings, so one pass over the exported folder shows every image
+exactly ``num_repeats`` times, like one epoch of collage training. Layout::
+
+    OUT/train/1_<name>-collage/collage_<digest>.png + .txt   collage frames (lossless PNG, merged caption)
+    OUT/train/<r>_<name>/<image> + .txt                       images that train single, r repeats each
+    OUT/reg/<r>_<name>/...                                    regularisation subsets
+    OUT/dataset.toml                                          the same datasets as a --dataset_config
+    OUT/manifest.json                                         every frame traced back to its sources
+    OUT/README.txt                                            how to train on it
+
+Single images are copied byte for byte (sd-scripts loads them exactly as before); frames are PNG.
+Images that cannot be read are left out with a warning (the ``warn`` policy of style.md §5.2).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import toml
+from PIL import Image
+
+from . import __version__
+from .datasets import DatasetSpec, Finding, Project, SubsetSpec
+from .errors import CollageConfigError
+from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
+
+logger = logging.getLogger(__name__)
+
+#: Subset keys that describe *where* images come from; the export replaces them.
+_LOCATION_KEYS = ("image_dir", "num_repeats", "class_tokens", "metadata_file", "caption_extension", "is_reg",
+                  "cache_info", "conditioning_data_dir")
+
+
+@dataclass
+class ExportResult:
+    """What ``run_export`` wrote."""
+
+    out: Path
+    frames: int = 0
+    singles: int = 0
+    copied: int = 0
+    skipped: list[str] = field(default_factory=list)
+    train_dir: Path | None = None
+    reg_dir: Path | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def check_out_dir(out: Path, project: Project, *, force: bool) -> None:
+    """Refuse a non-empty output folder (unless ``force``) and one inside a source folder.
+
+    Raises:
+        CollageConfigError: exit status 2.
+    """
+    if out.exists() and not out.is_dir():
+        msg = f"--out {out} is a file; give a folder"
+        raise CollageConfigError(msg)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        msg = f"--out {out} is not empty; choose a new folder, or pass --force to write into it"
+        raise CollageConfigError(msg)
+    resolved = out.resolve()
+    for _, subset in project.subsets():
+        root = Path(subset.root).resolve()
+        if resolved == root or root in resolved.parents:
+            msg = f"--out {out} lies inside the source folder {subset.root}; sd-scripts would train on the export too"
+            raise CollageConfigError(msg)
+
+
+def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: int | None = None,
+               force: bool = False) -> ExportResult:
+    """Write the static frames, the single images and the manifest into ``out``.
+
+    Raises:
+        CollageConfigError: bad ``--variants`` or output folder.
+        CollageInputError: a frame source fails while rendering (its header read fine).
+    """
+    if variants is not None and not 1 <= variants <= 64:
+        msg = f"--variants must be in [1, 64], got {variants}; e.g. --variants 4"
+        raise CollageConfigError(msg)
+    check_out_dir(out, project, force=force)
+    result = ExportResult(out)
+    subsets = project.subsets()
+    if variants is not None:
+        for _, subset in subsets:
+            subset.config = dataclasses.replace(subset.config, variants=variants)
+    paths = [im.path for _, s in subsets for im in s.images]
+    failed = read_failures(progress(paths, "checking images", "image"))
+    for path, exc in failed.items():
+        result.findings.append(Finding("warning", "unreadable_image", f"left out of the export: {exc}", path))
+        logger.warning(f"left out of the export: {exc}")
+    planned = plan_project(project, encoder, exclude=frozenset(failed))
+    frameset = frames_for(planned, "static", 1)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = _Folders(out, multi=len(project.datasets) > 1)
+    manifest_frames = _write_frames(frameset, folders, result)
+    manifest_singles = _write_singles(frameset, folders, result)
+    plain = _copy_plain(project, planned, folders, failed, result)
+    result.train_dir = out / "train" if (out / "train").is_dir() else None
+    result.reg_dir = out / "reg" if (out / "reg").is_dir() else None
+    _write_dataset_toml(project, folders, out / "dataset.toml")
+    manifest = {
+        "collage_ext": __version__, "source": project.source, "seed": project.seed, "seed_why": project.seed_why,
+        "plan": "static", "variants": {p.pool.key: p.subset.config.variants for p in planned},
+        "settings": {p.pool.key: p.subset.config.to_metadata() for p in planned},
+        "frames": manifest_frames, "singles": manifest_singles + plain,
+        "left_out": [{"path": p, "error": str(e)} for p, e in failed.items()],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "README.txt").write_text(training_hint(project, result) + "\n", encoding="utf-8")
+    return result
+
+
+class _Folders:
+    """Allocates unique ``N_name`` folders under ``train/`` and ``reg/`` and remembers what went where."""
+
+    def __init__(self, out: Path, *, multi: bool) -> None:
+        self.out, self.multi = out, multi
+        self.used: set[str] = set()
+        self.paths: dict[tuple[int, int, int, str], Path] = {}
+        self.by_subset: dict[tuple[int, int], list[tuple[Path, int]]] = {}
+
+    def get(self, dataset: DatasetSpec, subset: SubsetSpec, repeats: int, suffix: str = "") -> Path:
+        key = (dataset.index, subset.index, repeats, suffix)
+        if key in self.paths:
+            return self.paths[key]
+        base = (f"d{dataset.index}-" if self.multi else "") + _clean(subset.name) + suffix
+        name, k = f"{repeats}_{base}", 2
+        while name in self.used:
+            name, k = f"{repeats}_{base}-{k}", k + 1
+        self.used.add(name)
+        path = self.out / ("reg" if subset.is_reg else "train") / name
+        path.mkdir(parents=True, exist_ok=True)
+        self.paths[key] = path
+        self.by_subset.setdefault((dataset.index, subset.index), []).append((path, repeats))
+        return path
+
+
+def _clean(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".") or "subset"
+
+
+def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -> list[dict[str, Any]]:
+    records = []
+    for job in progress(frameset.jobs, "exporting frames", "frame"):
+        folder = folders.get(job.planned.dataset, job.planned.subset, 1, "-collage")
+        path = folder / f"{job.name}.png"
+        Image.fromarray(job.render().image).save(path, format="PNG")
+        path.with_suffix(".txt").write_text(job.caption + "\n", encoding="utf-8")
+        layout = job.params.layout
+        records.append({
+            "file": path.relative_to(folders.out).as_posix(), "dataset": job.planned.dataset.index,
+            "subset": job.planned.subset.index, "image_dir": job.planned.subset.image_dir,
+            "pool_key": job.planned.pool.key, "variant": job.variant, "seed": job.planned.pool.seed,
+            "frame": list(job.planned.pool.frame), "layout": layout.name,
+            "cells": [{"rect": list(c), "position": n, "source": job.sources[i].path, "key": job.sources[i].key,
+                       "crop": list(job.sources[i].crop) if job.sources[i].crop else None}
+                      for c, i, n in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells))],
+            "sources": [s.path for s in job.sources], "caption": job.caption, "params": job.params.to_json(),
+        })
+        result.frames += 1
+    return records
+
+
+def _copy(source: str, folder: Path, caption: str, used: set[Path]) -> Path:
+    target = folder / os.path.basename(source)
+    stem, ext, k = target.stem, target.suffix, 2
+    while target in used or target.with_suffix(".txt") in used:
+        target, k = folder / f"{stem}-{k}{ext}", k + 1
+    used.update((target, target.with_suffix(".txt")))
+    shutil.copyfile(source, target)
+    target.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+    return target
+
+
+def _write_singles(frameset: FrameSet, folders: _Folders, result: ExportResult) -> list[dict[str, Any]]:
+    records, used = [], set()
+    for item, index, repeats in progress(frameset.singles, "copying single images", "image"):
+        source = item.pool.sources[index]
+        folder = folders.get(item.dataset, item.subset, repeats)
+        target = _copy(source.path, folder, source.caption, used)
+        records.append({"file": target.relative_to(folders.out).as_posix(), "source": source.path,
+                        "repeats": repeats, "dataset": item.dataset.index, "subset": item.subset.index})
+        result.singles += 1
+    return records
+
+
+def _copy_plain(project: Project, planned: Sequence[PlannedSubset], folders: _Folders, failed: dict[str, Any],
+                result: ExportResult) -> list[dict[str, Any]]:
+    """Subsets without collage frames are copied with their TOML ``num_repeats`` (sd-scripts balances reg again)."""
+    collage = {id(p.subset) for p in planned}
+    records, used = [], set()
+    for dataset, subset in project.subsets():
+        if id(subset) in collage:
+            continue
+        repeats = int(subset.params.get("num_repeats") or 1)
+        for image in progress(subset.images, f"copying {subset.name}", "image"):
+            if image.path in failed:
+                continue
+            target = _copy(image.path, folders.get(dataset, subset, repeats), image.caption, used)
+            records.append({"file": target.relative_to(folders.out).as_posix(), "source": image.path,
+                            "repeats": repeats, "dataset": dataset.index, "subset": subset.index})
+            result.copied += 1
+    return records
+
+
+def _write_dataset_toml(project: Project, folders: _Folders, path: Path) -> None:
+    """The exported folders as a ``--dataset_config``: the original settings, new image folders."""
+    data = copy.deepcopy(project.tree.kohya)
+    data.setdefault("general", {})
+    out_datasets = []
+    for dataset, raw in zip(project.datasets, data.get("datasets", []) or []):
+        entries = []
+        raw_subsets = raw.get("subsets", []) or []
+        for subset in dataset.subsets:
+            base = {k: v for k, v in (raw_subsets[subset.index] if subset.index < len(raw_subsets) else {}).items()
+                    if k not in _LOCATION_KEYS}
+            for folder, repeats in folders.by_subset.get((dataset.index, subset.index), []):
+                entry = dict(base, image_dir=str(folder.resolve()), num_repeats=repeats, caption_extension=".txt")
+                if subset.is_reg:
+                    entry["is_reg"] = True
+                entries.append(entry)
+        if entries:
+            new = {k: v for k, v in raw.items() if k != "subsets"}
+            if "resolution" not in new:
+                new["resolution"] = list(dataset.resolution)
+            new["subsets"] = entries
+            out_datasets.append(new)
+    data["datasets"] = out_datasets
+    header = (f"# Written by collage-ext export {__version__} from {project.source}.\n"
+              "# Plain sd-scripts dataset config: no collage_ext needed. Paths are absolute.\n")
+    path.write_text(header + toml.dumps(data), encoding="utf-8")
+
+
+def training_hint(project: Project, result: ExportResult) -> str:
+    """How to train on the export with plain sd-scripts (and other trainers)."""
+    out = result.out
+    resolutions = {tuple(d.resolution) for d in project.datasets}
+    reso = ",".join(str(v) for v in sorted(resolutions)[0]) if resolutions else "1024,1024"
+    lines = [
+        f"collage-ext export {__version__}: {result.frames} collage frames, {result.singles} single images from "
+        f"collage subsets, {result.copied} images copied from other subsets (seed {project.seed}).",
+        "",
+        "Train with plain sd-scripts (no collage_ext needed) either on the folders:",
+        f"  --train_data_dir {out / 'train'}" + (f" --reg_data_dir {out / 'reg'}" if result.reg_dir else "")
+        + f" --caption_extension .txt --resolution {reso} --enable_bucket",
+        "or on the dataset config, which keeps your other dataset settings (keep_tokens, batch size...):",
+        f"  --dataset_config {out / 'dataset.toml'}",
+        "Remove dataset_class / dataset_config / train_data_dir from your training TOML first (or override them).",
+        "",
+        "ai-toolkit, OneTrainer, diffusion-pipe: point the dataset folder at the N_name folders under train/ "
+        "(image + .txt caption pairs); the N_ prefix is the repeat count per epoch.",
+        "manifest.json traces every frame back to its source images, crop boxes, layout and seed.",
+    ]
+    if len(resolutions) > 1:
+        lines.insert(4, "  (your datasets use different resolutions: prefer --dataset_config)")
+    return "\n".join(lines)
