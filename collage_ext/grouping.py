@@ -20,7 +20,6 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .config import CollageConfig
 from .layout import group_sizes, max_group_size
@@ -73,7 +72,7 @@ def plan_structure(records: Sequence[Record], frame: Size, config: CollageConfig
     an existing frame when a larger population is allowed, else stay single.
     """
     sizes_allowed = group_sizes(config) if config.enabled else ()
-    levels = tuple(_cached_level(r.size, frame, config) for r in records)
+    levels = _levels(records, frame, config)
     instances = [i for i, r in enumerate(records) for _ in range(r.num_repeats)]
     if not sizes_allowed:
         return PoolStructure(tuple(r.num_repeats for r in records), (), levels, ())
@@ -91,15 +90,26 @@ def plan_structure(records: Sequence[Record], frame: Size, config: CollageConfig
     return PoolStructure(tuple(single), tuple(sorted(collage)), levels, tuple(sorted(sizes, reverse=True)))
 
 
-@lru_cache(maxsize=65536)
-def _cached_level(size: Size, frame: Size, config: CollageConfig) -> int:
-    return max_group_size(size, frame, config)
+def _levels(records: Sequence[Record], frame: Size, config: CollageConfig) -> tuple[int, ...]:
+    # Datasets repeat a handful of sizes; one lookup per record instead of one geometry check
+    # (or one hash of the whole config, as an lru_cache keyed on it would do).
+    known: dict[Size, int] = {}
+    out = []
+    for record in records:
+        level = known.get(record.size)
+        if level is None:
+            level = known[record.size] = max_group_size(record.size, frame, config)
+        out.append(level)
+    return tuple(out)
 
 
 def _draw_sizes(levels: Sequence[int], allowed: Sequence[int], rng: random.Random) -> list[int]:
     """Draw frame populations that the chosen instances can fill (nested eligibility, Hall's condition)."""
     top = max(allowed)
-    at_least = [sum(1 for lv in levels if lv >= t) for t in range(top + 2)]
+    per_level = [0] * (top + 2)
+    for lv in levels:
+        per_level[min(lv, top + 1)] += 1
+    at_least = [sum(per_level[t:]) for t in range(top + 2)]  # instances allowed in frames of >= t images
     used_at = [0] * (top + 2)  # instances taken by frames of population >= t
 
     def fits(size: int) -> bool:
@@ -111,14 +121,27 @@ def _draw_sizes(levels: Sequence[int], allowed: Sequence[int], rng: random.Rando
 
     sizes: list[int] = []
     remaining = len(levels)
+    choice = rng.choice
     while True:
         options = [s for s in allowed if s <= remaining and fits(s)]
         if not options:
             break
-        size = rng.choice(options)
-        add(size)
-        sizes.append(size)
-        remaining -= size
+        # Options only ever shrink (remaining and the room left only go down), and a draw takes at
+        # most ``biggest`` from each. While that cannot exhaust any option they stay the same list,
+        # so draw a run of them at once: the same rng.choice calls in the same order, same result.
+        biggest = max(options)
+        slack = min([remaining - biggest] + [at_least[t] - used_at[t] - s for s in options for t in range(1, s + 1)])
+        run = [choice(options) for _ in range(slack // biggest + 1)]
+        for size in options:
+            taken = size * run.count(size)
+            for t in range(1, size + 1):
+                used_at[t] += taken
+        sizes.extend(run)
+        remaining -= sum(run)
+    if remaining == 0:
+        # Nothing to absorb. The permutation below would only feed rng state that no caller reads
+        # afterwards (_take_for_sizes draws only when instances are left over), so skip it.
+        return sizes
     # Absorb leftovers (too few for a frame) into a frame that may grow, so rate 1 leaves no singles.
     for index in rng.sample(range(len(sizes)), len(sizes)):
         if remaining == 0:
@@ -169,15 +192,17 @@ def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed
     rng = derive_rng(seed, epoch, pool_key, "group")
     remaining = list(structure.collage_instances if instances is None else instances)
     frame_sizes = list(structure.sizes if sizes is None else sizes)
+    level = structure.level
+    orientation = _orientations(records)
     groups: list[Group] = []
     for size in sorted(set(frame_sizes), reverse=True):
         count = frame_sizes.count(size)
-        fitting = [i for i in remaining if structure.level[i] >= size]
+        fitting = [i for i in remaining if level[i] >= size]
         rng.shuffle(fitting)
         take = fitting[: count * size]
-        taken = _multiset(take)
-        remaining = _without(remaining, taken)
-        take = _by_orientation(take, records, rng)
+        # Taking as many as remain takes all of them (take is a sub-multiset of remaining).
+        remaining = [] if len(take) == len(remaining) else _without(remaining, _multiset(take))
+        take = _by_orientation(take, orientation, rng)
         level_groups = [take[k : k + size] for k in range(0, len(take), size)]
         _separate_duplicates(level_groups, rng)
         groups.extend(tuple(g) for g in level_groups)
@@ -214,10 +239,25 @@ def _orientation(size: Size) -> int:
     return 1
 
 
-def _by_orientation(items: list[int], records: Sequence[Record], rng: random.Random) -> list[int]:
+def _orientations(records: Sequence[Record]) -> list[int]:
+    known: dict[Size, int] = {}
+    out = []
+    for record in records:
+        value = known.get(record.size)
+        if value is None:
+            value = known[record.size] = _orientation(record.size)
+        out.append(value)
+    return out
+
+
+def _by_orientation(items: list[int], orientation: Sequence[int], rng: random.Random) -> list[int]:
     rank = [0, 1, 2]
     rng.shuffle(rank)
-    return sorted(items, key=lambda i: rank[_orientation(records[i].size)])  # stable: keeps the shuffle
+    # A stable sort by class rank, done as three buckets (O(n)): keeps the shuffled order within a class.
+    buckets: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for item in items:
+        buckets[rank[orientation[item]]].append(item)
+    return buckets[0] + buckets[1] + buckets[2]
 
 
 def _separate_duplicates(groups: list[list[int]], rng: random.Random) -> None:

@@ -139,3 +139,38 @@ def test_plan_identical_across_processes(hash_seed: str) -> None:
     structure = plan_structure(records, Size(1024, 1024), CollageConfig(rate=0.8), seed=9, pool_key="k")
     here = group_instances(structure, records, seed=9, epoch=4, pool_key="k")
     assert json.loads(out) == [list(g) for g in here]
+
+
+# Plans pinned byte for byte: these digests were computed with the grouping code as it was before
+# its speed-ups (lru_cache levels, one rng.choice per frame, sorted() orientation classes), so any
+# optimisation that changes a plan for the same inputs fails here.
+PINNED_SIZES = [Size(832, 1216), Size(1216, 832), Size(1024, 1024), Size(2000, 1500), Size(300, 300),
+                Size(700, 700), Size(640, 1400)]
+PINNED_CASES = [
+    (2000, 0, (1, 2, 3), {"rate": 0.7}, "b7adfe0e736d932b"),
+    (2000, 1, (1,), {"rate": 1.0}, "a78c6e3d913170a8"),
+    (1999, 2, (1, 5), {"rate": 1.0, "max_images": 2}, "ff46d514faf78b19"),
+    (3001, 3, (2, 3), {"rate": 0.3, "min_images": 3, "max_images": 4}, "0187fe6f891dde24"),
+    (1500, 4, (1, 2), {"rate": 1.0, "fit_mode": "cover", "layouts": ("2x2", "1x2", "2x1")}, "dd530a29b798866b"),
+    (777, 5, (4,), {"rate": 0.9, "max_images": 3, "max_upscale": 1.0}, "576f98c22130af35"),
+    (20000, 6, (1, 2, 3), {"rate": 0.8}, "2e7c0c858c66c3bd"),
+]
+
+
+@pytest.mark.parametrize(("n", "seed", "repeats", "options", "digest"), PINNED_CASES,
+                         ids=["rate-0.7", "rate-1", "pairs-odd", "min-3", "cover-grids", "no-upscale", "20k"])
+def test_plans_pinned(n: int, seed: int, repeats: tuple[int, ...], options: dict[str, object], digest: str) -> None:
+    """Structure, three epochs of groups and three static variants equal the pinned plan."""
+    import hashlib
+
+    rng = random.Random(seed)
+    records = [Record(f"d/{i:06d}.png", rng.choice(PINNED_SIZES), rng.choice(repeats)) for i in range(n)]
+    structure = plan_structure(records, FRAME, CollageConfig(**options), seed=seed, pool_key=f"pool{seed}")  # type: ignore[arg-type]
+    plan: list[object] = [list(structure.single_repeats), list(structure.collage_instances), list(structure.level),
+                          list(structure.sizes)]
+    for epoch in (0, 1, 7):
+        plan.append([list(g) for g in group_instances(structure, records, seed=seed, epoch=epoch,
+                                                      pool_key=f"pool{seed}")])
+    plan.append([[list(g) for g in variant]
+                 for variant in static_variants(structure, records, seed=seed, variants=3, pool_key=f"pool{seed}")])
+    assert hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:16] == digest

@@ -242,6 +242,12 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
         super().__init__(datasets)
+        if "seed" not in run.explicit:
+            # Without --seed, train_network.py draws a different seed in every process, and sd-scripts
+            # derives its batch-order seed from it: ranks would order batches differently and show some
+            # frames twice, others never. The config-derived seed is the same on every rank.
+            for dataset in self.datasets:
+                dataset.set_seed(seed)
         #: sd-scripts' validation group (single images, no collages) for trainers patched with
         #: patches/0001-dataset-class-validation-split.patch; unpatched trainers ignore it.
         self.validation_dataset_group = validation

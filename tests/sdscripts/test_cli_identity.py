@@ -1,0 +1,207 @@
+"""The CLI against the REAL sd-scripts loader: preview frames are the frames training gets, byte for byte.
+
+* ``collage-ext preview`` (no sd-scripts import) and ``CollageDataset`` (real ``config_util`` /
+  ``DreamBoothDataset``) are built from the same dataset TOML; every preview PNG must decode to the
+  exact array ``load_image_with_face_info`` returns for that slot and epoch, and every caption must
+  match; in static mode the preview PNGs equal the frames in the static cache.
+* ``collage-ext export`` output loads with plain sd-scripts (``--train_data_dir``, no dataset class)
+  and yields the exported frames and captions.
+* ``collage-ext inspect`` reads the settings sd-scripts would write into a LoRA's metadata.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
+
+import fakes  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from collage_ext.cli import main  # noqa: E402
+
+MAIN = fakes.is_strategy_era()
+pytestmark = pytest.mark.sdscripts
+
+# portraits, landscapes, squares and one image too small for any 256 px collage cell (stays single)
+SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(160, 160)] * 3 + [(64, 64)]
+
+
+@pytest.fixture(scope="module")
+def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
+    """Offline tokenizers, generated once."""
+    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fresh strategies, no hub, sd-scripts' global RNG use contained, and no stray --seed in sys.argv."""
+    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py"])
+    monkeypatch.setenv("COLLAGE_EXT_NO_TOKENIZER", "1")  # the CLI counts with the estimate (no repeat phrases here)
+    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
+        yield
+
+
+def write_data(root: Path) -> Path:
+    """Two train subsets (collage, plain), one collage reg subset; returns the dataset TOML."""
+    fakes.write_dreambooth_dir(root, subdir="10_chars", sizes=SIZES,
+                               captions=[f"sks, id{i:03d}, tag{i % 3}" for i in range(len(SIZES))])
+    fakes.write_dreambooth_dir(root, subdir="2_plain", sizes=SIZES[:3], captions=["plain"] * 3, seed=50)
+    fakes.write_dreambooth_dir(root, subdir="1_reg", sizes=SIZES[:5], captions=["person"] * 5, seed=80)
+    path = root / "dataset.toml"
+    path.write_text(
+        '[general]\ncaption_extension = ".txt"\nkeep_tokens = 1\ncollage_rate = 0.8\n'
+        'collage_caption_merge = "tags"\n\n'
+        "[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{(root / "10_chars").as_posix()}"\n  num_repeats = 3\n\n'
+        f'  [[datasets.subsets]]\n  image_dir = "{(root / "2_plain").as_posix()}"\n  num_repeats = 2\n'
+        "  collage_rate = 0.0\n\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{(root / "1_reg").as_posix()}"\n  is_reg = true\n'
+        "  collage_rate = 1.0\n  collage_max_images = 2\n",
+        encoding="utf-8")
+    return path
+
+
+def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path, *extra: str) -> Any:
+    """``train_util.load_arbitrary_dataset`` as the trainer calls it."""
+    argv = ["--dataset_config", str(config), "--dataset_class", "collage_ext.CollageDataset",
+            "--tokenizer_cache_dir", str(toks.cache_dir), "--output_dir", str(tmp / "out"),
+            "--max_data_loader_n_workers", "0", "--seed", "7", *extra]
+    args = fakes.make_args("sdxl", argv)
+    trainer = fakes.make_trainer("sdxl")
+    train_util = fakes.import_sd("library.train_util")
+    if MAIN:
+        fakes.set_pre_dataset_strategies(trainer, args)
+        group = train_util.load_arbitrary_dataset(args)
+        fakes.set_post_dataset_strategies(trainer, args, group)
+        group.set_current_strategies()
+    else:
+        group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
+    return group
+
+
+def training_frames(group: Any, epoch: int) -> dict[str, tuple[np.ndarray, str]]:
+    """slot file stem -> (frame pixels, merged caption) exactly as the adapter produces them at ``epoch``."""
+    group.set_current_epoch(epoch)
+    out = {}
+    for dataset in group.datasets:
+        for path, (frames, slot) in dataset._frames.items():
+            subset = dataset.image_to_subset[path]
+            image = dataset.load_image_with_face_info(subset, path, False)[0]
+            caption = frames.collage.caption(frames.params(slot, epoch))
+            out[Path(path).stem] = (np.asarray(image), caption)
+    return out
+
+
+def preview_frames(out: Path) -> dict[str, tuple[np.ndarray, str]]:
+    """stem -> (pixels, caption) of a preview folder."""
+    frames = {}
+    for png in sorted((out / "frames").glob("*.png")):
+        if png.stem.endswith("_mask"):
+            continue
+        with Image.open(png) as img:
+            frames[png.stem] = (np.asarray(img.convert("RGB")), png.with_suffix(".txt").read_text("utf-8").rstrip("\n"))
+    return frames
+
+
+@pytest.mark.parametrize("seed_args", [[], ["--seed", "7"]], ids=["derived-seed", "explicit-seed"])
+def test_preview_is_byte_identical_to_training(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                               monkeypatch: pytest.MonkeyPatch, seed_args: list[str]) -> None:
+    """Dynamic mode, epochs 1 and 3: same slots, same pixels, same captions (seed derived or from --seed)."""
+    config = write_data(tmp_path / "data")
+    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py", *seed_args])
+    group = load(tmp_path, toks, config)
+    assert group.datasets[0].bucket_info["collage_ext"]["mode"] == "dynamic"
+    for epoch in (1, 3):
+        expected = training_frames(group, epoch)
+        out = tmp_path / f"preview{epoch}"
+        assert main(["preview", str(config), "--out", str(out), "--epoch", str(epoch), *seed_args]) == 0
+        got = preview_frames(out)
+        assert got.keys() == expected.keys() and len(got) > 4
+        for stem, (pixels, caption) in expected.items():
+            assert np.array_equal(got[stem][0], pixels), stem
+            assert got[stem][1] == caption, stem
+        summary = json.loads((out / "manifest.json").read_text("utf-8"))["summary"]
+        assert summary["seed"] == group.datasets[0].bucket_info["collage_ext"]["seed"]
+
+
+def test_static_preview_equals_static_cache(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """Static mode (--cache_latents): the preview shows every cached frame, pixel for pixel."""
+    config = write_data(tmp_path / "data")
+    group = load(tmp_path, toks, config, "--cache_latents")
+    cached = {Path(i.absolute_path).stem: i.absolute_path for i in group.image_data.values()
+              if Path(i.absolute_path).name.startswith("collage_")}
+    out = tmp_path / "preview"
+    assert main(["preview", str(config), "--out", str(out), "--", "--cache_latents"]) == 0
+    got = preview_frames(out)
+    assert got.keys() == cached.keys() and cached
+    for stem, path in cached.items():
+        with Image.open(path) as img:
+            assert np.array_equal(got[stem][0], np.asarray(img.convert("RGB"))), stem
+
+
+def test_export_trains_with_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """The exported folder loads with plain sd-scripts (--train_data_dir, no dataset class): frames + captions."""
+    config = write_data(tmp_path / "data")
+    out = tmp_path / "export"
+    assert main(["export", str(config), "--out", str(out), "--variants", "2", "--seed", "7"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    args = fakes.make_args("sdxl", ["--train_data_dir", str(out / "train"), "--reg_data_dir", str(out / "reg"),
+                                    "--caption_extension", ".txt", "--resolution", "256", "--enable_bucket",
+                                    "--tokenizer_cache_dir", str(toks.cache_dir)])
+    trainer = fakes.make_trainer("sdxl")
+    if MAIN:
+        fakes.set_pre_dataset_strategies(trainer, args)
+        plain = fakes.build_dataset_group(args)
+        fakes.set_post_dataset_strategies(trainer, args, plain)
+        plain.set_current_strategies()
+    else:
+        plain = fakes.build_dataset_group(args, tokenizer=trainer.load_tokenizer(args))
+    registered = {Path(k).resolve(): v for k, v in plain.image_data.items()}
+    train_frames = [f for f in manifest["frames"] if not f["file"].startswith("reg/")]
+    assert train_frames and len(train_frames) < len(manifest["frames"])  # the reg subset has frames too
+    for frame in manifest["frames"]:
+        info = registered[(out / frame["file"]).resolve()]
+        assert info.caption == frame["caption"]
+        assert info.num_repeats == 1 or frame["file"].startswith("reg/")  # sd-scripts re-balances reg repeats
+    train_singles = [s for s in manifest["singles"] if not s["file"].startswith("reg/")]
+    assert plain.num_train_images == len(train_frames) + sum(s["repeats"] for s in train_singles)
+    # one epoch through sd-scripts' own __getitem__: every sample is a 3-channel image with a caption
+    plain.set_current_epoch(1)
+    seen = collections.Counter(c for i in range(len(plain)) for c in plain[i]["captions"])
+    assert sum(seen.values()) == sum(i.num_repeats for i in plain.image_data.values())
+
+
+def write_safetensors(path: Path, metadata: dict[str, str]) -> None:
+    """A minimal .safetensors file (one tiny tensor) with ``metadata``, as sd-scripts saves LoRAs."""
+    header = {"__metadata__": metadata, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+    raw = json.dumps(header).encode("utf-8")
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0\0\0\0")
+
+
+def test_inspect_reads_what_sd_scripts_writes(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """ss_datasets[i].bucket_info (with --dataset_config) and ss_bucket_info (without) both work."""
+    config = write_data(tmp_path / "data")
+    group = load(tmp_path, toks, config)
+    bucket_info = group.datasets[0].bucket_info
+    with_config = tmp_path / "a.safetensors"
+    write_safetensors(with_config, {"ss_datasets": json.dumps([{"bucket_info": bucket_info}]), "ss_seed": "7"})
+    assert main(["inspect", str(with_config)]) == 0
+    text = capsys.readouterr().out
+    assert "collage_rate = 0.8" in text and "collage_caption_merge = \"tags\"" in text and "dataset 0" in text
+    plain = tmp_path / "b.safetensors"
+    write_safetensors(plain, {"ss_bucket_info": json.dumps(bucket_info)})
+    assert main(["inspect", str(plain), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["collage_ext"][0]["dataset"] is None and data["collage_ext"][0]["seed"] == bucket_info[
+        "collage_ext"]["seed"]
