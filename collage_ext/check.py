@@ -164,9 +164,10 @@ class CheckReport:
         order = {"error": 0, "warning": 1, "info": 2}
         for f in sorted(self.findings, key=lambda f: order[f.level]):
             lines.append(f"{f.level.upper():8s}{f.code}: {f.message}")
-        verdict = (f"{len(self.errors)} errors, {len(self.warnings)} warnings. "
-                   + ("Training would stop or lose data on the errors: fix them first." if self.errors
-                      else "No errors." + (" Warnings predict weaker training." if self.warnings else "")))
+        e, w = len(self.errors), len(self.warnings)
+        verdict = (f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)}. "
+                   + ("Training would stop or lose data on the errors: fix them first." if e
+                      else "Warnings predict weaker training; fix what you can." if w else "Ready to train."))
         lines += ["", verdict]
         return "\n".join(lines)
 
@@ -236,6 +237,7 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
     """Sources too small for any cell, and sources whose *effective* resolution a cell would over-magnify."""
     reported: set[str] = set()
     for item in planned:
+        buckets = Buckets.for_dataset(item.dataset)
         config, frame = item.subset.config, item.pool.frame
         sizes = group_sizes(config)
         smallest = sizes[0] if sizes else 2
@@ -243,12 +245,13 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
             level = item.pool.structure.level[index]
             m = measures.get(source.path)
             if level < smallest:
+                reso, scale = buckets.select(source.size)
                 findings.append(Finding(
                     "warning", "too_small_for_collage",
                     f"{source.path} ({source.effective_size}) would be magnified more than collage_max_upscale = "
                     f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins a "
-                    "collage and trains as a single image; use a larger original, or raise collage_max_upscale",
-                    source.path))
+                    f"collage and trains as a single image (sd-scripts magnifies it {scale:.1f}x to its "
+                    f"{reso[0]}x{reso[1]} bucket); use a larger original, or remove it", source.path))
                 reported.add(source.path)
                 continue
             if m is None or m.detail_factor <= 1.0:
@@ -314,7 +317,7 @@ def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], fi
                 findings.append(Finding(
                     "warning", "caption_overflow",
                     f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
-                    f"budget of {encoder.label}; the text past it is cut off and never trained — shorten it"
+                    f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
                     + (" or raise --max_token_length (75/150/225)" if budget.kind == "clip"
                        and budget.max_tokens < 225 else ""), file))
             if grammar_phrases:

@@ -30,7 +30,7 @@ from .config import CollageConfig
 from .crops import read_crop_box
 from .fit import fit_image
 from .images import open_image, read_image_size
-from .layout import plan_layout, position_names
+from .layout import layout_cells, plan_layout, position_names  # noqa: F401
 from .render import RenderResult, render_frame
 from .rng import derive_rng
 from .types import Box, Layout, Rect, Size
@@ -142,8 +142,12 @@ class Collage:
     def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int) -> FrameParams:
         """Sample the layout, caption lines and per-cell dropout for these sources."""
         key = "|".join(s.key for s in sources)
-        layout = plan_layout([s.effective_size for s in sources], self.frame, self.config,
-                             rng=derive_rng(seed, epoch, key, "layout"))
+        if len(sources) == 1:  # a frame left with one image (error policy): it fills the frame
+            cells = layout_cells("1x1", self.frame)
+            layout = Layout("1x1", self.frame, cells, (0,), ("",))  # no position marker for a lone image
+        else:
+            layout = plan_layout([s.effective_size for s in sources], self.frame, self.config,
+                                 rng=derive_rng(seed, epoch, key, "layout"))
         rng = derive_rng(seed, epoch, key, "caption")
         texts = tuple(select_line(sources[i].caption, self.grammar, rng=rng) for i in layout.order)
         dropped = drop_cells(len(texts), self.config.cell_caption_dropout_rate, rng=rng)

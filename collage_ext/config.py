@@ -216,6 +216,9 @@ OPTIONS: tuple[Option, ...] = (
            "#181818 bars are not learned; turns on alpha_mask for the subset."),
     Option("collage_pad_weight", "pad_weight", _number(0, 1, integer=False), 0.0, "0.1", "float",
            "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
+    Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
+           "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
+           "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),
     Option("collage_cache_dir", "cache_dir", _optional_path, None, '"/data/collage_cache"', "str",
            "Folder for static-mode frames and their latent/text-encoder caches (never the source folders); "
            "unset = <output_dir>/collage_cache, else ~/.cache/collage_ext."),
@@ -243,6 +246,7 @@ class CollageConfig:
     mode: Mode = "auto"
     variants: int = 4
     crop_extension: str = ".crop"
+    on_error: Literal["raise", "skip"] = "raise"
     loss_mask: bool = False
     pad_weight: float = 0.0
     cache_dir: str | None = None

@@ -521,10 +521,16 @@ class _Reader:
                 if subset.params.get("enable_wildcard"):
                     return "\n".join(line.strip() for line in lines if line.strip())
                 return lines[0].strip()
+        others = [e for e in (".txt", ".caption") if e != ext and os.path.isfile(base + e)]
+        hint = (f"; {os.path.basename(base + others[0])} exists: set caption_extension = \"{others[0]}\" (sd-scripts' "
+                "default is \".caption\")" if others else "")
         if subset.params.get("class_tokens") is not None:
+            if hint:
+                self.note("warning", "caption_missing", f"{path} has no {ext} caption file, so it trains with its "
+                          f"class_tokens {subset.params['class_tokens']!r}{hint}", path)
             return str(subset.params["class_tokens"])
         self.note("warning", "caption_missing", f"{path} has no caption file ({ext}) and its subset has no "
-                  "class_tokens: it trains with an empty caption", path)
+                  f"class_tokens: it trains with an empty caption{hint}", path)
         return ""
 
     # -- fine-tuning (metadata_file) -------------------------------------------------------------

@@ -33,8 +33,9 @@ from PIL import Image
 
 from . import __version__
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
-from .errors import CollageConfigError
+from .errors import CollageConfigError, CollageInputError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
+from .sdscripts.frames import with_alpha
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,18 @@ def _clean(name: str) -> str:
 def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -> list[dict[str, Any]]:
     records = []
     for job in progress(frameset.jobs, "exporting frames", "frame"):
+        try:
+            rendered = job.render(with_mask=job.planned.subset.config.loss_mask)
+        except CollageInputError as exc:  # export's policy is "warn": leave the frame out, go on
+            names = " + ".join(Path(s.path).name for s in job.sources)
+            result.findings.append(Finding("warning", "frame_left_out", f"frame {names} left out: {exc}"))
+            logger.warning(f"frame {names} left out of the export: {exc}")
+            continue
         folder = folders.get(job.planned.dataset, job.planned.subset, 1, "-collage")
         path = folder / f"{job.name}.png"
-        Image.fromarray(job.render().image).save(path, format="PNG")
+        config = job.planned.subset.config
+        pixels = with_alpha(rendered.image, rendered.mask, config) if config.loss_mask else rendered.image
+        Image.fromarray(pixels).save(path, format="PNG")
         path.with_suffix(".txt").write_text(job.caption + "\n", encoding="utf-8")
         layout = job.params.layout
         records.append({
@@ -227,6 +237,8 @@ def _write_dataset_toml(project: Project, folders: _Folders, path: Path) -> None
                     if k not in _LOCATION_KEYS}
             for folder, repeats in folders.by_subset.get((dataset.index, subset.index), []):
                 entry = dict(base, image_dir=str(folder.resolve()), num_repeats=repeats, caption_extension=".txt")
+                if subset.config.loss_mask and folder.name.endswith("-collage"):
+                    entry["alpha_mask"] = True  # the frames carry collage_loss_mask's padding weights as alpha
                 if subset.is_reg:
                     entry["is_reg"] = True
                 entries.append(entry)

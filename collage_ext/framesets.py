@@ -28,7 +28,8 @@ from .collage import Collage, FrameParams, Source
 from .datasets import DatasetSpec, Project, SubsetSpec
 from .errors import CollageConfigError, CollageInputError
 from .grouping import Group
-from .plan import SubsetPlan, plan_subset
+from .plan import SubsetImage, SubsetPlan, plan_subset
+from .policy import FailureLog, compose
 from .pool import Pool
 from .render import RenderResult
 from .sdscripts.captioning import check_caption_combination, grammar_of
@@ -69,6 +70,11 @@ class TextEncoder:
     budget: TokenBudget
     counter: TokenCounter
     exact: bool
+
+    @property
+    def short(self) -> str:
+        """E.g. ``CLIP, estimated``."""
+        return f"{'CLIP' if self.budget.kind == 'clip' else 'T5'}, {'tokenizer' if self.exact else 'estimated'}"
 
     @property
     def label(self) -> str:
@@ -175,27 +181,51 @@ class PlannedSubset:
         return self.pool.static_groups()
 
 
-@dataclass(frozen=True)
+@dataclass
 class FrameJob:
-    """One collage frame: which subset, which sources, which params, and its file stem."""
+    """One collage frame: which subset, which sources, which params, and its file stem.
+
+    ``render`` composes the frame with the adapter's own function (``policy.compose``). Under
+    ``collage_on_error = "skip"`` a source that fails to decode is left out and the frame is
+    re-planned from the rest, exactly as in training; ``params`` and ``name`` then follow the
+    rebuilt frame (static frames are renamed by their new content hash, like the static cache).
+    """
 
     planned: PlannedSubset
     name: str
     group: Group
     params: FrameParams
+    failures: FailureLog
     slot: int | None = None
     variant: int | None = None
+    rendered_sources: list[Source] | None = None
 
     @property
     def sources(self) -> list[Source]:
-        """The frame's sources, in planning order."""
+        """The frame's sources, in planning order (after ``render``: the ones actually used)."""
+        if self.rendered_sources is not None:
+            return self.rendered_sources
         return self.planned.frames.sources_of(self.group)
 
     def render(self, *, with_mask: bool = False) -> RenderResult:
         """The frame's pixels, exactly as the adapter renders them."""
-        return self.planned.collage.render(self.sources, self.params, with_mask=with_mask)
+        collage = self.planned.collage
+        sources = self.planned.frames.sources_of(self.group)
+        if self.variant is not None:  # static: files that failed in earlier frames are left out up front
+            kept = [s for s in sources if s.path not in self.failures.failed]
+            if len(kept) < len(sources):
+                sources = kept
+                self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant)
+        rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask)
+        used_sources = [s for s in sources if s.path not in self.failures.failed]
+        if used is not self.params or len(used_sources) < len(sources):
+            self.params = used
+            if self.variant is not None:
+                self.name = f"collage_{frame_digest(used, used_sources, collage, collage.caption(used))}"
+        self.rendered_sources = used_sources
+        return rendered
 
-    @cached_property
+    @property
     def caption(self) -> str:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
         return self.planned.collage.caption(self.params)
@@ -207,6 +237,7 @@ class FrameSet:
 
     mode: str
     epoch: int | None
+    failures: FailureLog = field(default_factory=FailureLog)
     jobs: list[FrameJob] = field(default_factory=list)
     singles: list[tuple[PlannedSubset, int, int]] = field(default_factory=list)  # (subset, source index, repeats)
 
@@ -232,6 +263,8 @@ def plan_project(project: Project, encoder: TextEncoder, *,
             continue
         check_caption_combination(subset.config, subset.namespace(), f"subset {subset.image_dir!r}")
         images = subset.images
+        if subset.config.on_error == "skip":  # like the adapter: unreadable headers / crop boxes leave the pool
+            images = _readable(images, subset)
         if exclude:
             dropped = [i for i, im in enumerate(images) if im.path in exclude]
             if dropped and skip is not None:
@@ -247,6 +280,22 @@ def plan_project(project: Project, encoder: TextEncoder, *,
                           budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None)
         planned.append(PlannedSubset(dataset, subset, plan, SubsetFrames(plan.pool, collage)))
     return planned
+
+
+def _readable(images: Sequence[SubsetImage], subset: SubsetSpec) -> list[SubsetImage]:
+    from .collage import load_source
+    from .rng import sample_key
+
+    kept = []
+    for image in images:
+        try:
+            load_source(image.path, sample_key(image.path, subset.root), caption=image.caption,
+                        crop_extension=subset.config.crop_extension)
+        except CollageInputError as exc:
+            logger.warning(f"collage_ext: skipping {image.path}: {exc} (collage_on_error = 'skip')")
+            continue
+        kept.append(image)
+    return kept
 
 
 def safe_name(text: str) -> str:
@@ -279,13 +328,13 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                 sources = item.frames.sources_of(group)
                 params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant)
                 digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
-                out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, variant=variant))
+                out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:
             groups = item.frames.groups(epoch)
             for slot in range(item.frames.slot_count):
                 params = item.frames.params(slot, epoch)
                 out.jobs.append(FrameJob(item, f"{safe_name(item.pool.key)}_slot{slot:05d}", groups[slot], params,
-                                         slot=slot))
+                                         out.failures, slot=slot))
         out.singles.extend((item, i, n) for i, n in enumerate(singles) if n)
     return out
 

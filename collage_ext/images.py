@@ -35,7 +35,7 @@ import stat as stat_module
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import CollageConfigError, CollageError, CollageInputError
-from .fit import FitMode, apply_fit, choose_draft_scale, plan_scaled_fit
+from .fit import DRAFT_GAPS, FitMode, apply_fit, choose_draft_scale, plan_scaled_fit
 from .types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def load_fitted(
     crop: Box | None = None,
     *,
     fill: tuple[int, int, int] = DEFAULT_FILL,
+    draft_gaps: Mapping[int, float] = DRAFT_GAPS,
 ) -> tuple[Image.Image, Rect]:
     """Read an image file straight into a collage cell: ``fit_image(open_image(path), ...)``, faster.
 
@@ -179,6 +180,9 @@ def load_fitted(
             ``fit_image`` (with a reduced decode the kept region rounds inward to whole reduced
             pixels, which moves a crop edge by less than one output pixel).
         fill: colour that transparent pixels are composited onto.
+        draft_gaps: reductions allowed and the shrink each must leave (``fit.DRAFT_GAPS``, the
+            quality-safe default); ``{}`` always decodes at full size, smaller gaps trade
+            aliasing for speed.
 
     Returns:
         The fitted RGB image (new, detached from the file) and its rect relative to the cell.
@@ -194,7 +198,7 @@ def load_fitted(
         if stored.width <= 0 or stored.height <= 0:
             msg = f"image {name} has no pixels ({stored}); remove it from the dataset"
             raise CollageInputError(msg)
-        orientation, scale = _draft_for_cell(raw, name, stored, cell, mode, crop)
+        orientation, scale = _draft_for_cell(raw, name, stored, cell, mode, crop, draft_gaps)
         raw.load()
         if orientation is None:  # not read before decoding (a PNG's eXIf chunk may follow its pixels)
             orientation = _read_orientation(raw, name, header_only=False)
@@ -216,7 +220,7 @@ def load_fitted(
 
 
 def _draft_for_cell(
-    raw: Image.Image, name: str, stored: Size, cell: Size, mode: FitMode, crop: Box | None
+    raw: Image.Image, name: str, stored: Size, cell: Size, mode: FitMode, crop: Box | None, gaps: Mapping[int, float]
 ) -> tuple[int | None, int]:
     """Configure a reduced decode when the format allows it; return (orientation or None, scale).
 
@@ -227,7 +231,7 @@ def _draft_for_cell(
         return None, 1
     orientation = _read_orientation(raw, name, header_only=True)  # JPEG EXIF lives in the header
     full = Size(stored.height, stored.width) if orientation >= 5 else stored
-    scale = choose_draft_scale(full, cell, mode, crop, flipped=_REVERSED_AXES[orientation])
+    scale = choose_draft_scale(full, cell, mode, crop, flipped=_REVERSED_AXES[orientation], gaps=gaps)
     if scale == 1:
         return orientation, 1
     drafted = raw.draft(None, (stored.width // scale, stored.height // scale))

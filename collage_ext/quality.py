@@ -5,10 +5,11 @@ Three simple, documented measures (see docs/cli.md, "What check measures"):
 * **detail factor** (effective resolution): an image that was upscaled or blurred holds no more
   detail than a smaller one. The image (its centre, at most 1024x1024 px, greyscale) is shrunk by
   a factor ``f`` and enlarged back; the RMS difference ``E(f)`` is what a ``1/f`` copy loses. The
-  detail factor is the largest ``f`` in 1.25, 1.5, 2, 3, 4 with ``E(f) < 0.2 * E(8)`` (and the
-  same for every smaller ``f``): a sharp image already loses a sizeable share at 1.25 (measured:
-  0.23-0.47 of ``E(8)`` on sharp drawings and natural-image noise), an image upscaled by ``k``
-  loses almost nothing up to ``f = k`` (0.04-0.17). Effective resolution = size / detail factor.
+  detail factor is the largest ``f`` in 1.5, 2, 3, 4, 6 with ``E(f) < 0.15 * E(16)`` (and the
+  same for every smaller ``f``): a sharp image already loses a sizeable share at 1.5 (measured:
+  0.21-0.54 of ``E(16)`` on sharp drawings, natural-image noise and its JPEG), an image upscaled
+  by ``k`` loses almost nothing up to ``f = k`` (0.03-0.14). Effective resolution = size / detail
+  factor; the factor errs low (a 3x upscale may read as 2), so warnings are conservative.
 * **contrast**: the mean of the strongest 0.5 % of colour steps between neighbouring pixels, with the
   image reduced to 256 px on its long side (RGB distance, 0-441). Shapes that stand out from their
   background give strong steps along their outline (a red dress on blue: 130+); a subject that
@@ -31,11 +32,13 @@ from PIL import Image
 from .captions import CaptionGrammar, TokenBudget, TokenCounter, chunk_token_counts, find_wildcards
 from .types import Size
 
-#: ``E(f) / E(8)`` below this means the ``1/f`` copy keeps (almost) all the detail.
-DETAIL_RATIO = 0.2
+#: ``E(f) / E(16)`` below this means the ``1/f`` copy keeps (almost) all the detail.
+DETAIL_RATIO = 0.15
 #: Shrink factors tried for the detail factor, smallest first.
-DETAIL_FACTORS: tuple[float, ...] = (1.25, 1.5, 2.0, 3.0, 4.0)
-#: Images whose ``E(8)`` is below this many grey levels are flat: the detail factor cannot be measured.
+DETAIL_FACTORS: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 6.0)
+#: The reference shrink factor: what a 1/16 copy loses stands for "all the detail".
+DETAIL_REFERENCE = 16.0
+#: Images whose ``E(16)`` is below this many grey levels are flat: the detail factor cannot be measured.
 FLAT_LEVELS = 0.5
 #: Contrast below this (RGB distance of the strongest 0.5 % neighbour steps at 256 px) is low.
 CONTRAST_THRESHOLD = 32.0
@@ -90,9 +93,9 @@ def detail_factor(image: Image.Image, *, limit: int = 1024) -> float:
     if w > limit or h > limit:  # the centre carries the subject; the measure is local anyway
         cw, ch = min(w, limit), min(h, limit)
         gray = gray.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
-    if min(gray.size) < 32:
+    if min(gray.size) < 128:
         return 1.0
-    reference = _loss(gray, 8.0)
+    reference = _loss(gray, DETAIL_REFERENCE)
     if reference < FLAT_LEVELS:
         return 1.0
     found = 1.0

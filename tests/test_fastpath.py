@@ -37,8 +37,9 @@ PHOTO_PSNR = 45.0
 #: Zone plate: the reduced decode's aliasing residue (RMS gray levels in the stop band) may exceed
 #: the full-size reference's by at most this much (measured: +0.1 or less at every scale).
 ALIAS_MARGIN = 0.5
-#: Zone plate PSNR against the full-size reference, pass band included (measured 46-55 dB).
-ZONE_PSNR = 42.0
+#: Zone plate PSNR against the full-size reference, pass band included (measured 45.8-55 dB over
+#: sizes 1200-2000, JPEG quality 85/95, 4:4:4 and 4:2:0).
+ZONE_PSNR = 44.0
 
 MODES = ("contain", "cover", "stretch")
 
@@ -302,7 +303,7 @@ def test_zone_plate_no_aliasing(tmp_path: Path, cell: tuple[int, int], scale: in
     assert psnr(fitted, expected) >= ZONE_PSNR
 
 
-def test_zone_plate_aliases_without_the_gap(tmp_path: Path) -> None:
+def test_zone_plate_aliases_without_the_gap(tmp_path: Path, drafts: list[int]) -> None:
     """The gap matters: drafting straight down to the cell size (gap 1) leaves visible false rings."""
     n = 1600
     path = save_jpeg(zone_plate(n), tmp_path / "zone.jpg", quality=95, subsampling=0)
@@ -313,6 +314,11 @@ def test_zone_plate_aliases_without_the_gap(tmp_path: Path) -> None:
     naive = apply_fit(reduced, plan)
     expected, _ = reference(path, Size(400, 400), "contain")
     assert stop_band_residue(naive, n) > stop_band_residue(expected, n) + 4 * ALIAS_MARGIN
+    fast_but_aliased, _ = load_fitted(path, Size(400, 400), draft_gaps={4: 1.0})  # the speed knob does the same
+    assert drafts[-1] == 4 and fast_but_aliased.tobytes() == naive.tobytes()
+    calls = len(drafts)
+    load_fitted(path, Size(100, 100), draft_gaps={})
+    assert len(drafts) == calls  # an empty table never reduces
 
 
 @pytest.mark.parametrize("period", [2, 3, 5])

@@ -34,11 +34,14 @@ from library.train_util import (  # type: ignore[import-not-found]
 
 from ..collage import Source, load_source
 from ..config import CollageConfig, split_dataset_config
-from ..errors import CollageConfigError
+from ..errors import CollageConfigError, CollageInputError
+from ..images import open_image
+from ..policy import FailureLog, compose
 from ..pool import Pool
 from ..rng import sample_key
 from ..types import Size
 from .captioning import caption_setup
+from .checks import check_caption_files
 from .frames import SlotCaption, SubsetFrames, render_static_frame, with_alpha
 from .runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
@@ -83,6 +86,9 @@ class _CollageMixin:
         self._frames: dict[str, tuple[SubsetFrames, int]] = {}  # slot path -> (frames, slot index)
         self._static: dict[str, tuple[SubsetFrames, tuple[int, ...], int]] = {}  # path -> (frames, group, variant)
         self._collage_info: list[dict[str, Any]] = []
+        self._failures = FailureLog()
+        self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
+        self._pool_of_subset: dict[int, SubsetFrames] = {}
         for s_index, subset in enumerate(self.subsets):
             config = by_subset.get(id(subset), CollageConfig())
             if config.enabled:
@@ -96,7 +102,7 @@ class _CollageMixin:
         keys = sorted((k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data),
                       key=lambda k: self.image_data[k].absolute_path)
         root = subset.image_dir or os.path.dirname(getattr(subset, "metadata_file", "") or ".")
-        sources = [_source_for(self.image_data[k], root, config, subset) for k in keys]
+        keys, sources = self._readable_sources(keys, root, config, subset)
         repeats = [self.image_data[k].num_repeats for k in keys]
         frame = config.frame_size or Size(self.width, self.height)
         pool_key = f"{self._collage_index}/{s_index}:{os.path.basename(str(root).rstrip('/'))}"
@@ -114,11 +120,42 @@ class _CollageMixin:
         for key, count in zip(keys, singles):
             if count:
                 self.image_data[key].num_repeats = count
+                info = self.image_data[key]
+                info.caption = SlotCaption(info.caption or "", info.absolute_path)  # lets skip swap its caption
             else:
                 del self.image_data[key]
+        if config.on_error == "skip" and ctx.mode == "static":
+            self._verify_singles(keys, singles)  # sd-scripts' own caching would crash on them
+        self._pool_of_subset[id(subset)] = frames
         self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
                                    "frames_per_epoch": added + sum(singles), "collage_frames": added,
                                    "single_samples": sum(singles), "settings": config.to_metadata()})
+
+    def _readable_sources(self, keys: list[str], root: str, config: CollageConfig, subset: Any
+                          ) -> tuple[list[str], list[Source]]:
+        """Header-read every image; under ``skip`` unreadable ones leave the run (logged once)."""
+        kept_keys, sources = [], []
+        for key in keys:
+            try:
+                sources.append(_source_for(self.image_data[key], root, config, subset))
+            except CollageInputError as exc:
+                if config.on_error == "raise":
+                    raise
+                self._failures.record(self.image_data[key].absolute_path, exc)
+                del self.image_data[key]
+                continue
+            kept_keys.append(key)
+        return kept_keys, sources
+
+    def _verify_singles(self, keys: list[str], singles: list[int]) -> None:
+        for key, count in zip(keys, singles):
+            if count and key in self.image_data:
+                path = self.image_data[key].absolute_path
+                try:
+                    open_image(path)
+                except CollageInputError as exc:
+                    self._failures.record(path, exc)
+                    del self.image_data[key]
 
     def _register_dynamic(self, frames: SubsetFrames, subset: Any, pool_key: str, ctx: _BuildContext) -> int:
         slot_dir = _cache_dir(frames.pool.config, ctx.run) / "dynamic"
@@ -138,7 +175,7 @@ class _CollageMixin:
             if len(group) == 1:  # a variant's leftover: train it as a single image
                 singles[group[0]] += 1
                 continue
-            path, caption, new = render_static_frame(frames, group, variant, cache)
+            path, caption, new = render_static_frame(frames, group, variant, cache, self._failures)
             self._static[str(path)] = (frames, group, variant)
             rendered += new
             count += 1
@@ -158,20 +195,47 @@ class _CollageMixin:
         """Compose the slot's frame for the current epoch; other images load as sd-scripts does."""
         entry = self._frames.get(image_path)
         if entry is None:
-            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+            return self._load_single(subset, image_path, alpha_mask)
         frames, slot = entry
         params = frames.params(slot, self.current_epoch)
         sources = frames.sources_of(frames.groups(self.current_epoch)[slot])
-        rendered = frames.collage.render(sources, params, with_mask=alpha_mask)
+        rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask)
+        frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
         return with_alpha(rendered.image, rendered.mask, frames.pool.config), 0, 0, 0, 0
+
+    def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
+        """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
+        frames = self._pool_of_subset.get(id(subset))
+        if frames is None or frames.pool.config.on_error == "raise":
+            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+        sources = frames.pool.sources
+        start = next((i for i, s in enumerate(sources) if s.path == image_path), 0)
+        for step in range(len(sources)):
+            candidate = sources[(start + step) % len(sources)].path
+            if candidate in self._failures.failed:
+                continue
+            try:
+                loaded = super().load_image_with_face_info(subset, candidate, alpha_mask)  # type: ignore[misc]
+            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
+                self._failures.record(candidate, exc)
+                continue
+            if candidate != image_path:
+                self._replaced[image_path] = candidate
+            return loaded
+        msg = f"no readable image left in subset {subset.image_dir!r} (collage_on_error = 'skip')"
+        raise CollageInputError(msg)
 
     def process_caption(self, subset: Any, caption: str) -> str:
         """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
         if isinstance(caption, SlotCaption) and caption.slot in self._frames:
             frames, slot = self._frames[caption.slot]
             caption = frames.collage.caption(frames.params(slot, self.current_epoch))
+        elif isinstance(caption, SlotCaption) and caption.slot in self._replaced:
+            frames = self._pool_of_subset[id(subset)]
+            replacement = self._replaced[caption.slot]
+            caption = next(s.caption for s in frames.pool.sources if s.path == replacement)
         return super().process_caption(subset, caption)  # type: ignore[misc]
 
     def is_latent_cacheable(self) -> bool:
@@ -239,6 +303,7 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         all_configs = [c for row in tree.subsets for c in row]
         mode, why = resolve_mode(all_configs, run)
         seed, seed_why = resolve_seed(run, tree.kohya)
+        check_caption_files(tree.kohya, run)
         ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
         super().__init__(datasets)

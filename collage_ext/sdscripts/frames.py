@@ -21,6 +21,7 @@ from .. import __version__
 from ..collage import Collage, FrameParams, Source
 from ..config import CollageConfig
 from ..grouping import Group
+from ..policy import FailureLog, compose
 from ..pool import Pool
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,11 @@ class SubsetFrames:
         return self._params[key]
 
 
+    def remember(self, slot: int, epoch: int, params: FrameParams) -> None:
+        """Keep the params a frame was actually rendered with (a rebuilt frame's caption follows them)."""
+        self._params[(slot, epoch)] = params
+
+
 def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, caption: str) -> str:
     """A content hash of everything that decides a static frame's pixels and caption.
 
@@ -120,17 +126,27 @@ def with_alpha(image: np.ndarray, mask: np.ndarray | None, config: CollageConfig
     return np.concatenate([image, alpha[:, :, None]], axis=2)
 
 
-def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path) -> tuple[Path, str, bool]:
-    """Plan, render (unless cached) and caption one static frame; returns (path, caption, rendered)."""
-    sources = frames.sources_of(group)
-    params = frames.collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
-    caption = frames.collage.caption(params)
-    digest = frame_digest(params, sources, frames.collage, caption)
-    path = cache_dir / f"collage_{digest}.png"
+def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path,
+                        failures: FailureLog) -> tuple[Path, str, bool]:
+    """Plan, render (unless cached) and caption one static frame; returns (path, caption, rendered).
+
+    The cache check needs no decoding: the file name is a hash of the plan and the sources'
+    fingerprints. A source that fails to decode under ``skip`` changes the plan, so the rebuilt
+    frame gets its own name.
+    """
+    collage = frames.collage
+    sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
+    params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
+    caption = collage.caption(params)
+    path = cache_dir / f"collage_{frame_digest(params, sources, collage, caption)}.png"
     if path.is_file():
         return path, caption, False
     loss_mask = frames.pool.config.loss_mask
-    rendered = frames.collage.render(sources, params, with_mask=loss_mask)
+    rendered, used = compose(collage, sources, params, failures, with_mask=loss_mask)
+    if used is not params:
+        kept = [s for s in sources if s.path not in failures.failed]
+        caption = collage.caption(used)
+        path = cache_dir / f"collage_{frame_digest(used, kept, collage, caption)}.png"
     pixels = with_alpha(rendered.image, rendered.mask, frames.pool.config) if loss_mask else rendered.image
     write_png_atomic(Image.fromarray(pixels), path)
     return path, caption, True

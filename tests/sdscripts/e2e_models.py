@@ -29,6 +29,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Bumped when the checkpoint layout or the init changes (part of the cache file name).
 CHECKPOINT_VERSION = 1
@@ -36,13 +37,13 @@ CHECKPOINT_NAME = f"random_sdxl_fp16_v{CHECKPOINT_VERSION}.safetensors"
 
 
 @contextlib.contextmanager
-def _default_dtype_and_seed(dtype: object, seed: int) -> Iterator[None]:
+def _default_dtype_and_seed(dtype: Any, seed: int) -> Iterator[None]:
     import torch
 
     saved = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        torch.set_default_dtype(dtype)  # type: ignore[arg-type]
+        torch.set_default_dtype(dtype)
         try:
             yield
         finally:
@@ -53,23 +54,37 @@ def _text_encoder_configs() -> tuple[object, object]:
     """The two CLIPTextConfigs ``sdxl_model_util.load_models_from_sdxl_checkpoint`` builds (same values)."""
     from transformers import CLIPTextConfig
 
-    common = dict(
-        vocab_size=49408,
-        max_position_embeddings=77,
-        layer_norm_eps=1e-05,
-        dropout=0.0,
-        attention_dropout=0.0,
-        initializer_range=0.02,
-        initializer_factor=1.0,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        model_type="clip_text_model",
+    common = {
+        "vocab_size": 49408,
+        "max_position_embeddings": 77,
+        "layer_norm_eps": 1e-05,
+        "dropout": 0.0,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "initializer_factor": 1.0,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "model_type": "clip_text_model",
+    }
+    te1 = CLIPTextConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        hidden_act="quick_gelu",
+        projection_dim=768,
+        **common,
     )
-    te1 = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                         hidden_act="quick_gelu", projection_dim=768, **common)
-    te2 = CLIPTextConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-                         hidden_act="gelu", projection_dim=1280, **common)
+    te2 = CLIPTextConfig(
+        hidden_size=1280,
+        intermediate_size=5120,
+        num_hidden_layers=32,
+        num_attention_heads=20,
+        hidden_act="gelu",
+        projection_dim=1280,
+        **common,
+    )
     return te1, te2
 
 

@@ -205,3 +205,37 @@ def test_inspect_reads_what_sd_scripts_writes(tmp_path: Path, toks: fakes.TinyTo
     data = json.loads(capsys.readouterr().out)
     assert data["collage_ext"][0]["dataset"] is None and data["collage_ext"][0]["seed"] == bucket_info[
         "collage_ext"]["seed"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--cache_latents"]], ids=["dynamic", "static"])
+def test_preview_follows_the_skip_policy(tmp_path: Path, toks: fakes.TinyTokenizers, extra: list[str]) -> None:
+    """collage_on_error = "skip": a file with a bad header leaves the pool, a truncated one rebuilds its frames,
+    in training and in the preview alike."""
+    config = write_data(tmp_path / "data")
+    config.write_text(config.read_text().replace('collage_rate = 0.8\n', 'collage_rate = 0.8\ncollage_on_error = "skip"\n'),
+                      encoding="utf-8")
+    folder = tmp_path / "data" / "10_chars"
+    (folder / "img_02.png").write_bytes(b"not an image at all")
+    data = (folder / "img_05.png").read_bytes()
+    (folder / "img_05.png").write_bytes(data[: len(data) // 2])  # header fine, pixels truncated
+    group = load(tmp_path, toks, config, *extra)
+    out = tmp_path / "preview"
+    assert main(["preview", str(config), "--out", str(out), "--", *extra]) == 0
+    got = preview_frames(out)
+    if extra:
+        cached = {Path(i.absolute_path).stem: i.absolute_path for i in group.image_data.values()
+                  if Path(i.absolute_path).name.startswith("collage_")}
+        assert got.keys() == cached.keys()
+        for stem, path in cached.items():
+            with Image.open(path) as img:
+                assert np.array_equal(got[stem][0], np.asarray(img.convert("RGB"))), stem
+        return
+    expected = training_frames(group, 1)
+    assert got.keys() == expected.keys()
+    rebuilt = 0
+    for stem, (pixels, caption) in expected.items():
+        assert np.array_equal(got[stem][0], pixels), stem
+        assert got[stem][1] == caption, stem
+        rebuilt += "id005" not in caption and "img_05" in json.loads(
+            (out / "frames" / f"{stem}.json").read_text("utf-8"))["params"]["keys"].__str__()
+    assert all("id002" not in c for _, c in expected.values())

@@ -41,6 +41,10 @@ from typing import Any
 
 import pytest
 
+# Skips this module (also its --doctest-modules import) when sd-scripts' environment is missing; the
+# conftest reports why. Must come before `import fakes`, which needs torch.
+pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
+
 if str(Path(__file__).parent) not in sys.path:  # robust to --import-mode=importlib
     sys.path.insert(0, str(Path(__file__).parent))
 import e2e_models

@@ -1,0 +1,71 @@
+"""The per-image error policy: ``raise`` (name the file and the cause) or ``skip`` (log once, go on).
+
+Checks at start-up are cheap header reads (``images.read_image_size``): a missing, empty or
+non-image file, a declared size over Pillow's decompression-bomb limit, a 0-pixel image. Truncated
+or corrupt pixel data only shows when the pixels are decoded, i.e. when a frame is composed; under
+``skip`` the frame is then re-planned from the images that did load, so the number of frames per
+epoch never changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from PIL import Image
+
+from .collage import Collage, FrameParams, Source
+from .errors import CollageInputError
+from .images import open_image
+from .render import RenderResult
+
+logger = logging.getLogger(__name__)
+
+
+class FailureLog:
+    """Remembers failed files so each is reported once per process and never retried."""
+
+    def __init__(self) -> None:
+        self.failed: dict[str, str] = {}
+
+    def record(self, path: str, error: Exception) -> None:
+        """Log a skipped file the first time it fails."""
+        if path not in self.failed:
+            self.failed[path] = str(error)
+            logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
+
+
+def load_sources(sources: Sequence[Source], collage: Collage, failures: FailureLog
+                 ) -> tuple[list[Source], list[Image.Image]]:
+    """Decode every source; under ``skip`` leave out those that fail (``raise`` re-raises)."""
+    kept, images = [], []
+    for source in sources:
+        if source.path in failures.failed:
+            continue
+        try:
+            images.append(open_image(source.path, fill=collage.config.fill))
+        except CollageInputError as exc:
+            if collage.config.on_error == "raise":
+                raise
+            failures.record(source.path, exc)
+            continue
+        kept.append(source)
+    return kept, images
+
+
+def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
+            with_mask: bool = False) -> tuple[RenderResult, FrameParams]:
+    """Render a planned frame; when sources fail under ``skip``, re-plan it from the rest.
+
+    Returns the rendered frame and the params actually used, so the caption can follow them.
+
+    Raises:
+        CollageInputError: under ``raise`` for the first failing file, or when no source loads.
+    """
+    kept, images = load_sources(sources, collage, failures)
+    if not kept:
+        msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
+        raise CollageInputError(msg)
+    if len(kept) < len(sources):
+        params = collage.make_params(kept, seed=params.seed, epoch=params.epoch)
+    return collage.render(kept, params, images=images, with_mask=with_mask), params
