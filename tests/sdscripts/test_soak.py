@@ -1,0 +1,24 @@
+"""Soak: many DataLoader steps with workers; memory flat and no file-descriptor growth."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import soak  # noqa: E402
+
+pytestmark = [pytest.mark.sdscripts, pytest.mark.slow]
+
+
+def test_soak_memory_flat_no_fd_growth(tmp_path: Path) -> None:
+    """900 steps over 120 images with 2 persistent workers: no fd growth, RSS slope small."""
+    result = soak.run(900, 2, 120, tmp_path)
+    fds: list[int] = result["fds"]  # type: ignore[assignment]
+    half = len(fds) // 2
+    assert max(fds[half:]) <= max(fds[:half]) + 8, fds  # pipes come and go at epoch ends; they must not pile up
+    assert abs(result["rss_slope_mib_per_1000_steps"]) < 20, result  # type: ignore[operator]
