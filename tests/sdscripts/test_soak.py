@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import fakes  # noqa: E402
 import soak  # noqa: E402
 
 pytestmark = [pytest.mark.sdscripts, pytest.mark.slow]
@@ -17,7 +18,8 @@ pytestmark = [pytest.mark.sdscripts, pytest.mark.slow]
 
 def test_soak_memory_flat_no_fd_growth(tmp_path: Path) -> None:
     """900 steps over 120 images with 2 persistent workers: no fd growth, RSS slope small."""
-    result = soak.run(900, 2, 120, tmp_path)
+    with fakes.preserve_global_rng(), fakes.fresh_strategies():  # sd-scripts reseeds the global RNG
+        result = soak.run(900, 2, 120, tmp_path)
     fds: list[int] = result["fds"]  # type: ignore[assignment]
     half = len(fds) // 2
     assert max(fds[half:]) <= max(fds[:half]) + 8, fds  # pipes come and go at epoch ends; they must not pile up
