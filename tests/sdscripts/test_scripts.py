@@ -1,0 +1,101 @@
+"""The one-line enable in each real training script: its own argument parsing and train() up to the model.
+
+Each script runs from its parser through dataset creation, buckets and argument checks; the test
+stops it where model weights would be loaded (the only part that needs files we do not have) and
+checks that CollageDataset built collage frames.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
+
+import fakes  # noqa: E402
+from test_collage_dataset import ID, dataset_toml, write_dataset  # noqa: E402
+
+pytestmark = pytest.mark.sdscripts
+MAIN = fakes.is_strategy_era()
+
+
+class Reached(Exception):
+    """The script got as far as loading model weights."""
+
+
+@pytest.fixture(autouse=True)
+def _isolated() -> Iterator[None]:
+    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
+    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
+        yield
+
+
+def script(name: str) -> Any:
+    """Import a training script module of the checkout (its sources trip -W error at compile time)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(name)
+
+
+SCRIPTS = [
+    ("sdxl_train_network", []),
+    ("sdxl_train", []),
+    pytest.param("flux_train_network", [], marks=pytest.mark.skipif(not MAIN, reason="Flux is main-only")),
+    pytest.param("flux_train_network", ["--model_type", "chroma", "--apply_t5_attn_mask"],
+                 marks=pytest.mark.skipif(not MAIN, reason="Chroma is main-only"), id="chroma"),
+]
+
+
+@pytest.mark.parametrize(("name", "extra"), SCRIPTS)
+def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, extra: list[str]) -> None:
+    """`--dataset_class collage_ext.CollageDataset` in the real script yields collage frames."""
+    from collage_ext.sdscripts import dataset as adapter
+
+    toks = fakes.make_tokenizer_cache(tmp_path / "tok")
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
+    module = script(name)
+    model = str(fakes.make_flux_checkpoint_stub(tmp_path / "flux1-dev.safetensors")) if name.startswith("flux") \
+        else "unused.safetensors"
+    argv = ["--pretrained_model_name_or_path", model, "--dataset_class", "collage_ext.CollageDataset",
+            "--dataset_config", str(config), "--tokenizer_cache_dir", str(toks.cache_dir), "--seed", "3",
+            "--output_dir", str(tmp_path / "out"), "--max_data_loader_n_workers", "0", *extra]
+    if name != "sdxl_train":
+        argv += ["--network_module", "networks.lora"]
+    if name.startswith("flux"):
+        argv += ["--ae", "unused", "--clip_l", "unused", "--t5xxl", "unused"]
+    args = module.setup_parser().parse_args(argv)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
+    built: list[Any] = []
+    original_init = adapter.CollageDataset.__init__
+
+    def keep(self: Any, *a: Any, **k: Any) -> None:
+        original_init(self, *a, **k)
+        built.append(self)
+
+    monkeypatch.setattr(adapter.CollageDataset, "__init__", keep)
+
+    def stop(*_args: Any, **_kwargs: Any) -> None:
+        raise Reached
+
+    if name == "sdxl_train":
+        monkeypatch.setattr(module.sdxl_train_util, "load_target_model", stop)
+        with pytest.raises(Reached):
+            module.train(args)
+    else:
+        trainer_class = {"sdxl_train_network": "SdxlNetworkTrainer", "flux_train_network": "FluxNetworkTrainer"}[name]
+        trainer = getattr(module, trainer_class)()
+        monkeypatch.setattr(type(trainer), "load_target_model", stop)
+        with pytest.raises(Reached):
+            trainer.train(args)
+    (group,) = built
+    info = group.datasets[0]._collage_info[0]
+    assert info["collage_frames"] >= 2 and info["single_samples"] == 0
+    assert group.datasets[0].bucket_info["collage_ext"]["seed"] == 3
+    group.set_current_strategies() if MAIN else None
+    assert len(ID.findall(group[0]["captions"][0])) >= 2
