@@ -61,14 +61,7 @@ def run(steps: int, workers: int, images: int, root: Path) -> dict[str, object]:
                                     "--tokenizer_cache_dir", str(toks.cache_dir), "--seed", "1"])
     train_util = fakes.import_sd("library.train_util")
     with fakes.hub_offline():
-        trainer = fakes.make_trainer("sdxl")
-        if fakes.is_strategy_era():
-            fakes.set_pre_dataset_strategies(trainer, args)
-            group = train_util.load_arbitrary_dataset(args)
-            fakes.set_post_dataset_strategies(trainer, args, group)
-            group.set_current_strategies()
-        else:
-            group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
+        group, _ = fakes.load_with_dataset_class("sdxl", args)
     epoch, step = Value("i", 0), Value("i", 0)
     collator = train_util.collator_class(epoch, step, group if workers == 0 else None)
     loader = torch.utils.data.DataLoader(group, batch_size=1, shuffle=True, collate_fn=collator,

@@ -63,7 +63,7 @@ class Buckets:
         if buckets.enable and not buckets.no_upscale:
             buckets.resos = make_bucket_resolutions(dataset.resolution, lo, hi, steps)
         else:
-            buckets.resos = [tuple(dataset.resolution)]
+            buckets.resos = [(dataset.resolution.width, dataset.resolution.height)]
         return buckets
 
     def select(self, size: Size) -> tuple[tuple[int, int], float]:
@@ -401,15 +401,16 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
     for dataset in project.datasets:
         buckets = Buckets.for_dataset(dataset)
         bucket_counts: Counter[tuple[int, int]] = Counter()
-        subsets = []
+        subsets: list[dict[str, Any]] = []
         for subset in dataset.subsets:
             if subset.kept_index is None:
                 subsets.append({"index": subset.index, "image_dir": subset.image_dir, "skipped": subset.skipped,
                                 "describe": f"skipped by sd-scripts ({subset.skipped})"})
                 continue
-            item = by_subset.get(id(subset))
+            found = by_subset.get(id(subset))
             images = len(subset.images)
-            if item is not None:
+            if found is not None:
+                item = found
                 frames, singles = frames_by[id(subset)], singles_by[id(subset)]
                 bucket_counts[buckets.select(item.pool.frame)[0]] += frames
                 for source_item, index, n in frameset.singles:
@@ -435,7 +436,7 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
         total_batches += batches
         datasets.append({"index": dataset.index, "resolution": str(dataset.resolution), "batch_size": batch,
                          "enable_bucket": buckets.enable, "subsets": subsets,
-                         "samples_per_epoch": sum(s.get("samples_per_epoch", 0) for s in subsets),
+                         "samples_per_epoch": sum(int(s.get("samples_per_epoch") or 0) for s in subsets),
                          "batches_per_epoch": batches, "buckets": sum(1 for n in bucket_counts.values() if n)})
     return {"source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
             "mode_why": project.mode_why, "text_encoder": encoder.label, "datasets": datasets,

@@ -216,6 +216,10 @@ OPTIONS: tuple[Option, ...] = (
            "#181818 bars are not learned; turns on alpha_mask for the subset."),
     Option("collage_pad_weight", "pad_weight", _number(0, 1, integer=False), 0.0, "0.1", "float",
            "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
+    Option("collage_decode", "decode", _choice("quality", "fast"), "quality", '"fast"', "str",
+           "JPEG decoding: 'quality' shrinks in the DCT domain only as far as keeps frames free of extra aliasing; "
+           "'fast' shrinks as far as the cell allows (about 2x faster on 12 MP photos, aliasing like "
+           "sd-scripts' own INTER_AREA resize)."),
     Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
            "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
            "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),
@@ -246,6 +250,7 @@ class CollageConfig:
     mode: Mode = "auto"
     variants: int = 4
     crop_extension: str = ".crop"
+    decode: Literal["quality", "fast"] = "quality"
     on_error: Literal["raise", "skip"] = "raise"
     loss_mask: bool = False
     pad_weight: float = 0.0

@@ -303,7 +303,7 @@ def subsets_from_folders(train_data_dir: str | None, reg_data_dir: str | None) -
         for sub in Path(base).iterdir():
             if not sub.is_dir():
                 continue
-            head, _, rest = sub.name.partition("_")
+            head = sub.name.partition("_")[0]
             try:
                 repeats = int(head)
             except ValueError:

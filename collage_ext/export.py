@@ -174,12 +174,16 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
             "pool_key": job.planned.pool.key, "variant": job.variant, "seed": job.planned.pool.seed,
             "frame": list(job.planned.pool.frame), "layout": layout.name,
             "cells": [{"rect": list(c), "position": n, "source": job.sources[i].path, "key": job.sources[i].key,
-                       "crop": list(job.sources[i].crop) if job.sources[i].crop else None}
+                       "crop": _box(job.sources[i].crop)}
                       for c, i, n in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells))],
             "sources": [s.path for s in job.sources], "caption": job.caption, "params": job.params.to_json(),
         })
         result.frames += 1
     return records
+
+
+def _box(box: Any) -> list[float] | None:
+    return None if box is None else [float(v) for v in box]
 
 
 def _copy(source: str, folder: Path, caption: str, used: set[Path]) -> Path:
@@ -194,7 +198,8 @@ def _copy(source: str, folder: Path, caption: str, used: set[Path]) -> Path:
 
 
 def _write_singles(frameset: FrameSet, folders: _Folders, result: ExportResult) -> list[dict[str, Any]]:
-    records, used = [], set()
+    records: list[dict[str, Any]] = []
+    used: set[Path] = set()
     for item, index, repeats in progress(frameset.singles, "copying single images", "image"):
         source = item.pool.sources[index]
         folder = folders.get(item.dataset, item.subset, repeats)
@@ -209,7 +214,8 @@ def _copy_plain(project: Project, planned: Sequence[PlannedSubset], folders: _Fo
                 result: ExportResult) -> list[dict[str, Any]]:
     """Subsets without collage frames are copied with their TOML ``num_repeats`` (sd-scripts balances reg again)."""
     collage = {id(p.subset) for p in planned}
-    records, used = [], set()
+    records: list[dict[str, Any]] = []
+    used: set[Path] = set()
     for dataset, subset in project.subsets():
         if id(subset) in collage:
             continue
@@ -258,20 +264,20 @@ def training_hint(project: Project, result: ExportResult) -> str:
     """How to train on the export with plain sd-scripts (and other trainers)."""
     out = result.out
     resolutions = {tuple(d.resolution) for d in project.datasets}
-    reso = ",".join(str(v) for v in sorted(resolutions)[0]) if resolutions else "1024,1024"
+    reso = ",".join(str(v) for v in min(resolutions)) if resolutions else "1024,1024"
     lines = [
-        f"collage-ext export {__version__}: {result.frames} collage frames, {result.singles} single images from "
-        f"collage subsets, {result.copied} images copied from other subsets (seed {project.seed}).",
+        (f"collage-ext export {__version__}: {result.frames} collage frames, {result.singles} single images from "
+         f"collage subsets, {result.copied} images copied from other subsets (seed {project.seed})."),
         "",
         "Train with plain sd-scripts (no collage_ext needed) either on the folders:",
-        f"  --train_data_dir {out / 'train'}" + (f" --reg_data_dir {out / 'reg'}" if result.reg_dir else "")
-        + f" --caption_extension .txt --resolution {reso} --enable_bucket",
+        (f"  --train_data_dir {out / 'train'}" + (f" --reg_data_dir {out / 'reg'}" if result.reg_dir else "")
+         + f" --caption_extension .txt --resolution {reso} --enable_bucket"),
         "or on the dataset config, which keeps your other dataset settings (keep_tokens, batch size...):",
         f"  --dataset_config {out / 'dataset.toml'}",
         "Remove dataset_class / dataset_config / train_data_dir from your training TOML first (or override them).",
         "",
-        "ai-toolkit, OneTrainer, diffusion-pipe: point the dataset folder at the N_name folders under train/ "
-        "(image + .txt caption pairs); the N_ prefix is the repeat count per epoch.",
+        ("ai-toolkit, OneTrainer, diffusion-pipe: point the dataset folder at the N_name folders under train/ "
+         "(image + .txt caption pairs); the N_ prefix is the repeat count per epoch."),
         "manifest.json traces every frame back to its source images, crop boxes, layout and seed.",
     ]
     if len(resolutions) > 1:

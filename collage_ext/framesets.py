@@ -52,7 +52,8 @@ def progress(items: Sequence[T], desc: str, unit: str = "it") -> Iterable[T]:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is installed in every kohya venv
         return items
-    return tqdm(items, desc=desc, unit=unit, disable=len(items) < 8, leave=False)
+    bar: Iterable[T] = tqdm(items, desc=desc, unit=unit, disable=len(items) < 8, leave=False)
+    return bar
 
 
 @dataclass(frozen=True)
@@ -210,19 +211,19 @@ class FrameJob:
     def render(self, *, with_mask: bool = False) -> RenderResult:
         """The frame's pixels, exactly as the adapter renders them."""
         collage = self.planned.collage
-        sources = self.planned.frames.sources_of(self.group)
+        planned = self.planned.frames.sources_of(self.group)
+        sources = planned
         if self.variant is not None:  # static: files that failed in earlier frames are left out up front
             kept = [s for s in sources if s.path not in self.failures.failed]
             if len(kept) < len(sources):
                 sources = kept
                 self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant)
         rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask)
-        used_sources = [s for s in sources if s.path not in self.failures.failed]
-        if used is not self.params or len(used_sources) < len(sources):
-            self.params = used
-            if self.variant is not None:
-                self.name = f"collage_{frame_digest(used, used_sources, collage, collage.caption(used))}"
-        self.rendered_sources = used_sources
+        self.params = used
+        self.rendered_sources = [s for s in sources if s.path not in self.failures.failed]
+        if self.variant is not None and len(self.rendered_sources) < len(planned):  # renamed like the cache
+            caption = collage.caption(used)
+            self.name = f"collage_{frame_digest(used, self.rendered_sources, collage, caption)}"
         return rendered
 
     @property
@@ -263,8 +264,6 @@ def plan_project(project: Project, encoder: TextEncoder, *,
             continue
         check_caption_combination(subset.config, subset.namespace(), f"subset {subset.image_dir!r}")
         images = subset.images
-        if subset.config.on_error == "skip":  # like the adapter: unreadable headers / crop boxes leave the pool
-            images = _readable(images, subset)
         if exclude:
             dropped = [i for i, im in enumerate(images) if im.path in exclude]
             if dropped and skip is not None:
@@ -272,30 +271,22 @@ def plan_project(project: Project, encoder: TextEncoder, *,
             images = [im for im in images if im.path not in exclude]
         dataset_index = project.datasets.index(dataset)
         assert subset.kept_index is not None  # project.subsets() lists kept subsets only
+        skipping = subset.config.on_error == "skip"  # like the adapter: unreadable files leave the pool
+
+        def skipped(index: int, exc: CollageInputError, images: Sequence[SubsetImage] = images) -> None:
+            logger.warning(f"collage_ext: skipping {images[index].path}: {exc} (collage_on_error = 'skip')")
+
+        def reading(order: Iterable[int], name: str = subset.name) -> Iterable[int]:
+            return progress(list(order), f"reading {name}", "image")
+
         plan = plan_subset(images, root=subset.root, config=subset.config, resolution=dataset.resolution,
                            dataset_index=dataset_index, subset_index=subset.kept_index, seed=project.seed,
-                           progress=lambda order, s=subset: progress(order, f"reading {s.name}", "image"))
+                           progress=reading, on_error=skipped if skipping else None)
         repeat = bool(subset.config.repeat_phrases)
         collage = Collage(subset.config, plan.pool.frame, grammar=grammar_of(subset.namespace()),
                           budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None)
         planned.append(PlannedSubset(dataset, subset, plan, SubsetFrames(plan.pool, collage)))
     return planned
-
-
-def _readable(images: Sequence[SubsetImage], subset: SubsetSpec) -> list[SubsetImage]:
-    from .collage import load_source
-    from .rng import sample_key
-
-    kept = []
-    for image in images:
-        try:
-            load_source(image.path, sample_key(image.path, subset.root), caption=image.caption,
-                        crop_extension=subset.config.crop_extension)
-        except CollageInputError as exc:
-            logger.warning(f"collage_ext: skipping {image.path}: {exc} (collage_on_error = 'skip')")
-            continue
-        kept.append(image)
-    return kept
 
 
 def safe_name(text: str) -> str:

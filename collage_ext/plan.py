@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .collage import Source, load_source
 from .config import CollageConfig
+from .errors import CollageInputError
 from .pool import Pool
 from .rng import sample_key
 from .types import Size
@@ -75,7 +76,8 @@ def pool_key(dataset_index: int, subset_index: int, root: str) -> str:
 
 
 def plan_subset(images: Sequence[SubsetImage], *, root: str, config: CollageConfig, resolution: Size,
-                dataset_index: int, subset_index: int, seed: int, progress: Progress | None = None) -> SubsetPlan:
+                dataset_index: int, subset_index: int, seed: int, progress: Progress | None = None,
+                on_error: Callable[[int, CollageInputError], None] | None = None) -> SubsetPlan:
     """Build a subset's ``Pool``: sources sorted by path, keyed relative to ``root``.
 
     Args:
@@ -87,17 +89,27 @@ def plan_subset(images: Sequence[SubsetImage], *, root: str, config: CollageConf
         subset_index: position of the subset among the subsets sd-scripts kept in that dataset.
         seed: the collage seed of the run.
         progress: optional wrapper that shows a progress bar while image headers are read.
+        on_error: ``collage_on_error = "skip"``: called with the image's index and the error for an
+            image whose header or crop box cannot be read; the image is left out of the pool (and
+            of ``order``). Without it such an image raises.
 
     Raises:
-        CollageInputError: an image header cannot be read, or its crop box is invalid.
+        CollageInputError: an image header cannot be read, or its crop box is invalid (without ``on_error``).
     """
-    order = tuple(sorted(range(len(images)), key=lambda i: images[i].path))
+    order = sorted(range(len(images)), key=lambda i: images[i].path)
     indices: Iterable[int] = progress(order) if progress is not None else order
-    sources: list[Source] = [
-        load_source(images[i].path, sample_key(images[i].path, root), caption=images[i].caption,
-                    crop_extension=config.crop_extension)
-        for i in indices
-    ]
+    kept: list[int] = []
+    sources: list[Source] = []
+    for i in indices:
+        try:
+            sources.append(load_source(images[i].path, sample_key(images[i].path, root), caption=images[i].caption,
+                                       crop_extension=config.crop_extension))
+        except CollageInputError as exc:
+            if on_error is None:
+                raise
+            on_error(i, exc)
+            continue
+        kept.append(i)
     pool = Pool(key=pool_key(dataset_index, subset_index, root), sources=sources, config=config,
-                frame=config.frame_size or resolution, seed=seed, repeats=[images[i].num_repeats for i in order])
-    return SubsetPlan(pool, order)
+                frame=config.frame_size or resolution, seed=seed, repeats=[images[i].num_repeats for i in kept])
+    return SubsetPlan(pool, tuple(kept))

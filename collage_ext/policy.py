@@ -12,11 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from PIL import Image
-
 from .collage import Collage, FrameParams, Source
 from .errors import CollageInputError
-from .images import open_image
 from .render import RenderResult
 
 logger = logging.getLogger(__name__)
@@ -35,24 +32,6 @@ class FailureLog:
             logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
 
 
-def load_sources(sources: Sequence[Source], collage: Collage, failures: FailureLog
-                 ) -> tuple[list[Source], list[Image.Image]]:
-    """Decode every source; under ``skip`` leave out those that fail (``raise`` re-raises)."""
-    kept, images = [], []
-    for source in sources:
-        if source.path in failures.failed:
-            continue
-        try:
-            images.append(open_image(source.path, fill=collage.config.fill))
-        except CollageInputError as exc:
-            if collage.config.on_error == "raise":
-                raise
-            failures.record(source.path, exc)
-            continue
-        kept.append(source)
-    return kept, images
-
-
 def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
             with_mask: bool = False) -> tuple[RenderResult, FrameParams]:
     """Render a planned frame; when sources fail under ``skip``, re-plan it from the rest.
@@ -62,10 +41,19 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
     Raises:
         CollageInputError: under ``raise`` for the first failing file, or when no source loads.
     """
-    kept, images = load_sources(sources, collage, failures)
-    if not kept:
-        msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
-        raise CollageInputError(msg)
-    if len(kept) < len(sources):
+    kept = [s for s in sources if s.path not in failures.failed]
+    if len(kept) < len(sources) and kept:
         params = collage.make_params(kept, seed=params.seed, epoch=params.epoch)
-    return collage.render(kept, params, images=images, with_mask=with_mask), params
+    while kept:
+        try:
+            return collage.render(kept, params, with_mask=with_mask), params
+        except CollageInputError as exc:
+            path = getattr(exc, "source_path", None)
+            if collage.config.on_error == "raise" or path is None:
+                raise
+            failures.record(path, exc)
+            kept = [s for s in kept if s.path != path]
+            if kept:
+                params = collage.make_params(kept, seed=params.seed, epoch=params.epoch)
+    msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
+    raise CollageInputError(msg)

@@ -21,10 +21,10 @@ from PIL import Image
 from collage_ext.cli import main
 from collage_ext.collage import Collage
 from collage_ext.config import split_dataset_config
+from collage_ext.datasets import build_run
 from collage_ext.demo import draw_landscape, draw_portrait
 from collage_ext.plan import SubsetImage, plan_subset
 from collage_ext.sdscripts.summary import resolve_seed
-from collage_ext.datasets import build_run
 from collage_ext.types import Size
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "pink"]
@@ -335,3 +335,24 @@ def test_inspect_failures_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["inspect", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+# -- docs ------------------------------------------------------------------------------------------
+
+def test_docs_cover_every_command_and_finding_code() -> None:
+    """docs/cli.md has a section per command and explains every error/warning code check can report."""
+    import re
+
+    from collage_ext.cli import setup_parser
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "cli.md").read_text(encoding="utf-8")
+    sub = next(a for a in setup_parser()._actions if a.dest == "command")
+    for command in sub.choices:  # type: ignore[union-attr]
+        assert f"## {command}\n" in docs
+    sources = "".join((root / "collage_ext" / name).read_text(encoding="utf-8")
+                      for name in ("check.py", "datasets.py", "export.py"))
+    codes = set(re.findall(r'(?:Finding\(|note\()\s*"(?:error|warning)",\s*"(\w+)"', sources))
+    assert len(codes) > 10
+    missing = sorted(c for c in codes if f"`{c}`" not in docs)
+    assert not missing, f"docs/cli.md does not explain: {missing}"

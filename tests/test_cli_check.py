@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
+from test_cli import write_images, write_toml
 
+from collage_ext.captions import CaptionGrammar, clip_budget, t5_budget
 from collage_ext.check import Buckets, make_bucket_resolutions
 from collage_ext.cli import main
 from collage_ext.demo import draw_landscape, draw_portrait
@@ -19,9 +21,7 @@ from collage_ext.quality import (
     detail_factor,
     phrases_past_budget,
 )
-from collage_ext.captions import CaptionGrammar, clip_budget, t5_budget
 from collage_ext.types import Size
-from test_cli import write_images, write_toml
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:
@@ -183,7 +183,7 @@ def test_contrast_threshold(image: object, low: bool) -> None:
 
 def test_caption_tokens_and_late_phrases() -> None:
     """Chunks as CLIP reads them, T5 as one sequence; late phrases found by token offset."""
-    words = lambda s: len(s.replace(",", " ").split())  # noqa: E731
+    words = lambda s: len(s.replace(",", " ").split())
     caption = ", ".join(f"w{i}" for i in range(160))
     tokens = count_caption(caption, clip_budget(150), words)
     assert tokens.chunks == (75, 75) and tokens.overflow == 10 and tokens.describe() == "75+75 of 150, 10 cut"

@@ -343,16 +343,19 @@ def test_reduced_crop_is_a_hard_edge(tmp_path: Path, drafts: list[int]) -> None:
     image.paste(RED, (203, 101, 1397, 1099))
     path = save_jpeg(image, tmp_path / "framed.jpg", quality=100, subsampling=0)
     for mode in MODES:
-        fitted, rect = load_fitted(path, Size(100, 80), mode, Box(203, 101, 1397, 1099))  # type: ignore[arg-type]
+        fitted, _ = load_fitted(path, Size(100, 80), mode, Box(203, 101, 1397, 1099))  # type: ignore[arg-type]
         pixels = np.asarray(fitted, dtype=int)
         assert drafts[-1] > 1
         assert pixels[..., 1].max() <= 6 and pixels[..., 0].min() >= 248, mode  # red only
 
 
-def test_cmyk_and_gray_jpegs(tmp_path: Path, drafts: list[int]) -> None:
-    """CMYK converts after the reduced decode, gray is resampled first; both stay close to the reference."""
+def test_jpeg_variants(tmp_path: Path, drafts: list[int]) -> None:
+    """CMYK converts after the reduced decode, gray is resampled first, progressive and 4:4:4 reduce too."""
     base = photo((1200, 900), seed=5)
-    for path in (save_jpeg(base.convert("CMYK"), tmp_path / "cmyk.jpg"), save_jpeg(base.convert("L"), tmp_path / "g.jpg")):
+    paths = [save_jpeg(base.convert("CMYK"), tmp_path / "cmyk.jpg"), save_jpeg(base.convert("L"), tmp_path / "g.jpg"),
+             save_jpeg(base, tmp_path / "progressive.jpg", progressive=True),
+             save_jpeg(base, tmp_path / "444.jpg", subsampling=0)]
+    for path in paths:
         expected, _ = reference(path, Size(100, 100), "contain")
         fitted, _ = load_fitted(path, Size(100, 100), "contain")
         assert fitted.mode == "RGB" and drafts[-1] == 4

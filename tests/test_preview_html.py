@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import write_images, write_toml
 
 from collage_ext.cli import main
-from test_cli import write_images, write_toml
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

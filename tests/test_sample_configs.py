@@ -71,7 +71,7 @@ def _keys(value: Any) -> list[str]:
 
 def test_chroma_sample_is_a_chroma_run() -> None:
     """T5 attention mask, no guidance, cached text-encoder outputs (so static frames), T5 token budget."""
-    values, _, tree = load("chroma_style")
+    values, _, _ = load("chroma_style")
     assert values["model_type"] == "chroma" and values["apply_t5_attn_mask"] is True
     assert values["guidance_scale"] == 0.0 and values["cache_text_encoder_outputs"] is True
     assert detect_model(values) == "chroma"

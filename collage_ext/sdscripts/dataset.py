@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import weakref
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,13 +31,11 @@ from library.train_util import (  # type: ignore[import-not-found]
     ImageInfo,
 )
 
-from ..collage import Source, load_source
 from ..config import CollageConfig, split_dataset_config
 from ..errors import CollageConfigError, CollageInputError
-from ..images import open_image
+from ..images import load_fitted
 from ..policy import FailureLog, compose
-from ..pool import Pool
-from ..rng import sample_key
+from ..plan import SubsetImage, plan_subset, subset_root
 from ..types import Size
 from .captioning import caption_setup
 from .checks import check_caption_files
@@ -99,14 +96,21 @@ class _CollageMixin:
 
     # -- planning ----------------------------------------------------------------------------
     def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: _BuildContext) -> None:
-        keys = sorted((k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data),
-                      key=lambda k: self.image_data[k].absolute_path)
-        root = subset.image_dir or os.path.dirname(getattr(subset, "metadata_file", "") or ".")
-        keys, sources = self._readable_sources(keys, root, config, subset)
-        repeats = [self.image_data[k].num_repeats for k in keys]
-        frame = config.frame_size or Size(self.width, self.height)
-        pool_key = f"{self._collage_index}/{s_index}:{os.path.basename(str(root).rstrip('/'))}"
-        pool = Pool(key=pool_key, sources=sources, config=config, frame=frame, seed=ctx.seed, repeats=repeats)
+        keys = [k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data]
+        root = subset_root(subset.image_dir, getattr(subset, "metadata_file", None))
+        images = [SubsetImage(self.image_data[k].absolute_path, self.image_data[k].caption or "",
+                              self.image_data[k].num_repeats) for k in keys]
+
+        def skipped(index: int, exc: CollageInputError) -> None:  # collage_on_error = "skip"
+            self._failures.record(images[index].path, exc)
+            del self.image_data[keys[index]]
+
+        # The same function the CLI uses, so `collage-ext preview` shows exactly these frames.
+        plan = plan_subset(images, root=root, config=config, resolution=Size(self.width, self.height),
+                           dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
+                           on_error=skipped if config.on_error == "skip" else None)
+        keys = [keys[i] for i in plan.order]
+        pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
         collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
         if config.loss_mask and not subset.alpha_mask:
             subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
@@ -131,28 +135,12 @@ class _CollageMixin:
                                    "frames_per_epoch": added + sum(singles), "collage_frames": added,
                                    "single_samples": sum(singles), "settings": config.to_metadata()})
 
-    def _readable_sources(self, keys: list[str], root: str, config: CollageConfig, subset: Any
-                          ) -> tuple[list[str], list[Source]]:
-        """Header-read every image; under ``skip`` unreadable ones leave the run (logged once)."""
-        kept_keys, sources = [], []
-        for key in keys:
-            try:
-                sources.append(_source_for(self.image_data[key], root, config, subset))
-            except CollageInputError as exc:
-                if config.on_error == "raise":
-                    raise
-                self._failures.record(self.image_data[key].absolute_path, exc)
-                del self.image_data[key]
-                continue
-            kept_keys.append(key)
-        return kept_keys, sources
-
     def _verify_singles(self, keys: list[str], singles: list[int]) -> None:
         for key, count in zip(keys, singles):
             if count and key in self.image_data:
                 path = self.image_data[key].absolute_path
-                try:
-                    open_image(path)
+                try:  # a tiny draft-mode decode still reads every byte of the file
+                    load_fitted(path, Size(64, 64))
                 except CollageInputError as exc:
                     self._failures.record(path, exc)
                     del self.image_data[key]
@@ -373,11 +361,6 @@ def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
     else:
         subsets = [{"image_dir": run.get("train_data_dir"), "metadata_file": run.get("in_json")}]
     return {"datasets": [{"subsets": subsets}]}, where
-
-
-def _source_for(info: Any, root: str, config: CollageConfig, subset: Any) -> Source:
-    return load_source(info.absolute_path, sample_key(info.absolute_path, root), caption=info.caption or "",
-                       crop_extension=config.crop_extension)
 
 
 def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,17 @@ if _SKIP_REASON is not None:
     def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module:
         """Replace every test module of this directory by a skipped stand-in."""
         return _SkippedModule.from_parent(parent, path=module_path)
+
+else:
+    import fakes  # noqa: E402  (needs torch: only where the sd-scripts environment is usable)
+
+    @pytest.fixture(scope="session")
+    def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
+        """Offline tokenizers laid out as a --tokenizer_cache_dir, generated once per session."""
+        return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
+
+    @pytest.fixture(autouse=True)
+    def _isolated() -> Iterator[None]:
+        """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
+        with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
+            yield

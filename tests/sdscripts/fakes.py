@@ -910,3 +910,22 @@ __all__ = [
     "trainer_module",
     "write_dreambooth_dir",
 ]
+
+
+def load_with_dataset_class(kind: TrainerKind, args: argparse.Namespace) -> tuple[Any, Any]:
+    """``train_util.load_arbitrary_dataset`` as the trainer calls it; returns (group, trainer).
+
+    main: tokenize/latents strategies first, then the dataset, then the post-dataset strategies and
+    ``set_current_strategies`` (as train_network.py does before its DataLoader). v0.9.1: the
+    trainer's tokenizers are passed to the dataset class.
+    """
+    train_util = import_sd("library.train_util")
+    trainer = make_trainer(kind)
+    if is_strategy_era():
+        set_pre_dataset_strategies(trainer, args)
+        group = train_util.load_arbitrary_dataset(args)
+        set_post_dataset_strategies(trainer, args, group)
+        group.set_current_strategies()
+    else:
+        group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
+    return group, trainer

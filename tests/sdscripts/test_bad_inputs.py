@@ -36,17 +36,6 @@ MAIN = fakes.is_strategy_era()
 ID = re.compile(r"id\d{3}")
 
 
-@pytest.fixture(scope="session")
-def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
-    """Offline tokenizers, generated once."""
-    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
-        yield
 
 
 def good_images(folder: Path, count: int = 6, start: int = 0) -> None:

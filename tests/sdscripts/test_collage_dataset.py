@@ -10,7 +10,6 @@ import collections
 import hashlib
 import re
 import sys
-from collections.abc import Iterator
 from multiprocessing import Value
 from pathlib import Path
 from typing import Any
@@ -33,17 +32,6 @@ SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(160, 160)] * 3
 ID = re.compile(r"id\d{3}")
 
 
-@pytest.fixture(scope="session")
-def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
-    """Offline tokenizers, generated once."""
-    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
-        yield
 
 
 def write_dataset(root: Path, sizes: list[tuple[int, int]] = SIZES) -> Path:
@@ -78,15 +66,7 @@ def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path | None, *extra: str
     if kind == "flux":
         argv += ["--pretrained_model_name_or_path", str(fakes.make_flux_checkpoint_stub(tmp / "flux1-dev.safetensors"))]
     args = fakes.make_args(kind, argv, strict=False, **config_file)  # type: ignore[arg-type]
-    trainer = fakes.make_trainer(kind)  # type: ignore[arg-type]
-    train_util = fakes.import_sd("library.train_util")
-    if MAIN:
-        fakes.set_pre_dataset_strategies(trainer, args)
-        group = train_util.load_arbitrary_dataset(args)
-        fakes.set_post_dataset_strategies(trainer, args, group)
-        group.set_current_strategies()
-    else:
-        group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
+    group, trainer = fakes.load_with_dataset_class(kind, args)  # type: ignore[arg-type]
     return group, args, trainer
 
 

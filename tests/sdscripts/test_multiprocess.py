@@ -41,14 +41,7 @@ args.seed = random.Random(rank).randint(0, 2**32)  # what train_network.py does 
 from accelerate.utils import set_seed
 set_seed(args.seed)  # ... before it builds the dataset
 with fakes.hub_offline():
-    trainer = fakes.make_trainer("sdxl")
-    if fakes.is_strategy_era():
-        fakes.set_pre_dataset_strategies(trainer, args)
-        group = train_util.load_arbitrary_dataset(args)
-        fakes.set_post_dataset_strategies(trainer, args, group)
-        group.set_current_strategies()
-    else:
-        group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
+    group, _ = fakes.load_with_dataset_class("sdxl", args)
     plan = {{}}
     for epoch in (1, 2):
         group.set_current_epoch(epoch)

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +26,6 @@ TARGETS = {"0001-dataset-class-validation-split.patch": {"main"},
 VERSION = "main" if MAIN else "v0.9.1"
 
 
-@pytest.fixture(scope="session")
-def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
-    """Offline tokenizers, generated once."""
-    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
-        yield
 
 
 def patched_copy(tmp: Path, patch: str) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,6 @@ MAIN = fakes.is_strategy_era()
 class Reached(Exception):
     """The script got as far as loading model weights."""
 
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
-        yield
 
 
 def script(name: str) -> Any:

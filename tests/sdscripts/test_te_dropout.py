@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,6 @@ pytestmark = [pytest.mark.sdscripts,
               pytest.mark.skipif(not fakes.is_strategy_era(), reason="text-encoder strategies exist only on main")]
 
 
-@pytest.fixture(scope="session")
-def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
-    """Offline tokenizers, generated once."""
-    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
-        yield
 
 
 def encoders(kind: str, toks: fakes.TinyTokenizers) -> list[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,12 +19,6 @@ from test_collage_dataset import dataset_toml, write_dataset  # noqa: E402
 pytestmark = pytest.mark.sdscripts
 SD_DIR = Path(os.environ["SD_SCRIPTS_DIR"]).resolve()
 
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    """Fresh strategy singletons, no hub access, sd-scripts' global-RNG use kept inside the test."""
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
-        yield
 
 
 def tool(name: str) -> ModuleType:
