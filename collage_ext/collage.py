@@ -169,7 +169,8 @@ class Collage:
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
                     fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
-                                               fill=self.config.fill, draft_gaps=gaps)
+                                               fill=self.config.fill, draft_gaps=gaps,
+                                               area_shrink=self.config.decode == "fast")
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise

@@ -217,9 +217,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("collage_pad_weight", "pad_weight", _number(0, 1, integer=False), 0.0, "0.1", "float",
            "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
     Option("collage_decode", "decode", _choice("quality", "fast"), "quality", '"fast"', "str",
-           "JPEG decoding: 'quality' shrinks in the DCT domain only as far as keeps frames free of extra aliasing; "
-           "'fast' shrinks as far as the cell allows (about 2x faster on 12 MP photos, aliasing like "
-           "sd-scripts' own INTER_AREA resize)."),
+           "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
+           "aliasing and resamples with LANCZOS; 'fast' shrinks as far as the cell allows and averages areas when "
+           "shrinking, like sd-scripts' own INTER_AREA resize (about 2x faster on 12 MP photos)."),
     Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
            "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
            "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),

@@ -154,6 +154,7 @@ def load_fitted(
     *,
     fill: tuple[int, int, int] = DEFAULT_FILL,
     draft_gaps: Mapping[int, float] = DRAFT_GAPS,
+    area_shrink: bool = False,
 ) -> tuple[Image.Image, Rect]:
     """Read an image file straight into a collage cell: ``fit_image(open_image(path), ...)``, faster.
 
@@ -183,6 +184,8 @@ def load_fitted(
         draft_gaps: reductions allowed and the shrink each must leave (``fit.DRAFT_GAPS``, the
             quality-safe default); ``{}`` always decodes at full size, smaller gaps trade
             aliasing for speed.
+        area_shrink: shrink with an area average (BOX, like sd-scripts' INTER_AREA) instead of
+            LANCZOS; see ``fit.apply_fit``.
 
     Returns:
         The fitted RGB image (new, detached from the file) and its rect relative to the cell.
@@ -213,7 +216,7 @@ def load_fitted(
             raise AssertionError(msg)
         deferred = upright.mode in ("RGB", "L") and not _has_alpha(upright)
         source = upright if deferred else _rgb_of(path, name, upright, fill)
-        fitted = apply_fit(source, plan)
+        fitted = apply_fit(source, plan, area_shrink=area_shrink)
     if fitted.mode != "RGB":
         fitted = fitted.convert("RGB")  # gray resampled first: the same bytes as resampling RGB
     return fitted, plan.dst

@@ -123,9 +123,10 @@ class _CollageMixin:
             added = self._register_dynamic(frames, subset, pool_key, ctx)
         for key, count in zip(keys, singles):
             if count:
-                self.image_data[key].num_repeats = count
                 info = self.image_data[key]
-                info.caption = SlotCaption(info.caption or "", info.absolute_path)  # lets skip swap its caption
+                info.num_repeats = count
+                if config.on_error == "skip":  # a replacement image must bring its own caption
+                    info.caption = SlotCaption(info.caption or "", info.absolute_path)
             else:
                 del self.image_data[key]
         if config.on_error == "skip" and ctx.mode == "static":
