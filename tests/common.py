@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from collage_ext.captions import CaptionGrammar
 from collage_ext.types import Rect, Size
 
 #: The default collage padding colour, ``#181818``.
@@ -88,3 +89,24 @@ def png_header_only(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def sd_split(caption: str, grammar: CaptionGrammar) -> tuple[list[str], list[str], list[str]]:
+    """Re-statement of process_caption's fixed/flex/suffix split (sd-scripts train_util.py 872-890), for caption tests."""
+    sep, kts = grammar.caption_separator, grammar.keep_tokens_separator
+    fixed: list[str] = []
+    suffix: list[str] = []
+    if kts and kts in caption:
+        fixed_part, flex_part = caption.split(kts, 1)
+        if kts in flex_part:
+            flex_part, suffix_part = flex_part.split(kts, 1)
+            suffix = [t.strip() for t in suffix_part.split(sep) if t.strip()]
+        fixed = [t.strip() for t in fixed_part.split(sep) if t.strip()]
+        flex = [t.strip() for t in flex_part.split(sep) if t.strip()]
+    else:
+        tokens = [t.strip() for t in caption.strip().split(sep)]
+        flex = tokens[:]
+        if grammar.keep_tokens > 0:
+            fixed = flex[: grammar.keep_tokens]
+            flex = tokens[grammar.keep_tokens :]
+    return fixed, flex, suffix

@@ -19,32 +19,12 @@ from collage_ext.captions.grammar import (
     tag_key,
 )
 from collage_ext.errors import CollageConfigError
+from tests.common import sd_split
 
 KTS = CaptionGrammar(keep_tokens_separator="|||")
 KEEP1_KTS = CaptionGrammar(keep_tokens=1, keep_tokens_separator="|||")
 KEEP2_KTS = CaptionGrammar(keep_tokens=2, keep_tokens_separator="|||")
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=200)
-
-
-def sd_split(caption: str, grammar: CaptionGrammar) -> tuple[list[str], list[str], list[str]]:
-    """Re-statement of process_caption's fixed/flex/suffix split (sd-scripts train_util.py 872-890)."""
-    sep, kts = grammar.caption_separator, grammar.keep_tokens_separator
-    fixed: list[str] = []
-    suffix: list[str] = []
-    if kts and kts in caption:
-        fixed_part, flex_part = caption.split(kts, 1)
-        if kts in flex_part:
-            flex_part, suffix_part = flex_part.split(kts, 1)
-            suffix = [t.strip() for t in suffix_part.split(sep) if t.strip()]
-        fixed = [t.strip() for t in fixed_part.split(sep) if t.strip()]
-        flex = [t.strip() for t in flex_part.split(sep) if t.strip()]
-    else:
-        tokens = [t.strip() for t in caption.strip().split(sep)]
-        flex = tokens[:]
-        if grammar.keep_tokens > 0:
-            fixed = flex[: grammar.keep_tokens]
-            flex = tokens[grammar.keep_tokens :]
-    return fixed, flex, suffix
 
 
 # --- CaptionGrammar -----------------------------------------------------------------------------

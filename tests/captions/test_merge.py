@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from collage_ext.captions.grammar import CaptionGrammar, ParsedCaption, format_caption, parse_caption, tag_key
 from collage_ext.captions.merge import MERGE_MODES, MergeMode, merge_captions
 from collage_ext.errors import CollageConfigError
+from tests.common import sd_split
 
 PLAIN = CaptionGrammar()
 KTS = CaptionGrammar(keep_tokens_separator="|||")
@@ -28,22 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def sd_process(caption: str, grammar: CaptionGrammar, rng: random.Random) -> str:
     """Re-statement of process_caption with shuffle_caption on (sd-scripts train_util.py 872-929)."""
-    sep, kts = grammar.caption_separator, grammar.keep_tokens_separator
-    fixed: list[str] = []
-    suffix: list[str] = []
-    if kts and kts in caption:
-        fixed_part, flex_part = caption.split(kts, 1)
-        if kts in flex_part:
-            flex_part, suffix_part = flex_part.split(kts, 1)
-            suffix = [t.strip() for t in suffix_part.split(sep) if t.strip()]
-        fixed = [t.strip() for t in fixed_part.split(sep) if t.strip()]
-        flex = [t.strip() for t in flex_part.split(sep) if t.strip()]
-    else:
-        tokens = [t.strip() for t in caption.strip().split(sep)]
-        flex = tokens[:]
-        if grammar.keep_tokens > 0:
-            fixed = flex[: grammar.keep_tokens]
-            flex = tokens[grammar.keep_tokens :]
+    sep = grammar.caption_separator
+    fixed, flex, suffix = sd_split(caption, grammar)
     rng.shuffle(flex)
     caption = ", ".join(fixed + flex + suffix)
     if grammar.secondary_separator:
