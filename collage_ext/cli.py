@@ -73,7 +73,9 @@ def setup_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate a small dataset and preview its collage frames")
     demo.add_argument("--out", required=True, type=Path, help="output folder")
     demo.add_argument("--count", type=int, default=8, help="number of generated source images (default 8)")
-    demo.add_argument("--seed", type=int, default=0, help="seed for the images and the frame plan (default 0)")
+    demo.add_argument("--seed", type=int, default=None,
+                      help="collage seed; default: derived from the dataset, as in training without --seed, so "
+                           "check/preview/training show the same frames")
     demo.add_argument("--epoch", type=int, default=1, help="epoch whose frames are rendered (default 1)")
     demo.add_argument("--frame_size", default="1024,1024", help="frame size W,H (default 1024,1024)")
     _common(demo)
@@ -254,7 +256,7 @@ def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
         raise CollageConfigError(f"--frame_size {exc}, got {args.frame_size!r}; e.g. --frame_size 1024,1024") from exc
     if size is None:
         raise CollageConfigError("--frame_size must be a size like 1024,1024, got ''")
-    folder = make_demo_dataset(args.out / "dataset", args.count, seed=args.seed)
+    folder = make_demo_dataset(args.out / "dataset", args.count)
     toml_path = args.out / "dataset" / "dataset.toml"
     toml_path.write_text(_DEMO_TOML.format(w=size.width, h=size.height, image_dir=folder.resolve().as_posix()),
                          encoding="utf-8")
@@ -267,7 +269,7 @@ def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
         logger.info("%s  %-4s %s", entry.name, entry.layout, entry.caption)
     print(f"{args.count} source images -> {len(entries)} collage frames in {args.out / 'frames'}\n"
           f"open {args.out / 'index.html'} in a browser (or {args.out / 'contact_sheet.png'}); "
-          f"dataset TOML: {toml_path}")
+          f"dataset TOML: {toml_path} (collage seed {project.seed}: {project.seed_why})")
     return 0
 
 
