@@ -38,6 +38,7 @@ from typing import Literal, get_args
 from PIL import Image
 
 from .errors import CollageConfigError, CollageInputError, LayoutError
+from .layout import fit_scale
 from .types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
@@ -146,9 +147,8 @@ def upscale_factor(src: Size, cell: Size, mode: FitMode, crop: Box | None = None
     """
     _check_mode(mode)
     region = _source_region(src, cell, crop)
-    ratio_x = Fraction(cell.width, int(region.width))
-    ratio_y = Fraction(cell.height, int(region.height))
-    return float(min(ratio_x, ratio_y) if mode == "contain" else max(ratio_x, ratio_y))
+    # The planner's own formula (layout.fit_scale), so check and planning never disagree.
+    return fit_scale(Size(int(region.width), int(region.height)), cell, mode)
 
 
 def fit_image(image: Image.Image, cell: Size, mode: FitMode, crop: Box | None = None) -> tuple[Image.Image, Rect]:

@@ -10,29 +10,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
-from .collage import Source, load_source
+from .collage import Source
 from .config import CollageConfig
 from .grouping import Group, PoolStructure, Record, group_instances, plan_structure, static_variants
-from .rng import sample_key
 from .types import Size
 
 logger = logging.getLogger(__name__)
-
-#: The extensions sd-scripts' DreamBooth loader picks up (``IMAGE_EXTENSIONS``, lower case).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".avif", ".jxl")
-
-
-def scan_folder(folder: str | Path, *, caption_extension: str = ".txt", crop_extension: str = ".crop",
-                recursive: bool = False) -> list[Source]:
-    """Read every image of a folder (header only) with its caption and crop box, in sorted order."""
-    root = Path(folder)
-    pattern = "**/*" if recursive else "*"
-    paths = sorted(p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    return [load_source(p, sample_key(p, root), caption_extension=caption_extension, crop_extension=crop_extension)
-            for p in paths]
-
 
 @dataclass
 class Pool:
