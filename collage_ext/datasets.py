@@ -41,7 +41,7 @@ import toml
 from .config import CollageConfig, DatasetTree, split_dataset_config
 from .errors import CollageConfigError, CollageInputError
 from .plan import SubsetImage, subset_root
-from .sdscripts.runargs import RunArgs, read_config_file
+from .sdscripts.runargs import RunArgs, read_config_file, scan_options
 from .sdscripts.summary import resolve_mode, resolve_seed
 from .types import Size
 
@@ -229,39 +229,13 @@ def build_run(config_file: str | os.PathLike[str] | None = None, trainer_args: S
 
 
 def parse_trainer_args(argv: Sequence[str]) -> dict[str, Any]:
-    """Read sd-scripts command-line options generically.
+    """Read the sd-scripts options a user passed after ``--`` (every token must be an option).
 
     Examples:
         >>> parse_trainer_args(["--seed", "42", "--cache_latents", "--resolution=1024,1024"])
         {'seed': 42, 'cache_latents': True, 'resolution': '1024,1024'}
     """
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if not token.startswith("--") or len(token) < 3:
-            msg = f"trainer argument {token!r} is not an option; pass sd-scripts options like --seed 42 after --"
-            raise CollageConfigError(msg)
-        name, eq, value = token[2:].partition("=")
-        name = name.replace("-", "_")
-        if eq:
-            out[name] = _coerce(value)
-        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            out[name] = _coerce(argv[i + 1])
-            i += 1
-        else:
-            out[name] = True
-        i += 1
-    return out
-
-
-def _coerce(value: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
+    return scan_options(argv, strict=True)
 
 
 def load_user_config(path: Path) -> dict[str, Any]:

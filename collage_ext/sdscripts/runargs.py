@@ -24,13 +24,6 @@ from ..errors import CollageConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Options read from ``sys.argv`` when the caller's ``args`` cannot be found.
-_ARGV_KEYS = ("dataset_config", "config_file", "train_data_dir", "reg_data_dir", "in_json", "seed", "output_dir",
-              "resolution", "caption_extension", "max_token_length", "t5xxl_max_token_length", "model_type")
-_ARGV_FLAGS = ("cache_latents", "cache_latents_to_disk", "cache_text_encoder_outputs",
-               "cache_text_encoder_outputs_to_disk", "debug_dataset", "masked_loss", "alpha_mask")
-
-
 @dataclass
 class RunArgs:
     """What collage_ext needs to know about the training run.
@@ -87,7 +80,7 @@ def find_run_args(argv: Sequence[str] | None = None, *, max_depth: int = 8) -> R
 
 def parse_argv(argv: Sequence[str]) -> RunArgs:
     """Rebuild the options collage_ext needs from a command line (and its ``--config_file``)."""
-    given = _scan_argv(argv)
+    given = scan_options(argv)
     values: dict[str, Any] = {}
     config_file = given.get("config_file")
     if isinstance(config_file, str):
@@ -116,35 +109,50 @@ def read_config_file(path: str) -> dict[str, Any]:
     return flat
 
 
-def _scan_argv(argv: Sequence[str]) -> dict[str, Any]:
+def scan_options(argv: Sequence[str], *, strict: bool = False) -> dict[str, Any]:
+    """Read sd-scripts command-line options generically: ``--key value``, ``--key=value``, bare ``--flag``.
+
+    Extra values of multi-value options (``--network_args a=b c=d``) are skipped; with ``strict`` a
+    token that is not an option is an error instead (for command lines a user typed for us).
+
+    Examples:
+        >>> scan_options(["--seed", "42", "--cache_latents", "--resolution=1024,1024"])
+        {'seed': 42, 'cache_latents': True, 'resolution': '1024,1024'}
+    """
     out: dict[str, Any] = {}
     i = 0
     while i < len(argv):
         token = argv[i]
-        if token.startswith("--"):
-            name, eq, value = token[2:].partition("=")
-            if name in _ARGV_FLAGS:
-                out[name] = True
-            elif name in _ARGV_KEYS or name.startswith("collage_"):
-                if not eq and i + 1 < len(argv):
-                    value = argv[i + 1]
-                    i += 1
-                out[name] = _coerce(name, value)
+        if not token.startswith("--") or len(token) < 3:
+            if strict:
+                msg = f"trainer argument {token!r} is not an option; pass sd-scripts options like --seed 42 after --"
+                raise CollageConfigError(msg)
+            i += 1
+            continue
+        name, eq, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if eq:
+            out[name] = _coerce(value)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[name] = _coerce(argv[i + 1])
+            i += 1
+        else:
+            out[name] = True
         i += 1
     return out
 
 
-def _coerce(name: str, value: str) -> Any:
-    if name in ("seed", "max_token_length", "t5xxl_max_token_length"):
+def _coerce(value: str) -> Any:
+    for kind in (int, float):
         try:
-            return int(value)
+            return kind(value)
         except ValueError:
-            return value
+            pass
     return value
 
 
 def _explicit_keys(argv: Sequence[str], config_file: object) -> set[str]:
-    explicit = set(_scan_argv(argv))
+    explicit = set(scan_options(argv))
     if isinstance(config_file, str) and config_file:
         try:
             explicit |= set(read_config_file(config_file))
