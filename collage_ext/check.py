@@ -321,7 +321,7 @@ def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], fi
                     + (" or raise --max_token_length (75/150/225)" if budget.kind == "clip"
                        and budget.max_tokens < 225 else ""), file))
             if grammar_phrases:
-                from .sdscripts.captioning import grammar_of
+                from .captions.subset import grammar_of
 
                 for phrase, start in phrases_past_budget(image.caption, grammar_phrases, budget, counter,
                                                          grammar_of(subset.namespace())):

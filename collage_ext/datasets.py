@@ -16,7 +16,7 @@ how many repeats* (``library/config_util.py`` and ``DreamBoothDataset`` / ``Fine
 * ``--train_data_dir`` folders become subsets from their ``N_name`` sub-folders, in directory order.
 
 Everything collage-specific (the option table, seed and mode) comes from the same functions the
-adapter calls: ``config.split_dataset_config``, ``sdscripts.summary.resolve_seed`` / ``resolve_mode``.
+adapter calls: ``config.split_dataset_config``, ``run.resolve_seed`` / ``resolve_mode``.
 Relative paths are resolved like sd-scripts does (from the current folder); a path that only exists
 next to the dataset TOML is used from there, with a note.
 """
@@ -41,8 +41,8 @@ import toml
 from .config import CollageConfig, DatasetTree, split_dataset_config
 from .errors import CollageConfigError, CollageInputError
 from .plan import SubsetImage, subset_root
-from .sdscripts.runargs import RunArgs, read_config_file, scan_options
-from .sdscripts.summary import resolve_mode, resolve_seed
+from .runargs import RunArgs, read_config_file, scan_options
+from .run import resolve_mode, resolve_seed
 from .types import Size
 
 logger = logging.getLogger(__name__)

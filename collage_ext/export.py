@@ -35,7 +35,7 @@ from . import __version__
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageConfigError, CollageInputError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
-from .sdscripts.frames import with_alpha
+from .frames import with_alpha
 
 logger = logging.getLogger(__name__)
 

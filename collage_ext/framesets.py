@@ -4,7 +4,7 @@ Per collage subset this builds the same ``Pool`` (``plan.plan_subset``) and ``Co
 the subset, token budget of the run's text encoder) as the adapter, then lists
 
 * **dynamic** frames of one epoch: slot ``j`` holds ``Pool.collage_groups(epoch)[j]`` with params
-  ``Collage.make_params(sources, seed, epoch=epoch)`` (``sdscripts.frames.SubsetFrames``), named
+  ``Collage.make_params(sources, seed, epoch=epoch)`` (``frames.SubsetFrames``), named
   like the adapter's virtual slot paths; or
 * **static** frames: every planned variant's groups, named ``collage_<digest>`` like the files in
   the static cache.
@@ -32,8 +32,8 @@ from .plan import SubsetImage, SubsetPlan, plan_subset
 from .policy import FailureLog, compose
 from .pool import Pool
 from .render import RenderResult
-from .sdscripts.captioning import check_caption_combination, grammar_of
-from .sdscripts.frames import SubsetFrames, frame_digest
+from .captions.subset import check_caption_combination, grammar_of
+from .frames import SubsetFrames, frame_digest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

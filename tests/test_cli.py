@@ -24,7 +24,7 @@ from collage_ext.config import split_dataset_config
 from collage_ext.datasets import build_run
 from collage_ext.demo import draw_landscape, draw_portrait
 from collage_ext.plan import SubsetImage, plan_subset
-from collage_ext.sdscripts.summary import resolve_seed
+from collage_ext.run import resolve_seed
 from collage_ext.types import Size
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "pink"]

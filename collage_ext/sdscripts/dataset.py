@@ -38,11 +38,11 @@ from ..policy import FailureLog, compose
 from ..plan import SubsetImage, plan_subset, subset_root
 from ..types import Size
 from .captioning import caption_setup
-from .checks import check_caption_files
-from .frames import SlotCaption, SubsetFrames, render_static_frame, with_alpha
-from .runargs import RunArgs, find_run_args
+from ..caption_files import check_caption_files
+from ..frames import SlotCaption, SubsetFrames, render_static_frame, with_alpha
+from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
-from .summary import log_summary, resolve_mode, resolve_seed, static_cache_dir
+from ..run import log_summary, resolve_mode, resolve_seed, static_cache_dir
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import toml
 
-from ..errors import CollageConfigError
+from .errors import CollageConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import CollageConfig
-from ..errors import CollageConfigError
+from .config import CollageConfig
+from .errors import CollageConfigError
 from .runargs import RunArgs
 
 logger = logging.getLogger(__name__)

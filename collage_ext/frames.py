@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import __version__
-from ..collage import Collage, FrameParams, Source
-from ..config import CollageConfig
-from ..grouping import Group
-from ..policy import FailureLog, compose
-from ..pool import Pool
+from . import __version__
+from .collage import Collage, FrameParams, Source
+from .config import CollageConfig
+from .grouping import Group
+from .policy import FailureLog, compose
+from .pool import Pool
 
 logger = logging.getLogger(__name__)
 
