@@ -52,6 +52,10 @@ collect_ignore = ["fakes.py"]
 
 _SKIP_REASON = _sd_scripts_skip_reason()
 
+if _SKIP_REASON is not None and os.environ.get("COLLAGE_REQUIRE_SD_SCRIPTS") == "1":
+    # CI sets this: there a missing checkout or environment is a failure, never a silent skip.
+    raise pytest.UsageError(f"COLLAGE_REQUIRE_SD_SCRIPTS=1 but the sd-scripts tests cannot run: {_SKIP_REASON}")
+
 if _SKIP_REASON is not None:
     _reason: str = _SKIP_REASON
 
