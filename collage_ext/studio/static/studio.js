@@ -5,7 +5,7 @@ const S = {state: null, sources: [], frames: null, check: null, filter: "all", v
 const FILTERS = [["all", "All"], ["problems", "Any finding"], ["too_small_for_collage", "Too small"],
   ["upscaled_image", "Upscaled"], ["low_contrast", "Low contrast"], ["caption_overflow", "Caption overflow"],
   ["cropped", "Cropped"], ["single", "Not in a frame"], ["dropped", "Dropped"]];
-const BOX_SIDE = 560;
+const BOX_SIDE = 560;  // the crop editor shows a source at most this big (CSS px)
 
 function esc(s) { return String(s ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]); }
 function el(html) { const t = document.createElement("template"); t.innerHTML = html.trim(); return t.content.firstChild; }
@@ -58,7 +58,7 @@ function renderState() {
   $("encoder").textContent = s.encoder; $("encoder").title = s.exact ? "counted with the real tokenizer" : "no local tokenizer: counts are estimates";
   $("seed").textContent = s.seed; $("seed").title = s.seed_why;
   $("saveseed").disabled = !s.config;
-  $("undo").disabled = !s.can_undo; $("undo").title = s.undo ? `undo: ${s.undo}` : "nothing to undo";
+  for (const id of ["undo", "ed-undo"]) { $(id).disabled = !s.can_undo; $(id).title = s.undo ? `undo: ${s.undo}` : "nothing to undo"; }
   $("epochbox").hidden = s.static;
   const b = $("banner"); b.hidden = !s.error; b.textContent = s.error ? `Frames cannot be planned: ${s.error}` : "";
 }
@@ -113,6 +113,7 @@ function sourceCard(s) {
       <div class="muted" style="font-size:12px">${s.size ? s.size.join("×") : "?"} · ${esc(s.subset_name)}</div>
       <div class="cap">${esc(s.caption_text ?? s.caption)}</div><div class="badges">${badges.join("")}</div></div></div>`);
   card.onclick = () => openEditor(s.id);
+  if (s.id === S.open) card.classList.add("open");
   return card;
 }
 
@@ -144,6 +145,7 @@ function openEditor(id, keepText) {
   const s = current();
   if (!s) { closeEditor(); return; }
   $("editor").hidden = false;
+  document.querySelectorAll(".card[data-id]").forEach((c) => c.classList.toggle("open", c.dataset.id === id));
   $("ed-name").textContent = s.name;
   $("ed-meta").textContent = `${s.size ? s.size.join("×") : "?"} · ${s.subset_name}${s.dropped ? " · dropped (not trained)" : ""}`;
   $("ed-capfile").textContent = s.caption_file;
@@ -159,7 +161,10 @@ function openEditor(id, keepText) {
   renderFindings();
   renderEditorFrames(s);
 }
-function closeEditor() { S.open = null; $("editor").hidden = true; }
+function closeEditor() {
+  S.open = null; $("editor").hidden = true;
+  document.querySelectorAll(".card.open").forEach((c) => c.classList.remove("open"));
+}
 function renderFindings() {
   const s = current(); if (!s) return;
   const items = findingsOf(s.id).map((f) => `<li class="${esc(f.level)}">${esc(f.message)}</li>`);
@@ -172,7 +177,7 @@ function renderEditorFrames(s) {
   if (!frames.length) box.append(el(`<div class="muted">${s.dropped ? "Dropped: in no frame." : "Trains as a single image this epoch."}</div>`));
   for (const f of frames) {
     const node = el(`<div class="edframe" data-frame="${esc(f.name)}"><img src="${frameImg(f.name, true)}" alt="${esc(f.name)}">
-      <div style="flex:1;min-width:0"><div><b>${esc(f.layout)}</b> · fill ${(100 * f.fill).toFixed(0)}% · <span class="mono">${esc(f.name)}</span></div>
+      <div><div><b>${esc(f.layout)}</b> · fill ${(100 * f.fill).toFixed(0)}% · <span class="mono muted">${esc(f.name)}</span></div>
       <div class="framecap">${tokenView(f.tokens, "merged caption")}</div></div></div>`);
     box.append(node);
   }
@@ -250,7 +255,6 @@ $("ed-drop").onclick = async () => {
   await refresh();
 };
 $("ed-close").onclick = closeEditor;
-$("editor").addEventListener("click", (e) => { if (e.target === $("editor")) closeEditor(); });
 document.addEventListener("keydown", (e) => { if (e.key === "Escape" && S.open) closeEditor(); });
 let typing = null;
 $("ed-caption").addEventListener("input", () => {
@@ -307,7 +311,7 @@ async function setEpoch(n) { S.epoch = Math.max(1, n | 0); $("epoch").value = S.
 $("epoch").onchange = () => setEpoch(+$("epoch").value);
 $("eprev").onclick = () => setEpoch(S.epoch - 1);
 $("enext").onclick = () => setEpoch(S.epoch + 1);
-$("undo").onclick = async () => { const r = await api("/api/undo", {}); toast(r.undone ? `undone: ${r.undone}` : "nothing to undo"); $("ed-caption").dataset.dirty = "0"; await refresh(); };
+$("undo").onclick = $("ed-undo").onclick = async () => { const r = await api("/api/undo", {}); toast(r.undone ? `undone: ${r.undone}` : "nothing to undo"); $("ed-caption").dataset.dirty = "0"; await refresh(); };
 $("reroll").onclick = async () => { await api("/api/seed", {}); toast("new seed: frames regrouped"); await refresh(); };
 $("saveseed").onclick = async () => { const r = await api("/api/seed", {seed: S.state.seed, write: true}); toast(`seed ${r.seed} written to ${r.config}`); await refresh(); };
 refresh();
