@@ -47,12 +47,16 @@ class RefusedError(CollageError):
 class Folders:
     """The dataset's image folders, resolved once; every read and write is checked against them."""
 
-    def __init__(self, folders: Iterable[str | os.PathLike[str]]) -> None:
+    def __init__(self, folders: Iterable[str | os.PathLike[str]], files: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.roots: tuple[Path, ...] = tuple(sorted({Path(os.path.realpath(f)) for f in folders}))
+        #: Single files outside the image folders the user asked the studio to edit (the training TOML's seed).
+        self.files: frozenset[Path] = frozenset(Path(os.path.realpath(f)) for f in files)
 
     def allowed_folders(self) -> set[Path]:
-        """The folders the studio writes into: the image folders and its two sub-folders of each."""
-        return {f for r in self.roots for f in (r, r / STUDIO_DIR / HISTORY, r / STUDIO_DIR / DROPPED)}
+        """The folders the studio writes into: the image folders and its two sub-folders of each (and the
+        history folder beside each extra file)."""
+        out = {f for r in self.roots for f in (r, r / STUDIO_DIR / HISTORY, r / STUDIO_DIR / DROPPED)}
+        return out | {f.parent / STUDIO_DIR / HISTORY for f in self.files}
 
     def root_of(self, path: str | os.PathLike[str]) -> Path | None:
         """The image folder that really holds ``path`` (symlinks resolved), or ``None``."""
@@ -84,11 +88,13 @@ class Folders:
         if target.is_symlink():
             raise RefusedError(f"refusing to write {target}: it is a symlink (to {os.path.realpath(target)}); "
                                "the studio writes only plain files inside the dataset's image folders")
+        if Path(os.path.realpath(target)) in self.files:
+            return target
         folder = Path(os.path.realpath(target.parent))
         if folder not in self.allowed_folders():
             raise RefusedError(f"refusing to write {target}: it is not in one of the dataset's image folders "
                                f"({', '.join(str(r) for r in self.roots) or 'none'})")
-        if self.root_of(target) is None:
+        if self.root_of(target) is None and folder not in self.allowed_folders():
             raise RefusedError(f"refusing to write {target}: it resolves outside the dataset's image folders")
         return target
 

@@ -101,7 +101,7 @@ class Studio:
         dirs = [s.image_dir for _, s in project.subsets() if s.image_dir and not s.params.get("metadata_file")]
         dirs += [s.image_dir for d in project.datasets for s in d.subsets
                  if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")]
-        self.folders = Folders(dirs)
+        self.folders = Folders(dirs, [self.config] if self.config else [])
         if hasattr(self, "history"):
             self.history.folders = self.folders
         self.entries: dict[str, Entry] = {}
@@ -402,7 +402,7 @@ class Studio:
                                        f"pass --seed {value} to training")
                 path = Path(self.config)
                 text = path.read_text(encoding="utf-8")
-                write_toml_seed(path, set_seed_line(text, value).encode("utf-8"), self.history)
+                self.history.write(path, set_seed_line(text, value).encode("utf-8"), f"seed in {path.name}")
             self.seed = value
             self.reload()
             return self.state()
@@ -423,17 +423,6 @@ def set_seed_line(text: str, seed: int) -> str:
     if pattern.search(text):
         return pattern.sub(lambda m: f"{m.group(1)}{seed}{m.group(2)}", text, count=1)
     return f"seed = {seed}\n" + text
-
-
-def write_toml_seed(path: Path, data: bytes, history: History) -> None:
-    """Write the training TOML: allowed as the one file outside the image folders, kept for undo."""
-    folders = history.folders
-    saved = folders.roots
-    try:
-        folders.roots = saved + (Path(os.path.realpath(path.parent)),)
-        history.write(path, data, f"seed in {path.name}")
-    finally:
-        folders.roots = saved
 
 
 def _encode(image: Image.Image, side: int | None) -> bytes:
