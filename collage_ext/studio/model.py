@@ -85,6 +85,7 @@ class Studio:
         self.dataset, self.config, self.trainer_args, self.model = dataset, config, list(trainer_args), model
         self.seed = seed
         self.lock = threading.RLock()
+        self._check_lock = threading.Lock()
         self.version = 0
         self._frames: dict[tuple[int, int], tuple[FrameSet, dict[str, FrameJob]]] = {}
         self._check: tuple[int, CheckReport] | None = None
@@ -213,17 +214,25 @@ class Studio:
 
     def check(self, epoch: int = 1) -> dict[str, Any]:
         """``collage-ext check``'s findings, attached to images where they name one (cached per version)."""
+        with self._check_lock:  # one check at a time; a request that waited finds the fresh report
+            with self.lock:
+                cached = self._check
+                version, project = self.version, self.project
+            if cached is None or cached[0] != version:
+                # Outside the main lock: check decodes every image, and the page must stay usable meanwhile. A
+                # write during the check makes a new project; this report then belongs to the old version only.
+                cached = (version, run_check(project, self.encoder, epoch=epoch))
         with self.lock:
-            if self._check is None or self._check[0] != self.version:
-                self._check = (self.version, run_check(self.project, self.encoder, epoch=epoch))
-            report = self._check[1]
+            if self.version == version:
+                self._check = cached
+            report = cached[1]
             by_base = {os.path.splitext(str(e.path))[0]: e.id for e in self.entries.values()}
             per: dict[str, list[dict[str, Any]]] = {}
             general = []
             for f in report.findings:
                 eid = by_base.get(os.path.splitext(f.file)[0]) if f.file else None
                 (per.setdefault(eid, []) if eid else general).append(f.to_json())
-            return {"version": self.version, "findings": per, "general": general,
+            return {"version": version, "findings": per, "general": general,
                     "steps": report.summary["steps"]["describe"], "errors": len(report.errors),
                     "warnings": len(report.warnings)}
 

@@ -18,7 +18,6 @@ from collage_ext.types import Size
 
 from .conftest import BLUE, PORTRAIT, RED, Dataset, Server
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 #: A long booru-style caption: it reaches CLIP's second chunk, so the token view shows the boundary and

@@ -180,3 +180,17 @@ def test_cli_says_how_to_install_the_extra(monkeypatch: pytest.MonkeyPatch, caps
 def test_mean_fill_reported(dataset: Dataset) -> None:
     frames = Studio(dataset.toml, config=dataset.train).frames(1)
     assert frames["mean_fill"] == pytest.approx(np.mean([f["fill"] for f in frames["frames"]]), abs=1e-3)
+
+
+def test_static_mode_shows_every_static_frame(dataset: Dataset) -> None:
+    """With cached latents the run is static: the studio lists the static cache's frames, whatever the epoch."""
+    studio = Studio(dataset.toml, config=dataset.train, trainer_args=["--cache_latents"])
+    assert studio.state()["static"]
+    frames = studio.frames(1)
+    assert frames["frames"] and all(f["name"].startswith("collage_") for f in frames["frames"])
+    assert studio.frames(5)["frames"] == frames["frames"]
+    project = load_project(dataset.toml, config_file=dataset.train, trainer_args=["--cache_latents"])
+    cli = frames_for(plan_project(project, text_encoder_for(project.run.values)), "static", 1)
+    assert [f["name"] for f in frames["frames"]] == [j.name for j in cli.jobs]
+    png = studio.frame_image(3, frames["frames"][0]["name"])
+    assert png.startswith(b"\x89PNG")
