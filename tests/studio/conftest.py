@@ -1,6 +1,7 @@
 """Fixtures for the studio: a user-like dataset, a running studio server, and headless chromium.
 
-The tests skip when the ``studio`` extra (starlette, uvicorn) or Playwright is not installed. The
+Tests that need the server skip when the ``studio`` extra (starlette, uvicorn; httpx for the client)
+is not installed, the browser tests also without Playwright (all are in the ``test`` extra). The
 browser is Debian's chromium (``/usr/bin/chromium``, or ``COLLAGE_CHROMIUM``), driven by Playwright
 with ``executable_path``; no browser is downloaded. Without chromium the browser tests skip, except
 in CI (``CI`` set), where they fail.
@@ -20,11 +21,17 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-pytest.importorskip("starlette", reason="the studio extra is not installed: pip install -e '.[studio]'")
-pytest.importorskip("uvicorn", reason="the studio extra is not installed: pip install -e '.[studio]'")
+from collage_ext.studio.app import allowed_hosts, bind, create_app  # imports Starlette only when called
+from collage_ext.studio.model import Studio
 
-from collage_ext.studio.app import allowed_hosts, bind, create_app  # noqa: E402
-from collage_ext.studio.model import Studio  # noqa: E402
+#: Why a test that needs the server is skipped.
+NO_EXTRA = "the studio extra is not installed: pip install -e '.[studio]' (or '.[test]')"
+
+
+def need_extra() -> None:
+    """Skip the calling module or test unless the studio extra (and httpx for the HTTP tests) is installed."""
+    for name in ("starlette", "uvicorn", "httpx"):
+        pytest.importorskip(name, reason=NO_EXTRA)
 
 #: Portraits the crop editor shows at exactly half size (560 px tall), so drags map to whole pixels.
 PORTRAIT = (800, 1120)
@@ -112,6 +119,7 @@ class Server:
 @pytest.fixture
 def server(dataset: Dataset) -> Iterator[Server]:
     """Start the studio (uvicorn on a free loopback port) and stop it after the test."""
+    need_extra()
     import uvicorn
 
     studio = Studio(dataset.toml, config=dataset.train)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,6 +14,11 @@ from PIL import Image
 from collage_ext.crops import parse_crop_box
 from collage_ext.datasets import glob_images
 from collage_ext.types import Size
+
+from .conftest import need_extra
+
+need_extra()
+import httpx  # noqa: E402
 
 from .conftest import BLUE, PORTRAIT, RED, Dataset, Server
 

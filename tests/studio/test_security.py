@@ -10,10 +10,14 @@ import os
 import socket
 from pathlib import Path
 
-import httpx
 import pytest
 
 from collage_ext.studio.files import Folders, History, RefusedError, move_group
+
+from .conftest import need_extra
+
+need_extra()
+import httpx  # noqa: E402
 
 from .conftest import Dataset, Server
 
