@@ -92,7 +92,7 @@ def create_app(studio: Studio, hosts: set[str]) -> Any:
                     return
             await self.app(scope, receive, send)
 
-    def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    def guarded(handler: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:
             from starlette.concurrency import run_in_threadpool
 
@@ -100,7 +100,7 @@ def create_app(studio: Studio, hosts: set[str]) -> Any:
                 body = await request.json() if request.method == "POST" else None
                 if body is not None and not isinstance(body, dict):
                     raise RefusedError("the request body must be a JSON object")
-                result = await run_in_threadpool(handler, request, body)  # type: ignore[call-arg]
+                result = await run_in_threadpool(handler, request, body)
             except RefusedError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=exc.status)
             except (CollageError, ValueError) as exc:
@@ -178,7 +178,7 @@ def create_app(studio: Studio, hosts: set[str]) -> Any:
            ("/api/frame-image", frame_image), ("/api/source-image", source_image)]
     post = [("/api/caption", caption), ("/api/tokens", tokens), ("/api/crop", crop), ("/api/drop", drop),
             ("/api/restore", restore), ("/api/undo", undo), ("/api/seed", seed), ("/api/reload", reload)]
-    routes = [Route("/", index)]
+    routes: list[Route | Mount] = [Route("/", index)]
     routes += [Route(path, guarded(h), methods=["GET"]) for path, h in get]
     routes += [Route(path, guarded(h), methods=["POST"]) for path, h in post]
     routes.append(Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"))

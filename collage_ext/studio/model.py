@@ -26,7 +26,7 @@ from PIL import Image
 from ..captions.subset import grammar_of
 from ..check import CheckReport, run_check
 from ..crops import crop_path_for, parse_crop_box, read_crop_box
-from ..datasets import DatasetSpec, Project, SubsetSpec, glob_images, image_extensions, load_project
+from ..datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_project
 from ..errors import CollageConfigError, CollageError, CollageInputError
 from ..framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
 from ..images import open_image, read_image_size
@@ -228,7 +228,7 @@ class Studio:
             report = cached[1]
             by_base = {os.path.splitext(str(e.path))[0]: e.id for e in self.entries.values()}
             per: dict[str, list[dict[str, Any]]] = {}
-            general = []
+            general: list[dict[str, Any]] = []
             for f in report.findings:
                 eid = by_base.get(os.path.splitext(f.file)[0]) if f.file else None
                 (per.setdefault(eid, []) if eid else general).append(f.to_json())
@@ -261,7 +261,7 @@ class Studio:
                 cfg = job.planned.subset.config
                 out.append({
                     "name": job.name, "layout": record.layout, "label": record.group_label,
-                    "frame": list(job.planned.pool.frame), "caption": record.caption, "warnings": record.warnings,
+                    "frame": list(job.params.layout.frame), "caption": record.caption, "warnings": record.warnings,
                     "fill": round(stats.fill, 4),
                     "sources": [{"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
                                 for s, span in zip(job.sources, stats.spans)],

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from collage_ext.crops import parse_crop_box
@@ -18,11 +17,9 @@ from collage_ext.types import Size
 from .conftest import need_extra
 
 need_extra()
-import httpx  # noqa: E402
+import httpx
 
 from .conftest import BLUE, PORTRAIT, RED, Dataset, Server
-
-
 
 #: A long booru-style caption: it reaches CLIP's second chunk, so the token view shows the boundary and
 #: where phrase repetition copies the trigger word.

@@ -54,7 +54,7 @@ def test_fill_and_span_match_the_rendered_pixels(dataset: Dataset) -> None:
 
 
 def test_token_view_marks_chunks_cut_and_repeats() -> None:
-    words = lambda s: len(s.replace(",", " ").split())  # noqa: E731 - one token per word
+    words = lambda s: len(s.replace(",", " ").split())
     text = ", ".join(f"w{i}" for i in range(100))
     view = token_view(text, clip_budget(None), words, CaptionGrammar())
     assert view["total"] == 100 and view["overflow"] == 25

@@ -17,7 +17,7 @@ from collage_ext.studio.files import Folders, History, RefusedError, move_group
 from .conftest import need_extra
 
 need_extra()
-import httpx  # noqa: E402
+import httpx
 
 from .conftest import Dataset, Server
 
