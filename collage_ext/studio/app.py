@@ -8,8 +8,9 @@ Security, by default:
 
 * binds to 127.0.0.1 (``--host`` / ``--port`` choose others);
 * every request's ``Host`` must name this server (defeats DNS rebinding), a request that carries an
-  ``Origin`` must come from this server's own origin, and writes must be JSON posted from the page
-  itself (a cross-site form cannot send them);
+  ``Origin`` must come from this server's own origin, a browser request marked cross-site
+  (``Sec-Fetch-Site``) may only open the page itself (another site cannot embed the dataset's
+  images), and writes must be JSON posted from the page (a cross-site form cannot send them);
 * files are served by id from the dataset's own list, and only when their real path lies in the
   dataset's image folders (no ``..``, no symlink leading out); the page's own assets come from the
   package folder through Starlette's ``StaticFiles``;
@@ -81,11 +82,12 @@ def create_app(studio: Studio, hosts: set[str]) -> Any:
                     problem = f"Host {headers.get('host')!r} is not this studio ({', '.join(sorted(hosts))})"
                 elif "origin" in headers and headers["origin"].lower() not in origins:
                     problem = f"Origin {headers['origin']!r} is not this studio; open the studio's own page"
+                elif (headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+                      and scope["path"] != "/"):
+                    problem = "cross-site requests are refused (another site's page tried to use the studio)"
                 elif scope["method"] not in ("GET", "HEAD"):
                     if not headers.get("content-type", "").startswith("application/json"):
                         problem = "writes must be JSON sent by the studio page"
-                    elif headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-                        problem = "cross-site writes are refused"
                 if problem:
                     logger.warning(f"studio: refused {scope['method']} {scope['path']}: {problem}")
                     await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)

@@ -100,6 +100,17 @@ def test_foreign_origin_is_refused_and_writes_nothing(server: Server, dataset: D
     assert ok.status_code == 200 and ok.json()["total"] > 0
 
 
+def test_another_site_cannot_embed_the_datasets_images(server: Server) -> None:
+    """An <img> on another site sends no Origin but Sec-Fetch-Site: cross-site; only the page itself may open."""
+    r = httpx.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
+                  headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    same = httpx.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
+                     headers={"Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 200 and same.headers["content-type"] == "image/jpeg"
+    assert httpx.get(f"{server.url}/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
 def test_foreign_host_is_refused(server: Server) -> None:
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example."""
     port = server.host.rsplit(":", 1)[1]
