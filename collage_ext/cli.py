@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -250,7 +249,6 @@ def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
     studio = Studio(args.dataset, config=args.config, trainer_args=trainer_args, seed=args.seed, model=args.model)
 
     def ready(url: str) -> None:
-        os.environ.setdefault("TQDM_DISABLE", "1")  # the page re-plans after every edit: no progress bars then
         print(f"collage-ext studio: {studio.project.source}; open {url} (Ctrl+C stops it)", flush=True)
         if not args.no_browser:
             import webbrowser
