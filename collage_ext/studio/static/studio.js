@@ -312,6 +312,7 @@ $("epoch").onchange = () => setEpoch(+$("epoch").value);
 $("eprev").onclick = () => setEpoch(S.epoch - 1);
 $("enext").onclick = () => setEpoch(S.epoch + 1);
 $("undo").onclick = $("ed-undo").onclick = async () => { const r = await api("/api/undo", {}); toast(r.undone ? `undone: ${r.undone}` : "nothing to undo"); $("ed-caption").dataset.dirty = "0"; await refresh(); };
+$("reload").onclick = async () => { await api("/api/reload", {}); toast("dataset read again"); await refresh(); };
 $("reroll").onclick = async () => { await api("/api/seed", {}); toast("new seed: frames regrouped"); await refresh(); };
 $("saveseed").onclick = async () => { const r = await api("/api/seed", {seed: S.state.seed, write: true}); toast(`seed ${r.seed} written to ${r.config}`); await refresh(); };
 refresh();
