@@ -12,11 +12,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["collage_ext", "collage_ext.*"]),
-    package_data={"collage_ext": ["py.typed"]},
+    package_data={"collage_ext": ["py.typed"], "collage_ext.studio": ["static/*"]},
     install_requires=["Pillow>=9.1", "numpy", "toml"],
     extras_require={
         "cli": ["tqdm"],
-        "test": ["pytest>=7", "hypothesis>=6", "tqdm"],
+        # the browser page: a small ASGI server; the page itself is plain HTML/JS shipped in the package
+        "studio": ["starlette>=0.37", "uvicorn>=0.29"],
+        # studio tests drive Debian's chromium (/usr/bin/chromium) through Playwright; no browser is downloaded
+        "test": ["pytest>=7", "hypothesis>=6", "tqdm", "starlette>=0.37", "uvicorn>=0.29", "httpx", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["collage-ext = collage_ext.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],

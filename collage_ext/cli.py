@@ -6,6 +6,7 @@ Commands:
     export   materialise collage frames as a plain kohya folder any trainer can read
     check    report unreadable files, upscaled / low-contrast images, caption overflow, leftovers, steps
     inspect  print the collage settings stored in a LoRA's metadata
+    studio   curate the dataset in a local browser page: crops, captions, keep/drop, frames (extra "studio")
 
 Every command that reads a dataset takes the dataset TOML (or a folder of ``N_name`` sub-folders),
 ``--config TRAIN.toml`` (the training ``--config_file``) and, after ``--``, any sd-scripts options
@@ -99,6 +100,14 @@ def setup_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--epoch", type=int, default=1, help="epoch whose collage captions are checked (default 1)")
 
+    studio = sub.add_parser("studio", help="curate the dataset in the browser: crop by dragging, edit captions with "
+                                           "their token view, keep or drop images, see the frames of any epoch")
+    _dataset_args(studio, seed_help=_SEED_HELP)
+    studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer "
+                                                            "only)")
+    studio.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    studio.add_argument("--no_browser", action="store_true", help="do not open the page in a browser")
+
     inspect = sub.add_parser("inspect", help="print the collage settings stored in a LoRA's metadata")
     inspect.add_argument("lora", type=Path, help="a .safetensors LoRA trained with collage_ext")
     inspect.add_argument("--json", action="store_true", help="print the settings as JSON")
@@ -123,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trainer_args and args.command in ("demo", "inspect"):
         return _fail(CollageConfigError(f"{args.command} takes no trainer arguments after --"), 2, level)
     commands = {"demo": run_demo, "preview": run_preview_command, "export": run_export_command,
-                "check": run_check_command, "inspect": run_inspect}
+                "check": run_check_command, "inspect": run_inspect, "studio": run_studio_command}
     try:
         return commands[args.command](args, trainer_args)
     except CollageConfigError as exc:
@@ -222,6 +231,32 @@ def run_check_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> 
     else:
         print(report.format_text())
     return report.exit_code
+
+
+def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
+    """``collage-ext studio``: serve the curation page until Ctrl+C."""
+    from .studio import missing_packages
+
+    missing = missing_packages()
+    if missing:
+        raise CollageConfigError(f"the studio needs {', '.join(missing)}: pip install \"collage-ext[studio]\" "
+                                 "(into this environment)")
+    from .studio.app import serve
+    from .studio.model import Studio
+
+    if args.dataset is None and args.config is None and not trainer_args:
+        raise CollageConfigError("give a dataset TOML (or a folder of N_name sub-folders), or --config TRAIN.toml")
+    studio = Studio(args.dataset, config=args.config, trainer_args=trainer_args, seed=args.seed, model=args.model)
+
+    def ready(url: str) -> None:
+        print(f"collage-ext studio: {studio.project.source}; open {url} (Ctrl+C stops it)", flush=True)
+        if not args.no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    serve(studio, args.host, args.port, ready=ready)
+    return 0
 
 
 def run_inspect(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:

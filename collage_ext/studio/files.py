@@ -1,0 +1,214 @@
+"""The dataset's folders and every write the studio makes: inside them only, atomic, undoable.
+
+* ``Folders`` knows the image folders of the dataset (real paths, symlinks resolved) and answers
+  "may I read / write this file?": a file belongs to the dataset when its real path lies in one of
+  them, so ``..`` and symlinks that lead elsewhere are refused.
+* ``write_atomic`` writes a temporary file in the same folder and renames it over the target
+  (``os.replace``), so a crash leaves the old or the new file, never half of one.
+* ``History`` keeps the previous bytes of every caption or crop file it overwrites (in memory for
+  ``undo``, and on disk under ``<image folder>/_collage_studio/history/``), so nothing is lost.
+* ``drop`` / ``restore`` move an image and its sidecars into ``<image folder>/_collage_studio/dropped/``
+  and back. sd-scripts lists a DreamBooth subset with ``glob_images(image_dir, "*")``, which is not
+  recursive (``library/train_util.py``), so a dropped image leaves plain sd-scripts' run too;
+  nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CollageError
+
+logger = logging.getLogger(__name__)
+
+#: The studio's own sub-folder of an image folder (sd-scripts never scans sub-folders of image_dir).
+STUDIO_DIR = "_collage_studio"
+DROPPED = "dropped"
+HISTORY = "history"
+
+
+class RefusedError(CollageError):
+    """A request the studio refuses: a file outside the dataset, a symlink leading out, a name clash.
+
+    ``status`` is the HTTP status the page gets (403 refused, 404 unknown id, 409 conflicts with the files).
+    """
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Folders:
+    """The dataset's image folders, resolved once; every read and write is checked against them."""
+
+    def __init__(self, folders: Iterable[str | os.PathLike[str]], files: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self.roots: tuple[Path, ...] = tuple(sorted({Path(os.path.realpath(f)) for f in folders}))
+        #: Single files outside the image folders the user asked the studio to edit (the training TOML's seed).
+        self.files: frozenset[Path] = frozenset(Path(os.path.realpath(f)) for f in files)
+
+    def allowed_folders(self) -> set[Path]:
+        """The folders the studio writes into: the image folders and its two sub-folders of each (and the
+        history folder beside each extra file)."""
+        out = {f for r in self.roots for f in (r, r / STUDIO_DIR / HISTORY, r / STUDIO_DIR / DROPPED)}
+        return out | {f.parent / STUDIO_DIR / HISTORY for f in self.files}
+
+    def root_of(self, path: str | os.PathLike[str]) -> Path | None:
+        """The image folder that really holds ``path`` (symlinks resolved), or ``None``."""
+        real = Path(os.path.realpath(path))
+        for root in self.roots:
+            if real == root or root in real.parents:
+                return root
+        return None
+
+    def readable(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` resolved, when it is a file of the dataset.
+
+        Raises:
+            RefusedError: it lies outside every image folder (``..``, an absolute path, a symlink out).
+        """
+        if self.root_of(path) is None:
+            raise RefusedError(f"{path} is not inside the dataset's image folders (or is a symlink leading out "
+                               "of them); the studio only shows the dataset's own files")
+        return Path(os.path.realpath(path))
+
+    def writable(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` itself when the studio may write it: its folder is an image folder (or the studio's
+        sub-folder of one) and it is not a symlink.
+
+        Raises:
+            RefusedError: the target or its folder lies outside the image folders, or is a symlink.
+        """
+        target = Path(path)
+        if target.is_symlink():
+            raise RefusedError(f"refusing to write {target}: it is a symlink (to {os.path.realpath(target)}); "
+                               "the studio writes only plain files inside the dataset's image folders")
+        if Path(os.path.realpath(target)) in self.files:
+            return target
+        folder = Path(os.path.realpath(target.parent))
+        if folder not in self.allowed_folders():
+            raise RefusedError(f"refusing to write {target}: it is not in one of the dataset's image folders "
+                               f"({', '.join(str(r) for r in self.roots) or 'none'})")
+        if self.root_of(target) is None and folder not in self.allowed_folders():
+            raise RefusedError(f"refusing to write {target}: it resolves outside the dataset's image folders")
+        return target
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and one rename."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write: ``path`` held ``before`` (``None``: it did not exist) and the studio made it ``after``."""
+
+    path: Path
+    before: bytes | None
+    after: bytes | None
+    what: str
+
+
+class History:
+    """The undo stack of this session, with every overwritten version also kept on disk."""
+
+    def __init__(self, folders: Folders) -> None:
+        self.folders = folders
+        self.changes: list[Change] = []
+
+    def write(self, path: Path, data: bytes | None, what: str) -> Change:
+        """Replace ``path`` with ``data`` (``None``: remove it), keeping the previous version.
+
+        Raises:
+            RefusedError: ``path`` may not be written (see ``Folders.writable``).
+        """
+        target = self.folders.writable(path)
+        before = target.read_bytes() if target.is_file() else None
+        if before is not None:
+            self._keep(target, before)
+        if data is None:
+            if before is not None:
+                target.unlink()
+        else:
+            write_atomic(target, data)
+        change = Change(target, before, data, what)
+        self.changes.append(change)
+        logger.info(f"studio: {what}: {target}")
+        return change
+
+    def undo(self) -> Change | None:
+        """Put back what the last change replaced, byte for byte; ``None`` when there is nothing to undo."""
+        if not self.changes:
+            return None
+        change = self.changes.pop()
+        target = self.folders.writable(change.path)
+        if change.before is None:
+            if target.is_file():
+                self._keep(target, target.read_bytes())
+                target.unlink()
+        else:
+            write_atomic(target, change.before)
+        logger.info(f"studio: undo {change.what}: {target}")
+        return change
+
+    def _keep(self, target: Path, data: bytes) -> None:
+        folder = target.parent / STUDIO_DIR / HISTORY
+        if Path(os.path.realpath(folder)) not in self.folders.allowed_folders():
+            raise RefusedError(f"refusing to keep a copy of {target} outside its image folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        n = 0
+        while (keep := folder / f"{stamp}-{n}_{target.name}").exists():
+            n += 1
+        write_atomic(self.folders.writable(keep), data)
+
+
+def sidecars(image: Path, extensions: Sequence[str]) -> list[Path]:
+    """The image and those of its sidecars (caption, crop box) that exist."""
+    out = [image]
+    for ext in dict.fromkeys(extensions):
+        side = image.with_suffix(ext)
+        if side != image and side.is_file():
+            out.append(side)
+    return out
+
+
+def dropped_folder(image_dir: Path) -> Path:
+    """Where dropped images of an image folder wait."""
+    return image_dir / STUDIO_DIR / DROPPED
+
+
+def move_group(files: Sequence[Path], dest: Path, folders: Folders) -> list[Path]:
+    """Move ``files`` into ``dest`` (created inside an image folder), refusing to overwrite anything.
+
+    Raises:
+        RefusedError: a file or ``dest`` lies outside the image folders, or a name is already taken.
+    """
+    for f in files:
+        folders.writable(f)
+    if Path(os.path.realpath(dest)) not in folders.allowed_folders():
+        raise RefusedError(f"refusing to move files into {dest}: not an image folder or its {STUDIO_DIR}/{DROPPED}")
+    dest.mkdir(parents=True, exist_ok=True)
+    targets = [folders.writable(dest / f.name) for f in files]
+    taken = [t for t in targets if t.exists() or t.is_symlink()]
+    if taken:
+        raise RefusedError(f"refusing to move {files[0].name}: {taken[0]} already exists; rename one of them first",
+                           409)
+    for f, t in zip(files, targets):
+        os.replace(f, t)
+    return targets

@@ -1,0 +1,447 @@
+"""The dataset as the studio page sees it: sources, findings, frames, and the edits the page makes.
+
+Everything is read through the CLI's own functions, so the page shows what ``preview`` and
+``check`` show: ``datasets.load_project`` (dataset TOML, training TOML, trainer arguments),
+``framesets.plan_project`` / ``frames_for`` (the frames of an epoch), ``preview.frame_record``
+(captions, token counts, caption warnings) and ``check.run_check`` (findings). After every write
+the project is read again, so the next frame the page asks for is rendered from the new files.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..captions.subset import grammar_of
+from ..check import CheckReport, run_check
+from ..crops import crop_path_for, parse_crop_box, read_crop_box
+from ..datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_project
+from ..errors import CollageConfigError, CollageError, CollageInputError
+from ..framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
+from ..images import open_image, read_image_size
+from ..preview import frame_record
+from ..types import Size
+from .files import Folders, History, RefusedError, dropped_folder, move_group, sidecars
+from .stats import frame_stats
+from .tokens import caption_view, token_view
+
+logger = logging.getLogger(__name__)
+
+#: Rendered frames kept in memory (PNG and JPEG bytes).
+FRAME_CACHE = 48
+#: Longest side of a source image shown in the crop editor, and of a thumbnail.
+EDITOR_SIDE, THUMB_SIDE = 1600, 360
+
+
+@dataclass
+class Entry:
+    """One image of the dataset (kept or dropped) and where it lives."""
+
+    id: str
+    path: Path
+    dataset: DatasetSpec
+    subset: SubsetSpec
+    caption: str
+    dropped: bool = False
+
+    @property
+    def caption_file(self) -> Path:
+        """The caption file sd-scripts reads for this image (the subset's ``caption_extension``)."""
+        return self.path.with_suffix(str(self.subset.params.get("caption_extension") or ".caption"))
+
+    @property
+    def crop_file(self) -> Path:
+        """The crop sidecar (``collage_crop_extension``)."""
+        return crop_path_for(self.path, self.subset.config.crop_extension)
+
+
+def entry_id(dataset: DatasetSpec, subset: SubsetSpec, path: str | os.PathLike[str]) -> str:
+    """A stable id for an image: dataset and subset position in the TOML plus the file name.
+
+    Examples:
+        >>> from types import SimpleNamespace as N
+        >>> entry_id(N(index=0), N(index=2), "/data/10_cat/img 1.png")
+        '0/2/img 1.png'
+    """
+    return f"{dataset.index}/{subset.index}/{os.path.basename(path)}"
+
+
+class Studio:
+    """The loaded dataset, re-read after every write; all methods are safe to call from several threads."""
+
+    def __init__(self, dataset: str | os.PathLike[str] | None, *, config: str | os.PathLike[str] | None = None,
+                 trainer_args: Sequence[str] = (), seed: int | None = None, model: str = "auto") -> None:
+        self.dataset, self.config, self.trainer_args, self.model = dataset, config, list(trainer_args), model
+        self.seed = seed
+        self.lock = threading.RLock()
+        self._check_lock = threading.Lock()
+        self.version = 0
+        self._frames: dict[tuple[int, int], tuple[FrameSet, dict[str, FrameJob]]] = {}
+        self._check: tuple[int, CheckReport] | None = None
+        self._images: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.project = self._load()
+        self.encoder: TextEncoder = text_encoder_for(self.project.run.values, model)
+        self.history = History(self.folders)
+        self._plan()
+
+    # -- reading ------------------------------------------------------------------------------
+    def _load(self) -> Project:
+        project = load_project(self.dataset, config_file=self.config, trainer_args=self.trainer_args, seed=self.seed,
+                               strict=False)
+        dirs = [s.image_dir for _, s in project.subsets() if s.image_dir and not s.params.get("metadata_file")]
+        dirs += [s.image_dir for d in project.datasets for s in d.subsets
+                 if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")]
+        self.folders = Folders(dirs, [self.config] if self.config else [])
+        if hasattr(self, "history"):
+            self.history.folders = self.folders
+        self.entries: dict[str, Entry] = {}
+        for dataset in project.datasets:
+            for subset in dataset.subsets:
+                for image in subset.images:
+                    eid = entry_id(dataset, subset, image.path)
+                    self.entries[eid] = Entry(eid, Path(image.path), dataset, subset, image.caption)
+                if subset.image_dir and not subset.params.get("metadata_file"):
+                    for path in glob_images(str(dropped_folder(Path(subset.image_dir)))):
+                        eid = entry_id(dataset, subset, path)
+                        self.entries.setdefault(eid, Entry(eid, Path(path), dataset, subset, "", dropped=True))
+        return project
+
+    def _plan(self) -> None:
+        self.broken: dict[str, str] = {}
+        for entry in self.entries.values():
+            if entry.dropped or not entry.subset.config.enabled or entry.subset.kept_index is None:
+                continue
+            try:
+                read_crop_box(entry.path, read_image_size(entry.path), entry.subset.config.crop_extension)
+            except CollageError as exc:
+                self.broken[str(entry.path)] = str(exc)
+        self.error: str | None = None
+        try:
+            self.planned: list[PlannedSubset] = plan_project(self.project, self.encoder,
+                                                             exclude=frozenset(self.broken))
+        except CollageError as exc:
+            self.planned, self.error = [], str(exc)
+        self._frames.clear()
+        self._check = None
+
+    def reload(self) -> None:
+        """Read the dataset again (after a write, or when files changed on disk)."""
+        with self.lock:
+            self.project = self._load()
+            self._plan()
+            self.version += 1
+
+    @property
+    def mode(self) -> str:
+        """``static`` or ``dynamic`` (``off`` plans no frames either way)."""
+        return "static" if self.project.mode == "static" else "dynamic"
+
+    def state(self) -> dict[str, Any]:
+        """Header facts for the page."""
+        p = self.project
+        return {"version": self.version, "source": p.source, "seed": p.seed, "seed_why": p.seed_why,
+                "mode": p.mode, "mode_why": p.mode_why, "encoder": self.encoder.label, "exact": self.encoder.exact,
+                "static": self.mode == "static", "error": self.error, "can_undo": bool(self.history.changes),
+                "undo": self.history.changes[-1].what if self.history.changes else None,
+                "config": str(self.config) if self.config else None,
+                "subsets": [{"id": f"{d.index}/{s.index}", "name": s.name, "image_dir": s.image_dir,
+                             "collage": s.config.enabled, "skipped": s.skipped, "is_reg": s.is_reg}
+                            for d in p.datasets for s in d.subsets]}
+
+    def entry(self, eid: object) -> Entry:
+        """The image with this id.
+
+        Raises:
+            RefusedError: no image of the dataset has this id (the page only sends ids it was given).
+        """
+        found = self.entries.get(eid) if isinstance(eid, str) else None
+        if found is None:
+            raise RefusedError(f"no image with id {eid!r} in this dataset", 404)
+        return found
+
+    def sources(self, epoch: int = 1) -> dict[str, Any]:
+        """Every image with caption, size, crop box and the frames of ``epoch`` it is in."""
+        with self.lock:
+            frames_of: dict[str, list[str]] = {}
+            if self.entries:
+                _, jobs = self._frameset(epoch)
+                for name, job in jobs.items():
+                    for source in job.sources:
+                        frames_of.setdefault(source.path, []).append(name)
+            out = [self._describe(e, frames_of.get(str(e.path), [])) for e in self.entries.values()]
+            return {"version": self.version, "epoch": epoch, "sources": out}
+
+    def _describe(self, e: Entry, frames: list[str]) -> dict[str, Any]:
+        size: Size | None = None
+        crop: list[int] | None = None
+        problem = self.broken.get(str(e.path))
+        try:
+            self.folders.readable(e.path)
+            size = read_image_size(e.path)
+            box = read_crop_box(e.path, size, e.subset.config.crop_extension)
+            crop = [int(v) for v in box] if box else None
+        except RefusedError as exc:
+            problem = str(exc)
+        except CollageError as exc:
+            problem = problem or str(exc)
+        text = self._caption_text(e)
+        g = grammar_of(e.subset.namespace())
+        cfg = e.subset.config
+        view = caption_view(text if text is not None else e.caption, self.encoder.budget, self.encoder.counter, g,
+                            cfg.repeat_phrases, cfg.repeat_count) if not e.dropped else None
+        return {"id": e.id, "name": e.path.name, "path": str(e.path), "subset": f"{e.dataset.index}/{e.subset.index}",
+                "subset_name": e.subset.name, "collage": e.subset.config.enabled, "dropped": e.dropped,
+                "size": list(size) if size else None, "crop": crop, "caption": e.caption,
+                "caption_file": e.caption_file.name, "caption_text": text, "frames": frames, "problem": problem,
+                "tokens": view, "can_write": not e.subset.params.get("metadata_file")}
+
+    def _caption_text(self, e: Entry) -> str | None:
+        try:
+            return e.caption_file.read_bytes().decode("utf-8-sig") if e.caption_file.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def check(self, epoch: int = 1) -> dict[str, Any]:
+        """``collage-ext check``'s findings, attached to images where they name one (cached per version)."""
+        with self._check_lock:  # one check at a time; a request that waited finds the fresh report
+            with self.lock:
+                cached = self._check
+                version, project = self.version, self.project
+            if cached is None or cached[0] != version:
+                # Outside the main lock: check decodes every image, and the page must stay usable meanwhile. A
+                # write during the check makes a new project; this report then belongs to the old version only.
+                cached = (version, run_check(project, self.encoder, epoch=epoch))
+        with self.lock:
+            if self.version == version:
+                self._check = cached
+            report = cached[1]
+            by_base = {os.path.splitext(str(e.path))[0]: e.id for e in self.entries.values()}
+            per: dict[str, list[dict[str, Any]]] = {}
+            general: list[dict[str, Any]] = []
+            for f in report.findings:
+                eid = by_base.get(os.path.splitext(f.file)[0]) if f.file else None
+                (per.setdefault(eid, []) if eid else general).append(f.to_json())
+            return {"version": version, "findings": per, "general": general,
+                    "steps": report.summary["steps"]["describe"], "errors": len(report.errors),
+                    "warnings": len(report.warnings)}
+
+    # -- frames -------------------------------------------------------------------------------
+    def _frameset(self, epoch: int) -> tuple[FrameSet, dict[str, FrameJob]]:
+        if epoch < 1:
+            raise CollageConfigError(f"epoch must be at least 1 (sd-scripts counts epochs from 1), got {epoch}")
+        key = (self.version, 1 if self.mode == "static" else epoch)
+        if key not in self._frames:
+            fs = frames_for(self.planned, self.mode, key[1])
+            self._frames = {key: (fs, {j.name: j for j in fs.jobs})}
+        return self._frames[key]
+
+    def frames(self, epoch: int) -> dict[str, Any]:
+        """The frames of ``epoch`` (every static frame in static mode) with fill, spans, captions, sources."""
+        with self.lock:
+            fs, _ = self._frameset(epoch)
+            ids = {str(e.path): e.id for e in self.entries.values()}
+            out = []
+            fills = []
+            for job in fs.jobs:
+                record = frame_record(job, self.encoder)
+                stats = frame_stats(job.params, job.sources, job.planned.subset.config.fit_mode)
+                fills.append(stats.fill)
+                g = job.planned.collage.grammar
+                cfg = job.planned.subset.config
+                out.append({
+                    "name": job.name, "layout": record.layout, "label": record.group_label,
+                    "frame": list(job.params.layout.frame), "caption": record.caption, "warnings": record.warnings,
+                    "fill": round(stats.fill, 4),
+                    "sources": [{"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
+                                for s, span in zip(job.sources, stats.spans)],
+                    "cells": record.info["cells"],
+                    "tokens": token_view(record.caption, self.encoder.budget, self.encoder.counter, g,
+                                         phrases=cfg.repeat_phrases)})
+            singles = sum(n for _, _, n in fs.singles)
+            return {"version": self.version, "epoch": fs.epoch, "mode": self.mode, "frames": out, "singles": singles,
+                    "mean_fill": round(sum(fills) / len(fills), 4) if fills else None, "seed": self.project.seed}
+
+    def frame_image(self, epoch: int, name: str, *, thumb: bool = False) -> bytes:
+        """The frame's pixels as PNG (exactly what training sees) or a JPEG thumbnail.
+
+        Raises:
+            RefusedError: no frame of that name in that epoch.
+        """
+        with self.lock:
+            key = (self.version, epoch if self.mode != "static" else 1, name, thumb)
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key]
+            _, jobs = self._frameset(epoch)
+            job = jobs.get(name)
+            if job is None:
+                raise RefusedError(f"no frame {name!r} in epoch {epoch}", 404)
+            image = Image.fromarray(job.render().image)
+            data = _encode(image, THUMB_SIDE if thumb else None)
+            self._images[key] = data
+            while len(self._images) > FRAME_CACHE:
+                self._images.popitem(last=False)
+            return data
+
+    def source_image(self, eid: object, *, thumb: bool = False) -> bytes:
+        """An image of the dataset, upright (EXIF applied, the crop box's coordinates), as JPEG.
+
+        Raises:
+            RefusedError: the id is unknown, or the file lies outside the image folders (a symlink out).
+        """
+        with self.lock:
+            e = self.entry(eid)
+            real = self.folders.readable(e.path)
+            stat = real.stat()
+            key = ("src", str(real), stat.st_mtime_ns, stat.st_size, thumb)
+            if key in self._images:
+                return self._images[key]
+        image = open_image(real)
+        data = _encode(image, THUMB_SIDE if thumb else EDITOR_SIDE)
+        with self.lock:
+            self._images[key] = data
+            while len(self._images) > FRAME_CACHE:
+                self._images.popitem(last=False)
+        return data
+
+    # -- writing ------------------------------------------------------------------------------
+    def _writable(self, e: Entry) -> None:
+        if e.subset.params.get("metadata_file"):
+            raise RefusedError(f"{e.path.name} belongs to a subset read from metadata_file "
+                               f"{e.subset.params['metadata_file']}; edit that file (the studio writes only folders "
+                               "of images with sidecar files)")
+        if e.dropped:
+            raise RefusedError(f"{e.path.name} is dropped; restore it first", 409)
+
+    def set_caption(self, eid: object, text: str) -> dict[str, Any]:
+        """Write the image's caption file (atomically, the previous version kept for undo)."""
+        with self.lock:
+            e = self.entry(eid)
+            self._writable(e)
+            if not text.strip():
+                raise RefusedError("refusing to write an empty caption: sd-scripts stops on empty caption files; "
+                                   "write a caption")
+            old = self._caption_text(e)
+            newline = "\n" if old is None or old.endswith("\n") else ""
+            data = (text.rstrip("\n") + newline).encode("utf-8")
+            self.history.write(e.caption_file, data, f"caption of {e.path.name}")
+            self.reload()
+            return self._describe(self.entries[e.id], [])
+
+    def set_crop(self, eid: object, box: Sequence[Any] | None) -> dict[str, Any]:
+        """Write the image's crop sidecar (``left, top, right, bottom`` in pixels), or remove it for ``None``."""
+        with self.lock:
+            e = self.entry(eid)
+            self._writable(e)
+            if box is None:
+                self.history.write(e.crop_file, None, f"crop box of {e.path.name} cleared")
+            else:
+                if (not isinstance(box, (list, tuple)) or len(box) != 4
+                        or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
+                    raise RefusedError(f"a crop box is four whole pixel numbers [left, top, right, bottom], got {box!r}")
+                line = ", ".join(str(v) for v in box)
+                size = read_image_size(self.folders.readable(e.path))
+                try:
+                    parse_crop_box(line, size, source=str(e.crop_file))
+                except CollageInputError as exc:
+                    raise RefusedError(str(exc)) from exc
+                self.history.write(e.crop_file, (line + "\n").encode("utf-8"), f"crop box of {e.path.name}")
+            self.reload()
+            return self._describe(self.entries[e.id], [])
+
+    def drop(self, eid: object) -> None:
+        """Take an image (and its caption and crop files) out of training: move it into ``_collage_studio/dropped``."""
+        with self.lock:
+            e = self.entry(eid)
+            self._writable(e)
+            if e.subset.image_dir is None:
+                raise RefusedError(f"{e.path.name} has no image folder")
+            files = sidecars(e.path, [e.caption_file.suffix, e.crop_file.suffix])
+            move_group(files, dropped_folder(Path(e.subset.image_dir)), self.folders)
+            logger.info(f"studio: dropped {e.path} (moved to {dropped_folder(Path(e.subset.image_dir))})")
+            self.reload()
+
+    def restore(self, eid: object) -> None:
+        """Put a dropped image (and its sidecars) back into its image folder."""
+        with self.lock:
+            e = self.entry(eid)
+            if not e.dropped or e.subset.image_dir is None:
+                raise RefusedError(f"{e.path.name} is not dropped", 409)
+            files = sidecars(e.path, [e.caption_file.suffix, e.crop_file.suffix])
+            move_group(files, Path(e.subset.image_dir), self.folders)
+            logger.info(f"studio: restored {e.path.name} into {e.subset.image_dir}")
+            self.reload()
+
+    def undo(self) -> str | None:
+        """Undo the last caption or crop change; returns what was undone."""
+        with self.lock:
+            change = self.history.undo()
+            self.reload()
+            return change.what if change else None
+
+    def preview_tokens(self, eid: object, text: str) -> dict[str, Any]:
+        """The token view of a caption being typed (nothing is written)."""
+        e = self.entry(eid)
+        cfg = e.subset.config
+        return caption_view(text, self.encoder.budget, self.encoder.counter, grammar_of(e.subset.namespace()),
+                            cfg.repeat_phrases, cfg.repeat_count)
+
+    def set_seed(self, seed: int | None = None, *, write: bool = False) -> dict[str, Any]:
+        """Use another collage seed (a fresh random one for ``None``); ``write`` saves it to the training TOML.
+
+        Raises:
+            RefusedError: ``write`` without a training TOML (``--config``).
+        """
+        with self.lock:
+            value = secrets.randbelow(2**31) if seed is None else int(seed)
+            if write:
+                if not self.config:
+                    raise RefusedError("start the studio with --config TRAIN.toml to save the seed; until then "
+                                       f"pass --seed {value} to training")
+                path = Path(self.config)
+                text = path.read_text(encoding="utf-8")
+                self.history.write(path, set_seed_line(text, value).encode("utf-8"), f"seed in {path.name}")
+            self.seed = value
+            self.reload()
+            return self.state()
+
+
+def set_seed_line(text: str, seed: int) -> str:
+    """The training TOML with ``seed = N`` (the first ``seed`` line replaced, else one added on top).
+
+    sd-scripts flattens every table of a ``--config_file``, so a ``seed`` line anywhere is the seed.
+
+    Examples:
+        >>> set_seed_line("# run\\n[training]\\nseed = 1  # mine\\n", 42)
+        '# run\\n[training]\\nseed = 42  # mine\\n'
+        >>> set_seed_line("[model]\\nx = 1\\n", 7)
+        'seed = 7\\n[model]\\nx = 1\\n'
+    """
+    pattern = re.compile(r"^(\s*seed\s*=\s*)[^#\n]*?(\s*(#.*)?)$", re.MULTILINE)
+    if pattern.search(text):
+        return pattern.sub(lambda m: f"{m.group(1)}{seed}{m.group(2)}", text, count=1)
+    return f"seed = {seed}\n" + text
+
+
+def _encode(image: Image.Image, side: int | None) -> bytes:
+    """PNG of the exact pixels (``side=None``), else a JPEG no larger than ``side``."""
+    out = io.BytesIO()
+    if side is None:
+        image.save(out, format="PNG")
+        return out.getvalue()
+    if max(image.size) > side:
+        image = image.copy()
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()

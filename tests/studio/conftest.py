@@ -1,0 +1,176 @@
+"""Fixtures for the studio: a user-like dataset, a running studio server, and headless chromium.
+
+Tests that need the server skip when the ``studio`` extra (starlette, uvicorn; httpx for the client)
+is not installed, the browser tests also without Playwright (all are in the ``test`` extra). The
+browser is Debian's chromium (``/usr/bin/chromium``, or ``COLLAGE_CHROMIUM``), driven by Playwright
+with ``executable_path``; no browser is downloaded. Without chromium the browser tests skip, except
+in CI (``CI`` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from collage_ext.studio.app import allowed_hosts, bind, create_app  # imports Starlette only when called
+from collage_ext.studio.model import Studio
+
+#: Why a test that needs the server is skipped.
+NO_EXTRA = "the studio extra is not installed: pip install -e '.[studio]' (or '.[test]')"
+
+
+def need_extra() -> None:
+    """Skip the calling module or test unless the studio extra (and httpx for the HTTP tests) is installed."""
+    for name in ("starlette", "uvicorn", "httpx"):
+        pytest.importorskip(name, reason=NO_EXTRA)
+
+#: Portraits the crop editor shows at exactly half size (560 px tall), so drags map to whole pixels.
+PORTRAIT = (800, 1120)
+DRESSES = {"red": (200, 40, 50), "green": (40, 150, 70), "purple": (130, 60, 170), "orange": (235, 130, 30),
+           "teal": (30, 150, 150), "pink": (230, 120, 170)}
+BLUE, RED = (30, 60, 200), (210, 30, 40)
+
+
+def draw_person(size: tuple[int, int], dress: tuple[int, int, int], background: tuple[int, int, int]) -> Image.Image:
+    """A standing figure on a plain background, like a character LoRA's training photo."""
+    w, h = size
+    img = Image.new("RGB", size, background)
+    d = ImageDraw.Draw(img)
+    d.ellipse([w * 0.42, h * 0.04, w * 0.58, h * 0.16], fill=(240, 200, 170))
+    d.polygon([(w / 2, h * 0.16), (w * 0.25, h * 0.82), (w * 0.75, h * 0.82)], fill=dress)
+    d.rectangle([w * 0.42, h * 0.82, w * 0.47, h * 0.98], fill=(60, 40, 30))
+    d.rectangle([w * 0.53, h * 0.82, w * 0.58, h * 0.98], fill=(60, 40, 30))
+    return img
+
+
+@dataclass
+class Dataset:
+    """A dataset folder as a user has it: train/10_mychar with PNGs and .txt captions, two TOMLs."""
+
+    root: Path
+    images: Path
+    toml: Path
+    train: Path
+
+
+def make_dataset(root: Path) -> Dataset:
+    """Six portraits and a small faint one; ``mychar_00.png`` is half blue, half red (the crop test cuts the blue away)."""
+    images = root / "train" / "10_mychar"
+    images.mkdir(parents=True)
+    for i, (name, colour) in enumerate(DRESSES.items()):
+        img = draw_person(PORTRAIT, colour, (170, 200, 230) if i % 2 else (225, 205, 160))
+        if i == 0:
+            img = Image.new("RGB", PORTRAIT, BLUE)
+            img.paste(RED, (PORTRAIT[0] // 2, 0, PORTRAIT[0], PORTRAIT[1]))
+        img.save(images / f"mychar_{i:02d}.png")
+        (images / f"mychar_{i:02d}.txt").write_text(f"mychar, 1girl, {name} dress, full body, standing\n",
+                                                    encoding="utf-8")
+    faint = Image.new("RGB", (300, 420), (128, 128, 128))  # a small, washed-out photo: check flags it
+    ImageDraw.Draw(faint).ellipse([90, 60, 210, 360], fill=(138, 134, 130))
+    faint.save(images / "mychar_06.png")
+    (images / "mychar_06.txt").write_text("mychar, 1girl, grey dress, blurry\n", encoding="utf-8")
+    toml = root / "dataset.toml"
+    toml.write_text(f"""\
+[general]
+caption_extension = ".txt"
+keep_tokens = 1
+collage_rate = 1.0
+collage_caption_merge = "tags"
+collage_repeat_phrases = ["mychar"]
+
+[[datasets]]
+resolution = 1024
+batch_size = 1
+
+  [[datasets.subsets]]
+  image_dir = "{images.as_posix()}"
+  num_repeats = 1
+""", encoding="utf-8")
+    train = root / "train.toml"
+    train.write_text("# my training run\n[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n", encoding="utf-8")
+    return Dataset(root, images, toml, train)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dataset:
+    """A fresh user-like dataset; token counts use the labelled estimate (no tokenizer lookup)."""
+    monkeypatch.setenv("COLLAGE_EXT_NO_TOKENIZER", "1")
+    return make_dataset(tmp_path / "project")
+
+
+@dataclass
+class Server:
+    """A studio serving ``dataset`` on 127.0.0.1 in a background thread."""
+
+    studio: Studio
+    url: str
+    host: str
+
+
+@pytest.fixture
+def server(dataset: Dataset) -> Iterator[Server]:
+    """Start the studio (uvicorn on a free loopback port) and stop it after the test."""
+    need_extra()
+    import uvicorn
+
+    studio = Studio(dataset.toml, config=dataset.train)
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    app = create_app(studio, allowed_hosts("127.0.0.1", port))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the studio server did not start")
+        time.sleep(0.02)
+    yield Server(studio, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}")
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium, or ``COLLAGE_CHROMIUM``."""
+    path = os.environ.get("COLLAGE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    return path if os.path.exists(path) else None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless chromium through Playwright (``executable_path``: nothing is downloaded)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (test extra)")
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium at /usr/bin/chromium: CI must install Debian's chromium (apt-get install chromium)")
+        pytest.skip("no chromium at /usr/bin/chromium (apt-get install chromium, or set COLLAGE_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    """A fresh page of the studio, loaded and settled (sources, frames and check findings shown)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 960})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(server.url + "/")
+    pg.wait_for_selector(".card[data-id]")
+    pg.wait_for_function("document.body.dataset.checked !== undefined")
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
