@@ -155,6 +155,7 @@ def load_fitted(
     fill: tuple[int, int, int] = DEFAULT_FILL,
     draft_gaps: Mapping[int, float] = DRAFT_GAPS,
     area_shrink: bool = False,
+    expected: Size | None = None,
 ) -> tuple[Image.Image, Rect]:
     """Read an image file straight into a collage cell: ``fit_image(open_image(path), ...)``, faster.
 
@@ -186,6 +187,8 @@ def load_fitted(
             aliasing for speed.
         area_shrink: shrink with an area average (BOX, like sd-scripts' INTER_AREA) instead of
             LANCZOS; see ``fit.apply_fit``.
+        expected: the upright size the frame was planned with (``Source.size``); a file that
+            has another size now was replaced after planning and fails (``check_unchanged``).
 
     Returns:
         The fitted RGB image (new, detached from the file) and its rect relative to the cell.
@@ -202,6 +205,9 @@ def load_fitted(
             msg = f"image {name} has no pixels ({stored}); remove it from the dataset"
             raise CollageInputError(msg)
         orientation, scale = _draft_for_cell(raw, name, stored, cell, mode, crop, draft_gaps)
+        if expected is not None:  # compare what read_image_size saw at planning time: the header
+            seen = orientation if orientation is not None else _read_orientation(raw, name, header_only=True)
+            check_unchanged(name, Size(stored.height, stored.width) if seen >= 5 else stored, expected)
         raw.load()
         if orientation is None:  # not read before decoding (a PNG's eXIf chunk may follow its pixels)
             orientation = _read_orientation(raw, name, header_only=False)
@@ -220,6 +226,23 @@ def load_fitted(
     if fitted.mode != "RGB":
         fitted = fitted.convert("RGB")  # gray resampled first: the same bytes as resampling RGB
     return fitted, plan.dst
+
+
+def check_unchanged(name: str, actual: Size, expected: Size | None) -> None:
+    """Refuse a source whose upright size differs from the size its frame was planned with.
+
+    Layout, cell and crop box were chosen from the header read at start-up; fitting a replaced file
+    (another size or orientation) into them would give a cell the plan never meant, so the file
+    fails instead (the error policy then stops the run or re-plans the frame without it).
+
+    Raises:
+        CollageInputError: naming the file, both sizes and the fix.
+    """
+    if expected is not None and actual != expected:
+        msg = (f"image {name} changed while training: it is {actual.width}x{actual.height} now, its frames were "
+               f"planned for {expected.width}x{expected.height}; restart training to plan with the new file "
+               "(or put the old file back)")
+        raise CollageInputError(msg)
 
 
 def _draft_for_cell(
