@@ -171,7 +171,8 @@ class Collage:
                     check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
                     fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
                                                fill=self.config.fill, draft_gaps=gaps,
-                                               area_shrink=self.config.decode == "fast", expected=source.size)
+                                               area_shrink=self.config.decode == "fast", expected=source.size,
+                                               convert_icc=self.config.color_profile == "srgb")
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise

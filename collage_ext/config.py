@@ -242,6 +242,10 @@ OPTIONS: tuple[Option, ...] = (
            "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
            "aliasing and resamples with LANCZOS; 'fast' shrinks as far as the cell allows and averages areas when "
            "shrinking, like sd-scripts' own INTER_AREA resize (about 2x faster on 12 MP photos)."),
+    Option("collage_color_profile", "color_profile", _choice("srgb", "ignore"), "srgb", '"ignore"', "str",
+           "Embedded ICC colour profiles (phone photos in Display P3, Adobe RGB): 'srgb' converts collage cells to "
+           "sRGB so they keep the colours a viewer shows; 'ignore' reads the pixel values as sRGB, like sd-scripts' "
+           "own loader (which single images always use)."),
     Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
            "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
            "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),
@@ -273,6 +277,7 @@ class CollageConfig:
     variants: int = 4
     crop_extension: str = ".crop"
     decode: Literal["quality", "fast"] = "quality"
+    color_profile: Literal["srgb", "ignore"] = "srgb"
     on_error: Literal["raise", "skip"] = "raise"
     loss_mask: bool = False
     pad_weight: float = 0.0
