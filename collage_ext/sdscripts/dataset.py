@@ -209,7 +209,7 @@ class _CollageMixin:
             check_single(image_path, loaded[0], planned)
             return loaded
         sources = frames.pool.sources
-        start = next((i for i, s in enumerate(sources) if s.path == image_path), 0)
+        start = _index_of(frames).get(image_path, 0)  # a dict: a scan per load would be quadratic per epoch
         for step in range(len(sources)):
             candidate = sources[(start + step) % len(sources)].path
             if candidate in self._failures.failed:
@@ -245,7 +245,7 @@ class _CollageMixin:
         elif isinstance(caption, SlotCaption) and caption.slot in self._replaced:
             frames = self._pool_of_subset[id(subset)]
             replacement = self._replaced[caption.slot]
-            caption = next(s.caption for s in frames.pool.sources if s.path == replacement)
+            caption = frames.pool.sources[_index_of(frames)[replacement]].caption
         return super().process_caption(subset, caption)  # type: ignore[misc]
 
     def is_latent_cacheable(self) -> bool:
@@ -383,6 +383,15 @@ def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
     else:
         subsets = [{"image_dir": run.get("train_data_dir"), "metadata_file": run.get("in_json")}]
     return {"datasets": [{"subsets": subsets}]}, where
+
+
+def _index_of(frames: SubsetFrames) -> dict[str, int]:
+    """``path -> position`` in the subset's pool, built once per pool and process."""
+    index = getattr(frames, "_path_index", None)
+    if index is None:
+        index = {s.path: i for i, s in enumerate(frames.pool.sources)}
+        frames._path_index = index  # type: ignore[attr-defined]
+    return index
 
 
 def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:
