@@ -278,13 +278,16 @@ def test_two_processes_build_one_static_cache(tmp_path: Path, toks: fakes.TinyTo
     for path in cache.iterdir():
         path.unlink()
     original = frames_module.write_png_atomic
+    context = multiprocessing.get_context("fork")
+    writes = context.Value("i", 0)
 
     def slow_write(image: Image.Image, path: Path) -> None:  # widen the window in which both runs write
         time.sleep(0.02)
         original(image, path)
+        with writes.get_lock():
+            writes.value += 1
 
     monkeypatch.setattr(frames_module, "write_png_atomic", slow_write)
-    context = multiprocessing.get_context("fork")
     barrier, queue = context.Barrier(2), context.Queue()
     children = [context.Process(target=_build_in_child, args=(tmp_path / f"run{n}", toks, config, barrier, queue))
                 for n in range(2)]
@@ -301,6 +304,32 @@ def test_two_processes_build_one_static_cache(tmp_path: Path, toks: fakes.TinyTo
         with Image.open(cache / name) as image:
             image.load()  # every file is a complete PNG
     assert names == reference  # the same frames, byte for byte, as one run alone
+    assert writes.value > len(names)  # the runs really overlapped: some frames were written by both
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_source_deleted_between_planning_and_rendering(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                                       monkeypatch: pytest.MonkeyPatch, policy: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Static mode: a file that vanishes after its header was read follows the policy while frames render."""
+    from collage_ext.sdscripts import dataset as adapter
+
+    folder = write_images(tmp_path / "img")
+    original = adapter._CollageMixin._register_static
+
+    def delete_first(self: Any, *args: Any, **kwargs: Any) -> int:
+        (folder / "img_003.png").unlink()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(adapter._CollageMixin, "_register_static", delete_first)
+    config = dataset_toml(tmp_path, folder, general=SKIP if policy == "skip" else RAISE)
+    if policy == "raise":
+        with pytest.raises(CollageInputError, match=r"img_003\.png cannot be read any more .*put it back or restart"):
+            load(tmp_path, toks, config, *STATIC)
+        return
+    group, _, _ = load(tmp_path, toks, config, *STATIC)
+    expect_exact_without(group, "id003", 2)
+    assert skipped_once(caplog, "img_003.png")
 
 
 @contextlib.contextmanager
