@@ -5,7 +5,8 @@
 Each case builds the dataset through the real sd-scripts loader (``load_arbitrary_dataset`` with
 ``--dataset_class collage_ext.CollageDataset``, fakes from tests/sdscripts) in a fresh process and
 reports the construction time, the first ``__getitem__`` of an epoch (which plans that epoch's
-groups), and how much the peak RSS grew while building (after imports); ``plain`` is the same folder without collage keys (sd-scripts alone).
+groups), and how much the peak RSS grew while building (after imports); ``plain`` is the same
+folder without collage keys (sd-scripts alone).
 Images are generated into a temporary folder (128x128 JPEGs); nothing is downloaded.
 """
 
@@ -24,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time, warnings
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests/sdscripts", sys.argv[1] + "/tests"]
+import json, os, resource, sys, time, warnings
+sys.path[:0] = [os.environ["SD_SCRIPTS_DIR"], sys.argv[1], sys.argv[1] + "/tests/sdscripts"]
 warnings.simplefilter("ignore")
 import fakes
 from pathlib import Path

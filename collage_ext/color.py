@@ -64,7 +64,7 @@ def _transform_for(digest: bytes, icc: bytes) -> Any:
         transform = ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB",
                                             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
     except (OSError, ValueError, ImageCms.PyCMSError) as exc:
-        logger.warning(f"collage_ext: ignoring an ICC profile that cannot be used ({exc}); the pixels are taken as sRGB")
+        logger.warning(f"collage_ext: ignoring an ICC profile that cannot be used ({exc}); pixels taken as sRGB")
         return None
     probe = Image.frombytes("RGB", (len(_PROBE), 1), bytes(v for rgb in _PROBE for v in rgb))
     converted = ImageCms.applyTransform(probe, transform)
