@@ -210,3 +210,22 @@ def _planned_frame(frames: SubsetFrames, sources: list[Source], variant: int, ca
                 raise
             failures.record(path, exc)
             sources = [s for s in sources if s.path != path]
+
+
+def restore_static_frame(path: str, frames: SubsetFrames, group: Group, variant: int, failures: FailureLog) -> None:
+    """Render a static frame again when its file vanished from the cache while training (one stat per load).
+
+    The name is a hash of the frame's content, so the same sources give the same file back. When
+    they changed too, the frame can no longer be the one sd-scripts bucketed and cached.
+
+    Raises:
+        CollageInputError: the frame's sources changed since start-up as well; names the frame and the fix.
+    """
+    if os.path.exists(path):
+        return
+    rendered, _, _ = render_static_frame(frames, group, variant, Path(path).parent, failures)
+    if str(rendered) != path:
+        msg = (f"static frame {path} was deleted from the cache while training, and its source images changed "
+               "since start-up, so it cannot be rendered again as planned; restart training")
+        raise CollageInputError(msg)
+    logger.warning(f"collage_ext: static frame {path} was deleted from the cache while training; rendered it again")

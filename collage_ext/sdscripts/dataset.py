@@ -39,7 +39,14 @@ from ..plan import SubsetImage, plan_subset, subset_root
 from ..types import Size
 from .captioning import caption_setup
 from ..caption_files import check_caption_files
-from ..frames import SlotCaption, SubsetFrames, ensure_writable, render_static_frame, with_alpha
+from ..frames import (
+    SlotCaption,
+    SubsetFrames,
+    ensure_writable,
+    render_static_frame,
+    restore_static_frame,
+    with_alpha,
+)
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
 from ..run import log_summary, resolve_mode, resolve_seed, static_cache_dir
@@ -197,6 +204,8 @@ class _CollageMixin:
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
+        if image_path in self._static:
+            restore_static_frame(image_path, *self._static[image_path], self._failures)
         frames = self._pool_of_subset.get(id(subset))
         if frames is None:
             return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]

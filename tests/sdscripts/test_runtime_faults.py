@@ -332,6 +332,28 @@ def test_source_deleted_between_planning_and_rendering(tmp_path: Path, toks: fak
     assert skipped_once(caplog, "img_003.png")
 
 
+def test_static_frame_deleted_from_the_cache_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Someone cleans the cache folder mid-run: the frame comes back byte for byte, coverage unchanged."""
+    folder = write_images(tmp_path / "img")
+    group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=RAISE), *STATIC)
+    frames = sorted(Path(i.absolute_path) for i in group.image_data.values() if "collage_" in i.absolute_path)
+    before = {p: p.read_bytes() for p in frames}
+    for path in frames:
+        path.unlink()
+    assert id_counts(epoch_captions(group, 1)) == {f"id{i:03d}": 2 for i in range(len(SIZES))}
+    assert {p: p.read_bytes() for p in frames} == before
+    assert any("rendered it again" in r.getMessage() for r in caplog.records)
+
+
+def test_non_finite_in_the_training_config_file(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """collage_* defaults in the training --config_file are checked the same way, naming that file."""
+    folder = write_images(tmp_path / "img", SIZES[:2])
+    with pytest.raises(CollageConfigError, match=r"collage_pad_weight must be .*\(a finite number, not nan or inf\), "
+                                                 r"got nan; e\.g\. collage_pad_weight = 0\.1 @ "):
+        load(tmp_path, toks, dataset_toml(tmp_path, folder), collage_pad_weight=math.nan)
+
+
 @contextlib.contextmanager
 def read_only_folder(path: Path) -> Iterator[Path]:
     """A folder nobody can write: chmod for ordinary users, a read-only tmpfs for root (root ignores modes)."""
