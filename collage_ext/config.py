@@ -121,6 +121,10 @@ def _number(lo: float, hi: float | None, *, integer: bool) -> NumberRule:
     return NumberRule(lo, hi, integer)
 
 
+def _range_text(lo: float, hi: float | None, integer: bool) -> str:
+    return NumberRule(lo, hi, integer).text()
+
+
 def _choice(*choices: str) -> Callable[[object], str]:
     def convert(value: object) -> str:
         if value not in choices:
