@@ -27,7 +27,7 @@ from .captions import (
     select_line,
 )
 from .config import CollageConfig
-from .crops import read_crop_box
+from .crops import check_crop_unchanged, read_crop_box
 from .errors import CollageInputError
 from .fit import DRAFT_GAPS, fit_image
 from .images import load_fitted, read_image_size
@@ -168,9 +168,11 @@ class Collage:
                 fitted, rect = fit_image(images[index], cell.size, self.config.fit_mode, source.crop)
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
+                    check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
                     fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
                                                fill=self.config.fill, draft_gaps=gaps,
-                                               area_shrink=self.config.decode == "fast")
+                                               area_shrink=self.config.decode == "fast", expected=source.size,
+                                               convert_icc=self.config.color_profile == "srgb")
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise

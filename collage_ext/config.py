@@ -12,6 +12,7 @@ find and fix the line without reading code.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -35,7 +36,8 @@ def parse_color(value: object) -> tuple[int, int, int]:
         >>> parse_color("#181818"), parse_color("#fff"), parse_color("24, 24, 24")
         ((24, 24, 24), (255, 255, 255), (24, 24, 24))
     """
-    if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
         parts: list[int] = list(value)
     elif isinstance(value, str) and value.startswith("#") and len(value) in (4, 7):
         digits = value[1:] if len(value) == 7 else "".join(c * 2 for c in value[1:])
@@ -79,24 +81,48 @@ def parse_size(value: object) -> Size | None:
     return Size(parts[0], parts[1])
 
 
-def _number(lo: float, hi: float | None, *, integer: bool) -> Callable[[object], Any]:
-    def convert(value: object) -> float | int:
-        if isinstance(value, str):
-            try:
-                value = int(value) if integer else float(value)
-            except ValueError as exc:
-                raise ValueError(_range_text(lo, hi, integer)) from exc
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type or value < lo or (hi is not None and value > hi):
-            raise ValueError(_range_text(lo, hi, integer))
-        return int(value) if integer else float(value)
+@dataclass(frozen=True, slots=True)
+class NumberRule:
+    """A numeric option's converter: a finite TOML number in ``[lo, hi]`` (an integer when ``integer``).
 
-    return convert
+    Typed like sd-scripts' own dataset schema (voluptuous ``float`` / ``int`` in ``config_util``):
+    a quoted ``"0.5"`` is refused there (``expected float``) and so here, booleans are refused,
+    an integer is accepted where a float is expected (sd-scripts' ``Any(float, int)``). NaN and
+    +-inf are refused: NaN compares false with every bound, so a range check alone lets it through.
+    Command-line values (``collage-ext ... -- --collage_rate 0.5``) are numbers already:
+    ``runargs.scan_options`` converts them as argparse's ``type=float`` would.
+    """
+
+    lo: float
+    hi: float | None
+    integer: bool
+
+    def __call__(self, value: object) -> float | int:
+        if isinstance(value, str):
+            raise ValueError(self.text() + " (a TOML number, not a quoted string)")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                self.integer and not isinstance(value, int)):
+            raise ValueError(self.text())
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(self.text() + " (a finite number, not nan or inf)")
+        if value < self.lo or (self.hi is not None and value > self.hi):
+            raise ValueError(self.text())
+        return int(value) if self.integer else float(value)
+
+    def text(self) -> str:
+        """The constraint as the error message states it."""
+        kind = "an integer" if self.integer else "a number"
+        if self.hi is None:
+            return f"must be {kind} >= {self.lo:g}"
+        return f"must be {kind} in [{self.lo:g}, {self.hi:g}]"
+
+
+def _number(lo: float, hi: float | None, *, integer: bool) -> NumberRule:
+    return NumberRule(lo, hi, integer)
 
 
 def _range_text(lo: float, hi: float | None, integer: bool) -> str:
-    kind = "an integer" if integer else "a number"
-    return f"must be {kind} in [{lo:g}, {hi:g}]" if hi is not None else f"must be {kind} >= {lo:g}"
+    return NumberRule(lo, hi, integer).text()
 
 
 def _choice(*choices: str) -> Callable[[object], str]:
@@ -220,6 +246,10 @@ OPTIONS: tuple[Option, ...] = (
            "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
            "aliasing and resamples with LANCZOS; 'fast' shrinks as far as the cell allows and averages areas when "
            "shrinking, like sd-scripts' own INTER_AREA resize (about 2x faster on 12 MP photos)."),
+    Option("collage_color_profile", "color_profile", _choice("srgb", "ignore"), "srgb", '"ignore"', "str",
+           "Embedded ICC colour profiles (phone photos in Display P3, Adobe RGB): 'srgb' converts collage cells to "
+           "sRGB so they keep the colours a viewer shows; 'ignore' reads the pixel values as sRGB, like sd-scripts' "
+           "own loader (which single images always use)."),
     Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
            "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
            "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),
@@ -251,6 +281,7 @@ class CollageConfig:
     variants: int = 4
     crop_extension: str = ".crop"
     decode: Literal["quality", "fast"] = "quality"
+    color_profile: Literal["srgb", "ignore"] = "srgb"
     on_error: Literal["raise", "skip"] = "raise"
     loss_mask: bool = False
     pad_weight: float = 0.0

@@ -164,3 +164,30 @@ def _check_box(box: Box, size: Size, source: str, line: str) -> None:
         if getattr(box, high) <= getattr(box, low):
             msg = f"crop box in {source} is empty: got {line!r}{resolved}; {high} must be greater than {low}"
             raise CollageInputError(msg)
+
+
+def check_crop_unchanged(image_path: str | os.PathLike[str], image_size: Size, planned: Box | None,
+                         extension: str = DEFAULT_CROP_EXTENSION) -> None:
+    """Refuse a sidecar that was added, removed or edited after the frames were planned.
+
+    Frames are planned once from the boxes read at start-up; a box edited mid-run (say, to cut a
+    watermark out) must not be silently ignored, nor be applied to cells planned for the old box.
+    Only the box counts: an added comment or re-spelled value that gives the same box is no change.
+
+    Raises:
+        CollageInputError: naming the sidecar, the old and new box and the fix.
+    """
+    try:
+        current = read_crop_box(image_path, image_size, extension)
+    except CollageInputError as exc:
+        msg = f"{exc} (it changed while training; the run planned with {_describe(planned)})"
+        raise CollageInputError(msg) from exc
+    if current != planned:
+        sidecar = crop_path_for(image_path, extension)
+        msg = (f"crop file {sidecar} changed while training: the frames were planned with {_describe(planned)}, "
+               f"now it gives {_describe(current)}; restart training to use the new box (or restore the file)")
+        raise CollageInputError(msg)
+
+
+def _describe(box: Box | None) -> str:
+    return "no crop box" if box is None else f"box {box.left}, {box.top}, {box.right}, {box.bottom}"

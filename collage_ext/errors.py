@@ -21,3 +21,7 @@ class LayoutError(CollageError, ValueError):
 
 class CollageInputError(CollageError, ValueError):
     """A source image or caption file cannot be used (names the file and the cause)."""
+
+
+class CollageCacheError(CollageError, ValueError):
+    """The static cache folder cannot be written (read-only, disk full); names the folder and the fix."""

@@ -6,6 +6,7 @@ plain Python so it is testable without torch or sd-scripts.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from PIL import Image
 from . import __version__
 from .collage import Collage, FrameParams, Source
 from .config import CollageConfig
+from .errors import CollageCacheError, CollageInputError
 from .grouping import Group
 from .policy import FailureLog, compose
 from .pool import Pool
@@ -92,7 +94,13 @@ def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, c
     """
     files = []
     for source in sources:
-        stat = os.stat(source.path)
+        try:
+            stat = os.stat(source.path)
+        except OSError as exc:
+            error = CollageInputError(f"image {source.path} cannot be read any more ({exc.strerror or exc}); it was "
+                                      "there when the dataset was read: put it back or restart training")
+            error.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
+            raise error from exc
         files.append([source.key, stat.st_size, stat.st_mtime_ns, list(source.crop) if source.crop else None])
     payload = {
         "v": __version__,
@@ -106,16 +114,52 @@ def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, c
 
 
 def write_png_atomic(image: Image.Image, path: Path) -> None:
-    """Write a PNG so that a reader never sees a partial file (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+    """Write a PNG so that a reader never sees a partial file (temp file in the same folder, then rename).
+
+    Two runs rendering the same frame write the same bytes under the same content-hashed name;
+    each writes its own temporary file, and ``os.replace`` is atomic, so a reader sees either no
+    file or a complete one. A failed write (disk full, folder gone read-only) removes its
+    temporary file and raises ``CollageCacheError``: nothing partial is left under a final name.
+    """
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             image.save(handle, format="PNG", compress_level=1)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise CollageCacheError(_cache_message(path.parent, f"cannot write {path.name}", exc)) from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            Path(tmp).unlink(missing_ok=True)
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail at start-up, before any model loads, when the static cache folder cannot be written.
+
+    Static frames and sd-scripts' latent / text-encoder ``.npz`` caches are written there; finding
+    out at the first write would cost a model load (or happen hours later, at the first new frame).
+
+    Raises:
+        CollageCacheError: naming the folder, the cause and the fix.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CollageCacheError(_cache_message(folder, "cannot be written", exc)) from exc
+
+
+def _cache_message(folder: Path, what: str, exc: OSError) -> str:
+    cause = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space on that disk, or set collage_cache_dir to a folder on a disk with room"
+    else:
+        fix = "make the folder writable, or set collage_cache_dir to a writable folder"
+    return (f"collage cache folder {folder} {what}: {cause}; static frames and sd-scripts' caches are written "
+            f"there: {fix} (no partial file is left under a frame's name)")
 
 
 def with_alpha(image: np.ndarray, mask: np.ndarray | None, config: CollageConfig) -> np.ndarray:
@@ -136,9 +180,7 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     """
     collage = frames.collage
     sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
-    params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
-    caption = collage.caption(params)
-    path = cache_dir / f"collage_{frame_digest(params, sources, collage, caption)}.png"
+    sources, params, path, caption = _planned_frame(frames, sources, variant, cache_dir, failures)
     if path.is_file():
         return path, caption, False
     loss_mask = frames.pool.config.loss_mask
@@ -150,3 +192,40 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     pixels = with_alpha(rendered.image, rendered.mask, frames.pool.config) if loss_mask else rendered.image
     write_png_atomic(Image.fromarray(pixels), path)
     return path, caption, True
+
+
+def _planned_frame(frames: SubsetFrames, sources: list[Source], variant: int, cache_dir: Path,
+                   failures: FailureLog) -> tuple[list[Source], FrameParams, Path, str]:
+    """Params, cache path and caption of a static frame; a source gone since planning follows the policy."""
+    collage = frames.collage
+    while True:
+        params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
+        caption = collage.caption(params)
+        try:
+            digest = frame_digest(params, sources, collage, caption)
+            return sources, params, cache_dir / f"collage_{digest}.png", caption
+        except CollageInputError as exc:
+            path = getattr(exc, "source_path", None)
+            if collage.config.on_error == "raise" or path is None or len(sources) < 2:
+                raise
+            failures.record(path, exc)
+            sources = [s for s in sources if s.path != path]
+
+
+def restore_static_frame(path: str, frames: SubsetFrames, group: Group, variant: int, failures: FailureLog) -> None:
+    """Render a static frame again when its file vanished from the cache while training (one stat per load).
+
+    The name is a hash of the frame's content, so the same sources give the same file back. When
+    they changed too, the frame can no longer be the one sd-scripts bucketed and cached.
+
+    Raises:
+        CollageInputError: the frame's sources changed since start-up as well; names the frame and the fix.
+    """
+    if os.path.exists(path):
+        return
+    rendered, _, _ = render_static_frame(frames, group, variant, Path(path).parent, failures)
+    if str(rendered) != path:
+        msg = (f"static frame {path} was deleted from the cache while training, and its source images changed "
+               "since start-up, so it cannot be rendered again as planned; restart training")
+        raise CollageInputError(msg)
+    logger.warning(f"collage_ext: static frame {path} was deleted from the cache while training; rendered it again")

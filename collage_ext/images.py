@@ -12,8 +12,9 @@ Decisions:
 * Transparency is composited onto ``fill`` (the collage padding colour, ``#181818`` by default),
   never onto black, so transparent margins blend into the padding.
 * 16-bit and 32-bit samples are scaled to 8 bit (Pillow's ``convert`` clips them to 255).
-* ICC profiles are ignored, like sd-scripts does; CMYK uses Pillow's conversion, which already
-  undoes Adobe's inverted CMYK JPEGs.
+* ICC profiles: ``load_fitted(convert_icc=True)`` (collage cells, ``collage_color_profile =
+  "srgb"``) converts RGB ones to sRGB (``color.to_srgb``); ``open_image`` ignores them like
+  sd-scripts. CMYK uses Pillow's conversion, which already undoes Adobe's inverted CMYK JPEGs.
 * Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is honoured, never changed.
 * Pillow warnings are captured while a file is read (bomb warnings become errors, the rest go to
   DEBUG logs), so they never leak into training logs or ``-W error`` test runs. This swaps the
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .color import to_srgb
 from .errors import CollageConfigError, CollageError, CollageInputError
 from .fit import DRAFT_GAPS, FitMode, apply_fit, choose_draft_scale, plan_scaled_fit
 from .types import Box, Rect, Size
@@ -155,6 +157,8 @@ def load_fitted(
     fill: tuple[int, int, int] = DEFAULT_FILL,
     draft_gaps: Mapping[int, float] = DRAFT_GAPS,
     area_shrink: bool = False,
+    expected: Size | None = None,
+    convert_icc: bool = False,
 ) -> tuple[Image.Image, Rect]:
     """Read an image file straight into a collage cell: ``fit_image(open_image(path), ...)``, faster.
 
@@ -186,6 +190,10 @@ def load_fitted(
             aliasing for speed.
         area_shrink: shrink with an area average (BOX, like sd-scripts' INTER_AREA) instead of
             LANCZOS; see ``fit.apply_fit``.
+        expected: the upright size the frame was planned with (``Source.size``); a file that
+            has another size now was replaced after planning and fails (``check_unchanged``).
+        convert_icc: convert from the file's embedded ICC profile to sRGB (``color.to_srgb``, on
+            the fitted cell, so it costs a cell-sized transform); off, the values are taken as sRGB.
 
     Returns:
         The fitted RGB image (new, detached from the file) and its rect relative to the cell.
@@ -202,6 +210,9 @@ def load_fitted(
             msg = f"image {name} has no pixels ({stored}); remove it from the dataset"
             raise CollageInputError(msg)
         orientation, scale = _draft_for_cell(raw, name, stored, cell, mode, crop, draft_gaps)
+        if expected is not None:  # compare what read_image_size saw at planning time: the header
+            seen = orientation if orientation is not None else _read_orientation(raw, name, header_only=True)
+            check_unchanged(name, Size(stored.height, stored.width) if seen >= 5 else stored, expected)
         raw.load()
         if orientation is None:  # not read before decoding (a PNG's eXIf chunk may follow its pixels)
             orientation = _read_orientation(raw, name, header_only=False)
@@ -217,9 +228,29 @@ def load_fitted(
         deferred = upright.mode in ("RGB", "L") and not _has_alpha(upright)
         source = upright if deferred else _rgb_of(path, name, upright, fill)
         fitted = apply_fit(source, plan, area_shrink=area_shrink)
+        icc = raw.info.get("icc_profile") if convert_icc else None
     if fitted.mode != "RGB":
         fitted = fitted.convert("RGB")  # gray resampled first: the same bytes as resampling RGB
+    if icc:
+        fitted = to_srgb(fitted, icc, name=name)
     return fitted, plan.dst
+
+
+def check_unchanged(name: str, actual: Size, expected: Size | None) -> None:
+    """Refuse a source whose upright size differs from the size its frame was planned with.
+
+    Layout, cell and crop box were chosen from the header read at start-up; fitting a replaced file
+    (another size or orientation) into them would give a cell the plan never meant, so the file
+    fails instead (the error policy then stops the run or re-plans the frame without it).
+
+    Raises:
+        CollageInputError: naming the file, both sizes and the fix.
+    """
+    if expected is not None and actual != expected:
+        msg = (f"image {name} changed while training: it is {actual.width}x{actual.height} now, its frames were "
+               f"planned for {expected.width}x{expected.height}; restart training to plan with the new file "
+               "(or put the old file back)")
+        raise CollageInputError(msg)
 
 
 def _draft_for_cell(

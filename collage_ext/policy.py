@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 from .collage import Collage, FrameParams, Source
 from .errors import CollageInputError
@@ -57,3 +60,40 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
                 params = collage.make_params(kept, seed=params.seed, epoch=params.epoch)
     msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
     raise CollageInputError(msg)
+
+
+def check_single(path: str, pixels: Any, planned: tuple[int, int] | None, exc: BaseException | None = None) -> None:
+    """Refuse a single image that fails to load or no longer has the size sd-scripts bucketed it with.
+
+    sd-scripts resizes a loaded image to the ``resized_size`` it computed from the start-up size,
+    whatever shape the file has now: a replaced file of another aspect would train stretched.
+
+    Raises:
+        CollageInputError: naming the file, the problem and the fix.
+    """
+    if exc is not None:
+        msg = (f"image {path} cannot be loaded ({type(exc).__name__}: {exc}); it was readable when training started: "
+               "put it back, or set collage_on_error = \"skip\" to train on without it")
+        raise CollageInputError(msg) from exc
+    height, width = np.shape(pixels)[:2]
+    if planned is not None and (width, height) != tuple(planned):
+        msg = (f"image {path} changed while training: it is {width}x{height} now, sd-scripts bucketed it as "
+               f"{planned[0]}x{planned[1]}; restart training to bucket the new file (or put the old file back)")
+        raise CollageInputError(msg)
+
+
+def fit_to_aspect(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop ``pixels`` (H x W x C) to the aspect ratio of ``size`` (W, H), keeping every row or column.
+
+    A replacement image stands in for one of another shape; sd-scripts resizes it to the bucket
+    size it planned for the original, so it must arrive with that aspect or it would be stretched.
+    """
+    height, width = pixels.shape[:2]
+    target_w, target_h = size
+    if width * target_h > height * target_w:  # too wide: keep the full height
+        new_w = max(1, round(height * target_w / target_h))
+        left = (width - new_w) // 2
+        return pixels[:, left:left + new_w]
+    new_h = max(1, round(width * target_h / target_w))
+    top = (height - new_h) // 2
+    return pixels[top:top + new_h]

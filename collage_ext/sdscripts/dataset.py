@@ -34,12 +34,19 @@ from library.train_util import (  # type: ignore[import-not-found]
 from ..config import CollageConfig, split_dataset_config
 from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
-from ..policy import FailureLog, compose
+from ..policy import FailureLog, check_single, compose, fit_to_aspect
 from ..plan import SubsetImage, plan_subset, subset_root
 from ..types import Size
 from .captioning import caption_setup
 from ..caption_files import check_caption_files
-from ..frames import SlotCaption, SubsetFrames, render_static_frame, with_alpha
+from ..frames import (
+    SlotCaption,
+    SubsetFrames,
+    ensure_writable,
+    render_static_frame,
+    restore_static_frame,
+    with_alpha,
+)
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
 from ..run import log_summary, resolve_mode, resolve_seed, static_cache_dir
@@ -157,6 +164,7 @@ class _CollageMixin:
 
     def _register_static(self, frames: SubsetFrames, subset: Any, singles: list[int], ctx: _BuildContext) -> int:
         cache = _cache_dir(frames.pool.config, ctx.run)
+        ensure_writable(cache)  # read-only or missing: say so now, before sd-scripts loads any model
         variants = frames.pool.static_groups()
         rendered = 0
         count = 0
@@ -196,25 +204,47 @@ class _CollageMixin:
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
+        if image_path in self._static:
+            restore_static_frame(image_path, *self._static[image_path], self._failures)
         frames = self._pool_of_subset.get(id(subset))
-        if frames is None or frames.pool.config.on_error == "raise":
+        if frames is None:
             return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+        planned = self._planned_sizes().get(image_path)
+        if frames.pool.config.on_error == "raise":
+            try:
+                loaded = super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
+                check_single(image_path, None, planned, exc)
+            check_single(image_path, loaded[0], planned)
+            return loaded
         sources = frames.pool.sources
-        start = next((i for i, s in enumerate(sources) if s.path == image_path), 0)
+        start = _index_of(frames).get(image_path, 0)  # a dict: a scan per load would be quadratic per epoch
         for step in range(len(sources)):
             candidate = sources[(start + step) % len(sources)].path
             if candidate in self._failures.failed:
                 continue
             try:
                 loaded = super().load_image_with_face_info(subset, candidate, alpha_mask)  # type: ignore[misc]
+                if candidate == image_path:
+                    check_single(image_path, loaded[0], planned)
             except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
                 self._failures.record(candidate, exc)
                 continue
             if candidate != image_path:
                 self._replaced[image_path] = candidate
+                if planned is not None:  # sd-scripts resizes to the original's bucket: keep its aspect
+                    loaded = (fit_to_aspect(loaded[0], planned), *loaded[1:])
             return loaded
         msg = f"no readable image left in subset {subset.image_dir!r} (collage_on_error = 'skip')"
         raise CollageInputError(msg)
+
+    def _planned_sizes(self) -> dict[str, tuple[int, int]]:
+        """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
+        sizes = getattr(self, "_sizes_cache", None)
+        if sizes is None:
+            sizes = {i.absolute_path: tuple(i.image_size) for i in self.image_data.values() if i.image_size}
+            self._sizes_cache = sizes
+        return sizes
 
     def process_caption(self, subset: Any, caption: str) -> str:
         """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
@@ -224,7 +254,7 @@ class _CollageMixin:
         elif isinstance(caption, SlotCaption) and caption.slot in self._replaced:
             frames = self._pool_of_subset[id(subset)]
             replacement = self._replaced[caption.slot]
-            caption = next(s.caption for s in frames.pool.sources if s.path == replacement)
+            caption = frames.pool.sources[_index_of(frames)[replacement]].caption
         return super().process_caption(subset, caption)  # type: ignore[misc]
 
     def is_latent_cacheable(self) -> bool:
@@ -362,6 +392,15 @@ def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
     else:
         subsets = [{"image_dir": run.get("train_data_dir"), "metadata_file": run.get("in_json")}]
     return {"datasets": [{"subsets": subsets}]}, where
+
+
+def _index_of(frames: SubsetFrames) -> dict[str, int]:
+    """``path -> position`` in the subset's pool, built once per pool and process."""
+    index = getattr(frames, "_path_index", None)
+    if index is None:
+        index = {s.path: i for i, s in enumerate(frames.pool.sources)}
+        frames._path_index = index  # type: ignore[attr-defined]
+    return index
 
 
 def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:
