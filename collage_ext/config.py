@@ -218,8 +218,10 @@ OPTIONS: tuple[Option, ...] = (
            "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
     Option("collage_decode", "decode", _choice("quality", "fast"), "quality", '"fast"', "str",
            "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
-           "aliasing and resamples with LANCZOS; 'fast' shrinks as far as the cell allows and averages areas when "
-           "shrinking, like sd-scripts' own INTER_AREA resize (about 2x faster on 12 MP photos)."),
+           "aliasing and resamples with LANCZOS; 'fast' shrinks as far as the cell allows and averages areas "
+           "(about 2x faster on 12 MP photos) but aliases more than sd-scripts' own full decode + INTER_AREA "
+           "(zone plate 22-24 dB vs 27-29 dB against a float LANCZOS reference): fine repeating texture "
+           "(fabric, grilles) can show false patterns."),
     Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
            "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
            "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),
