@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
 from .collage import Source
 from .crops import read_crop_box
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
@@ -35,85 +36,6 @@ logger = logging.getLogger(__name__)
 
 #: Examples named per aggregated finding.
 EXAMPLES = 3
-
-
-# -- sd-scripts bucketing (library/train_util.py BucketManager, library/model_util.py) ----------
-
-@dataclass
-class Buckets:
-    """Which bucket sd-scripts puts an image of a given size in, and how much it magnifies it."""
-
-    resolution: Size
-    enable: bool
-    min_reso: int = 256
-    max_reso: int = 1024
-    steps: int = 64
-    no_upscale: bool = False
-    resos: list[tuple[int, int]] = field(default_factory=list)
-
-    @classmethod
-    def for_dataset(cls, dataset: DatasetSpec) -> Buckets:
-        """The dataset's bucket settings, adjusted to whole steps as sd-scripts does."""
-        p = dataset.params
-        steps = int(p.get("bucket_reso_steps") or 64)
-        lo, hi = int(p.get("min_bucket_reso") or 256), int(p.get("max_bucket_reso") or 1024)
-        lo -= lo % steps
-        hi += (steps - hi % steps) % steps
-        buckets = cls(dataset.resolution, bool(p.get("enable_bucket")), lo, hi, steps, bool(p.get("bucket_no_upscale")))
-        if buckets.enable and not buckets.no_upscale:
-            buckets.resos = make_bucket_resolutions(dataset.resolution, lo, hi, steps)
-        else:
-            buckets.resos = [(dataset.resolution.width, dataset.resolution.height)]
-        return buckets
-
-    def select(self, size: Size) -> tuple[tuple[int, int], float]:
-        """``(bucket resolution, magnification)`` of an image, as ``BucketManager.select_bucket``."""
-        w, h = size
-        aspect = w / h
-        if self.enable and self.no_upscale:
-            area = self.resolution.width * self.resolution.height
-            if w * h > area:
-                rw = math.sqrt(area * aspect)
-                rh = area / rw
-                bw = _round_steps(rw, self.steps)
-                ar_w = bw / _round_steps(bw / aspect, self.steps)
-                bh = _round_steps(rh, self.steps)
-                ar_h = _round_steps(bh * aspect, self.steps) / bh
-                resized = ((bw, int(bw / aspect + 0.5)) if abs(ar_w - aspect) < abs(ar_h - aspect)
-                           else (int(bh * aspect + 0.5), bh))
-            else:
-                resized = (w, h)
-            return (resized[0] - resized[0] % self.steps, resized[1] - resized[1] % self.steps), resized[0] / w
-        reso = (w, h)
-        if reso not in self.resos:
-            errors = [abs(rw / rh - aspect) for rw, rh in self.resos]
-            reso = self.resos[errors.index(min(errors))]
-        scale = reso[1] / h if aspect > reso[0] / reso[1] else reso[0] / w
-        return reso, scale
-
-
-def _round_steps(value: float, steps: int) -> int:
-    x = int(value + 0.5)
-    return x - x % steps
-
-
-def make_bucket_resolutions(max_reso: Size, min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
-    """sd-scripts' ``model_util.make_bucket_resolutions``.
-
-    Examples:
-        >>> make_bucket_resolutions(Size(1024, 1024), 256, 2048, 64)[:3]
-        [(256, 2048), (320, 2048), (384, 2048)]
-    """
-    area = max_reso.width * max_reso.height
-    resos = {(int(math.sqrt(area) // divisible) * divisible,) * 2}
-    width = min_size
-    while width <= max_size:
-        height = min(max_size, int((area // width) // divisible) * divisible)
-        if height >= min_size:
-            resos.add((width, height))
-            resos.add((height, width))
-        width += divisible
-    return sorted(resos)
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -300,5 +300,5 @@ def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: in
 
 
 def default_config() -> CollageConfig:
-    """The settings a dataset without any collage key gets (plain sd-scripts behaviour)."""
+    """The settings a training subset without any collage key gets (collage on: ``collage_rate = 1``)."""
     return CollageConfig()

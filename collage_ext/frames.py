@@ -75,7 +75,8 @@ class SubsetFrames:
         group = self.groups(epoch)[slot]
         key = (slot, epoch)
         if key not in self._params:
-            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch)
+            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch,
+                                                         frame=self.pool.slot_frame(slot))
         return self._params[key]
 
 
@@ -136,7 +137,7 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     """
     collage = frames.collage
     sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
-    params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
+    params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant, frame=frames.pool.frame_for(group))
     caption = collage.caption(params)
     path = cache_dir / f"collage_{frame_digest(params, sources, collage, caption)}.png"
     if path.is_file():

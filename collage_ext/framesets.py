@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
+from .buckets import Buckets
 from .captions import TokenBudget, TokenCounter, clip_budget, estimate_tokens, t5_budget
 from .collage import Collage, FrameParams, Source
 from .datasets import DatasetSpec, Project, SubsetSpec
@@ -217,7 +218,8 @@ class FrameJob:
             kept = [s for s in sources if s.path not in self.failures.failed]
             if len(kept) < len(sources):
                 sources = kept
-                self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant)
+                self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant,
+                                                  frame=self.planned.pool.frame_for(self.group))
         rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask)
         self.params = used
         self.rendered_sources = [s for s in sources if s.path not in self.failures.failed]
@@ -280,11 +282,12 @@ def plan_project(project: Project, encoder: TextEncoder, *,
             return progress(list(order), f"reading {name}", "image")
 
         plan = plan_subset(images, root=subset.root, config=subset.config, resolution=dataset.resolution,
-                           dataset_index=dataset_index, subset_index=subset.kept_index, seed=project.seed,
+                           buckets=Buckets.for_dataset(dataset), dataset_index=dataset_index, subset_index=subset.kept_index, seed=project.seed,
                            progress=reading, on_error=skipped if skipping else None)
         repeat = bool(subset.config.repeat_phrases)
         collage = Collage(subset.config, plan.pool.frame, grammar=grammar_of(subset.namespace()),
-                          budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None)
+                          budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None,
+                          shaped=plan.pool.shaped)
         planned.append(PlannedSubset(dataset, subset, plan, SubsetFrames(plan.pool, collage)))
     return planned
 
@@ -317,7 +320,8 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                     singles[group[0]] += 1
                     continue
                 sources = item.frames.sources_of(group)
-                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant)
+                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant,
+                                                  frame=item.pool.frame_for(group))
                 digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
                 out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:

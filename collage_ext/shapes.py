@@ -1,0 +1,198 @@
+"""Content-shaped frames: a collage frame takes the bucket that fits its arrangement.
+
+The technique's scale rule (a pattern is learned relative to the frame) asks every source to span
+its frame along one axis. A fixed square frame cannot give that to two 2:3 portraits; a 4:3 frame
+can. sd-scripts already trains on frames of many shapes (aspect-ratio buckets), so a collage of
+two portraits side by side gets the bucket closest to 4:3 and is rendered at exactly that size.
+
+A frame's shape must stay the same for a whole run (sd-scripts assigns buckets and counts steps
+once), while partners change every epoch. So sources are sorted into **shape classes** (the bucket
+sd-scripts would give each image alone); a group holds sources of one class, and the frame of a
+``k``-image group of a class is fixed: the class's typical aspect, ``k`` times, side by side for
+portraits and squares, stacked for landscapes. Pure arithmetic, no image I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from statistics import median
+
+from .buckets import Buckets, make_bucket_resolutions
+from .config import CollageConfig, layout_cell_count
+from .layout import is_line_layout as is_line
+from .types import Size
+
+#: Arrangements of one class whose aspects differ by less than this factor share a class when a
+#: class is too small to fill a frame on its own.
+MERGE_RATIO = 1.3
+
+
+def arrangement_aspect(name: str, aspect: float) -> float:
+    """Width / height of ``name`` filled with sources of width / height ``aspect``.
+
+    Examples:
+        >>> arrangement_aspect("1x2", 2 / 3), arrangement_aspect("2x1", 1.5)
+        (1.3333333333333333, 0.75)
+    """
+    if name in ("1+2", "2+1"):
+        return aspect * 1.5
+    if name in ("1/2", "2/1"):
+        return aspect / 1.5
+    rows, _, cols = name.partition("x")
+    return aspect * int(cols) / int(rows)
+
+
+@dataclass(frozen=True)
+class ShapePlan:
+    """Shape classes of one pool and the frame of every (class, group size).
+
+    Attributes:
+        buckets: the dataset's bucket settings.
+        config: the pool's collage settings.
+        classes: per record, its shape class.
+        aspects: per class, the typical (median) aspect of its sources.
+        sizes: per record, its effective size.
+    """
+
+    buckets: Buckets
+    config: CollageConfig
+    classes: tuple[int, ...]
+    aspects: dict[int, float]
+    sizes: tuple[Size, ...]
+    _frames: dict[tuple[int, int], tuple[str, Size]] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def group_sizes(self) -> tuple[int, ...]:
+        """Image counts a shaped frame may hold (ascending)."""
+        counts = {layout_cell_count(n) for n in self.config.layout_names}
+        return tuple(sorted(c for c in counts if self.config.min_images <= c <= self.config.max_images))
+
+    def layout_for(self, cls: int, k: int) -> str:
+        """The arrangement of a ``k``-image group of class ``cls``.
+
+        Lines (side by side, stacked) come first, the one whose shape is nearest a square: portraits
+        side by side, landscapes stacked. Other layouts only when the user listed no line of ``k``.
+        """
+        names = [n for n in self.config.layout_names if layout_cell_count(n) == k]
+        aspect = self.aspects[cls]
+        lines = [n for n in names if is_line(n)]
+        pool = lines or names
+        return min(pool, key=lambda n: (abs(math.log(arrangement_aspect(n, aspect))), n != f"1x{k}"))
+
+    def frame(self, cls: int, k: int) -> Size:
+        """The frame of a ``k``-image group of class ``cls`` (constant for the run)."""
+        key = (cls, k)
+        if key not in self._frames:
+            name = self.layout_for(cls, k)
+            target = arrangement_aspect(name, self.aspects[cls])
+            self._frames[key] = (name, self._frame_for(cls, target))
+        return self._frames[key][1]
+
+    def _frame_for(self, cls: int, target: float) -> Size:
+        b = self.buckets
+        if not b.no_upscale:
+            return Size(*min(b.resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1])))
+        # bucket_no_upscale: sd-scripts keeps an image's own size (floored to steps) up to the area;
+        # the frame is the arrangement at its smallest member's scale, so nothing is magnified.
+        members = [s for s, c in zip(self.sizes, self.classes) if c == cls]
+        aspect = self.aspects[cls]
+        if target >= aspect:  # grows in width: sources keep their height
+            height = float(min(s.height for s in members))
+            width = height * target
+        else:
+            width = float(min(s.width for s in members))
+            height = width / target
+        scale = min(1.0, math.sqrt(b.area / (width * height)))
+        steps = b.steps
+        return Size(max(steps, int(width * scale) // steps * steps), max(steps, int(height * scale) // steps * steps))
+
+    def level(self, index: int) -> int:
+        """Largest group a record may join without being magnified beyond ``collage_max_upscale``.
+
+        Its cell in a ``k``-image frame of its class, with partners of the class's typical aspect.
+        Returns 1 when it must stay a single image.
+        """
+        cls, src = self.classes[index], self.sizes[index]
+        best = 1
+        for k in self.group_sizes:
+            frame = self.frame(cls, k)
+            name = self._frames[(cls, k)][0]
+            if self.cell_scale(name, frame, src, self.aspects[cls]) > self.config.max_upscale + 1e-9:
+                break
+            best = k
+        return best
+
+    @staticmethod
+    def cell_scale(name: str, frame: Size, src: Size, partner_aspect: float) -> float:
+        """Magnification ``src`` needs to span its line of ``name`` in ``frame``."""
+        k = layout_cell_count(name)
+        a = src.width / src.height
+        if not is_line(name):
+            rows, _, cols = name.partition("x") if "x" in name else ("2", "", "2")
+            return min(frame.width / int(cols) / src.width, frame.height / int(rows) / src.height)
+        if name.startswith("1x"):  # side by side: common height
+            height = min(frame.height, frame.width / ((k - 1) * partner_aspect + a))
+            return height / src.height
+        width = min(frame.width, frame.height / ((k - 1) / partner_aspect + 1 / a))
+        return width / src.width
+
+    def describe(self, used: Sequence[tuple[int, int]]) -> list[str]:
+        """One line per (class, group size) in ``used``: ``portrait 0.67 x2 side by side -> 1152x896``."""
+        out = []
+        for cls, k in sorted(set(used)):
+            frame = self.frame(cls, k)
+            out.append(f"{_aspect_text(self.aspects[cls])} x{k} {_arrangement_text(self.layout_for(cls, k))} -> {frame}")
+        return out
+
+
+def _aspect_text(aspect: float) -> str:
+    kind = "square" if abs(math.log(aspect)) < math.log(1.1) else ("portrait" if aspect < 1 else "landscape")
+    return f"{kind} {aspect:.2f}"
+
+
+def _arrangement_text(name: str) -> str:
+    if name.startswith("1x"):
+        return "side by side"
+    if name.endswith("x1"):
+        return "stacked"
+    return f"in {name}"
+
+
+def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig) -> ShapePlan:
+    """Sort sources into shape classes (the bucket each would get alone) and merge classes too small to pair.
+
+    A class with fewer sources than ``collage_min_images`` joins the nearest class of the same
+    orientation when their aspects differ by less than ``MERGE_RATIO``; otherwise its sources
+    stay single images rather than break the scale rule.
+    """
+    reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
+        make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
+    logs = [math.log(w / h) for w, h in reference]
+    raw = []
+    for size in sizes:
+        a = math.log(size.width / size.height)
+        raw.append(min(range(len(logs)), key=lambda i: (abs(logs[i] - a), i)))
+    classes = list(raw)
+    members: dict[int, list[int]] = {}
+    for i, c in enumerate(classes):
+        members.setdefault(c, []).append(i)
+    need = max(2, config.min_images)
+    # Merge small classes into the nearest bigger one of the same orientation, smallest first.
+    for c in sorted(members, key=lambda c: (len(members[c]), c)):
+        if c not in members or len(members[c]) >= need:
+            continue
+        here = logs[c]
+        options = [o for o in members if o != c and (logs[o] < 0) == (here < 0)
+                   and abs(logs[o] - here) < math.log(MERGE_RATIO)]
+        if not options:
+            continue
+        target = min(options, key=lambda o: (abs(logs[o] - here), -len(members[o]), o))
+        moved = members.pop(c)
+        for i in moved:
+            classes[i] = target
+        members[target].extend(moved)
+    aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
+    return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes))
