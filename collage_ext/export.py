@@ -114,6 +114,7 @@ def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: i
         "collage_ext": __version__, "source": project.source, "seed": project.seed, "seed_why": project.seed_why,
         "plan": "static", "variants": {p.pool.key: p.subset.config.variants for p in planned},
         "settings": {p.pool.key: p.subset.config.to_metadata() for p in planned},
+        "stats": frameset.summary().to_json(),
         "frames": manifest_frames, "singles": manifest_singles + plain,
         "left_out": [{"path": p, "error": str(e)} for p, e in failed.items()],
     }
@@ -172,7 +173,7 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
             "file": path.relative_to(folders.out).as_posix(), "dataset": job.planned.dataset.index,
             "subset": job.planned.subset.index, "image_dir": job.planned.subset.image_dir,
             "pool_key": job.planned.pool.key, "variant": job.variant, "seed": job.planned.pool.seed,
-            "frame": list(job.planned.pool.frame), "layout": layout.name,
+            "frame": list(layout.frame), "layout": layout.name, **_stats_json(job),
             "cells": [{"rect": list(c), "position": n, "source": job.sources[i].path, "key": job.sources[i].key,
                        "crop": _box(job.sources[i].crop)}
                       for c, i, n in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells))],
@@ -180,6 +181,11 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
         })
         result.frames += 1
     return records
+
+
+def _stats_json(job: Any) -> dict[str, Any]:
+    stats = job.stats
+    return {"fill": round(stats.fill, 4), "spans": {s.path: round(v, 4) for s, v in zip(job.sources, stats.spans)}}
 
 
 def _box(box: Any) -> list[float] | None:

@@ -35,6 +35,7 @@ from .pool import Pool
 from .render import RenderResult
 from .captions.subset import check_caption_combination, grammar_of
 from .frames import SubsetFrames, frame_digest
+from .framestats import FrameStats, SummaryStats, frame_stats, summarize
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -233,6 +234,11 @@ class FrameJob:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
         return self.planned.collage.caption(self.params)
 
+    @property
+    def stats(self) -> FrameStats:
+        """Fill and per-source span of the frame (after ``render``: of the frame as rendered)."""
+        return frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+
 
 @dataclass
 class FrameSet:
@@ -243,6 +249,13 @@ class FrameSet:
     failures: FailureLog = field(default_factory=FailureLog)
     jobs: list[FrameJob] = field(default_factory=list)
     singles: list[tuple[PlannedSubset, int, int]] = field(default_factory=list)  # (subset, source index, repeats)
+
+    def summary(self, planned: PlannedSubset | None = None) -> SummaryStats:
+        """Mean fill, span share and images per frame over the jobs (of one subset, or all)."""
+        jobs = [j for j in self.jobs if planned is None or j.planned is planned]
+        singles = sum(n for item, _, n in self.singles if planned is None or item is planned)
+        min_span = min((j.planned.subset.config.min_span for j in jobs), default=0.95)
+        return summarize((j.stats for j in jobs), min_span, singles=singles)
 
 
 def plan_project(project: Project, encoder: TextEncoder, *,

@@ -18,6 +18,7 @@ import pytest
 import toml
 from PIL import Image
 
+from collage_ext.buckets import Buckets
 from collage_ext.cli import main
 from collage_ext.collage import Collage
 from collage_ext.config import split_dataset_config
@@ -113,14 +114,18 @@ def test_preview_equals_a_direct_plan(dataset: Path, tmp_path: Path) -> None:
     tree = split_dataset_config(data)
     folder = Path(data["datasets"][0]["subsets"][0]["image_dir"])
     images = [SubsetImage(str(p), p.with_suffix(".txt").read_text().strip(), 2) for p in sorted(folder.glob("*.png"))]
+    buckets = Buckets.from_params(Size(512, 512), data["datasets"][0])
     plan = plan_subset(images[::-1], root=str(folder), config=tree.subsets[0][0], resolution=Size(512, 512),
-                       dataset_index=0, subset_index=0, seed=5)
-    collage = Collage(tree.subsets[0][0], plan.pool.frame)
+                       buckets=buckets, dataset_index=0, subset_index=0, seed=5)
+    assert plan.pool.shaped  # enable_bucket = true and no collage_frame_size: content-shaped frames
+    collage = Collage(tree.subsets[0][0], plan.pool.frame, shaped=True)
     groups = plan.pool.collage_groups(2)
     assert len(groups) == len(frame_files(out))
     for slot, group in enumerate(groups):
         sources = [plan.pool.sources[i] for i in group]
-        expected = collage.render(sources, collage.make_params(sources, seed=5, epoch=2)).image
+        frame = plan.pool.slot_frame(slot)
+        assert tuple(frame) in buckets.resos  # a bucket resolution: sd-scripts uses it without resizing
+        expected = collage.render(sources, collage.make_params(sources, seed=5, epoch=2, frame=frame)).image
         with Image.open(out / "frames" / f"0_0_img_slot{slot:05d}.png") as img:
             assert np.array_equal(np.asarray(img), expected)
 
@@ -239,8 +244,8 @@ def test_export_writes_a_plain_kohya_folder(dataset: Path, tmp_path: Path) -> No
         assert path.parent.parent.name == "train" and path.parent.name.split("_", 1)[0].isdigit()
         assert path.with_suffix(".txt").read_text(encoding="utf-8").strip() == frame["caption"]
         assert all(Path(s).is_file() for s in frame["sources"]) and frame["layout"] and frame["cells"]
-        with Image.open(path) as img:
-            assert img.format == "PNG" and img.size == (512, 512)
+        with Image.open(path) as img:  # content-shaped: the frame is the bucket its arrangement fits
+            assert img.format == "PNG" and img.size == tuple(frame["frame"]) and img.size != (512, 512)
         for source in frame["sources"]:
             shown[source] = shown.get(source, 0) + 1
     for single in manifest["singles"]:
@@ -248,8 +253,8 @@ def test_export_writes_a_plain_kohya_folder(dataset: Path, tmp_path: Path) -> No
         shown[single["source"]] = shown.get(single["source"], 0) + single["repeats"]
     assert set(shown.values()) == {2}  # one pass over the export = one epoch: every image num_repeats times
     exported = toml.load(out / "dataset.toml")
-    tree = split_dataset_config(exported)  # a plain sd-scripts config: no collage keys left to apply
-    assert not any(c.enabled for row in tree.subsets for c in row)
+    tree = split_dataset_config(exported)  # a plain sd-scripts config: no collage keys (its sanitizer rejects them)
+    assert tree.kohya == exported and "collage_" not in json.dumps(exported)
     assert all(Path(s["image_dir"]).is_dir() for s in exported["datasets"][0]["subsets"])
     assert "--train_data_dir" in (out / "README.txt").read_text(encoding="utf-8")
 
@@ -296,7 +301,7 @@ def write_safetensors(path: Path, metadata: dict[str, str] | None) -> Path:
 
 COLLAGE_INFO = {"version": "0.1.0", "mode": "static", "seed": 42, "subsets": [
     {"subset": 0, "image_dir": "/data/10_mychar", "images": 24, "frames_per_epoch": 80, "collage_frames": 70,
-     "single_samples": 10, "settings": {"collage_rate": 1.0, "collage_caption_merge": "tags",
+     "single_samples": 10, "settings": {"collage_rate": 0.5, "collage_caption_merge": "tags",
                                         "collage_fill": "#181818"}}]}
 
 
@@ -307,7 +312,7 @@ def test_inspect_prints_settings_from_ss_datasets(tmp_path: Path, capsys: pytest
         "ss_network_dim": "32", "ss_seed": "42"})
     assert main(["inspect", str(lora)]) == 0
     out = capsys.readouterr().out
-    assert "dataset 1" in out and "mode static" in out and "collage_rate = 1.0" in out
+    assert "dataset 1" in out and "mode static" in out and "collage_rate = 0.5" in out
     assert 'collage_caption_merge = "tags"' in out and "collage_fill" not in out  # defaults are not repeated
     assert "ss_network_dim: 32" in out
 
