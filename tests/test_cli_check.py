@@ -81,7 +81,7 @@ def test_check_text_report_and_warning_only_exit_0(planted: Path, capsys: pytest
 def test_upscaled_image_is_found_by_effective_resolution(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A large file that was blown up from a small one is flagged; the sharp originals are not."""
     folder = write_images(tmp_path / "img", 6)
-    small = draw_portrait(Size(208, 304), "red", "azure")  # blown up 4x
+    small = draw_portrait(Size(104, 152), "red", "azure")  # blown up 8x
     small.resize((832, 1216), Image.Resampling.BICUBIC).save(folder / "blown_up.png")
     (folder / "blown_up.txt").write_text("sks, blown up\n", encoding="utf-8")
     code, report = run_check(write_toml(tmp_path / "d.toml", folder, resolution=1024), capsys)
