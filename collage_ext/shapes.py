@@ -88,13 +88,29 @@ class ShapePlan:
         if key not in self._frames:
             name = self.layout_for(cls, k)
             target = arrangement_aspect(name, self.aspects[cls])
-            self._frames[key] = (name, self._frame_for(cls, target))
+            self._frames[key] = (name, self._frame_for(cls, target, name))
         return self._frames[key][1]
 
-    def _frame_for(self, cls: int, target: float) -> Size:
+    def _frame_for(self, cls: int, target: float, name: str) -> Size:
         b = self.buckets
         if not b.no_upscale:
-            return Size(*min(b.resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1])))
+            # The bucket nearest the arrangement's shape among those where the line still spans
+            # collage_min_span of the frame (side by side: a wider frame only adds side padding).
+            # Partners vary within a class, so the widest (side by side) or narrowest (stacked)
+            # members of the class should keep the rule too, where a bucket allows it.
+            members = [s.width / s.height for s, c in zip(self.sizes, self.classes) if c == cls]
+            extreme = arrangement_aspect(name, max(members) if name.startswith("1x") else min(members))
+
+            def span(reso: tuple[int, int], arrangement: float) -> float:
+                ratio = reso[0] / reso[1] / arrangement
+                if name.startswith("1x"):
+                    return min(1.0, ratio)
+                return min(1.0, 1 / ratio) if is_line(name) else 1.0
+
+            rule = self.config.min_span - 1e-9
+            keeping = ([r for r in b.resos if span(r, extreme) >= rule] or [r for r in b.resos if span(r, target) >= rule]
+                       or b.resos)
+            return Size(*min(keeping, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1])))
         # bucket_no_upscale: sd-scripts keeps an image's own size (floored to steps) up to the area;
         # the frame is the arrangement at its smallest member's scale, so nothing is magnified.
         members = [s for s, c in zip(self.sizes, self.classes) if c == cls]
