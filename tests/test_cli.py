@@ -246,8 +246,9 @@ def test_export_writes_a_plain_kohya_folder(dataset: Path, tmp_path: Path) -> No
         assert all(Path(s).is_file() for s in frame["sources"]) and frame["layout"] and frame["cells"]
         with Image.open(path) as img:  # content-shaped: the frame is the bucket its arrangement fits
             assert img.format == "PNG" and img.size == tuple(frame["frame"]) and img.size != (512, 512)
+        assert path.parent.name.startswith(f"{frame['repeats']}_")
         for source in frame["sources"]:
-            shown[source] = shown.get(source, 0) + 1
+            shown[source] = shown.get(source, 0) + frame["repeats"]
     for single in manifest["singles"]:
         assert (out / single["file"]).read_bytes() == Path(single["source"]).read_bytes()  # copied byte for byte
         shown[single["source"]] = shown.get(single["source"], 0) + single["repeats"]

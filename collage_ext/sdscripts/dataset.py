@@ -177,9 +177,12 @@ class _CollageMixin:
                 singles[group[0]] += 1
                 continue
             path, caption, new = render_static_frame(frames, group, variant, cache, self._failures)
+            count += 1
+            if str(path) in self._static:  # the same frame twice in a variant: one image, two repeats
+                self.image_data[str(path)].num_repeats += 1
+                continue
             self._static[str(path)] = (frames, group, variant)
             rendered += new
-            count += 1
             self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame_for(group)), subset)
         logger.info(f"collage_ext: {count} static frames in {cache} ({rendered} rendered, {count - rendered} reused)")
         return count
