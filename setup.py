@@ -17,6 +17,7 @@ setup(
     extras_require={
         "cli": ["tqdm"],
         "test": ["pytest>=7", "hypothesis>=6", "tqdm"],
+        "bench": ["scikit-image", "scikit-learn"],
     },
     entry_points={"console_scripts": ["collage-ext = collage_ext.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
