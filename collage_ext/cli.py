@@ -188,8 +188,9 @@ def run_preview_command(args: argparse.Namespace, trainer_args: Sequence[str]) -
 
 def _preview_notes(encoder: TextEncoder, mode: str, epoch: int) -> list[str]:
     notes = [
-        ("Frames are shown as CollageDataset hands them to sd-scripts; sd-scripts then resizes each to its bucket "
-         "and applies flip/colour augmentation, and processes the caption (shuffle, keep_tokens, dropout) as usual."),
+        ("Frames are shown as CollageDataset hands them to sd-scripts; content-shaped frames already have their "
+         "bucket's size (a fixed frame is resized to its bucket); sd-scripts then applies flip/colour augmentation "
+         "and processes the caption (shuffle, keep_tokens, dropout) as usual."),
     ]
     if mode == "static":
         notes.append("Static mode: the same frames are trained every epoch (--epoch does not change them); names "

@@ -9,8 +9,9 @@ the subset, token budget of the run's text encoder) as the adapter, then lists
 * **static** frames: every planned variant's groups, named ``collage_<digest>`` like the files in
   the static cache.
 
-sd-scripts then resizes the frame to its bucket and applies flip / colour augmentation; everything
-here is the frame before those steps.
+Content-shaped frames already have their bucket's size, so sd-scripts uses them as they are (a
+fixed frame is resized to its bucket); flip / colour augmentation come after; everything here is
+the frame before those steps.
 """
 
 from __future__ import annotations

@@ -141,3 +141,13 @@ def test_fixed_frame_setting_keeps_the_square_frame(tmp_path: Path, toks: fakes.
     group, _, _ = load(tmp_path, toks, config)
     dataset = group.datasets[0]
     assert dataset._frames and {dataset.image_data[k].image_size for k in dataset._frames} == {(512, 512)}
+
+
+def test_bucket_no_upscale_frames_are_their_own_buckets(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """bucket_no_upscale: sd-scripts' per-image bucket of each frame is the frame itself (no resize)."""
+    config = plain_toml(tmp_path, write_photos(tmp_path), extra="bucket_no_upscale = true")
+    group, _, _ = load(tmp_path, toks, config)
+    dataset = group.datasets[0]
+    infos = [dataset.image_data[k] for k in dataset._frames]
+    assert infos and all(i.bucket_reso == i.image_size == i.resized_size for i in infos)
+    assert all(w * h <= 512 * 512 and w % 64 == 0 and h % 64 == 0 for w, h in (i.image_size for i in infos))
