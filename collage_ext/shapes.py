@@ -65,6 +65,25 @@ class ShapePlan:
     _frames: dict[tuple[int, int], tuple[str, Size]] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
+    def _spread(self) -> dict[int, tuple[float, float]]:
+        """Per class, the narrowest and widest member aspect."""
+        out: dict[int, tuple[float, float]] = {}
+        for size, cls in set(zip(self.sizes, self.classes)):
+            a = size.width / size.height
+            lo, hi = out.get(cls, (a, a))
+            out[cls] = (min(lo, a), max(hi, a))
+        return out
+
+    @cached_property
+    def _smallest(self) -> dict[int, tuple[int, int]]:
+        """Per class, the smallest member width and height (``bucket_no_upscale`` frames)."""
+        out: dict[int, tuple[int, int]] = {}
+        for size, cls in set(zip(self.sizes, self.classes)):
+            w, h = out.get(cls, (size.width, size.height))
+            out[cls] = (min(w, size.width), min(h, size.height))
+        return out
+
+    @cached_property
     def group_sizes(self) -> tuple[int, ...]:
         """Image counts a shaped frame may hold (ascending)."""
         counts = {layout_cell_count(n) for n in self.config.layout_names}
@@ -98,8 +117,8 @@ class ShapePlan:
             # collage_min_span of the frame (side by side: a wider frame only adds side padding).
             # Partners vary within a class, so the widest (side by side) or narrowest (stacked)
             # members of the class should keep the rule too, where a bucket allows it.
-            members = [s.width / s.height for s, c in zip(self.sizes, self.classes) if c == cls]
-            extreme = arrangement_aspect(name, max(members) if name.startswith("1x") else min(members))
+            low, high = self._spread[cls]
+            extreme = arrangement_aspect(name, high if name.startswith("1x") else low)
 
             def span(reso: tuple[int, int], arrangement: float) -> float:
                 ratio = reso[0] / reso[1] / arrangement
@@ -113,13 +132,13 @@ class ShapePlan:
             return Size(*min(keeping, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1])))
         # bucket_no_upscale: sd-scripts keeps an image's own size (floored to steps) up to the area;
         # the frame is the arrangement at its smallest member's scale, so nothing is magnified.
-        members = [s for s, c in zip(self.sizes, self.classes) if c == cls]
         aspect = self.aspects[cls]
+        smallest_w, smallest_h = self._smallest[cls]
         if target >= aspect:  # grows in width: sources keep their height
-            height = float(min(s.height for s in members))
+            height = float(smallest_h)
             width = height * target
         else:
-            width = float(min(s.width for s in members))
+            width = float(smallest_w)
             height = width / target
         scale = min(1.0, math.sqrt(b.area / (width * height)))
         steps = b.steps
@@ -187,11 +206,13 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig) 
     reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
         make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
     logs = [math.log(w / h) for w, h in reference]
-    raw = []
+    known: dict[Size, int] = {}  # datasets repeat a handful of sizes
+    classes = []
     for size in sizes:
-        a = math.log(size.width / size.height)
-        raw.append(min(range(len(logs)), key=lambda i: (abs(logs[i] - a), i)))
-    classes = list(raw)
+        if size not in known:
+            a = math.log(size.width / size.height)
+            known[size] = min(range(len(logs)), key=lambda i: (abs(logs[i] - a), i))
+        classes.append(known[size])
     members: dict[int, list[int]] = {}
     for i, c in enumerate(classes):
         members.setdefault(c, []).append(i)
