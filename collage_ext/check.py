@@ -225,8 +225,10 @@ def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, find
         if short:
             shown = ", ".join(os.path.basename(n) for n in short[:EXAMPLES]) + (
                 f" and {len(short) - EXAMPLES} more" if len(short) > EXAMPLES else "")
+            # A forced layout breaking the rule is a warning; a fixed frame's padding is expected (info).
+            level = "warning" if any(name != "auto" for name in config.layouts) or item.pool.shaped else "info"
             findings.append(Finding(
-                "warning", "scale_rule",
+                level, "scale_rule",
                 f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
                 f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
                 f"smaller scale (layouts {', '.join(config.layout_names)}, fit {config.fit_mode}); use the default "
