@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .config import CollageConfig
 from .layout import group_sizes, max_group_size
 from .rng import derive_rng
-from .shapes import ShapePlan
+from .shapes import GROW_AREA, ShapePlan
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -219,13 +219,13 @@ def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: 
         by_class.setdefault(classes[i], []).append(i)
     # A grown frame must keep most of the pair frame's area (max_bucket_reso can make 3-wide frames tiny).
     per_class = tuple((cls, tuple(k for k in allowed if k == allowed[0]
-                                  or shapes.frame(cls, k).area >= 0.8 * shapes.frame(cls, allowed[0]).area))
+                                  or shapes.frame(cls, k).area >= GROW_AREA * shapes.frame(cls, allowed[0]).area))
                       for cls in sorted(set(classes)))
     allowed_of = dict(per_class)
     collage: list[int] = []
     slots: list[tuple[int, int]] = []
     for cls in sorted(by_class):
-        members = by_class[cls]
+        members = _without_dominant(by_class[cls])
         sizes = class_sizes([level[i] for i in members], allowed_of[cls])
         collage.extend(_take_for_sizes(members, level, sizes, rng))
         slots.extend((cls, size) for size in sorted(sizes, reverse=True))
@@ -234,6 +234,25 @@ def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: 
         single[i] -= 1
     return PoolStructure(tuple(single), tuple(sorted(collage)), level, tuple(s for _, s in slots),
                          tuple(c for c, _ in slots), classes, per_class)
+
+
+def _without_dominant(members: list[int]) -> list[int]:
+    """Drop repeats of an image that outnumber all its class partners together (they would share a frame
+    with themselves); the dropped repeats train as single images."""
+    counts = _multiset(members)
+    top = max(counts, key=lambda i: (counts[i], -i), default=None)
+    if top is None:
+        return members
+    excess = counts[top] - (len(members) - counts[top])
+    if excess <= 0:
+        return members
+    out, dropped = [], 0
+    for inst in members:
+        if inst == top and dropped < excess:
+            dropped += 1
+            continue
+        out.append(inst)
+    return out
 
 
 def class_sizes(levels: Sequence[int], allowed: Sequence[int]) -> list[int]:
@@ -433,9 +452,9 @@ def _static_shaped(structure: PoolStructure, members: Sequence[int], *, seed: in
     groups: list[Group] = []
     leftovers: list[int] = []
     for cls in sorted(by_class):
-        chosen = by_class[cls]
+        chosen = _without_dominant(by_class[cls])
         sizes = class_sizes([level[i] for i in chosen], dict(structure.allowed)[cls])
         taken = _take_for_sizes(chosen, level, sizes, pick)
         groups.extend(_fill(taken, sizes, level, rng))
-        leftovers.extend(_without(chosen, _multiset(taken)))
+        leftovers.extend(_without(by_class[cls], _multiset(taken)))
     return groups + [(i,) for i in leftovers]

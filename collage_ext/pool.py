@@ -49,7 +49,8 @@ class Pool:
         """Shape classes and their frames when frames are content-shaped, else ``None`` (fixed frame)."""
         if self.buckets is None or not self.buckets.enable or self.config.frame_size is not None:
             return None
-        return plan_shapes([r.size for r in self.records], self.buckets, self.config)
+        return plan_shapes([r.size for r in self.records], self.buckets, self.config,
+                           [r.num_repeats for r in self.records])
 
     @property
     def shaped(self) -> bool:

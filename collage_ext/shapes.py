@@ -29,6 +29,13 @@ from .types import Size
 #: class is too small to fill a frame on its own.
 MERGE_RATIO = 1.3
 
+#: Two odd classes merge only when this close: their pairs then vary in shape, so the fill drops.
+PAIR_MERGE_RATIO = 1.2
+
+#: A frame of three must keep this share of the pair frame's area (``max_bucket_reso`` can make a
+#: three-wide frame tiny); otherwise a class's odd leftover stays single or pairs across classes.
+GROW_AREA = 0.8
+
 
 def arrangement_aspect(name: str, aspect: float) -> float:
     """Width / height of ``name`` filled with sources of width / height ``aspect``.
@@ -196,12 +203,15 @@ def _arrangement_text(name: str) -> str:
     return f"in {name}"
 
 
-def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig) -> ShapePlan:
+def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
+                weights: Sequence[int] | None = None) -> ShapePlan:
     """Sort sources into shape classes (the bucket each would get alone) and merge classes too small to pair.
 
     A class with fewer sources than ``collage_min_images`` joins the nearest class of the same
     orientation when their aspects differ by less than ``MERGE_RATIO``; otherwise its sources
-    stay single images rather than break the scale rule.
+    stay single images rather than break the scale rule. Two neighbouring classes with an odd
+    number of instances (``weights``: repeats per source) that cannot grow a frame by one (the
+    bucket range would make it too small) merge too, so their leftovers pair instead of training single.
     """
     reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
         make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
@@ -231,5 +241,30 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig) 
         for i in moved:
             classes[i] = target
         members[target].extend(moved)
+    aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
+    plan = ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes))
+    small = plan.group_sizes[0] if plan.group_sizes else 0
+    if small != 2 or weights is None:
+        return plan
+
+    def stuck(c: int) -> bool:  # an odd class whose leftover cannot join a frame of three
+        count = sum(weights[i] for i in members[c])
+        return count % 2 == 1 and not (3 in plan.group_sizes and plan.frame(c, 3).area >= GROW_AREA * plan.frame(c, 2).area)
+
+    odd = sorted((c for c in members if len(members[c]) >= need and stuck(c)), key=lambda c: logs[c])
+    merged = False
+    k = 0
+    while k + 1 < len(odd):
+        a, b = odd[k], odd[k + 1]
+        if (logs[a] < 0) == (logs[b] < 0) and abs(logs[a] - logs[b]) < math.log(PAIR_MERGE_RATIO):
+            for i in members.pop(b):
+                classes[i] = a
+                members[a].append(i)
+            merged = True
+            k += 2
+        else:
+            k += 1
+    if not merged:
+        return plan
     aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
     return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes))

@@ -227,3 +227,21 @@ def test_auto_layouts_keep_the_rule_unless_turned_off() -> None:
     assert CollageConfig().layout_names == ("1x2", "2x1", "1x3", "3x1")
     assert "2x2" in CollageConfig(min_span=0.0).layout_names
     assert CollageConfig(layouts=("2x2", "1x2")).layout_names == ("2x2", "1x2")
+
+
+def test_an_image_never_pairs_with_itself() -> None:
+    """One image with many repeats among few partners: its surplus repeats train single, never twice in a frame."""
+    pool = shaped_pool([(832, 1248)] * 2, repeats=[10, 1])
+    for epoch in (1, 2):
+        assert all(len(set(g)) == len(g) for g in pool.collage_groups(epoch))
+    assert pool.structure.single_repeats == (9, 0)
+    for _, group in pool.static_groups():
+        assert len(set(group)) == len(group)
+
+
+def test_odd_neighbour_classes_pair_their_leftovers_when_triples_are_too_small() -> None:
+    """max_bucket_reso = 1024: 3 x 2:3 and 3 x 3:4 portraits make three pairs instead of two pairs and two singles."""
+    pool = shaped_pool([(832, 1248)] * 3 + [(864, 1152)] * 3, buckets=NARROW)
+    assert sum(pool.structure.single_repeats) == 0 and pool.structure.sizes == (2, 2, 2)
+    stats = epoch_stats(frames_of(pool), "dynamic")
+    assert stats.span_share == 1.0 and stats.mean_fill >= 0.9
