@@ -226,7 +226,7 @@ def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, find
             shown = ", ".join(os.path.basename(n) for n in short[:EXAMPLES]) + (
                 f" and {len(short) - EXAMPLES} more" if len(short) > EXAMPLES else "")
             # A forced layout breaking the rule is a warning; a fixed frame's padding is expected (info).
-            level = "warning" if any(name != "auto" for name in config.layouts) or item.pool.shaped else "info"
+            level = "warning" if any(name != "auto" for name in config.layouts) else "info"
             findings.append(Finding(
                 level, "scale_rule",
                 f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "

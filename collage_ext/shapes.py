@@ -29,6 +29,10 @@ from .types import Size
 #: class is too small to fill a frame on its own.
 MERGE_RATIO = 1.3
 
+#: Keeping the scale rule may cost padding; below this fill the bucket with the best balance of span
+#: and fill is used instead (only where the bucket steps are coarse for the resolution, e.g. 512 px).
+MIN_RULE_FILL = 0.9
+
 #: Two odd classes merge only when this close: their pairs then vary in shape, so the fill drops.
 PAIR_MERGE_RATIO = 1.2
 
@@ -134,9 +138,21 @@ class ShapePlan:
                 return min(1.0, 1 / ratio) if is_line(name) else 1.0
 
             rule = self.config.min_span - 1e-9
-            keeping = ([r for r in b.resos if span(r, extreme) >= rule] or [r for r in b.resos if span(r, target) >= rule]
-                       or b.resos)
-            return Size(*min(keeping, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1])))
+
+            def fill(reso: tuple[int, int]) -> float:
+                ratio = reso[0] / reso[1] / target
+                return min(ratio, 1 / ratio)
+
+            def nearest(resos: list[tuple[int, int]]) -> tuple[int, int]:
+                return min(resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1]))
+
+            for arrangement in (extreme, target):
+                keeping = [r for r in b.resos if span(r, arrangement) >= rule]
+                if keeping and fill(nearest(keeping)) >= MIN_RULE_FILL:
+                    return Size(*nearest(keeping))
+            # Coarse buckets (low resolution, large steps) may hold no shape that keeps the rule
+            # without much padding: take the best balance of span and fill instead.
+            return Size(*max(b.resos, key=lambda r: (min(fill(r), span(r, target)), r[0] * r[1])))
         # bucket_no_upscale: sd-scripts keeps an image's own size (floored to steps) up to the area;
         # the frame is the arrangement at its smallest member's scale, so nothing is magnified.
         aspect = self.aspects[cls]

@@ -362,3 +362,18 @@ def test_docs_cover_every_command_and_finding_code() -> None:
     assert len(codes) > 10
     missing = sorted(c for c in codes if f"`{c}`" not in docs)
     assert not missing, f"docs/cli.md does not explain: {missing}"
+
+
+def test_preview_shows_fill_and_spans(dataset: Path, tmp_path: Path) -> None:
+    """index.html and the manifest show each frame's fill and spans and the run's summary (issue 10)."""
+    out = tmp_path / "preview"
+    assert main(["preview", str(dataset), "--out", str(out), "--seed", "3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    summary = manifest["summary"]
+    # 512 px buckets step 64 px (12 %): a 4:3-ish pair gets 576x448, 94 % of height and width
+    assert summary["mean_fill"] >= 0.93 and summary["images_per_frame"] >= 1.8
+    for frame in manifest["frames"]:
+        assert 0.93 <= frame["fill"] <= 1 and all(c["span"] >= 0.93 for c in frame["cells"])
+        assert frame["frame"] != [512, 512]  # content-shaped (enable_bucket = true)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "fill 0." in page and "span img_0" in page and "mean fill" in page

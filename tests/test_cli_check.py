@@ -222,13 +222,14 @@ def test_forced_grid_breaks_the_scale_rule_by_name(tmp_path: Path, capsys: pytes
     [found] = by_code(report, "scale_rule")
     assert found["level"] == "warning" and "img_0" in found["message"] and "collage_min_span" in found["message"]
     stats = by_code(report, "frame_stats")[0]["message"]
-    assert "0% of sources span" in stats
+    assert ", 0% of sources span" in stats
 
 
 def test_content_shaped_defaults_keep_the_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Defaults with enable_bucket: no scale_rule finding, frames listed with their bucket resolutions."""
     folder = write_images(tmp_path / "img", 8)
-    code, report = run_check(write_toml(tmp_path / "d.toml", folder, general=""), capsys)
+    code, report = run_check(write_toml(tmp_path / "d.toml", folder, general="", resolution=1024), capsys)
     assert code == 0 and not by_code(report, "scale_rule")
     notes = " ".join(f["message"] for f in by_code(report, "frames"))
     assert "content-shaped frames" in notes and "side by side" in notes and "stacked" in notes
+    assert "100% of sources span" in by_code(report, "frame_stats")[0]["message"]
