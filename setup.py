@@ -20,6 +20,8 @@ setup(
         "studio": ["starlette>=0.37", "uvicorn>=0.29"],
         # studio tests drive Debian's chromium (/usr/bin/chromium) through Playwright; no browser is downloaded
         "test": ["pytest>=7", "hypothesis>=6", "tqdm", "starlette>=0.37", "uvicorn>=0.29", "httpx", "playwright>=1.40"],
+        # bench_layout.py's photos
+        "bench": ["scikit-image", "scikit-learn"],
     },
     entry_points={"console_scripts": ["collage-ext = collage_ext.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
 from .collage import Source
 from .crops import read_crop_box
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageError, CollageInputError
 from .fit import upscale_factor
+from .framestats import frame_note
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
 from .images import open_image
 from .layout import group_sizes, layout_cells, layouts_with
@@ -35,85 +37,6 @@ logger = logging.getLogger(__name__)
 
 #: Examples named per aggregated finding.
 EXAMPLES = 3
-
-
-# -- sd-scripts bucketing (library/train_util.py BucketManager, library/model_util.py) ----------
-
-@dataclass
-class Buckets:
-    """Which bucket sd-scripts puts an image of a given size in, and how much it magnifies it."""
-
-    resolution: Size
-    enable: bool
-    min_reso: int = 256
-    max_reso: int = 1024
-    steps: int = 64
-    no_upscale: bool = False
-    resos: list[tuple[int, int]] = field(default_factory=list)
-
-    @classmethod
-    def for_dataset(cls, dataset: DatasetSpec) -> Buckets:
-        """The dataset's bucket settings, adjusted to whole steps as sd-scripts does."""
-        p = dataset.params
-        steps = int(p.get("bucket_reso_steps") or 64)
-        lo, hi = int(p.get("min_bucket_reso") or 256), int(p.get("max_bucket_reso") or 1024)
-        lo -= lo % steps
-        hi += (steps - hi % steps) % steps
-        buckets = cls(dataset.resolution, bool(p.get("enable_bucket")), lo, hi, steps, bool(p.get("bucket_no_upscale")))
-        if buckets.enable and not buckets.no_upscale:
-            buckets.resos = make_bucket_resolutions(dataset.resolution, lo, hi, steps)
-        else:
-            buckets.resos = [(dataset.resolution.width, dataset.resolution.height)]
-        return buckets
-
-    def select(self, size: Size) -> tuple[tuple[int, int], float]:
-        """``(bucket resolution, magnification)`` of an image, as ``BucketManager.select_bucket``."""
-        w, h = size
-        aspect = w / h
-        if self.enable and self.no_upscale:
-            area = self.resolution.width * self.resolution.height
-            if w * h > area:
-                rw = math.sqrt(area * aspect)
-                rh = area / rw
-                bw = _round_steps(rw, self.steps)
-                ar_w = bw / _round_steps(bw / aspect, self.steps)
-                bh = _round_steps(rh, self.steps)
-                ar_h = _round_steps(bh * aspect, self.steps) / bh
-                resized = ((bw, int(bw / aspect + 0.5)) if abs(ar_w - aspect) < abs(ar_h - aspect)
-                           else (int(bh * aspect + 0.5), bh))
-            else:
-                resized = (w, h)
-            return (resized[0] - resized[0] % self.steps, resized[1] - resized[1] % self.steps), resized[0] / w
-        reso = (w, h)
-        if reso not in self.resos:
-            errors = [abs(rw / rh - aspect) for rw, rh in self.resos]
-            reso = self.resos[errors.index(min(errors))]
-        scale = reso[1] / h if aspect > reso[0] / reso[1] else reso[0] / w
-        return reso, scale
-
-
-def _round_steps(value: float, steps: int) -> int:
-    x = int(value + 0.5)
-    return x - x % steps
-
-
-def make_bucket_resolutions(max_reso: Size, min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
-    """sd-scripts' ``model_util.make_bucket_resolutions``.
-
-    Examples:
-        >>> make_bucket_resolutions(Size(1024, 1024), 256, 2048, 64)[:3]
-        [(256, 2048), (320, 2048), (384, 2048)]
-    """
-    area = max_reso.width * max_reso.height
-    resos = {(int(math.sqrt(area) // divisible) * divisible,) * 2}
-    width = min_size
-    while width <= max_size:
-        height = min(max_size, int((area // width) // divisible) * divisible)
-        if height >= min_size:
-            resos.add((width, height))
-            resos.add((height, width))
-        width += divisible
-    return sorted(resos)
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -184,6 +107,7 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> Chec
     _check_captions(project, encoder, broken, findings)
     _check_frame_captions(frameset, encoder, findings)
     _check_leftovers(planned, frameset, findings)
+    _check_scale_rule(planned, frameset, findings)
     summary = _summary(project, planned, frameset, measures, broken, encoder)
     return CheckReport(findings, summary)
 
@@ -239,10 +163,13 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
     for item in planned:
         buckets = Buckets.for_dataset(item.dataset)
         config, frame = item.subset.config, item.pool.frame
-        sizes = group_sizes(config)
+        shapes = item.pool.shapes
+        sizes = shapes.group_sizes if shapes is not None else group_sizes(config)
         smallest = sizes[0] if sizes else 2
         for index, source in enumerate(item.pool.sources):
             level = item.pool.structure.level[index]
+            if shapes is not None:
+                frame = shapes.frame(shapes.classes[index], smallest)
             m = measures.get(source.path)
             if level < smallest:
                 reso, scale = buckets.select(source.size)
@@ -256,7 +183,14 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
                 continue
             if m is None or m.detail_factor <= 1.0:
                 continue
-            scale, cell = _worst_cell_scale(source, level, frame, item)
+            if shapes is not None:
+                cls = shapes.classes[index]
+                k = min(level, max(sizes))
+                frame = shapes.frame(cls, k)
+                scale = shapes.cell_scale(shapes.layout_for(cls, k), frame, source.effective_size, shapes.aspects[cls])
+                cell = frame
+            else:
+                scale, cell = _worst_cell_scale(source, level, frame, item)
             effective = scale * m.detail_factor
             if effective > config.max_upscale + 1e-9:
                 findings.append(Finding(
@@ -267,6 +201,39 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
                     "nothing — use the original, larger file", source.path))
                 reported.add(source.path)
     return reported
+
+
+def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, findings: list[Finding]) -> None:
+    """Per collage subset: what frames it gets, their fill and spans; a warning when sources break the scale rule."""
+    for item in planned:
+        config = item.subset.config
+        jobs = [j for j in frameset.jobs if j.planned is item]
+        if not jobs:
+            continue
+        for note in frame_note(item.pool, Buckets.for_dataset(item.dataset)):
+            findings.append(Finding("info", "frames", f"{item.subset.image_dir}: {note}"))
+        stats = frameset.summary(item)
+        findings.append(Finding("info", "frame_stats", f"{item.subset.image_dir}: {stats.text()}"))
+        if config.min_span <= 0:
+            continue
+        short: list[str] = []
+        frames = 0
+        for job in jobs:
+            names = [s.path for s, span in zip(job.sources, job.stats.spans) if span < config.min_span - 1e-9]
+            frames += bool(names)
+            short.extend(n for n in names if n not in short)
+        if short:
+            shown = ", ".join(os.path.basename(n) for n in short[:EXAMPLES]) + (
+                f" and {len(short) - EXAMPLES} more" if len(short) > EXAMPLES else "")
+            # A forced layout breaking the rule is a warning; a fixed frame's padding is expected (info).
+            level = "warning" if any(name != "auto" for name in config.layouts) else "info"
+            findings.append(Finding(
+                level, "scale_rule",
+                f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
+                f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
+                f"smaller scale (layouts {', '.join(config.layout_names)}, fit {config.fit_mode}); use the default "
+                "collage_layouts with enable_bucket = true for content-shaped frames, or accept it knowingly",
+                short[0]))
 
 
 def _check_singles(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
@@ -412,12 +379,15 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
             if found is not None:
                 item = found
                 frames, singles = frames_by[id(subset)], singles_by[id(subset)]
-                bucket_counts[buckets.select(item.pool.frame)[0]] += frames
+                for job in frameset.jobs:
+                    if job.planned is item:
+                        bucket_counts[buckets.select(job.params.layout.frame)[0]] += 1
                 for source_item, index, n in frameset.singles:
                     if source_item is item:
                         bucket_counts[buckets.select(item.pool.sources[index].size)[0]] += n
+                shapes = sorted({str(j.params.layout.frame) for j in frameset.jobs if j.planned is item})
                 describe = (f"{images} images -> {frames + singles} samples per epoch ({frames} collage frames "
-                            f"of {item.pool.frame}, {singles} single), rate {subset.config.rate:g}")
+                            f"of {', '.join(shapes) or item.pool.frame}, {singles} single), rate {subset.config.rate:g}")
                 samples = frames + singles
             else:
                 samples = sum(im.num_repeats for im in subset.images if im.path not in broken)

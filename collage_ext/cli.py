@@ -78,7 +78,8 @@ def setup_parser() -> argparse.ArgumentParser:
                       help="collage seed; default: derived from the dataset, as in training without --seed, so "
                            "check/preview/training show the same frames")
     demo.add_argument("--epoch", type=int, default=1, help="epoch whose frames are rendered (default 1)")
-    demo.add_argument("--frame_size", default="1024,1024", help="frame size W,H (default 1024,1024)")
+    demo.add_argument("--frame_size", default="1024,1024",
+                      help="resolution W,H: the area of the content-shaped frames (default 1024,1024)")
     _common(demo)
 
     preview = sub.add_parser("preview", help="write the exact frames training sees in one epoch, with index.html")
@@ -196,8 +197,9 @@ def run_preview_command(args: argparse.Namespace, trainer_args: Sequence[str]) -
 
 def _preview_notes(encoder: TextEncoder, mode: str, epoch: int) -> list[str]:
     notes = [
-        ("Frames are shown as CollageDataset hands them to sd-scripts; sd-scripts then resizes each to its bucket "
-         "and applies flip/colour augmentation, and processes the caption (shuffle, keep_tokens, dropout) as usual."),
+        ("Frames are shown as CollageDataset hands them to sd-scripts; content-shaped frames already have their "
+         "bucket's size (a fixed frame is resized to its bucket); sd-scripts then applies flip/colour augmentation "
+         "and processes the caption (shuffle, keep_tokens, dropout) as usual."),
     ]
     if mode == "static":
         notes.append("Static mode: the same frames are trained every epoch (--epoch does not change them); names "
@@ -293,8 +295,8 @@ def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
         raise CollageConfigError("--frame_size must be a size like 1024,1024, got ''")
     folder = make_demo_dataset(args.out / "dataset", args.count)
     toml_path = args.out / "dataset" / "dataset.toml"
-    toml_path.write_text(_DEMO_TOML.format(w=size.width, h=size.height, image_dir=folder.resolve().as_posix()),
-                         encoding="utf-8")
+    toml_path.write_text(_DEMO_TOML.format(w=size.width, h=size.height, max_reso=2 * max(size),
+                                          image_dir=folder.resolve().as_posix()), encoding="utf-8")
     project = load_project(toml_path, seed=args.seed)
     encoder = text_encoder_for({}, "sdxl")
     frameset = frames_for(plan_project(project, encoder), "dynamic", args.epoch)
@@ -313,13 +315,13 @@ _DEMO_TOML = """\
 [general]
 caption_extension = ".txt"
 keep_tokens = 1                   # the trigger word demo_style stays first
-collage_rate = 1.0                # every image in a collage frame
-collage_caption_merge = "tags"
-collage_frame_size = "{w},{h}"
+collage_caption_merge = "tags"    # collage is on by default (collage_rate = 1.0)
 
 [[datasets]]
 resolution = [{w}, {h}]
 batch_size = 1
+enable_bucket = true              # content-shaped frames: each collage gets the bucket its arrangement fits
+max_bucket_reso = {max_reso}
 
   [[datasets.subsets]]
   image_dir = "{image_dir}"
@@ -335,5 +337,5 @@ def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: in
 
 
 def default_config() -> CollageConfig:
-    """The settings a dataset without any collage key gets (plain sd-scripts behaviour)."""
+    """The settings a training subset without any collage key gets (collage on: ``collage_rate = 1``)."""
     return CollageConfig()

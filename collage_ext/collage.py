@@ -142,16 +142,23 @@ class Collage:
     grammar: CaptionGrammar = field(default_factory=CaptionGrammar)
     budget: TokenBudget | None = None
     counter: TokenCounter | None = None
+    #: Content-shaped frames (``Pool.shaped``): lines of cells sized to their sources' aspects.
+    shaped: bool = False
 
-    def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int) -> FrameParams:
-        """Sample the layout, caption lines and per-cell dropout for these sources."""
+    def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int,
+                    frame: Size | None = None) -> FrameParams:
+        """Sample the layout, caption lines and per-cell dropout for these sources.
+
+        ``frame`` is the group's frame (``Pool.frame_for``); default: the collage's fixed frame.
+        """
+        frame = frame or self.frame
         key = "|".join(s.key for s in sources)
         if len(sources) == 1:  # a frame left with one image (error policy): it fills the frame
-            cells = layout_cells("1x1", self.frame)
-            layout = Layout("1x1", self.frame, cells, (0,), ("",))  # no position marker for a lone image
+            cells = layout_cells("1x1", frame)
+            layout = Layout("1x1", frame, cells, (0,), ("",))  # no position marker for a lone image
         else:
-            layout = plan_layout([s.effective_size for s in sources], self.frame, self.config,
-                                 rng=derive_rng(seed, epoch, key, "layout"))
+            layout = plan_layout([s.effective_size for s in sources], frame, self.config,
+                                 rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped)
         rng = derive_rng(seed, epoch, key, "caption")
         texts = tuple(select_line(sources[i].caption, self.grammar, rng=rng) for i in layout.order)
         dropped = drop_cells(len(texts), self.config.cell_caption_dropout_rate, rng=rng)
@@ -177,7 +184,7 @@ class Collage:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise
             placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted))
-        return render_frame(self.frame, placements, self.config.fill, with_mask=with_mask)
+        return render_frame(params.layout.frame, placements, self.config.fill, with_mask=with_mask)
 
     def caption(self, params: FrameParams) -> str:
         """Merge the cells' captions in reading order and repeat key phrases (no randomness)."""

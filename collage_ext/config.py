@@ -27,6 +27,8 @@ Mode = Literal["auto", "dynamic", "static"]
 
 #: Layout names the planner knows; ``RxC`` grids up to 4x4 are accepted too.
 BUILTIN_LAYOUTS: tuple[str, ...] = ("1x2", "2x1", "1x3", "3x1", "2x2", "1+2", "2+1", "1/2", "2/1")
+#: Built-ins where every cell spans the frame on one axis: what 'auto' means under the scale rule.
+SPANNING_LAYOUTS: tuple[str, ...] = ("1x2", "2x1", "1x3", "3x1")
 
 
 def parse_color(value: object) -> tuple[int, int, int]:
@@ -197,9 +199,10 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("collage_rate", "rate", _number(0, 1, integer=False), 0.0, "0.5", "float",
-           "Fraction of training samples that are collage frames; 0 trains on single images exactly like plain "
-           "sd-scripts, 1 puts every image it can into a collage."),
+    Option("collage_rate", "rate", _number(0, 1, integer=False), 1.0, "0.5", "float",
+           "Fraction of training samples that are collage frames; 1 (the default with CollageDataset) puts every "
+           "image it can into a collage, 0 trains on single images exactly like plain sd-scripts. Regularisation "
+           "subsets default to 0."),
     Option("collage_layouts", "layouts", _layouts, ("auto",), '["1x2", "2x1", "2x2"]', "list of str",
            "Allowed layouts: 'auto' (all built-ins) or names from 1x2 (side by side), 2x1 (stacked), 1x3, 3x1, 2x2, "
            "1+2 / 2+1 (one full-height cell beside two stacked), 1/2 / 2/1 (one full-width cell above/below two), RxC."),
@@ -209,6 +212,10 @@ OPTIONS: tuple[Option, ...] = (
            "Most images in one collage frame."),
     Option("collage_frame_size", "frame_size", parse_size, None, '"1024,1024"', "str W,H",
            "Size of a collage frame in pixels; unset = the dataset's resolution."),
+    Option("collage_min_span", "min_span", _number(0, 1, integer=False), 0.95, "0.95", "float",
+           "The scale rule: each source of a collage spans at least this share of its frame's height or width. "
+           "'auto' layouts then are side by side / stacked only (2x2 and other grids only when listed in "
+           "collage_layouts), and sources that cannot keep the rule stay single images; 0 turns the rule off."),
     Option("collage_fit_mode", "fit_mode", _choice("contain", "cover"), "contain", '"cover"', "str",
            "How a source fills its cell: 'contain' keeps the whole image and pads, 'cover' fills the cell and crops "
            "the centre (or the image's crop box)."),
@@ -266,11 +273,12 @@ OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 class CollageConfig:
     """Validated collage settings for one subset (frozen; build with ``resolve_config``)."""
 
-    rate: float = 0.0
+    rate: float = 1.0
     layouts: tuple[str, ...] = ("auto",)
     min_images: int = 2
     max_images: int = 4
     frame_size: Size | None = None
+    min_span: float = 0.95
     fit_mode: FitMode = "contain"
     fill: tuple[int, int, int] = (24, 24, 24)
     gutter: int = 0
@@ -298,8 +306,9 @@ class CollageConfig:
     def layout_names(self) -> tuple[str, ...]:
         """The allowed layout names with ``auto`` expanded."""
         names: list[str] = []
+        auto = SPANNING_LAYOUTS if self.min_span > 0 else BUILTIN_LAYOUTS  # the scale rule: lines only
         for name in self.layouts:
-            names.extend(BUILTIN_LAYOUTS if name == "auto" else (name,))
+            names.extend(auto if name == "auto" else (name,))
         return tuple(dict.fromkeys(names))
 
     def to_metadata(self) -> dict[str, object]:

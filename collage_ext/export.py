@@ -17,6 +17,7 @@ Images that cannot be read are left out with a warning (the ``warn`` policy of s
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import json
@@ -114,6 +115,7 @@ def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: i
         "collage_ext": __version__, "source": project.source, "seed": project.seed, "seed_why": project.seed_why,
         "plan": "static", "variants": {p.pool.key: p.subset.config.variants for p in planned},
         "settings": {p.pool.key: p.subset.config.to_metadata() for p in planned},
+        "stats": frameset.summary().to_json(),
         "frames": manifest_frames, "singles": manifest_singles + plain,
         "left_out": [{"path": p, "error": str(e)} for p, e in failed.items()],
     }
@@ -152,8 +154,16 @@ def _clean(name: str) -> str:
 
 
 def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -> list[dict[str, Any]]:
+    # A static variant can hold the same frame twice (an image with more repeats than partners of its
+    # shape): one file in an N_ folder with N = its count keeps every repeat.
+    counts = collections.Counter((id(job.planned), job.name) for job in frameset.jobs)
+    done: set[tuple[int, str]] = set()
     records = []
     for job in progress(frameset.jobs, "exporting frames", "frame"):
+        key = (id(job.planned), job.name)
+        if key in done:
+            continue
+        done.add(key)
         try:
             rendered = job.render(with_mask=job.planned.subset.config.loss_mask)
         except CollageInputError as exc:  # export's policy is "warn": leave the frame out, go on
@@ -161,7 +171,7 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
             result.findings.append(Finding("warning", "frame_left_out", f"frame {names} left out: {exc}"))
             logger.warning(f"frame {names} left out of the export: {exc}")
             continue
-        folder = folders.get(job.planned.dataset, job.planned.subset, 1, "-collage")
+        folder = folders.get(job.planned.dataset, job.planned.subset, counts[key], "-collage")
         path = folder / f"{job.name}.png"
         config = job.planned.subset.config
         pixels = with_alpha(rendered.image, rendered.mask, config) if config.loss_mask else rendered.image
@@ -169,17 +179,22 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
         path.with_suffix(".txt").write_text(job.caption + "\n", encoding="utf-8")
         layout = job.params.layout
         records.append({
-            "file": path.relative_to(folders.out).as_posix(), "dataset": job.planned.dataset.index,
+            "file": path.relative_to(folders.out).as_posix(), "repeats": counts[key], "dataset": job.planned.dataset.index,
             "subset": job.planned.subset.index, "image_dir": job.planned.subset.image_dir,
             "pool_key": job.planned.pool.key, "variant": job.variant, "seed": job.planned.pool.seed,
-            "frame": list(job.planned.pool.frame), "layout": layout.name,
+            "frame": list(layout.frame), "layout": layout.name, **_stats_json(job),
             "cells": [{"rect": list(c), "position": n, "source": job.sources[i].path, "key": job.sources[i].key,
                        "crop": _box(job.sources[i].crop)}
                       for c, i, n in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells))],
             "sources": [s.path for s in job.sources], "caption": job.caption, "params": job.params.to_json(),
         })
-        result.frames += 1
+        result.frames += counts[key]
     return records
+
+
+def _stats_json(job: Any) -> dict[str, Any]:
+    stats = job.stats
+    return {"fill": round(stats.fill, 4), "spans": {s.path: round(v, 4) for s, v in zip(job.sources, stats.spans)}}
 
 
 def _box(box: Any) -> list[float] | None:

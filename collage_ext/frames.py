@@ -25,6 +25,7 @@ from .errors import CollageCacheError, CollageInputError
 from .grouping import Group
 from .policy import FailureLog, compose
 from .pool import Pool
+from .types import Size
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class SubsetFrames:
         group = self.groups(epoch)[slot]
         key = (slot, epoch)
         if key not in self._params:
-            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch)
+            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch,
+                                                         frame=self.pool.slot_frame(slot))
         return self._params[key]
 
 
@@ -180,7 +182,8 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     """
     collage = frames.collage
     sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
-    sources, params, path, caption = _planned_frame(frames, sources, variant, cache_dir, failures)
+    sources, params, path, caption = _planned_frame(frames, sources, variant, cache_dir, failures,
+                                                    frame=frames.pool.frame_for(group))
     if path.is_file():
         return path, caption, False
     loss_mask = frames.pool.config.loss_mask
@@ -195,11 +198,11 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
 
 
 def _planned_frame(frames: SubsetFrames, sources: list[Source], variant: int, cache_dir: Path,
-                   failures: FailureLog) -> tuple[list[Source], FrameParams, Path, str]:
+                   failures: FailureLog, *, frame: Size | None) -> tuple[list[Source], FrameParams, Path, str]:
     """Params, cache path and caption of a static frame; a source gone since planning follows the policy."""
     collage = frames.collage
     while True:
-        params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant)
+        params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant, frame=frame)
         caption = collage.caption(params)
         try:
             digest = frame_digest(params, sources, collage, caption)

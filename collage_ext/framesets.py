@@ -9,8 +9,9 @@ the subset, token budget of the run's text encoder) as the adapter, then lists
 * **static** frames: every planned variant's groups, named ``collage_<digest>`` like the files in
   the static cache.
 
-sd-scripts then resizes the frame to its bucket and applies flip / colour augmentation; everything
-here is the frame before those steps.
+Content-shaped frames already have their bucket's size, so sd-scripts uses them as they are (a
+fixed frame is resized to its bucket); flip / colour augmentation come after; everything here is
+the frame before those steps.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
+from .buckets import Buckets
 from .captions import TokenBudget, TokenCounter, clip_budget, estimate_tokens, t5_budget
 from .collage import Collage, FrameParams, Source
 from .datasets import DatasetSpec, Project, SubsetSpec
@@ -34,6 +36,7 @@ from .pool import Pool
 from .render import RenderResult
 from .captions.subset import check_caption_combination, grammar_of
 from .frames import SubsetFrames, frame_digest
+from .framestats import FrameStats, SummaryStats, frame_stats, summarize
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,7 +220,8 @@ class FrameJob:
             kept = [s for s in sources if s.path not in self.failures.failed]
             if len(kept) < len(sources):
                 sources = kept
-                self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant)
+                self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant,
+                                                  frame=self.planned.pool.frame_for(self.group))
         rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask)
         self.params = used
         self.rendered_sources = [s for s in sources if s.path not in self.failures.failed]
@@ -231,6 +235,11 @@ class FrameJob:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
         return self.planned.collage.caption(self.params)
 
+    @property
+    def stats(self) -> FrameStats:
+        """Fill and per-source span of the frame (after ``render``: of the frame as rendered)."""
+        return frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+
 
 @dataclass
 class FrameSet:
@@ -241,6 +250,13 @@ class FrameSet:
     failures: FailureLog = field(default_factory=FailureLog)
     jobs: list[FrameJob] = field(default_factory=list)
     singles: list[tuple[PlannedSubset, int, int]] = field(default_factory=list)  # (subset, source index, repeats)
+
+    def summary(self, planned: PlannedSubset | None = None) -> SummaryStats:
+        """Mean fill, span share and images per frame over the jobs (of one subset, or all)."""
+        jobs = [j for j in self.jobs if planned is None or j.planned is planned]
+        singles = sum(n for item, _, n in self.singles if planned is None or item is planned)
+        min_span = min((j.planned.subset.config.min_span for j in jobs), default=0.95)
+        return summarize((j.stats for j in jobs), min_span, singles=singles)
 
 
 def plan_project(project: Project, encoder: TextEncoder, *,
@@ -280,11 +296,12 @@ def plan_project(project: Project, encoder: TextEncoder, *,
             return progress(list(order), f"reading {name}", "image")
 
         plan = plan_subset(images, root=subset.root, config=subset.config, resolution=dataset.resolution,
-                           dataset_index=dataset_index, subset_index=subset.kept_index, seed=project.seed,
+                           buckets=Buckets.for_dataset(dataset), dataset_index=dataset_index, subset_index=subset.kept_index, seed=project.seed,
                            progress=reading, on_error=skipped if skipping else None)
         repeat = bool(subset.config.repeat_phrases)
         collage = Collage(subset.config, plan.pool.frame, grammar=grammar_of(subset.namespace()),
-                          budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None)
+                          budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None,
+                          shaped=plan.pool.shaped)
         planned.append(PlannedSubset(dataset, subset, plan, SubsetFrames(plan.pool, collage)))
     return planned
 
@@ -317,7 +334,8 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                     singles[group[0]] += 1
                     continue
                 sources = item.frames.sources_of(group)
-                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant)
+                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant,
+                                                  frame=item.pool.frame_for(group))
                 digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
                 out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from .config import CollageConfig
 from .layout import group_sizes, max_group_size
 from .rng import derive_rng
+from .shapes import GROW_AREA, ShapePlan
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -50,12 +51,20 @@ class PoolStructure:
             collage repeat), sorted.
         level: per record, the largest frame population it may join (see ``max_group_size``).
         sizes: frame populations, largest first; ``sum(sizes) == len(collage_instances)``.
+            Shaped pools: one entry per frame slot, in slot order (by class, then largest first).
+        slot_classes: shaped pools only: the shape class of each slot (aligned with ``sizes``); a
+            slot's frame is the class's frame for its population, the same every epoch.
+        classes: shaped pools only: per record, its shape class (partners come from one class).
+        allowed: shaped pools only: per class, the populations its frames may have (for static variants).
     """
 
     single_repeats: tuple[int, ...]
     collage_instances: tuple[int, ...]
     level: tuple[int, ...]
     sizes: tuple[int, ...]
+    slot_classes: tuple[int, ...] = ()
+    classes: tuple[int, ...] = ()
+    allowed: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     @property
     def frames_per_epoch(self) -> int:
@@ -179,6 +188,122 @@ def _take_for_sizes(chosen: Sequence[int], levels: Sequence[int], sizes: Sequenc
     return taken
 
 
+def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: CollageConfig, *, seed: int,
+                          pool_key: str) -> PoolStructure:
+    """``plan_structure`` for content-shaped frames: frames hold sources of one shape class.
+
+    Per class the chosen instances make frames of the smallest allowed population (pairs by
+    default); a remainder grows one frame when that population is allowed, else stays single
+    rather than join a frame of another shape.
+    """
+    classes = shapes.classes
+    known: dict[tuple[int, Size], int] = {}
+    levels = []
+    for i, record in enumerate(records):
+        key = (classes[i], record.size)
+        if key not in known:
+            known[key] = shapes.level(i)
+        levels.append(known[key])
+    level = tuple(levels)
+    allowed = shapes.group_sizes if config.enabled else ()
+    if not allowed:
+        return PoolStructure(tuple(r.num_repeats for r in records), (), level, (), (), classes, ())
+    instances = [i for i, r in enumerate(records) for _ in range(r.num_repeats)]
+    rng = derive_rng(seed, 0, pool_key, "structure")
+    eligible = [i for i in instances if level[i] >= allowed[0]]
+    share = config.rate * allowed[0] / ((1 - config.rate) + config.rate * allowed[0])
+    target = len(eligible) if config.rate >= 1 else min(len(eligible), round(len(instances) * share))
+    chosen = sorted(rng.sample(eligible, target))
+    by_class: dict[int, list[int]] = {}
+    for i in chosen:
+        by_class.setdefault(classes[i], []).append(i)
+    # A grown frame must keep most of the pair frame's area (max_bucket_reso can make 3-wide frames tiny).
+    per_class = tuple((cls, tuple(k for k in allowed if k == allowed[0]
+                                  or shapes.frame(cls, k).area >= GROW_AREA * shapes.frame(cls, allowed[0]).area))
+                      for cls in sorted(set(classes)))
+    allowed_of = dict(per_class)
+    collage: list[int] = []
+    slots: list[tuple[int, int]] = []
+    for cls in sorted(by_class):
+        members = _without_dominant(by_class[cls])
+        sizes = class_sizes([level[i] for i in members], allowed_of[cls])
+        collage.extend(_take_for_sizes(members, level, sizes, rng))
+        slots.extend((cls, size) for size in sorted(sizes, reverse=True))
+    single = [r.num_repeats for r in records]
+    for i in collage:
+        single[i] -= 1
+    return PoolStructure(tuple(single), tuple(sorted(collage)), level, tuple(s for _, s in slots),
+                         tuple(c for c, _ in slots), classes, per_class)
+
+
+def _without_dominant(members: list[int]) -> list[int]:
+    """Drop repeats of an image that outnumber all its class partners together (they would share a frame
+    with themselves); the dropped repeats train as single images."""
+    counts = _multiset(members)
+    top = max(counts, key=lambda i: (counts[i], -i), default=None)
+    if top is None:
+        return members
+    excess = counts[top] - (len(members) - counts[top])
+    if excess <= 0:
+        return members
+    out, dropped = [], 0
+    for inst in members:
+        if inst == top and dropped < excess:
+            dropped += 1
+            continue
+        out.append(inst)
+    return out
+
+
+def class_sizes(levels: Sequence[int], allowed: Sequence[int]) -> list[int]:
+    """Frame populations for one shape class: as many of the smallest as fit, a remainder grows one frame.
+
+    Examples:
+        >>> class_sizes([3] * 5, (2, 3)), class_sizes([2] * 5, (2, 3)), class_sizes([3], (2, 3))
+        ([3, 2], [2, 2], [])
+    """
+    small = allowed[0]
+    eligible = [lv for lv in levels if lv >= small]
+    count, rest = divmod(len(eligible), small)
+    sizes = [small] * count
+    grown = small + rest
+    if count and rest and grown in allowed and sum(1 for lv in eligible if lv >= grown) >= grown:
+        sizes[0] = grown
+    return sizes
+
+
+def _fill(members: Sequence[int], sizes: Sequence[int], level: Sequence[int], rng: random.Random) -> list[Group]:
+    """Partition ``members`` into frames of ``sizes`` (largest first), partners drawn by ``rng``."""
+    remaining = list(members)
+    groups: list[Group] = []
+    for size in sorted(set(sizes), reverse=True):
+        count = list(sizes).count(size)
+        fitting = [i for i in remaining if level[i] >= size]
+        rng.shuffle(fitting)
+        take = fitting[: count * size]
+        remaining = [] if len(take) == len(remaining) else _without(remaining, _multiset(take))
+        level_groups = [take[k : k + size] for k in range(0, len(take), size)]
+        _separate_duplicates(level_groups, rng)
+        groups.extend(tuple(g) for g in level_groups)
+    if remaining:
+        msg = f"internal: {len(remaining)} collage instances left ungrouped"
+        raise AssertionError(msg)
+    return groups
+
+
+def _group_shaped(structure: PoolStructure, rng: random.Random) -> list[Group]:
+    """One epoch's frames of a shaped pool, in slot order: each class's instances among its slots."""
+    classes = structure.classes
+    by_class: dict[int, list[int]] = {}
+    for inst in structure.collage_instances:
+        by_class.setdefault(classes[inst], []).append(inst)
+    groups: list[Group] = []
+    for cls in dict.fromkeys(structure.slot_classes):
+        sizes = [s for c, s in zip(structure.slot_classes, structure.sizes) if c == cls]
+        groups.extend(_fill(by_class.get(cls, []), sizes, structure.level, rng))
+    return groups
+
+
 def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed: int, epoch: int,
                     pool_key: str, instances: Sequence[int] | None = None,
                     sizes: Sequence[int] | None = None) -> list[Group]:
@@ -190,6 +315,8 @@ def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed
     same image twice when a swap can avoid it.
     """
     rng = derive_rng(seed, epoch, pool_key, "group")
+    if structure.slot_classes and instances is None:
+        return _group_shaped(structure, rng)
     remaining = list(structure.collage_instances if instances is None else instances)
     frame_sizes = list(structure.sizes if sizes is None else sizes)
     level = structure.level
@@ -299,6 +426,9 @@ def static_variants(structure: PoolStructure, records: Sequence[Record], *, seed
         buckets[j % variants].append(inst)
     plans = []
     for v, members in enumerate(buckets):
+        if structure.slot_classes:
+            plans.append(_static_shaped(structure, members, seed=seed, variant=v, pool_key=pool_key))
+            continue
         levels = [structure.level[i] for i in members]
         sizes = _draw_sizes(levels, sorted(set(structure.sizes)) or [2], derive_rng(seed, v, pool_key, "structure"))
         taken = _take_for_sizes(sorted(members), structure.level, sizes, derive_rng(seed, v, pool_key, "structure"))
@@ -308,3 +438,23 @@ def static_variants(structure: PoolStructure, records: Sequence[Record], *, seed
         groups.extend((i,) for i in leftovers)
         plans.append(groups)
     return plans
+
+
+def _static_shaped(structure: PoolStructure, members: Sequence[int], *, seed: int, variant: int,
+                   pool_key: str) -> list[Group]:
+    """One static variant of a shaped pool: per class, frames as in ``plan_shaped_structure``, the rest single."""
+    classes, level = structure.classes, structure.level
+    by_class: dict[int, list[int]] = {}
+    for inst in sorted(members):
+        by_class.setdefault(classes[inst], []).append(inst)
+    pick = derive_rng(seed, variant, pool_key, "structure")
+    rng = derive_rng(seed, variant, pool_key, "group")
+    groups: list[Group] = []
+    leftovers: list[int] = []
+    for cls in sorted(by_class):
+        chosen = _without_dominant(by_class[cls])
+        sizes = class_sizes([level[i] for i in chosen], dict(structure.allowed)[cls])
+        taken = _take_for_sizes(chosen, level, sizes, pick)
+        groups.extend(_fill(taken, sizes, level, rng))
+        leftovers.extend(_without(by_class[cls], _multiset(taken)))
+    return groups + [(i,) for i in leftovers]

@@ -12,6 +12,7 @@ Standard library only: geometry is integers, so it is fast and easy to check exh
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Sequence
 from functools import lru_cache
@@ -170,26 +171,32 @@ def max_group_size(src: Size, frame: Size, config: CollageConfig) -> int:
     return best
 
 
-def plan_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rng: random.Random) -> Layout:
+def plan_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rng: random.Random,
+                shaped: bool = False) -> Layout:
     """Choose the layout and the source-to-cell assignment for one collage frame.
 
     Every allowed layout with ``len(sizes)`` cells and every assignment of sources to its cells is
-    scored by ``useful_pixels``; assignments that would magnify a source beyond ``max_upscale`` are
-    refused. Ties (mirror layouts, sources of equal aspect) are broken with ``rng``.
+    scored first by how many sources keep the scale rule (span >= ``collage_min_span`` of the frame
+    on one axis), then by ``useful_pixels``; assignments that would magnify a source beyond
+    ``max_upscale`` are refused. Ties (mirror layouts, sources of equal aspect) are broken with ``rng``.
+
+    With ``shaped`` (a content-shaped frame) side-by-side and stacked layouts size each cell to its
+    source's aspect (``line_cells``), so the sources fill the frame edge to edge.
 
     Raises:
         LayoutError: when no allowed layout holds these sources within the limits.
     """
     n = len(sizes)
     best: list[tuple[str, tuple[Rect, ...], tuple[int, ...]]] = []
-    best_score = -1.0
+    best_score: tuple[int, float] = (-1, -1.0)
     for name in layouts_with(n, config):
-        cells = layout_cells(name, frame, config.gutter)
-        for order in _assignments(sizes, cells):
-            score = _score(sizes, cells, order, config)
-            if score is None or score < best_score - _TIE:
+        fixed = None if shaped and is_line_layout(name) else layout_cells(name, frame, config.gutter)
+        for order in _assignments(sizes, fixed or layout_cells(name, frame, config.gutter)):
+            cells = fixed if fixed is not None else line_cells(name, [sizes[i] for i in order], frame, config)
+            score = _score(sizes, cells, order, frame, config)
+            if score is None or _worse(score, best_score):
                 continue
-            if score > best_score + _TIE:
+            if _better(score, best_score):
                 best, best_score = [], score
             best.append((name, cells, order))
     if not best:
@@ -198,6 +205,87 @@ def plan_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rn
         raise LayoutError(msg)
     name, cells, order = best[rng.randrange(len(best))] if len(best) > 1 else best[0]
     return Layout(name=name, frame=frame, cells=cells, order=order, names=position_names(cells, frame))
+
+
+def _better(a: tuple[int, float], b: tuple[int, float]) -> bool:
+    return a[0] > b[0] or (a[0] == b[0] and a[1] > b[1] + _TIE)
+
+
+def _worse(a: tuple[int, float], b: tuple[int, float]) -> bool:
+    return a[0] < b[0] or (a[0] == b[0] and a[1] < b[1] - _TIE)
+
+
+def is_line_layout(name: str) -> bool:
+    """``1xN`` (side by side) or ``Nx1`` (stacked): every cell spans the frame along one axis.
+
+    Examples:
+        >>> is_line_layout("1x3"), is_line_layout("2x1"), is_line_layout("2x2"), is_line_layout("1+2")
+        (True, True, False, False)
+    """
+    rows, _, cols = name.partition("x")
+    return rows.isdigit() and cols.isdigit() and (rows == "1" or cols == "1")
+
+
+def line_cells(name: str, sizes: Sequence[Size], frame: Size, config: CollageConfig) -> tuple[Rect, ...]:
+    """Cells of a side-by-side (``1xN``) or stacked (``Nx1``) line sized to its sources' aspects.
+
+    Side by side, the sources share one height: the frame height when they are narrower together
+    than the frame (the line is centred), else the height that makes them exactly fill the width.
+    No source is magnified beyond ``collage_max_upscale``: its cell shrinks (centred) instead.
+    ``sizes`` are in cell order.
+
+    Examples:
+        >>> from collage_ext.config import CollageConfig
+        >>> line_cells("1x2", [Size(600, 900), Size(600, 900)], Size(1152, 896), CollageConfig())
+        (Rect(x=0, y=0, width=576, height=896), Rect(x=576, y=0, width=576, height=896))
+    """
+    if name.endswith("x1") and not name.startswith("1x"):  # stacked: the transposed problem
+        flipped = line_cells(f"1x{len(sizes)}", [Size(s.height, s.width) for s in sizes],
+                             Size(frame.height, frame.width), config)
+        return tuple(Rect(r.y, r.x, r.height, r.width) for r in flipped)
+    n, gutter = len(sizes), config.gutter
+    avail = frame.width - gutter * (n - 1)
+    aspects = [s.width / s.height for s in sizes]
+    height = min(float(frame.height), avail / sum(aspects))
+    heights = [min(height, s.height * config.max_upscale) for s in sizes]
+    exact = [a * h for a, h in zip(aspects, heights)]
+    if height < frame.height and heights == [height] * n:  # width-limited: split the width exactly
+        widths = _largest_remainder(exact, avail)
+    else:
+        widths = [max(1, math.floor(w + 0.5)) for w in exact]
+        while sum(widths) > avail:  # rounding overflow (cannot exceed n px)
+            widths[widths.index(max(widths))] -= 1
+    x = (frame.width - sum(widths) - gutter * (n - 1)) // 2
+    cells = []
+    for w, h, full in zip(widths, heights, (h >= height for h in heights)):
+        cell_h = frame.height if full else max(1, min(frame.height, math.floor(h)))
+        cells.append(Rect(x, (frame.height - cell_h) // 2, w, cell_h))
+        x += w + gutter
+    return tuple(cells)
+
+
+def _largest_remainder(parts: Sequence[float], total: int) -> list[int]:
+    scale = total / sum(parts)
+    raw = [p * scale for p in parts]
+    out = [max(1, math.floor(r)) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: (out[i] - raw[i], i))[: max(0, total - sum(out))]:
+        out[i] += 1
+    return out
+
+
+def source_span(src: Size, cell: Rect, frame: Size, fit_mode: str) -> float:
+    """The larger share of the frame's width or height that a source shows across in its cell.
+
+    Examples:
+        >>> source_span(Size(600, 900), Rect(0, 0, 576, 896), Size(1152, 896), "contain")
+        0.9642857142857143
+    """
+    if fit_mode == "contain":
+        scale = fit_scale(src, cell.size, fit_mode)
+        width, height = min(cell.width, src.width * scale), min(cell.height, src.height * scale)
+    else:
+        width, height = cell.width, cell.height
+    return max(width / frame.width, height / frame.height)
 
 
 def _assignments(sizes: Sequence[Size], cells: Sequence[Rect]) -> list[tuple[int, ...]]:
@@ -212,14 +300,16 @@ def _assignments(sizes: Sequence[Size], cells: Sequence[Rect]) -> list[tuple[int
     return [tuple(order)]
 
 
-def _score(sizes: Sequence[Size], cells: Sequence[Rect], order: Sequence[int], config: CollageConfig) -> float | None:
-    total = 0.0
+def _score(sizes: Sequence[Size], cells: Sequence[Rect], order: Sequence[int], frame: Size,
+           config: CollageConfig) -> tuple[int, float] | None:
+    total, keeping = 0.0, 0
     for cell, src_index in zip(cells, order):
         src = sizes[src_index]
         if fit_scale(src, cell.size, config.fit_mode) > config.max_upscale + _TIE:
             return None
         total += useful_pixels(src, cell.size, config.fit_mode)
-    return total
+        keeping += source_span(src, cell, frame, config.fit_mode) >= config.min_span - _TIE
+    return keeping, total
 
 
 def check_partition(layout: Layout) -> None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from .buckets import Buckets
 from .collage import Source, load_source
 from .config import CollageConfig
 from .errors import CollageInputError
@@ -76,7 +77,7 @@ def pool_key(dataset_index: int, subset_index: int, root: str) -> str:
 
 
 def plan_subset(images: Sequence[SubsetImage], *, root: str, config: CollageConfig, resolution: Size,
-                dataset_index: int, subset_index: int, seed: int, progress: Progress | None = None,
+                buckets: Buckets | None = None, dataset_index: int, subset_index: int, seed: int, progress: Progress | None = None,
                 on_error: Callable[[int, CollageInputError], None] | None = None) -> SubsetPlan:
     """Build a subset's ``Pool``: sources sorted by path, keyed relative to ``root``.
 
@@ -85,6 +86,8 @@ def plan_subset(images: Sequence[SubsetImage], *, root: str, config: CollageConf
         root: ``subset_root(image_dir, metadata_file)``.
         config: the subset's resolved collage settings.
         resolution: the dataset resolution; the frame size unless ``collage_frame_size`` is set.
+        buckets: the dataset's bucket settings; with bucketing on and no ``collage_frame_size``,
+            frames are content-shaped (each group gets the bucket that fits its arrangement).
         dataset_index: position of the dataset among the training datasets.
         subset_index: position of the subset among the subsets sd-scripts kept in that dataset.
         seed: the collage seed of the run.
@@ -111,5 +114,6 @@ def plan_subset(images: Sequence[SubsetImage], *, root: str, config: CollageConf
             continue
         kept.append(i)
     pool = Pool(key=pool_key(dataset_index, subset_index, root), sources=sources, config=config,
-                frame=config.frame_size or resolution, seed=seed, repeats=[images[i].num_repeats for i in kept])
+                frame=config.frame_size or resolution, seed=seed, repeats=[images[i].num_repeats for i in kept],
+                buckets=buckets)
     return SubsetPlan(pool, tuple(kept))

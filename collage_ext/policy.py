@@ -46,7 +46,7 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
     """
     kept = [s for s in sources if s.path not in failures.failed]
     if len(kept) < len(sources) and kept:
-        params = collage.make_params(kept, seed=params.seed, epoch=params.epoch)
+        params = collage.make_params(kept, seed=params.seed, epoch=params.epoch, frame=params.layout.frame)
     while kept:
         try:
             return collage.render(kept, params, with_mask=with_mask), params
@@ -57,7 +57,7 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
             failures.record(path, exc)
             kept = [s for s in kept if s.path != path]
             if kept:
-                params = collage.make_params(kept, seed=params.seed, epoch=params.epoch)
+                params = collage.make_params(kept, seed=params.seed, epoch=params.epoch, frame=params.layout.frame)
     msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
     raise CollageInputError(msg)
 

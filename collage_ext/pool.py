@@ -13,14 +13,22 @@ from functools import cached_property
 
 from .collage import Source
 from .config import CollageConfig
-from .grouping import Group, PoolStructure, Record, group_instances, plan_structure, static_variants
+from .buckets import Buckets
+from .grouping import (Group, PoolStructure, Record, group_instances, plan_shaped_structure, plan_structure,
+                       static_variants)
+from .shapes import ShapePlan, plan_shapes
 from .types import Size
 
 logger = logging.getLogger(__name__)
 
 @dataclass
 class Pool:
-    """Sources that may share frames, with their repeats per epoch and collage settings."""
+    """Sources that may share frames, with their repeats per epoch and collage settings.
+
+    ``frame`` is the fixed frame (``collage_frame_size`` or the resolution). When the dataset
+    buckets (``buckets.enable``) and no ``collage_frame_size`` is set, frames are content-shaped
+    instead: each group's frame is a bucket resolution chosen for its arrangement (``frame_for``).
+    """
 
     key: str
     sources: Sequence[Source]
@@ -28,6 +36,7 @@ class Pool:
     frame: Size
     seed: int
     repeats: Sequence[int] = field(default_factory=list)
+    buckets: Buckets | None = None
 
     @cached_property
     def records(self) -> list[Record]:
@@ -36,9 +45,37 @@ class Pool:
         return [Record(s.key, s.effective_size, r) for s, r in zip(self.sources, repeats)]
 
     @cached_property
+    def shapes(self) -> ShapePlan | None:
+        """Shape classes and their frames when frames are content-shaped, else ``None`` (fixed frame)."""
+        if self.buckets is None or not self.buckets.enable or self.config.frame_size is not None:
+            return None
+        return plan_shapes([r.size for r in self.records], self.buckets, self.config,
+                           [r.num_repeats for r in self.records])
+
+    @property
+    def shaped(self) -> bool:
+        """True when every frame takes a bucket resolution chosen for its arrangement."""
+        return self.shapes is not None
+
+    @cached_property
     def structure(self) -> PoolStructure:
         """The run-wide structure: which repeats are singles, how many frames of each size."""
+        if self.shapes is not None:
+            return plan_shaped_structure(self.records, self.shapes, self.config, seed=self.seed, pool_key=self.key)
         return plan_structure(self.records, self.frame, self.config, seed=self.seed, pool_key=self.key)
+
+    def frame_for(self, group: Group) -> Size:
+        """The frame of a collage group: the class's frame for its population, else the fixed frame."""
+        if self.shapes is None or len(group) < 2:
+            return self.frame
+        return self.shapes.frame(self.shapes.classes[group[0]], len(group))
+
+    def slot_frame(self, slot: int) -> Size:
+        """The frame of a dynamic slot; the same in every epoch (sd-scripts buckets it once)."""
+        structure = self.structure
+        if self.shapes is None or not structure.slot_classes:
+            return self.frame
+        return self.shapes.frame(structure.slot_classes[slot], structure.sizes[slot])
 
     def collage_groups(self, epoch: int) -> list[Group]:
         """The collage frames of one epoch (dynamic mode)."""

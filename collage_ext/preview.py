@@ -65,19 +65,26 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
                                              encoder.counter, planned.collage.grammar):
         warnings.append(f"phrase {phrase!r} first appears at token {start}, past the budget: it is never trained")
     layout = job.params.layout
+    stats = job.stats
+    min_span = planned.subset.config.min_span
+    short = [Path(s.path).name for s, span in zip(job.sources, stats.spans) if span < min_span - 1e-9]
+    if short and min_span > 0:
+        warnings.append(f"scale rule: {', '.join(short)} span{'s' if len(short) == 1 else ''} less than "
+                        f"{min_span:g} of the frame (layout {layout.name})")
     cells = []
     for cell, index, position in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells)):
         source = job.sources[index]
         cells.append({"rect": list(cell), "position": position, "key": source.key, "path": source.path,
-                      "size": list(source.size), "crop": list(source.crop) if source.crop else None})
+                      "size": list(source.size), "crop": list(source.crop) if source.crop else None,
+                      "span": round(stats.spans[index], 4)})
     where = job.variant if job.variant is not None else job.slot
     label = (f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
              f"{'variant' if job.variant is not None else 'slot'} {where}")
     info = {
         "name": job.name, "dataset": planned.dataset.index, "subset": planned.subset.index,
         "image_dir": planned.subset.image_dir, "pool_key": planned.pool.key, "slot": job.slot,
-        "variant": job.variant, "seed": planned.pool.seed, "frame": list(planned.pool.frame),
-        "layout": layout.name, "cells": cells, "sources": [s.path for s in job.sources], "caption": caption,
+        "variant": job.variant, "seed": planned.pool.seed, "frame": list(layout.frame),
+        "fill": round(stats.fill, 4), "layout": layout.name, "cells": cells, "sources": [s.path for s in job.sources], "caption": caption,
         "tokens": {"encoder": encoder.label, "total": tokens.total, "chunks": list(tokens.chunks),
                    "max": encoder.budget.max_tokens, "exact": encoder.exact},
         "params": job.params.to_json(), "collage_ext": __version__,
@@ -135,10 +142,13 @@ def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out:
 def summarize(project: Project, frameset: FrameSet, encoder: TextEncoder, written: int) -> dict[str, Any]:
     """The header facts of a preview (also stored in the manifest)."""
     singles = sum(n for _, _, n in frameset.singles)
+    stats = frameset.summary()
     return {
         "source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
         "mode_why": project.mode_why, "epoch": frameset.epoch, "collage_frames": len(frameset.jobs),
         "frames_written": written, "single_samples_in_collage_subsets": singles, "text_encoder": encoder.label,
+        "frame_stats": stats.text(), "mean_fill": round(stats.mean_fill, 4), "min_fill": round(stats.fill_min, 4),
+        "span_share": round(stats.span_share, 4), "images_per_frame": round(stats.images_per_frame, 4),
     }
 
 
@@ -163,6 +173,7 @@ figcaption{margin-top:8px}
 .caption{white-space:pre-wrap;background:#1b1b1b;padding:6px;border-radius:4px;margin:6px 0}
 .tokens{font:12px monospace;color:#9c9}
 .warn{color:#ffd27f;margin:4px 0}
+.stats{font:12px monospace;color:#bbb}
 a{color:#8bf}
 details{padding:0 24px 24px}
 table{border-collapse:collapse}td,th{border-bottom:1px solid #333;padding:2px 8px;text-align:left}
@@ -186,6 +197,10 @@ def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, s
     for entry in entries:
         width, height = entry.info.get("thumb_size", [THUMB, THUMB])
         warn = "".join(f'<div class="warn">⚠ {e(w)}</div>' for w in entry.warnings)
+        spans = " · ".join(f"{Path(str(c['path'])).name} {c['span']:.2f}" for c in entry.info.get("cells", [])
+                           if "span" in c)
+        frame = entry.info.get("frame") or ["?", "?"]
+        fill = entry.info.get("fill")
         cards.append(
             f'<figure id="{e(entry.name)}">'
             f'<a href="frames/{e(entry.name)}.png"><img src="thumbs/{e(entry.name)}.jpg" width="{width}" '
@@ -194,6 +209,8 @@ def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, s
             f'{e(entry.group_label)}</div>'
             f'<div class="name">{e(entry.name)}</div>'
             f'<div class="name">{e(" + ".join(entry.sources))}</div>'
+            f'<div class="stats">frame {frame[0]}x{frame[1]}'
+            + (f' · fill {fill:.2f}' if fill is not None else '') + f' · span {e(spans)}</div>'
             f'<div class="caption">{e(entry.caption)}</div>'
             f'<div class="tokens">tokens {e(entry.tokens.describe())}</div>{warn}'
             f'<div><a href="frames/{e(entry.name)}.png">frame</a> · <a href="frames/{e(entry.name)}_mask.png">'

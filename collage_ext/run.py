@@ -62,10 +62,35 @@ def resolve_seed(run: RunArgs, kohya_config: dict[str, Any]) -> tuple[int, str]:
     return int(digest[:8], 16), "derived from the dataset config (pass --seed to choose one)"
 
 
+def default_rate_note(user_config: Any, defaults: Any = None) -> str | None:
+    """The one start-up line saying collage is on by default, when no level sets ``collage_rate``."""
+    def sets_rate(value: Any) -> bool:
+        if isinstance(value, dict):
+            return "collage_rate" in value or any(sets_rate(v) for v in value.values())
+        if isinstance(value, list):
+            return any(sets_rate(v) for v in value)
+        return False
+
+    if sets_rate(user_config) or sets_rate(defaults or {}):
+        return None
+    return ("collage is on by default: collage_rate = 1.0 for every training subset (regularisation subsets stay "
+            "single); set collage_rate = 0 for plain sd-scripts behaviour")
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    if not stats.get("collage_frames"):
+        return "no collage frames"
+    return (f"mean fill {stats['mean_fill']:.2f} (min {stats['min_fill']:.2f}), {stats['span_share']:.0%} of sources "
+            f"span >= {stats['min_span']:g} of the frame, {stats['images_per_frame']:.2f} images/frame"
+            + (" (sampled)" if stats.get("sampled") else ""))
+
+
 def log_summary(datasets: Sequence[Any], mode: str, why: str, seed: int, seed_why: str,
-                configs: Sequence[CollageConfig], run: RunArgs) -> None:
+                configs: Sequence[CollageConfig], run: RunArgs, default_note: str | None = None) -> None:
     """One INFO block: images per subset, frames per epoch, layouts, mode and why, seed, cache dir."""
     lines = [f"collage_ext: mode {mode} ({why}); seed {seed} ({seed_why})"]
+    if default_note:
+        lines.append(f"  {default_note}")
     for d, dataset in enumerate(datasets):
         for entry in getattr(dataset, "_collage_info", []):
             settings = entry["settings"]
@@ -75,6 +100,10 @@ def log_summary(datasets: Sequence[Any], mode: str, why: str, seed: int, seed_wh
                 f"{entry['single_samples']} single), rate {settings['collage_rate']}, "
                 f"{settings['collage_min_images']}-{settings['collage_max_images']} images/frame, "
                 f"layouts {','.join(settings['collage_layouts'])}, fit {settings['collage_fit_mode']}")
+            for note in entry.get("frames", []):
+                lines.append(f"    {note}")
+            if entry.get("stats"):
+                lines.append(f"    epoch 1: {_stats_text(entry['stats'])}")
     if mode == "static":
         lines.append(f"  static frames and their caches: {static_cache_dir(configs, run)}")
     logger.info("\n".join(lines))

@@ -18,6 +18,7 @@ import pytest
 import toml
 from PIL import Image
 
+from collage_ext.buckets import Buckets
 from collage_ext.cli import main
 from collage_ext.collage import Collage
 from collage_ext.config import split_dataset_config
@@ -113,14 +114,18 @@ def test_preview_equals_a_direct_plan(dataset: Path, tmp_path: Path) -> None:
     tree = split_dataset_config(data)
     folder = Path(data["datasets"][0]["subsets"][0]["image_dir"])
     images = [SubsetImage(str(p), p.with_suffix(".txt").read_text().strip(), 2) for p in sorted(folder.glob("*.png"))]
+    buckets = Buckets.from_params(Size(512, 512), data["datasets"][0])
     plan = plan_subset(images[::-1], root=str(folder), config=tree.subsets[0][0], resolution=Size(512, 512),
-                       dataset_index=0, subset_index=0, seed=5)
-    collage = Collage(tree.subsets[0][0], plan.pool.frame)
+                       buckets=buckets, dataset_index=0, subset_index=0, seed=5)
+    assert plan.pool.shaped  # enable_bucket = true and no collage_frame_size: content-shaped frames
+    collage = Collage(tree.subsets[0][0], plan.pool.frame, shaped=True)
     groups = plan.pool.collage_groups(2)
     assert len(groups) == len(frame_files(out))
     for slot, group in enumerate(groups):
         sources = [plan.pool.sources[i] for i in group]
-        expected = collage.render(sources, collage.make_params(sources, seed=5, epoch=2)).image
+        frame = plan.pool.slot_frame(slot)
+        assert tuple(frame) in buckets.resos  # a bucket resolution: sd-scripts uses it without resizing
+        expected = collage.render(sources, collage.make_params(sources, seed=5, epoch=2, frame=frame)).image
         with Image.open(out / "frames" / f"0_0_img_slot{slot:05d}.png") as img:
             assert np.array_equal(np.asarray(img), expected)
 
@@ -239,17 +244,18 @@ def test_export_writes_a_plain_kohya_folder(dataset: Path, tmp_path: Path) -> No
         assert path.parent.parent.name == "train" and path.parent.name.split("_", 1)[0].isdigit()
         assert path.with_suffix(".txt").read_text(encoding="utf-8").strip() == frame["caption"]
         assert all(Path(s).is_file() for s in frame["sources"]) and frame["layout"] and frame["cells"]
-        with Image.open(path) as img:
-            assert img.format == "PNG" and img.size == (512, 512)
+        with Image.open(path) as img:  # content-shaped: the frame is the bucket its arrangement fits
+            assert img.format == "PNG" and img.size == tuple(frame["frame"]) and img.size != (512, 512)
+        assert path.parent.name.startswith(f"{frame['repeats']}_")
         for source in frame["sources"]:
-            shown[source] = shown.get(source, 0) + 1
+            shown[source] = shown.get(source, 0) + frame["repeats"]
     for single in manifest["singles"]:
         assert (out / single["file"]).read_bytes() == Path(single["source"]).read_bytes()  # copied byte for byte
         shown[single["source"]] = shown.get(single["source"], 0) + single["repeats"]
     assert set(shown.values()) == {2}  # one pass over the export = one epoch: every image num_repeats times
     exported = toml.load(out / "dataset.toml")
-    tree = split_dataset_config(exported)  # a plain sd-scripts config: no collage keys left to apply
-    assert not any(c.enabled for row in tree.subsets for c in row)
+    tree = split_dataset_config(exported)  # a plain sd-scripts config: no collage keys (its sanitizer rejects them)
+    assert tree.kohya == exported and "collage_" not in json.dumps(exported)
     assert all(Path(s["image_dir"]).is_dir() for s in exported["datasets"][0]["subsets"])
     assert "--train_data_dir" in (out / "README.txt").read_text(encoding="utf-8")
 
@@ -296,7 +302,7 @@ def write_safetensors(path: Path, metadata: dict[str, str] | None) -> Path:
 
 COLLAGE_INFO = {"version": "0.1.0", "mode": "static", "seed": 42, "subsets": [
     {"subset": 0, "image_dir": "/data/10_mychar", "images": 24, "frames_per_epoch": 80, "collage_frames": 70,
-     "single_samples": 10, "settings": {"collage_rate": 1.0, "collage_caption_merge": "tags",
+     "single_samples": 10, "settings": {"collage_rate": 0.5, "collage_caption_merge": "tags",
                                         "collage_fill": "#181818"}}]}
 
 
@@ -307,7 +313,7 @@ def test_inspect_prints_settings_from_ss_datasets(tmp_path: Path, capsys: pytest
         "ss_network_dim": "32", "ss_seed": "42"})
     assert main(["inspect", str(lora)]) == 0
     out = capsys.readouterr().out
-    assert "dataset 1" in out and "mode static" in out and "collage_rate = 1.0" in out
+    assert "dataset 1" in out and "mode static" in out and "collage_rate = 0.5" in out
     assert 'collage_caption_merge = "tags"' in out and "collage_fill" not in out  # defaults are not repeated
     assert "ss_network_dim: 32" in out
 
@@ -356,3 +362,18 @@ def test_docs_cover_every_command_and_finding_code() -> None:
     assert len(codes) > 10
     missing = sorted(c for c in codes if f"`{c}`" not in docs)
     assert not missing, f"docs/cli.md does not explain: {missing}"
+
+
+def test_preview_shows_fill_and_spans(dataset: Path, tmp_path: Path) -> None:
+    """index.html and the manifest show each frame's fill and spans and the run's summary (issue 10)."""
+    out = tmp_path / "preview"
+    assert main(["preview", str(dataset), "--out", str(out), "--seed", "3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    summary = manifest["summary"]
+    # 512 px buckets step 64 px (12 %): a 4:3-ish pair gets 576x448, 94 % of height and width
+    assert summary["mean_fill"] >= 0.93 and summary["images_per_frame"] >= 1.8
+    for frame in manifest["frames"]:
+        assert 0.93 <= frame["fill"] <= 1 and all(c["span"] >= 0.93 for c in frame["cells"])
+        assert frame["frame"] != [512, 512]  # content-shaped (enable_bucket = true)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "fill 0." in page and "span img_0" in page and "mean fill" in page

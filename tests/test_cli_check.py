@@ -81,7 +81,7 @@ def test_check_text_report_and_warning_only_exit_0(planted: Path, capsys: pytest
 def test_upscaled_image_is_found_by_effective_resolution(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A large file that was blown up from a small one is flagged; the sharp originals are not."""
     folder = write_images(tmp_path / "img", 6)
-    small = draw_portrait(Size(208, 304), "red", "azure")  # blown up 4x
+    small = draw_portrait(Size(104, 152), "red", "azure")  # blown up 8x
     small.resize((832, 1216), Image.Resampling.BICUBIC).save(folder / "blown_up.png")
     (folder / "blown_up.txt").write_text("sks, blown up\n", encoding="utf-8")
     code, report = run_check(write_toml(tmp_path / "d.toml", folder, resolution=1024), capsys)
@@ -212,3 +212,24 @@ def test_measures_leave_global_rng_alone() -> None:
     img = Image.fromarray(np.full((64, 64, 3), 128, np.uint8))
     detail_factor(img)
     contrast(img)
+
+
+def test_forced_grid_breaks_the_scale_rule_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """collage_layouts = ["2x2"]: check warns that the sources are learned at half size and names them."""
+    folder = write_images(tmp_path / "img", 8)
+    code, report = run_check(write_toml(tmp_path / "d.toml", folder, general='collage_layouts = ["2x2"]'), capsys)
+    assert code == 0
+    [found] = by_code(report, "scale_rule")
+    assert found["level"] == "warning" and "img_0" in found["message"] and "collage_min_span" in found["message"]
+    stats = by_code(report, "frame_stats")[0]["message"]
+    assert ", 0% of sources span" in stats
+
+
+def test_content_shaped_defaults_keep_the_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defaults with enable_bucket: no scale_rule finding, frames listed with their bucket resolutions."""
+    folder = write_images(tmp_path / "img", 8)
+    code, report = run_check(write_toml(tmp_path / "d.toml", folder, general="", resolution=1024), capsys)
+    assert code == 0 and not by_code(report, "scale_rule")
+    notes = " ".join(f["message"] for f in by_code(report, "frames"))
+    assert "content-shaped frames" in notes and "side by side" in notes and "stacked" in notes
+    assert "100% of sources span" in by_code(report, "frame_stats")[0]["message"]

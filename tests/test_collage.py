@@ -74,7 +74,7 @@ class TestCollage:
     def test_replay_from_json(self, tmp_path: Path) -> None:
         """Params survive a JSON round trip and reproduce the frame."""
         sources = write_sources(tmp_path, [(30, 60), (60, 30), (40, 40), (40, 40)])
-        collage = Collage(CollageConfig(rate=1.0, cell_caption_dropout_rate=0.5), FRAME)
+        collage = Collage(CollageConfig(rate=1.0, cell_caption_dropout_rate=0.5, layouts=("2x2",)), FRAME)
         result = collage(sources, seed=9, epoch=4)
         params = FrameParams.from_json(json.loads(json.dumps(result.params.to_json())))
         again = collage(sources, seed=0, epoch=0, params=params)

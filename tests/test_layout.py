@@ -22,7 +22,7 @@ from collage_ext.types import Rect, Size
 
 FRAME = Size(1024, 1024)
 PORTRAIT, LANDSCAPE, SQUARE = Size(832, 1216), Size(1216, 832), Size(1024, 1024)
-ON = CollageConfig(rate=1.0)
+ON = CollageConfig(min_span=0.0, rate=1.0)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_max_group_size(src: Size, expected: int) -> None:
 @pytest.mark.parametrize(("limit", "expected"), [(1.2, 1), (1.25, 4)], ids=["band-too-wide", "fits-all"])
 def test_max_group_size_cover_checks_every_cell(limit: float, expected: int) -> None:
     """Cover fit: an 832-wide portrait needs 1.23x in a 1024-wide band, so a 1.2 limit keeps it single."""
-    cfg = CollageConfig(rate=1.0, fit_mode="cover", max_upscale=limit)
+    cfg = CollageConfig(min_span=0.0, rate=1.0, fit_mode="cover", max_upscale=limit)
     assert max_group_size(Size(832, 1216), FRAME, cfg) == expected
 
 
@@ -144,7 +144,7 @@ def test_cells_partition_frame(name: str, width: int, height: int, gutter: int) 
 def test_planned_layouts_valid(dims: list[tuple[int, int]], fit_mode: str, seed: int) -> None:
     """Any plan is a valid partition honouring the upscale limit, with a cell spanning the frame or a full grid."""
     sizes = [Size(w, h) for w, h in dims]
-    cfg = CollageConfig(rate=1.0, fit_mode=fit_mode, max_upscale=16)  # type: ignore[arg-type]
+    cfg = CollageConfig(min_span=0.0, rate=1.0, fit_mode=fit_mode, max_upscale=16)  # type: ignore[arg-type]
     plan = plan_layout(sizes, FRAME, cfg, rng=random.Random(seed))
     check_partition(plan)
     assert len(plan.cells) == len(sizes)

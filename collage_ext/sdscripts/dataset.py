@@ -31,7 +31,9 @@ from library.train_util import (  # type: ignore[import-not-found]
     ImageInfo,
 )
 
+from ..buckets import Buckets
 from ..config import CollageConfig, split_dataset_config
+from ..framestats import epoch_stats, frame_note
 from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
 from ..policy import FailureLog, check_single, compose, fit_to_aspect
@@ -49,7 +51,7 @@ from ..frames import (
 )
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
-from ..run import log_summary, resolve_mode, resolve_seed, static_cache_dir
+from ..run import default_rate_note, log_summary, resolve_mode, resolve_seed, static_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +96,11 @@ class _CollageMixin:
         self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
         self._pool_of_subset: dict[int, SubsetFrames] = {}
         for s_index, subset in enumerate(self.subsets):
-            config = by_subset.get(id(subset), CollageConfig())
+            config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
             if config.enabled:
                 self._setup_subset(s_index, subset, config, ctx)
         self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, _strategy_era())
-        self._te_cache_dir = static_cache_dir(list(configs) or [CollageConfig()], ctx.run)
+        self._te_cache_dir = static_cache_dir(list(configs) or [CollageConfig(rate=0.0)], ctx.run)
         self._empty_te: list[Any] | None = None
 
     # -- planning ----------------------------------------------------------------------------
@@ -114,11 +116,12 @@ class _CollageMixin:
 
         # The same function the CLI uses, so `collage-ext preview` shows exactly these frames.
         plan = plan_subset(images, root=root, config=config, resolution=Size(self.width, self.height),
-                           dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
+                           buckets=self._bucket_settings(), dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
                            on_error=skipped if config.on_error == "skip" else None)
         keys = [keys[i] for i in plan.order]
         pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
         collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
+        collage.shaped = pool.shaped
         if config.loss_mask and not subset.alpha_mask:
             subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
             logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true)")
@@ -141,7 +144,16 @@ class _CollageMixin:
         self._pool_of_subset[id(subset)] = frames
         self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
                                    "frames_per_epoch": added + sum(singles), "collage_frames": added,
-                                   "single_samples": sum(singles), "settings": config.to_metadata()})
+                                   "single_samples": sum(singles), "settings": config.to_metadata(),
+                                   "stats": epoch_stats(frames, ctx.mode).to_json(),
+                                   "frames": frame_note(pool, self._bucket_settings())})
+
+    def _bucket_settings(self) -> Buckets:
+        """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
+        params = {"enable_bucket": self.enable_bucket, "min_bucket_reso": self.min_bucket_reso,
+                  "max_bucket_reso": self.max_bucket_reso, "bucket_reso_steps": self.bucket_reso_steps,
+                  "bucket_no_upscale": self.bucket_no_upscale}
+        return Buckets.from_params(Size(self.width, self.height), params)
 
     def _verify_singles(self, keys: list[str], singles: list[int]) -> None:
         for key, count in zip(keys, singles):
@@ -157,7 +169,7 @@ class _CollageMixin:
         slot_dir = _cache_dir(frames.pool.config, ctx.run) / "dynamic"
         for slot in range(frames.slot_count):
             path = str(slot_dir / f"{_safe(pool_key)}_slot{slot:05d}.png")  # virtual: never written
-            info = self._new_info(path, SlotCaption("", path), subset, frames.pool.frame)
+            info = self._new_info(path, SlotCaption("", path), subset, frames.pool.slot_frame(slot))
             self._frames[path] = (frames, slot)
             self.register_image(info, subset)
         return frames.slot_count
@@ -173,10 +185,13 @@ class _CollageMixin:
                 singles[group[0]] += 1
                 continue
             path, caption, new = render_static_frame(frames, group, variant, cache, self._failures)
+            count += 1
+            if str(path) in self._static:  # the same frame twice in a variant: one image, two repeats
+                self.image_data[str(path)].num_repeats += 1
+                continue
             self._static[str(path)] = (frames, group, variant)
             rendered += new
-            count += 1
-            self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame), subset)
+            self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame_for(group)), subset)
         logger.info(f"collage_ext: {count} static frames in {cache} ({rendered} rendered, {count - rendered} reused)")
         return count
 
@@ -336,7 +351,8 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         #: patches/0001-dataset-class-validation-split.patch; unpatched trainers ignore it.
         self.validation_dataset_group = validation
         _LIVE.add(self)
-        log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run)
+        log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run,
+                    default_rate_note(user_config, run.collage_defaults))
 
 
 def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> tuple[list[Any], Any]:

@@ -33,7 +33,6 @@ from ..images import open_image, read_image_size
 from ..preview import frame_record
 from ..types import Size
 from .files import Folders, History, RefusedError, dropped_folder, move_group, sidecars
-from .stats import frame_stats
 from .tokens import caption_view, token_view
 
 logger = logging.getLogger(__name__)
@@ -255,7 +254,7 @@ class Studio:
             fills = []
             for job in fs.jobs:
                 record = frame_record(job, self.encoder)
-                stats = frame_stats(job.params, job.sources, job.planned.subset.config.fit_mode)
+                stats = job.stats  # framestats.frame_stats: the numbers preview, check and the log show
                 fills.append(stats.fill)
                 g = job.planned.collage.grammar
                 cfg = job.planned.subset.config

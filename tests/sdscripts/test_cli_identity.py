@@ -172,9 +172,10 @@ def test_export_trains_with_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyTok
     for frame in manifest["frames"]:
         info = registered[(out / frame["file"]).resolve()]
         assert info.caption == frame["caption"]
-        assert info.num_repeats == 1 or frame["file"].startswith("reg/")  # sd-scripts re-balances reg repeats
+        # sd-scripts re-balances reg repeats; a frame planned twice in a variant is one file with 2 repeats
+        assert info.num_repeats == frame["repeats"] or frame["file"].startswith("reg/")
     train_singles = [s for s in manifest["singles"] if not s["file"].startswith("reg/")]
-    assert plain.num_train_images == len(train_frames) + sum(s["repeats"] for s in train_singles)
+    assert plain.num_train_images == sum(f["repeats"] for f in train_frames) + sum(s["repeats"] for s in train_singles)
     # one epoch through sd-scripts' own __getitem__: every sample is a 3-channel image with a caption
     plain.set_current_epoch(1)
     seen = collections.Counter(c for i in range(len(plain)) for c in plain[i]["captions"])

@@ -96,10 +96,15 @@ def test_loads_through_real_loader(tmp_path: Path, toks: fakes.TinyTokenizers, k
     assert id_counts(epoch_captions(group, 1)) == {f"id{i:03d}": 2 for i in range(len(SIZES))}
 
 
-def test_no_collage_key_is_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
-    """Without collage keys the dataset holds exactly sd-scripts' own images, repeats and captions."""
-    config = dataset_toml(tmp_path, write_dataset(tmp_path))
+def test_collage_rate_zero_is_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """collage_rate = 0: the dataset holds exactly sd-scripts' own images, repeats and captions."""
+    image_dir = write_dataset(tmp_path)
+    plain_config = dataset_toml(tmp_path, image_dir)  # what plain sd-scripts reads (it rejects collage keys)
+    config = tmp_path / "collage_off.toml"
+    config.write_text(plain_config.read_text(encoding="utf-8").replace("[general]\n", "[general]\ncollage_rate = 0\n"),
+                      encoding="utf-8")
     group, args, _ = load(tmp_path, toks, config)
+    args.dataset_config = str(plain_config)
     with fakes.fresh_strategies():
         trainer = fakes.make_trainer("sdxl")
         if MAIN:

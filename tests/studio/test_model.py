@@ -15,7 +15,7 @@ from collage_ext.framesets import frames_for, plan_project, text_encoder_for
 from collage_ext.studio import files as studio_files
 from collage_ext.studio.files import Folders, History, RefusedError
 from collage_ext.studio.model import Studio
-from collage_ext.studio.stats import frame_stats
+from collage_ext.framestats import frame_stats
 from collage_ext.studio.tokens import caption_view, token_view
 
 from .conftest import Dataset
@@ -42,7 +42,7 @@ def test_fill_and_span_match_the_rendered_pixels(dataset: Dataset) -> None:
     _, jobs = studio._frameset(1)
     assert jobs
     for job in jobs.values():
-        stats = frame_stats(job.params, job.sources, job.planned.subset.config.fit_mode)
+        stats = frame_stats(job.params.layout, job.sources, job.planned.subset.config.fit_mode)
         mask = job.render(with_mask=True).mask
         assert mask is not None
         assert stats.fill == pytest.approx(1 - mask.mean(), abs=1e-9)
