@@ -34,7 +34,11 @@ def test_kill_mid_write_leaves_only_complete_frames(tmp_path: Path) -> None:
         out = tmp_path / f"run{attempt}"
         out.mkdir()
         child = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], env={**os.environ, "PYTHONPATH": os.getcwd()})
-        time.sleep(0.6 + rng.random())
+        # Kill at a random moment after the first frame landed (a loaded machine starts Python slowly).
+        deadline = time.monotonic() + 120
+        while not any(out.glob("collage_*.png")) and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.random())
         child.send_signal(signal.SIGKILL)
         child.wait()
         finals = sorted(out.glob("collage_*.png"))
