@@ -23,14 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from library import config_util, train_util  # type: ignore[import-not-found]
-from library.train_util import (  # type: ignore[import-not-found]
-    DatasetGroup,
-    DreamBoothDataset,
-    FineTuningDataset,
-    ImageInfo,
-)
-
 from ..config import CollageConfig, split_dataset_config
 from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
@@ -43,6 +35,16 @@ from ..frames import SlotCaption, SubsetFrames, render_static_frame, with_alpha
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
 from ..run import log_summary, resolve_mode, resolve_seed, static_cache_dir
+from . import seams
+
+# Before anything else touches sd-scripts: every name used below exists, or training stops here
+# (sd-scripts imports this module while it builds the dataset, before any model loads).
+_SEAMS = seams.require()
+DatasetGroup = _SEAMS["DatasetGroup"]
+DreamBoothDataset = _SEAMS["DreamBoothDataset"]
+FineTuningDataset = _SEAMS["FineTuningDataset"]
+ImageInfo = _SEAMS["ImageInfo"]
+from library import config_util  # type: ignore[import-not-found]  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +73,11 @@ class _CollageMixin:
     """Adds collage frames to an sd-scripts dataset after it registered its source images."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        subsets = list(kwargs.get("subsets", args[0] if args else []))
+        given = _constructor_arguments(type(self), args, kwargs)
+        subsets = list(given.get("subsets") or [])
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         ctx = _PENDING[-1]
-        index, configs = ctx.take(kwargs.get("is_training_dataset", True))
+        index, configs = ctx.take(given.get("is_training_dataset", True))
         by_subset = {id(s): c for s, c in zip(subsets, configs)}
         self._collage_index = index
         self._collage_seed = ctx.seed
@@ -342,8 +345,21 @@ def _collage_classes(ctx: _BuildContext) -> Any:
         config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
 
 
+def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """sd-scripts' dataset constructor arguments by name, whether passed by keyword or by position.
+
+    Their positional order changes between releases (v0.11 inserted ``train_inpainting``), so the
+    adapter never relies on a position.
+    """
+    base = next(c for c in cls.__mro__ if c in (DreamBoothDataset, FineTuningDataset))
+    try:
+        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
+    except TypeError:  # let sd-scripts' own constructor report the bad call
+        return dict(kwargs)
+
+
 def _strategy_era() -> bool:
-    return hasattr(train_util, "DatasetGroup") and hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
+    return hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
 
 
 def _wants_tokenizer() -> bool:
@@ -400,7 +416,7 @@ def _patch_collator() -> None:
     The trainer creates the collator (holding ``multiprocessing.Value`` epoch) after the dataset;
     the wrapper hands that value to every live CollageDataset before DataLoader workers start.
     """
-    cls = train_util.collator_class
+    cls = _SEAMS["collator_class"]
     if getattr(cls, "_collage_ext_patched", False):
         return
     original = cls.__init__
