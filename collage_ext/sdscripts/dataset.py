@@ -36,6 +36,7 @@ from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
 from ..run import log_summary, resolve_mode, resolve_seed, static_cache_dir
 from . import seams
+from .trainers import refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
 # (sd-scripts imports this module while it builds the dataset, before any model loads).
@@ -288,6 +289,7 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
 
     def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
                  debug_dataset: bool = False) -> None:
+        refuse_unsupported(strategy=_current_tokenize_strategy())
         run = find_run_args()
         logger.info(f"collage_ext: run arguments from {run.found}")
         user_config, where = _user_config(run)
@@ -356,6 +358,15 @@ def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, A
         return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
     except TypeError:  # let sd-scripts' own constructor report the bad call
         return dict(kwargs)
+
+
+def _current_tokenize_strategy() -> Any:
+    """The tokenize strategy the script set before building the dataset (main), else None."""
+    if not _strategy_era():
+        return None
+    from library import strategy_base  # type: ignore[import-not-found]
+
+    return strategy_base.TokenizeStrategy.get_strategy()
 
 
 def _strategy_era() -> bool:
