@@ -37,6 +37,7 @@ def script(name: str) -> Any:
 
 
 SCRIPTS = [
+    ("train_network", []),
     ("sdxl_train_network", []),
     ("sdxl_train", []),
     pytest.param("flux_train_network", [], marks=pytest.mark.skipif(not MAIN, reason="Flux is main-only")),
@@ -84,7 +85,7 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
         with pytest.raises(Reached):
             module.train(args)
     else:
-        trainer_class = {"sdxl_train_network": "SdxlNetworkTrainer", "flux_train_network": "FluxNetworkTrainer",
+        trainer_class = {"train_network": "NetworkTrainer", "sdxl_train_network": "SdxlNetworkTrainer", "flux_train_network": "FluxNetworkTrainer",
                          "sd3_train_network": "Sd3NetworkTrainer"}[name]
         trainer = getattr(module, trainer_class)()
         monkeypatch.setattr(type(trainer), "load_target_model", stop)
