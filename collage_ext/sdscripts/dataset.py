@@ -192,7 +192,8 @@ class _CollageMixin:
         frames, slot = entry
         params = frames.params(slot, self.current_epoch)
         sources = frames.sources_of(frames.groups(self.current_epoch)[slot])
-        rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask)
+        rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask,
+                                 spares=frames.pool.sources)
         frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
