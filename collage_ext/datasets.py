@@ -1,5 +1,11 @@
 """Read a kohya dataset TOML (and training TOML) the way sd-scripts does, without importing sd-scripts.
 
+This is the torch-free fallback: the CLI (preview, export, check) must run where sd-scripts and torch
+are not installed, so it cannot call sd-scripts' own reader (``library.config_util`` imports torch).
+Training never uses this module; ``CollageDataset`` reads through sd-scripts itself. That the two
+agree is tested against the real trees (tests/sdscripts/test_reader_agrees.py, which CI runs against
+sd-scripts main and v0.9.1), so a change on either side shows there.
+
 The CLI must show the frames that ``collage_ext.CollageDataset`` feeds a real run, so this module
 repeats the few sd-scripts rules that decide *which images a subset holds, with which caption and
 how many repeats* (``library/config_util.py`` and ``DreamBoothDataset`` / ``FineTuningDataset`` in

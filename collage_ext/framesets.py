@@ -222,9 +222,11 @@ class FrameJob:
                 sources = kept
                 self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant,
                                                   frame=self.planned.pool.frame_for(self.group))
-        rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask)
+        rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask,
+                                 spares=self.planned.pool.sources if self.variant is None else ())
         self.params = used
-        self.rendered_sources = [s for s in sources if s.path not in self.failures.failed]
+        self.rendered_sources = [s for s in sources if s.path not in self.failures.failed] or [
+            s for s in self.planned.pool.sources if s.key in used.keys][:1]  # a spare filled the frame
         if self.variant is not None and len(self.rendered_sources) < len(planned):  # renamed like the cache
             caption = collage.caption(used)
             self.name = f"collage_{frame_digest(used, self.rendered_sources, collage, caption)}"

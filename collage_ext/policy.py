@@ -36,13 +36,17 @@ class FailureLog:
 
 
 def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
-            with_mask: bool = False) -> tuple[RenderResult, FrameParams]:
+            with_mask: bool = False, spares: Sequence[Source] = ()) -> tuple[RenderResult, FrameParams]:
     """Render a planned frame; when sources fail under ``skip``, re-plan it from the rest.
+
+    When every source fails (a frame can hold several repeats of one broken image), the first of
+    ``spares`` (the pool's sources, in pool order) that loads fills the frame alone, so the number of
+    frames per epoch stays constant; the order is fixed, so the preview picks the same spare.
 
     Returns the rendered frame and the params actually used, so the caption can follow them.
 
     Raises:
-        CollageInputError: under ``raise`` for the first failing file, or when no source loads.
+        CollageInputError: under ``raise`` for the first failing file, or when no source (and no spare) loads.
     """
     kept = [s for s in sources if s.path not in failures.failed]
     if len(kept) < len(sources) and kept:
@@ -58,6 +62,13 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
             kept = [s for s in kept if s.path != path]
             if kept:
                 params = collage.make_params(kept, seed=params.seed, epoch=params.epoch, frame=params.layout.frame)
+    planned = {s.path for s in sources}
+    for spare in spares:
+        if spare.path in planned or spare.path in failures.failed:
+            continue
+        return compose(collage, [spare], collage.make_params([spare], seed=params.seed, epoch=params.epoch,
+                                                            frame=params.layout.frame),
+                       failures, with_mask=with_mask, spares=())
     msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
     raise CollageInputError(msg)
 

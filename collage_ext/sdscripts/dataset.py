@@ -23,14 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from library import config_util, train_util  # type: ignore[import-not-found]
-from library.train_util import (  # type: ignore[import-not-found]
-    DatasetGroup,
-    DreamBoothDataset,
-    FineTuningDataset,
-    ImageInfo,
-)
-
 from ..buckets import Buckets
 from ..config import CollageConfig, split_dataset_config
 from ..framestats import epoch_stats, frame_note
@@ -52,6 +44,17 @@ from ..frames import (
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
 from ..run import default_rate_note, log_summary, resolve_mode, resolve_seed, static_cache_dir
+from . import seams
+from .trainers import refuse_unsupported
+
+# Before anything else touches sd-scripts: every name used below exists, or training stops here
+# (sd-scripts imports this module while it builds the dataset, before any model loads).
+_SEAMS = seams.require()
+DatasetGroup = _SEAMS["DatasetGroup"]
+DreamBoothDataset = _SEAMS["DreamBoothDataset"]
+FineTuningDataset = _SEAMS["FineTuningDataset"]
+ImageInfo = _SEAMS["ImageInfo"]
+from library import config_util  # type: ignore[import-not-found]  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +83,11 @@ class _CollageMixin:
     """Adds collage frames to an sd-scripts dataset after it registered its source images."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        subsets = list(kwargs.get("subsets", args[0] if args else []))
+        given = _constructor_arguments(type(self), args, kwargs)
+        subsets = list(given.get("subsets") or [])
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         ctx = _PENDING[-1]
-        index, configs = ctx.take(kwargs.get("is_training_dataset", True))
+        index, configs = ctx.take(given.get("is_training_dataset", True))
         by_subset = {id(s): c for s, c in zip(subsets, configs)}
         self._collage_index = index
         self._collage_seed = ctx.seed
@@ -211,7 +215,8 @@ class _CollageMixin:
         frames, slot = entry
         params = frames.params(slot, self.current_epoch)
         sources = frames.sources_of(frames.groups(self.current_epoch)[slot])
-        rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask)
+        rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask,
+                                 spares=frames.pool.sources)
         frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
@@ -330,6 +335,7 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
 
     def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
                  debug_dataset: bool = False) -> None:
+        refuse_unsupported(strategy=_current_tokenize_strategy())
         run = find_run_args()
         logger.info(f"collage_ext: run arguments from {run.found}")
         user_config, where = _user_config(run)
@@ -388,8 +394,30 @@ def _collage_classes(ctx: _BuildContext) -> Any:
         config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
 
 
+def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """sd-scripts' dataset constructor arguments by name, whether passed by keyword or by position.
+
+    Their positional order changes between releases (v0.11 inserted ``train_inpainting``), so the
+    adapter never relies on a position.
+    """
+    base = next(c for c in cls.__mro__ if c in (DreamBoothDataset, FineTuningDataset))
+    try:
+        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
+    except TypeError:  # let sd-scripts' own constructor report the bad call
+        return dict(kwargs)
+
+
+def _current_tokenize_strategy() -> Any:
+    """The tokenize strategy the script set before building the dataset (main), else None."""
+    if not _strategy_era():
+        return None
+    from library import strategy_base  # type: ignore[import-not-found]
+
+    return strategy_base.TokenizeStrategy.get_strategy()
+
+
 def _strategy_era() -> bool:
-    return hasattr(train_util, "DatasetGroup") and hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
+    return hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
 
 
 def _wants_tokenizer() -> bool:
@@ -455,7 +483,7 @@ def _patch_collator() -> None:
     The trainer creates the collator (holding ``multiprocessing.Value`` epoch) after the dataset;
     the wrapper hands that value to every live CollageDataset before DataLoader workers start.
     """
-    cls = train_util.collator_class
+    cls = _SEAMS["collator_class"]
     if getattr(cls, "_collage_ext_patched", False):
         return
     original = cls.__init__

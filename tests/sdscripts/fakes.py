@@ -21,14 +21,16 @@ can be used without a checkout.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import importlib
 import importlib.util
-import io
 import itertools
 import json
 import os
 import random
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +46,10 @@ with warnings.catch_warnings():
     # sentencepiece's SWIG extension emits DeprecationWarning ("builtin type SwigPyObject has no
     # __module__ attribute") while it is first imported (transformers imports it with the T5
     # tokenizers). Under pytest's filterwarnings=error the warning is raised inside the extension's
-    # type setup, which leaves it half-initialised: the next SentencePieceProcessor() SEGFAULTS the
-    # interpreter. So import it first, here, with that warning ignored.
+    # type setup, which leaves it half-initialised. So let it be imported first, here, with that
+    # warning ignored (transformers' import of T5TokenizerFast below imports it).
     warnings.simplefilter("ignore", DeprecationWarning)
-    import sentencepiece as spm
+    import sentencepiece  # noqa: F401
 
 from transformers import (
     CLIPTextConfig,
@@ -205,6 +207,43 @@ def _t5_corpus() -> list[str]:
     return lines
 
 
+# Runs in a child interpreter: trains the tiny unigram model and prints it (base64) with its pieces.
+_SPIECE_TRAINER = """
+import base64, io, json, sys
+import sentencepiece as spm
+opts = json.load(sys.stdin)
+buf = io.BytesIO()
+spm.SentencePieceTrainer.train(sentence_iterator=iter(opts.pop("corpus")), model_writer=buf, **opts)
+sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+json.dump({"model": base64.b64encode(buf.getvalue()).decode(), "unk_id": sp.unk_id(), "eos_id": sp.eos_id(),
+           "pieces": [[sp.id_to_piece(i), float(sp.get_score(i))] for i in range(sp.get_piece_size())]}, sys.stdout)
+"""
+
+
+def _train_spiece(vocab_size: int) -> tuple[bytes, list[tuple[str, float]], int, int]:
+    """Train the T5 sentencepiece model in a child interpreter: ``(model bytes, pieces, unk id, eos id)``.
+
+    Why a child: sentencepiece's trainer and processor objects live in its SWIG extension, whose
+    module capsule is destroyed during interpreter teardown. In a pytest process that has also run
+    torch (OpenMP worker threads still alive at exit), that teardown segfaulted now and then after
+    every test had passed (exit 139 instead of 0). Training and reading the model in a short-lived
+    child keeps every sentencepiece object out of the test process; only transformers' import of the
+    module remains here.
+    """
+    opts = {"corpus": _t5_corpus(), "model_type": "unigram", "vocab_size": vocab_size, "hard_vocab_limit": False,
+            "character_coverage": 1.0, "pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1, "pad_piece": "<pad>",
+            "eos_piece": "</s>", "unk_piece": "<unk>", "num_threads": 1, "minloglevel": 2}
+    done = subprocess.run([sys.executable, "-c", _SPIECE_TRAINER], input=json.dumps(opts), capture_output=True,
+                          text=True, check=False, timeout=300)
+    if done.returncode != 0:
+        msg = f"training the tiny sentencepiece model failed (exit {done.returncode}): {done.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    got = json.loads(done.stdout)
+    pieces = [(str(p), float(score)) for p, score in got["pieces"]]
+    return base64.b64decode(got["model"]), pieces, int(got["unk_id"]), int(got["eos_id"])
+
+
+
 def make_t5_tokenizer(out_dir: PathLike, *, vocab_size: int = 400) -> T5TokenizerFast:
     """Write a tiny ``T5TokenizerFast`` (tokenizer.json + spiece.model + configs) to ``out_dir``.
 
@@ -221,35 +260,16 @@ def make_t5_tokenizer(out_dir: PathLike, *, vocab_size: int = 400) -> T5Tokenize
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model_buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_t5_corpus()),
-        model_writer=model_buf,
-        model_type="unigram",
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,
-        character_coverage=1.0,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        pad_piece="<pad>",
-        eos_piece="</s>",
-        unk_piece="<unk>",
-        num_threads=1,
-        minloglevel=2,
-    )
+    model, pieces, unk_id, eos_id = _train_spiece(vocab_size)
     spiece = out / "spiece.model"
-    spiece.write_bytes(model_buf.getvalue())
-    sp = spm.SentencePieceProcessor(model_proto=model_buf.getvalue())
-    pieces = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
+    spiece.write_bytes(model)
 
-    backend = Tokenizer(models.Unigram(pieces, unk_id=sp.unk_id(), byte_fallback=False))
+    backend = Tokenizer(models.Unigram(pieces, unk_id=unk_id, byte_fallback=False))
     backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     backend.post_processor = processors.TemplateProcessing(
-        single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", sp.eos_id())]
+        single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", eos_id)]
     )
     tok = T5TokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=backend,

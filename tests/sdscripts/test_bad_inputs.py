@@ -135,7 +135,11 @@ def test_image_corpus_skip_policy(tmp_path: Path, toks: fakes.TinyTokenizers, ca
         captions = epoch_captions(group, epoch)
         lengths.add(len(captions))
         counts = id_counts(captions)
-        assert {k: v for k, v in counts.items() if k != "id900"} == good
+        others = {k: v for k, v in counts.items() if k != "id900"}
+        # every good image at least as often as planned; a frame made only of the broken image's repeats
+        # is filled by a spare (policy.compose), which may show one good image once more
+        assert others.keys() == good.keys() and all(others[k] >= n for k, n in good.items())
+        assert sum(others.values()) - sum(good.values()) <= 2
         assert counts.get("id900", 0) == 0
     assert len(lengths) == 1
     warnings = [r for r in caplog.records if "skipping" in r.getMessage() and "odd_900" in r.getMessage()]

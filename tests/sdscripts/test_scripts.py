@@ -37,11 +37,13 @@ def script(name: str) -> Any:
 
 
 SCRIPTS = [
+    ("train_network", []),
     ("sdxl_train_network", []),
     ("sdxl_train", []),
     pytest.param("flux_train_network", [], marks=pytest.mark.skipif(not MAIN, reason="Flux is main-only")),
     pytest.param("flux_train_network", ["--model_type", "chroma", "--apply_t5_attn_mask"],
                  marks=pytest.mark.skipif(not MAIN, reason="Chroma is main-only"), id="chroma"),
+    pytest.param("sd3_train_network", [], marks=pytest.mark.skipif(not MAIN, reason="SD3 is main-only")),
 ]
 
 
@@ -62,6 +64,8 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
         argv += ["--network_module", "networks.lora"]
     if name.startswith("flux"):
         argv += ["--ae", "unused", "--clip_l", "unused", "--t5xxl", "unused"]
+    if name.startswith("sd3"):
+        argv += ["--clip_l", "unused", "--clip_g", "unused", "--t5xxl", "unused"]
     args = module.setup_parser().parse_args(argv)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
     built: list[Any] = []
@@ -81,7 +85,8 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
         with pytest.raises(Reached):
             module.train(args)
     else:
-        trainer_class = {"sdxl_train_network": "SdxlNetworkTrainer", "flux_train_network": "FluxNetworkTrainer"}[name]
+        trainer_class = {"train_network": "NetworkTrainer", "sdxl_train_network": "SdxlNetworkTrainer", "flux_train_network": "FluxNetworkTrainer",
+                         "sd3_train_network": "Sd3NetworkTrainer"}[name]
         trainer = getattr(module, trainer_class)()
         monkeypatch.setattr(type(trainer), "load_target_model", stop)
         with pytest.raises(Reached):
@@ -92,3 +97,32 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
     assert group.datasets[0].bucket_info["collage_ext"]["seed"] == 3
     group.set_current_strategies() if MAIN else None
     assert len(ID.findall(group[0]["captions"][0])) >= 2
+
+
+@pytest.mark.parametrize("refused", ["sd3_train", "lumina_train_network", "lumina_train", "anima_train_network",
+                                     "anima_train", "hunyuan_image_train_network"])
+def test_unsupported_trainers_refuse_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 toks: fakes.TinyTokenizers, refused: str) -> None:
+    """Scripts whose caption budget collage_ext does not model stop when the dataset is built, with the reason."""
+    from test_collage_dataset import load  # noqa: PLC0415
+
+    from collage_ext.errors import CollageConfigError
+
+    config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
+    monkeypatch.setattr(sys, "argv", [f"/opt/sd-scripts/{refused}.py"])
+    with pytest.raises(CollageConfigError, match=rf"does not support {refused}\.py: .+ sdxl_train_network\.py"):
+        load(tmp_path, toks, config)
+
+
+@pytest.mark.skipif(not MAIN, reason="tokenize strategies are main-only")
+@pytest.mark.parametrize("family", ["Lumina", "Anima", "HunyuanImage"])
+def test_unsupported_tokenize_strategy_refuses(tmp_path: Path, toks: fakes.TinyTokenizers, family: str) -> None:
+    """A renamed script is still caught by the tokenize strategy it set before building the dataset."""
+    from collage_ext.sdscripts.trainers import refuse_unsupported
+    from collage_ext.errors import CollageConfigError
+
+    strategy_base = fakes.import_sd("library.strategy_base")
+    strategy = type(f"{family}TokenizeStrategy", (strategy_base.TokenizeStrategy,), {})()
+    with pytest.raises(CollageConfigError, match="does not support"):
+        refuse_unsupported("my_renamed_trainer.py", strategy)
+    refuse_unsupported("my_renamed_trainer.py", None)  # unknown script, no strategy: not refused
