@@ -949,3 +949,13 @@ def load_with_dataset_class(kind: TrainerKind, args: argparse.Namespace) -> tupl
     else:
         group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))
     return group, trainer
+
+
+@contextlib.contextmanager
+def as_the_cli(monkeypatch: Any) -> Iterator[None]:
+    """Run collage_ext's CLI code in-process as a user would: no stray ``--seed`` in ``sys.argv``, estimated
+    token counts, plus the usual isolation (fresh strategies, no hub, sd-scripts' global RNG contained)."""
+    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py"])
+    monkeypatch.setenv("COLLAGE_EXT_NO_TOKENIZER", "1")
+    with preserve_global_rng(), fresh_strategies(), hub_offline():
+        yield

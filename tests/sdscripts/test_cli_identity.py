@@ -36,18 +36,10 @@ pytestmark = pytest.mark.sdscripts
 SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(160, 160)] * 3 + [(64, 64)]
 
 
-@pytest.fixture(scope="module")
-def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
-    """Offline tokenizers, generated once."""
-    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
-
-
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fresh strategies, no hub, sd-scripts' global RNG use contained, and no stray --seed in sys.argv."""
-    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py"])
-    monkeypatch.setenv("COLLAGE_EXT_NO_TOKENIZER", "1")  # the CLI counts with the estimate (no repeat phrases here)
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
+    with fakes.as_the_cli(monkeypatch):
         yield
 
 

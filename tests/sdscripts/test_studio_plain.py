@@ -8,7 +8,6 @@ dropped image out and takes it back after Restore.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,17 +24,9 @@ MAIN = fakes.is_strategy_era()
 pytestmark = pytest.mark.sdscripts
 
 
-@pytest.fixture(scope="module")
-def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:
-    """Offline tokenizers, generated once."""
-    return fakes.make_tokenizer_cache(tmp_path_factory.mktemp("tokenizer_cache"))
-
-
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py"])
-    monkeypatch.setenv("COLLAGE_EXT_NO_TOKENIZER", "1")
-    with fakes.preserve_global_rng(), fakes.fresh_strategies(), fakes.hub_offline():
+    with fakes.as_the_cli(monkeypatch):
         yield
 
 
