@@ -156,7 +156,7 @@ def load_fitted(
     *,
     fill: tuple[int, int, int] = DEFAULT_FILL,
     draft_gaps: Mapping[int, float] = DRAFT_GAPS,
-    area_shrink: bool = False,
+    soft_shrink: bool = False,
     expected: Size | None = None,
     convert_icc: bool = False,
 ) -> tuple[Image.Image, Rect]:
@@ -188,8 +188,8 @@ def load_fitted(
         draft_gaps: reductions allowed and the shrink each must leave (``fit.DRAFT_GAPS``, the
             quality-safe default); ``{}`` always decodes at full size, smaller gaps trade
             aliasing for speed.
-        area_shrink: shrink with an area average (BOX, like sd-scripts' INTER_AREA) instead of
-            LANCZOS; see ``fit.apply_fit``.
+        soft_shrink: shrink with Pillow's antialiased BILINEAR instead of LANCZOS (``collage_decode =
+            "fast"``; see ``fit.apply_fit``).
         expected: the upright size the frame was planned with (``Source.size``); a file that
             has another size now was replaced after planning and fails (``check_unchanged``).
         convert_icc: convert from the file's embedded ICC profile to sRGB (``color.to_srgb``, on
@@ -227,7 +227,7 @@ def load_fitted(
             raise AssertionError(msg)
         deferred = upright.mode in ("RGB", "L") and not _has_alpha(upright)
         source = upright if deferred else _rgb_of(path, name, upright, fill)
-        fitted = apply_fit(source, plan, area_shrink=area_shrink)
+        fitted = apply_fit(source, plan, soft_shrink=soft_shrink)
         icc = raw.info.get("icc_profile") if convert_icc else None
     if fitted.mode != "RGB":
         fitted = fitted.convert("RGB")  # gray resampled first: the same bytes as resampling RGB
