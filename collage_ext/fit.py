@@ -39,6 +39,7 @@ from PIL import Image
 
 from .errors import CollageConfigError, CollageInputError, LayoutError
 from .layout import fit_scale
+from .resample import REDUCING_GAP, lanczos
 from .types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,6 @@ logger = logging.getLogger(__name__)
 FitMode = Literal["contain", "cover", "stretch"]
 FIT_MODES: tuple[str, ...] = get_args(FitMode)
 
-#: ``Image.resize`` first shrinks by an integer factor with ``reduce()`` when the scale is at least
-#: twice this, then resamples with LANCZOS. Pillow documents 3.0 as indistinguishable from a full
-#: LANCZOS pass while much faster for big photos going into small cells.
-REDUCING_GAP = 3.0
 
 #: JPEG DCT-domain reductions (``Image.draft``: decode at 1/2, 1/4 or 1/8 size) and, for each, the
 #: smallest shrink the final LANCZOS pass must still make. libjpeg's reduced IDCTs filter within
@@ -272,7 +269,7 @@ def apply_fit(image: Image.Image, plan: ScaledFitPlan, *, soft_shrink: bool = Fa
         return source if source is not image else image.copy()
     if soft_shrink and size[0] <= box[2] - box[0] and size[1] <= box[3] - box[1]:
         return source.resize(size, resample=Image.Resampling.BILINEAR, box=box)
-    return source.resize(size, resample=Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    return lanczos(source, size, box)
 
 
 def _scaled_axis(length: int, region_lo: float, region_hi: float, box_lo: float, box_hi: float, scale: int,

@@ -1,4 +1,4 @@
-"""Shared fixtures: the global-RNG guard every test runs under."""
+"""Shared fixtures: the global-RNG guard every test runs under; Pillow-only resampling on request."""
 
 from __future__ import annotations
 
@@ -18,3 +18,11 @@ def _global_rng_untouched() -> Iterator[None]:
     assert random.getstate() == py_state, "global random state changed: use derive_rng / an explicit Random"
     after = np.random.get_state()
     assert all(np.array_equal(a, b) for a, b in zip(after, np_state)), "global numpy.random state changed"
+
+
+@pytest.fixture
+def pillow_resampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resample with Pillow's LANCZOS only, as when libvips cannot load (collage_ext/resample.py)."""
+    from collage_ext import resample
+
+    monkeypatch.setattr(resample, "_pyvips", lambda: None)

@@ -261,6 +261,7 @@ def test_fit_image_uses_only_the_crop(mode: str) -> None:
     assert solid_color_at(np.asarray(fitted), Rect(0, 0, rect.width, rect.height)) == GREEN
 
 
+@pytest.mark.usefixtures("pillow_resampler")  # byte-equal to ImageOps: Pillow's resampler
 def test_fit_image_cover_keeps_the_centre() -> None:
     """Cover on a red|blue|red strip keeps the blue centre.
 
@@ -339,6 +340,7 @@ def test_contain_differs_from_pillow_on_purpose() -> None:
     assert plan_fit(Size(8, 5), Size(4, 4), "contain").dst.size == Size(4, 3)
 
 
+@pytest.mark.usefixtures("pillow_resampler")  # byte-equal to ImageOps: Pillow's resampler
 @pytest.mark.parametrize(
     ("src", "cell"), [((64, 48), (32, 32)), ((48, 64), (20, 30)), ((30, 30), (12, 12)), ((50, 20), (25, 10))]
 )
@@ -351,6 +353,7 @@ def test_contain_pixels_match_imageops_contain(src: tuple[int, int], cell: tuple
     assert fitted.tobytes() == reference.tobytes()
 
 
+@pytest.mark.usefixtures("pillow_resampler")  # byte-equal to ImageOps: Pillow's resampler
 @pytest.mark.parametrize(("src", "cell"), [((64, 48), (32, 32)), ((48, 64), (21, 30)), ((20, 10), (10, 9))])
 def test_contain_then_render_matches_imageops_pad(src: tuple[int, int], cell: tuple[int, int]) -> None:
     """Contain + render on a fill background equals ImageOps.pad when the gap is even."""
@@ -362,6 +365,7 @@ def test_contain_then_render_matches_imageops_pad(src: tuple[int, int], cell: tu
     np.testing.assert_array_equal(ours, reference)
 
 
+@pytest.mark.usefixtures("pillow_resampler")  # byte-equal to ImageOps: Pillow's resampler
 @pytest.mark.parametrize(
     ("src", "cell"), [((40, 20), (10, 10)), ((30, 60), (15, 15)), ((64, 48), (32, 16)), ((48, 48), (12, 12))]
 )
