@@ -53,34 +53,75 @@ def _pyvips() -> Any | None:
                     "cells are resampled with Pillow's LANCZOS (slower, same look)")
         return None
     pyvips.cache_set_max(0)  # every call builds a new pipeline; the operation cache would only hold memory
+    # libvips reports every kernel it builds at INFO ("reducev: 13 point mask"): once per cell in a
+    # training log. Its warnings and errors still come through.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
     return pyvips
 
 
 def lanczos(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
     """``image.resize(size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)``, on libvips where it applies."""
     if uses_vips(image, size, box):
-        return _vips_lanczos(image, size, box)
+        pyvips = _pyvips()
+        source = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, _VIPS_MODES[image.mode],
+                                              "uchar")
+        reduced = vips_shrink(source, image.mode, size, box)
+        if reduced is not None:
+            return reduced
     return image.resize(size, resample=Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
 def uses_vips(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> bool:
     """Whether ``lanczos`` runs on libvips for this image and plan (a function of the geometry only)."""
-    return (image.mode in _VIPS_MODES and all(edge == int(edge) for edge in box)
+    return vips_applies(image.mode, size, box)
+
+
+def vips_applies(mode: str, size: tuple[int, int], box: tuple[float, float, float, float]) -> bool:
+    """The rule: an 8-bit RGB or gray shrink on both axes over a whole-pixel box, with libvips loaded."""
+    return (mode in _VIPS_MODES and all(edge == int(edge) for edge in box)
             and size[0] <= box[2] - box[0] and size[1] <= box[3] - box[1] and _pyvips() is not None)
 
 
-def _vips_lanczos(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
+def vips_shrink(source: Any, mode: str, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image | None:
+    """Cut ``box`` out of a libvips image, Lanczos-3 it to ``size`` and pull the pixels on this thread.
+
+    The box is a hard edge here (libvips repeats its edge pixels), where Pillow lets the kernel read
+    the neighbours just outside a cover trim: the outermost output pixels may differ by a few levels.
+    Returns None when libvips fails or would not give exactly ``size`` (the caller falls back to Pillow).
+    """
     pyvips = _pyvips()
     left, top, right, bottom = (int(edge) for edge in box)
     width, height = right - left, bottom - top
-    bands = _VIPS_MODES[image.mode]
-    source = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, bands, "uchar")
-    if (left, top, width, height) != (0, 0, image.width, image.height):
-        source = source.extract_area(left, top, width, height)
-    # Vertical first: the horizontal pass then runs on the already shortened image.
-    reduced = source.reducev((bottom - top) / size[1], kernel="lanczos3")
-    reduced = reduced.reduceh((right - left) / size[0], kernel="lanczos3")
-    if (reduced.width, reduced.height) != size:  # pragma: no cover - round(in / (in / out)) is out
-        return image.resize(size, resample=Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
-    pixels = pyvips.Region.new(reduced).fetch(0, 0, size[0], size[1])  # on this thread: no pool, fork-safe
-    return Image.frombytes(image.mode, size, pixels)
+    try:
+        if (left, top, width, height) != (0, 0, source.width, source.height):
+            source = source.extract_area(left, top, width, height)
+        # Vertical first: the horizontal pass then runs on the already shortened image.
+        reduced = source.reducev(height / size[1], kernel="lanczos3").reduceh(width / size[0], kernel="lanczos3")
+        if (reduced.width, reduced.height) != size:  # pragma: no cover - round(in / (in / out)) is out
+            return None
+        pixels = pyvips.Region.new(reduced).fetch(0, 0, size[0], size[1])  # on this thread: no pool, fork-safe
+    except pyvips.Error as exc:  # e.g. a truncated PNG: the caller's Pillow path names the file and the damage
+        logger.debug(f"libvips failed, falling back to Pillow: {exc}")
+        return None
+    return Image.frombytes(mode, size, pixels)
+
+
+def open_plain_png(path: str, mode: str, size: tuple[int, int]) -> Any | None:
+    """A lazy libvips image of an 8-bit RGB / gray PNG that Pillow's header describes, or None.
+
+    libspng decodes the same pixels as Pillow (lossless) about 30 % faster, and straight into the
+    pipeline (no copy out of Pillow). None, so that Pillow reads the file, for anything that needs
+    Pillow's handling: other modes, EXIF or XMP (orientation), a header libvips reads differently,
+    or a file libvips cannot open.
+    """
+    pyvips = _pyvips()
+    if pyvips is None or mode not in _VIPS_MODES:
+        return None
+    try:
+        image = pyvips.Image.new_from_file(path, access="sequential", fail_on="truncated")
+    except pyvips.Error:
+        return None
+    fields = set(image.get_fields())
+    plain = (image.get("vips-loader") == "pngload" and image.format == "uchar" and image.bands == _VIPS_MODES[mode]
+             and (image.width, image.height) == size and not fields & {"exif-data", "xmp-data"})
+    return image if plain else None

@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import multiprocessing
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,66 @@ def test_geometry_grid_sizes_are_exact() -> None:
             assert out.size == (w, h)
             if min(w, h) >= 40:
                 assert psnr(out, float_lanczos(image, (w, h), box)) >= 45.0, (w, h, right)
+
+
+# --- plain PNGs: decoded by libvips straight into the shrink ------------------------------------
+
+
+def test_plain_png_takes_the_libvips_path_with_pillow_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An 8-bit RGB / gray PNG is read by libvips and gives exactly the bytes of Pillow's decode + shrink."""
+    from collage_ext.fit import fit_image
+    from collage_ext.images import load_fitted, open_image
+    from collage_ext.types import Size
+
+    opened: list[str] = []
+    original = resample.open_plain_png
+    monkeypatch.setattr(resample, "open_plain_png", lambda *a: opened.append(a[0]) or original(*a))
+    for mode in ("RGB", "L"):
+        path = tmp_path / f"plain_{mode}.png"
+        photo((832, 1216), seed=3).convert(mode).save(path)
+        for cell, fit in ((Size(512, 1024), "contain"), (Size(300, 300), "cover"), (Size(200, 500), "stretch")):
+            opened.clear()
+            fitted, rect = load_fitted(path, cell, fit)  # type: ignore[arg-type]
+            expected, expected_rect = fit_image(open_image(path), cell, fit)  # type: ignore[arg-type]
+            assert opened == [str(path)] and rect == expected_rect
+            assert fitted.tobytes() == expected.tobytes(), (mode, cell, fit)
+
+
+def test_truncated_png_is_still_named(tmp_path: Path) -> None:
+    """libvips gives up on a truncated PNG; Pillow's path then reports it with the file's name."""
+    from collage_ext.errors import CollageInputError
+    from collage_ext.images import load_fitted
+    from collage_ext.types import Size
+
+    whole = tmp_path / "whole.png"
+    photo((600, 400)).save(whole)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(CollageInputError, match=r"truncated.png is truncated or corrupt"):
+        load_fitted(truncated, Size(100, 100))
+
+
+def _png_digest_in_child(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    from collage_ext.images import load_fitted
+    from collage_ext.types import Size
+
+    queue.put(hashlib.sha256(load_fitted(path, Size(200, 200))[0].tobytes()).hexdigest())
+
+
+def test_forked_workers_read_pngs_after_the_parent_did(tmp_path: Path) -> None:
+    """The libvips PNG loader, like the shrink, runs on the calling thread: forked workers do not hang."""
+    from collage_ext.images import load_fitted
+    from collage_ext.types import Size
+
+    path = tmp_path / "plain.png"
+    photo((640, 480), seed=5).save(path)
+    parent = hashlib.sha256(load_fitted(path, Size(200, 200))[0].tobytes()).hexdigest()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = context.Process(target=_png_digest_in_child, args=(str(path), queue))
+        child.start()
+    assert queue.get(timeout=60) == parent
+    child.join(timeout=60)
+    assert child.exitcode == 0

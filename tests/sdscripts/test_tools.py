@@ -55,7 +55,11 @@ def test_cache_latents_tool_writes_frame_caches(tmp_path: Path, monkeypatch: pyt
     args = module.setup_parser().parse_args(
         ["--sdxl", "--pretrained_model_name_or_path", "unused", "--dataset_class", "collage_ext.CollageDataset",
          "--dataset_config", str(config), "--tokenizer_cache_dir", str(toks.cache_dir), "--cache_latents_to_disk",
-         "--output_dir", str(tmp_path / "out"), "--seed", "1", "--max_data_loader_n_workers", "0"])
+         "--output_dir", str(tmp_path / "out"), "--seed", "1", "--max_data_loader_n_workers", "0",
+         # v0.9.1's tool walks the DataLoader, repeats included: a frame that a variant holds twice (one
+         # image, num_repeats 2; it depends on the tmp path through the derived pool key) would be encoded
+         # twice without this, as a plain image with num_repeats 2 is.
+         "--skip_existing"])
     fakes.import_sd("library.train_util").prepare_dataset_args(args, True)
     module.cache_to_disk(args)
     cache = tmp_path / "out" / "collage_cache"
