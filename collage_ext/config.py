@@ -253,7 +253,7 @@ OPTIONS: tuple[Option, ...] = (
            "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
            "aliasing and resamples with Lanczos-3 (libvips; 53-56 dB from a float LANCZOS resize of the full "
            "decode); 'fast' lets the DCT reduction go down to 1.4x the cell and shrinks the rest with an "
-           "antialiased bilinear filter: 1.2-1.5x faster on 12 MP JPEGs, visibly a little softer (42-44 dB), and "
+           "antialiased bilinear filter: 1.3-1.7x faster on 12 MP JPEGs, visibly a little softer (42-44 dB), and "
            "still less aliasing than sd-scripts' own full decode + INTER_AREA on a zone plate. PNGs decode the "
            "same way in both."),
     Option("collage_color_profile", "color_profile", _choice("srgb", "ignore"), "srgb", '"ignore"', "str",
