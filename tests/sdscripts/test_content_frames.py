@@ -107,7 +107,7 @@ def test_frames_arrive_at_their_bucket_without_a_second_resize(tmp_path: Path, t
     stats = dataset._collage_info[0]["stats"]
     # 20 photos at resolution 512 (64-px bucket steps): mean fill 0.928-0.94 over 30 tmp paths, which reach
     # the grouping through the pool key (one run in 20 gave 0.9277). Issue 10's 0.93 is a benchmark target
-    # on 91 photos at 1024 (benchmarks/bench_layout.py); the planner before issue 10 gave 0.72-0.76 here.
+    # on 91 photos at 1024 (benchmarks/bench_layout.py), where the planner before issue 10 gave 0.72.
     assert stats["mean_fill"] >= 0.9 and stats["span_share"] >= 0.9 and stats["images_per_frame"] >= 1.8
 
 
