@@ -55,6 +55,7 @@ from collage_ext.images import load_fitted, open_image, read_image_size
 from collage_ext.layout import layout_cells
 from collage_ext.render import render_frame
 from collage_ext.types import Size
+from tests.imaging import float_lanczos, psnr, stop_band_residue, zone_plate
 
 PHOTO = Size(3000, 4000)  # 12 MP, portrait
 ILLUSTRATION = Size(832, 1216)  # a common SDXL bucket
@@ -228,41 +229,9 @@ def make_fixtures(folder: Path, count: int) -> Fixtures:
         big_pngs.append(folder / f"illustration_big_{i:02d}.png")
         _illustration(100 + i, BIG_ILLUSTRATION).save(big_pngs[-1])
     zone_jpeg, zone_png = folder / "zone_plate.jpg", folder / "zone_plate.png"
-    _zone_plate(PHOTO.width).save(zone_jpeg, quality=95, subsampling=0)
-    _zone_plate(ILLUSTRATION.height).save(zone_png)
+    zone_plate(PHOTO.width).save(zone_jpeg, quality=95, subsampling=0)
+    zone_plate(ILLUSTRATION.height).save(zone_png)
     return Fixtures(jpegs, grainy, pngs, big_pngs, zone_jpeg, zone_png, source)
-
-
-def _zone_plate(n: int) -> Image.Image:
-    """Concentric rings whose frequency rises to the Nyquist limit at the corners (tests/test_fastpath.py)."""
-    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
-    k = 0.5 / (n / 2 * np.sqrt(2))
-    gray = np.rint(127.5 + 127.5 * np.cos(np.pi * k * ((x - n / 2) ** 2 + (y - n / 2) ** 2)))
-    return Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), "L").convert("RGB")
-
-
-# --------------------------------------------------------------------------------------------------
-# Quality: PSNR against a float LANCZOS reference, aliasing on a zone plate
-# --------------------------------------------------------------------------------------------------
-def float_lanczos(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The ideal the fast paths approximate: full decode, then LANCZOS per channel in 32-bit float."""
-    image = open_image(path)
-    return np.stack([np.asarray(band.convert("F").resize(size, Image.Resampling.LANCZOS)) for band in image.split()], -1)
-
-
-def psnr(image: Any, reference: np.ndarray) -> float:
-    diff = np.asarray(image, np.float64) - np.clip(np.rint(reference), 0, 255)
-    mse = float(np.mean(diff * diff))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def zone_residue(image: Any, n: int) -> float:
-    """RMS gray levels where the zone plate's rings exceed 1.5x the output's Nyquist limit (0 = no aliasing)."""
-    out = np.asarray(image, np.float64)[..., 0]
-    factor = n / out.shape[1]
-    yy, xx = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
-    radius = np.hypot((xx + 0.5) * factor - n / 2, (yy + 0.5) * factor - n / 2)
-    return float(out[0.5 / (n / 2 * np.sqrt(2)) * radius >= 1.5 * 0.5 / factor].std())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,15 +355,16 @@ def measure_kind(kind: Kind, sd: tuple[Callable[..., Any], ...], rounds: int, qu
 
     quality: dict[str, float] = {}
     for path in kind.paths[:quality_files]:
-        reference = float_lanczos(path, (dst.width, dst.height))
+        reference = float_lanczos(open_image(path), (dst.width, dst.height))
         for name, f in paths_of.items():
             value = psnr(f(path, kind.cell, (dst.width, dst.height)), reference)
             quality[name] = min(quality.get(name, float("inf")), value)
     zone_n = read_image_size(kind.zone).width
     zone_dst = plan_fit(Size(zone_n, zone_n), kind.zone_cell, "contain").dst
-    residue = {name: zone_residue(f(kind.zone, kind.zone_cell, (zone_dst.width, zone_dst.height)), zone_n)
+    residue = {name: stop_band_residue(f(kind.zone, kind.zone_cell, (zone_dst.width, zone_dst.height)), zone_n)
                for name, f in paths_of.items()}
-    residue["float LANCZOS reference"] = zone_residue(float_lanczos(kind.zone, (zone_dst.width, zone_dst.height)), zone_n)
+    residue["float LANCZOS reference"] = stop_band_residue(
+        float_lanczos(open_image(kind.zone), (zone_dst.width, zone_dst.height), rounded=False), zone_n)
     return Measured(f"{kind.label} -> {dst.width}x{dst.height} cell", len(kind.paths), scale, t, quality, residue)
 
 

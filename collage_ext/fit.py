@@ -39,7 +39,7 @@ from PIL import Image
 
 from .errors import CollageConfigError, CollageInputError, LayoutError
 from .layout import fit_scale
-from .resample import REDUCING_GAP, lanczos
+from .resample import lanczos
 from .types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)

@@ -61,7 +61,7 @@ def _pyvips() -> Any | None:
 
 def lanczos(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
     """``image.resize(size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)``, on libvips where it applies."""
-    if uses_vips(image, size, box):
+    if vips_applies(image.mode, size, box):
         pyvips = _pyvips()
         source = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, _VIPS_MODES[image.mode],
                                               "uchar")
@@ -71,13 +71,11 @@ def lanczos(image: Image.Image, size: tuple[int, int], box: tuple[float, float, 
     return image.resize(size, resample=Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
-def uses_vips(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> bool:
-    """Whether ``lanczos`` runs on libvips for this image and plan (a function of the geometry only)."""
-    return vips_applies(image.mode, size, box)
-
-
 def vips_applies(mode: str, size: tuple[int, int], box: tuple[float, float, float, float]) -> bool:
-    """The rule: an 8-bit RGB or gray shrink on both axes over a whole-pixel box, with libvips loaded."""
+    """Whether libvips does the shrink: 8-bit RGB or gray, smaller on both axes, a whole-pixel box, libvips loaded.
+
+    A function of the geometry only, so every process (preview, export, each DataLoader worker) agrees.
+    """
     return (mode in _VIPS_MODES and all(edge == int(edge) for edge in box)
             and size[0] <= box[2] - box[0] and size[1] <= box[3] - box[1] and _pyvips() is not None)
 

@@ -16,7 +16,7 @@ from collage_ext.collage import FAST_DRAFT_GAPS
 from collage_ext.fit import fit_image
 from collage_ext.images import load_fitted, open_image
 from collage_ext.types import Size
-from tests.test_fastpath import stop_band_residue, zone_plate
+from tests.imaging import stop_band_residue, zone_plate
 
 
 def photo_like(path: Path, size: Size) -> Path:

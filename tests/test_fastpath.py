@@ -31,6 +31,7 @@ from collage_ext.fit import (
 from collage_ext.images import _REVERSED_AXES, _TRANSPOSE_FOR_ORIENTATION, load_fitted, open_image
 from collage_ext.types import Box, Rect, Size
 from tests.common import FILL, GREEN, RED, make_image, save
+from tests.imaging import float_lanczos, photo, psnr, stop_band_residue, zone_plate
 
 #: Reduced JPEG decodes vs the full-size decode on photo-like content (measured 50-56 dB).
 PHOTO_PSNR = 45.0
@@ -41,47 +42,6 @@ ALIAS_MARGIN = 1.5
 ZONE_PSNR = 41.5
 
 MODES = ("contain", "cover", "stretch")
-
-
-def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB between two 8-bit images (inf when identical)."""
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    mse = float(np.mean(diff * diff))
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-
-
-def photo(size: tuple[int, int], seed: int = 0) -> Image.Image:
-    """Photo-like content: smooth random structure at several scales plus a little grain."""
-    width, height = size
-    gen = np.random.default_rng(seed)
-    layers = []
-    for cells in (4, 16, 64):
-        coarse = gen.integers(0, 256, (cells * height // width + 2, cells + 2, 3), dtype=np.uint8)
-        layers.append(np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC), float))
-    pixels = 0.5 * layers[0] + 0.3 * layers[1] + 0.2 * layers[2] + gen.normal(0, 3, (height, width, 1))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
-def zone_plate(n: int) -> Image.Image:
-    """Concentric rings whose frequency rises linearly to the Nyquist limit at the corners (gray RGB)."""
-    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
-    r2 = (x - n / 2) ** 2 + (y - n / 2) ** 2
-    k = 0.5 / (n / 2 * math.sqrt(2))  # local frequency k * r cycles/px
-    gray = np.clip(np.rint(127.5 + 127.5 * np.cos(math.pi * k * r2)), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, "L").convert("RGB")
-
-
-def stop_band_residue(image: Image.Image, n: int) -> float:
-    """RMS deviation where the zone plate's frequency is >= 1.5x the output's Nyquist limit.
-
-    An ideal resampler shows flat gray there; aliasing shows up as false low-frequency rings.
-    """
-    out = np.asarray(image, dtype=np.float64)[..., 0]
-    factor = n / out.shape[1]
-    yy, xx = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
-    radius = np.hypot((xx + 0.5) * factor - n / 2, (yy + 0.5) * factor - n / 2)
-    frequency = 0.5 / (n / 2 * math.sqrt(2)) * radius
-    return float(out[frequency >= 1.5 * 0.5 / factor].std())
 
 
 def save_jpeg(image: Image.Image, path: Path, *, orientation: int = 1, **params: Any) -> Path:
@@ -295,8 +255,7 @@ def float_reference(path: Path, cell: Size) -> Image.Image:
     """What every path approximates: full decode, LANCZOS per channel in 32-bit float (contain)."""
     image = open_image(path)
     dst = plan_fit(Size(*image.size), cell, "contain").dst
-    bands = [np.asarray(b.convert("F").resize((dst.width, dst.height), Image.Resampling.LANCZOS)) for b in image.split()]
-    return Image.fromarray(np.clip(np.rint(np.stack(bands, -1)), 0, 255).astype(np.uint8))
+    return float_lanczos(image, (dst.width, dst.height))
 
 
 def pillow_only(monkeypatch: pytest.MonkeyPatch, path: Path, cell: Size) -> Image.Image:

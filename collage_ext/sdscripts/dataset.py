@@ -118,9 +118,10 @@ class _CollageMixin:
             self._failures.record(images[index].path, exc)
             del self.image_data[keys[index]]
 
+        buckets = self._bucket_settings()
         # The same function the CLI uses, so `collage-ext preview` shows exactly these frames.
         plan = plan_subset(images, root=root, config=config, resolution=Size(self.width, self.height),
-                           buckets=self._bucket_settings(), dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
+                           buckets=buckets, dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
                            on_error=skipped if config.on_error == "skip" else None)
         keys = [keys[i] for i in plan.order]
         pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
@@ -150,7 +151,7 @@ class _CollageMixin:
                                    "frames_per_epoch": added + sum(singles), "collage_frames": added,
                                    "single_samples": sum(singles), "settings": config.to_metadata(),
                                    "stats": epoch_stats(frames, ctx.mode).to_json(),
-                                   "frames": frame_note(pool, self._bucket_settings())})
+                                   "frames": frame_note(pool, buckets)})
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
