@@ -227,6 +227,8 @@ class _CollageMixin:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
         if image_path in self._static:
             restore_static_frame(image_path, *self._static[image_path], self._failures)
+            # a frame is no source of the pool: under skip, looking it up there would train a source photo
+            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
         frames = self._pool_of_subset.get(id(subset))
         if frames is None:
             return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
