@@ -12,11 +12,13 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from . import __version__
 from .collage import Collage, FrameParams, Source
@@ -115,7 +117,7 @@ def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, c
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
-def write_png_atomic(image: Image.Image, path: Path) -> None:
+def write_png_atomic(image: Image.Image, path: Path, pnginfo: PngInfo | None = None) -> None:
     """Write a PNG so that a reader never sees a partial file (temp file in the same folder, then rename).
 
     Two runs rendering the same frame write the same bytes under the same content-hashed name;
@@ -128,13 +130,66 @@ def write_png_atomic(image: Image.Image, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", compress_level=1)
+            image.save(handle, format="PNG", compress_level=1, pnginfo=pnginfo)
         os.replace(tmp, path)
     except OSError as exc:
         raise CollageCacheError(_cache_message(path.parent, f"cannot write {path.name}", exc)) from exc
     finally:
         if tmp is not None and os.path.exists(tmp):
             Path(tmp).unlink(missing_ok=True)
+
+
+#: PNG text chunk holding the sha256 of a cached file's pixels: a file is reused only when they match.
+CHECKSUM_KEY = "collage_ext_sha256"
+
+
+def pixel_digest(pixels: np.ndarray) -> str:
+    """sha256 of an image array's shape and bytes."""
+    array = np.ascontiguousarray(pixels)
+    return hashlib.sha256(repr(array.shape).encode("ascii") + array.tobytes()).hexdigest()
+
+
+def write_checked_png(pixels: np.ndarray, path: Path) -> None:
+    """Write a cache PNG atomically, with the checksum of its pixels in a text chunk (``cached_png_problem``)."""
+    info = PngInfo()
+    info.add_text(CHECKSUM_KEY, pixel_digest(pixels))
+    write_png_atomic(Image.fromarray(pixels), path, info)
+
+
+def cached_png_problem(path: str | Path, pixels: np.ndarray | None = None) -> str | None:
+    """None when a cache PNG holds the pixels it was written with, else what is wrong with it.
+
+    A cached file's name is a hash of what it should show, not of what it holds: a file truncated,
+    corrupted or overwritten (even by a valid PNG of the same size) keeps its name, so its pixels
+    are checked against the checksum written with them. ``pixels`` are the file's pixels when the
+    caller decoded them already (sd-scripts' loader); an array of another channel count is decoded here.
+    """
+    try:
+        with Image.open(path) as image:
+            expected = image.info.get(CHECKSUM_KEY)
+            if pixels is None or np.ndim(pixels) != 3 or np.shape(pixels)[2] != len(image.getbands()):
+                image.load()
+                pixels = np.asarray(image)
+    except FileNotFoundError:
+        return "is missing"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return f"cannot be read ({type(exc).__name__}: {exc})"
+    if expected is None:
+        return "carries no collage_ext checksum (written by another program or an older collage_ext)"
+    if pixel_digest(pixels) != expected:
+        return "does not hold the pixels it was written with (overwritten or corrupt)"
+    return None
+
+
+def ensure_cached_png(path: str | Path, make: Callable[[], np.ndarray]) -> bool:
+    """Check a cache PNG by content and write it (again) from ``make()`` unless intact; True when written."""
+    problem = cached_png_problem(path)
+    if problem is None:
+        return False
+    if problem != "is missing":
+        logger.warning(f"collage_ext: cached file {path} {problem}; rendering it again")
+    write_checked_png(make(), Path(path))
+    return True
 
 
 def ensure_writable(folder: Path) -> None:
@@ -184,8 +239,11 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
     sources, params, path, caption = _planned_frame(frames, sources, variant, cache_dir, failures,
                                                     frame=frames.pool.frame_for(group))
-    if path.is_file():
+    problem = cached_png_problem(path)
+    if problem is None:
         return path, caption, False
+    if problem != "is missing":
+        logger.warning(f"collage_ext: static frame {path} {problem}; rendering it again")
     loss_mask = frames.pool.config.loss_mask
     rendered, used = compose(collage, sources, params, failures, with_mask=loss_mask)
     if used is not params:
@@ -193,7 +251,7 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
         caption = collage.caption(used)
         path = cache_dir / f"collage_{frame_digest(used, kept, collage, caption)}.png"
     pixels = with_alpha(rendered.image, rendered.mask, frames.pool.config) if loss_mask else rendered.image
-    write_png_atomic(Image.fromarray(pixels), path)
+    write_checked_png(pixels, path)
     return path, caption, True
 
 
@@ -215,8 +273,9 @@ def _planned_frame(frames: SubsetFrames, sources: list[Source], variant: int, ca
             sources = [s for s in sources if s.path != path]
 
 
-def restore_static_frame(path: str, frames: SubsetFrames, group: Group, variant: int, failures: FailureLog) -> None:
-    """Render a static frame again when its file vanished from the cache while training (one stat per load).
+def restore_static_frame(path: str, frames: SubsetFrames, group: Group, variant: int, failures: FailureLog,
+                         problem: str = "was deleted from the cache") -> None:
+    """Render a static frame again when its file vanished or went bad while training.
 
     The name is a hash of the frame's content, so the same sources give the same file back. When
     they changed too, the frame can no longer be the one sd-scripts bucketed and cached.
@@ -224,11 +283,10 @@ def restore_static_frame(path: str, frames: SubsetFrames, group: Group, variant:
     Raises:
         CollageInputError: the frame's sources changed since start-up as well; names the frame and the fix.
     """
-    if os.path.exists(path):
-        return
+    Path(path).unlink(missing_ok=True)  # a bad file under the name would be taken as rendered
     rendered, _, _ = render_static_frame(frames, group, variant, Path(path).parent, failures)
     if str(rendered) != path:
-        msg = (f"static frame {path} was deleted from the cache while training, and its source images changed "
-               "since start-up, so it cannot be rendered again as planned; restart training")
+        msg = (f"static frame {path} {problem} while training, and its source images changed since start-up, so it "
+               "cannot be rendered again as planned; restart training")
         raise CollageInputError(msg)
-    logger.warning(f"collage_ext: static frame {path} was deleted from the cache while training; rendered it again")
+    logger.warning(f"collage_ext: static frame {path} {problem} while training; rendered it again")

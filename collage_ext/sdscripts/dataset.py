@@ -30,12 +30,17 @@ from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
 from ..policy import FailureLog, check_single, compose, fit_to_aspect
 from ..plan import SubsetImage, plan_subset, subset_root
+from ..collage import Source
+from ..singles import cropped_pixels, cropped_single_path
 from ..types import Size
 from .captioning import caption_setup
 from ..caption_files import check_caption_files
 from ..frames import (
     SlotCaption,
     SubsetFrames,
+    cached_png_problem,
+    ensure_cached_png,
+    write_checked_png,
     ensure_writable,
     render_static_frame,
     restore_static_frame,
@@ -98,6 +103,7 @@ class _CollageMixin:
         self._collage_info: list[dict[str, Any]] = []
         self._failures = FailureLog()
         self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
+        self._cropped: dict[str, tuple[Source, CollageConfig]] = {}  # static: cropped single's cache file -> source
         self._pool_of_subset: dict[int, SubsetFrames] = {}
         for s_index, subset in enumerate(self.subsets):
             config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
@@ -136,10 +142,12 @@ class _CollageMixin:
             added = self._register_static(frames, subset, singles, ctx)
         else:
             added = self._register_dynamic(frames, subset, pool_key, ctx)
-        for key, count in zip(keys, singles):
+        for key, count, source in zip(keys, singles, sources):
             if count:
                 info = self.image_data[key]
                 info.num_repeats = count
+                if source.crop is not None and not self._crop_single(key, source, config, ctx):
+                    continue
                 if config.on_error == "skip":  # a replacement image must bring its own caption
                     info.caption = SlotCaption(info.caption or "", info.absolute_path)
             else:
@@ -152,6 +160,30 @@ class _CollageMixin:
                                    "single_samples": sum(singles), "settings": config.to_metadata(),
                                    "stats": epoch_stats(frames, ctx.mode).to_json(),
                                    "frames": frame_note(pool, buckets)})
+
+    def _crop_single(self, key: str, source: Source, config: CollageConfig, ctx: _BuildContext) -> bool:
+        """Let a single sample with a crop box train only its box; False when it failed under ``skip``.
+
+        sd-scripts buckets ``image_size``, so it becomes the box's size. Dynamic mode crops in
+        ``_load_single``; static mode writes the cropped image into the cache folder, because
+        sd-scripts' latent caching reads the file itself.
+        """
+        info = self.image_data[key]
+        info.image_size = (source.effective_size.width, source.effective_size.height)
+        if ctx.mode != "static":
+            return True
+        path = cropped_single_path(source, config, _cache_dir(config, ctx.run))
+        try:
+            ensure_cached_png(path, lambda: cropped_pixels(source, config))
+        except CollageInputError as exc:
+            if config.on_error == "raise":
+                raise
+            self._failures.record(source.path, exc)
+            del self.image_data[key]
+            return False
+        self._cropped[str(path)] = (source, config)
+        info.absolute_path = str(path)
+        return True
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
@@ -225,17 +257,23 @@ class _CollageMixin:
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
-        if image_path in self._static:
-            restore_static_frame(image_path, *self._static[image_path], self._failures)
-            # a frame is no source of the pool: under skip, looking it up there would train a source photo
-            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+        if image_path in self._static:  # a frame is no source of the pool: it loads as itself under any policy
+            return self._load_cached(subset, image_path, alpha_mask,
+                                     lambda problem: restore_static_frame(image_path, *self._static[image_path],
+                                                                          self._failures, problem))
+        if image_path in self._cropped:  # static mode: a cropped single, written at start-up
+            source, config = self._cropped[image_path]
+            return self._load_cached(subset, image_path, alpha_mask,
+                                     lambda problem: _rewrite_cropped(image_path, source, config, problem))
         frames = self._pool_of_subset.get(id(subset))
         if frames is None:
             return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
         planned = self._planned_sizes().get(image_path)
         if frames.pool.config.on_error == "raise":
             try:
-                loaded = super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+                loaded = self._load_source(subset, frames, image_path, alpha_mask)
+            except CollageInputError:
+                raise
             except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
                 check_single(image_path, None, planned, exc)
             check_single(image_path, loaded[0], planned)
@@ -247,7 +285,7 @@ class _CollageMixin:
             if candidate in self._failures.failed:
                 continue
             try:
-                loaded = super().load_image_with_face_info(subset, candidate, alpha_mask)  # type: ignore[misc]
+                loaded = self._load_source(subset, frames, candidate, alpha_mask)
                 if candidate == image_path:
                     check_single(image_path, loaded[0], planned)
             except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
@@ -260,6 +298,29 @@ class _CollageMixin:
             return loaded
         msg = f"no readable image left in subset {subset.image_dir!r} (collage_on_error = 'skip')"
         raise CollageInputError(msg)
+
+    def _load_cached(self, subset: Any, path: str, alpha_mask: bool, rebuild: Any) -> Any:
+        """sd-scripts' loading of a file collage_ext wrote, checked by content; a bad file is written again."""
+        try:
+            loaded = super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+            problem = cached_png_problem(path, loaded[0])
+        except FileNotFoundError:
+            problem = "was deleted from the cache"
+        except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
+            problem = f"cannot be read ({type(exc).__name__}: {exc})"
+        if problem is None:
+            return loaded
+        rebuild(problem)
+        return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+
+    def _load_source(self, subset: Any, frames: SubsetFrames, path: str, alpha_mask: bool) -> Any:
+        """A pool source as a single sample: sd-scripts' loader, or its crop box when it has one."""
+        index = _index_of(frames).get(path)
+        source = frames.pool.sources[index] if index is not None else None
+        if source is None or source.crop is None:
+            return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+        pixels = cropped_pixels(source, frames.pool.config)
+        return (with_alpha(pixels, None, frames.pool.config) if alpha_mask else pixels), 0, 0, 0, 0
 
     def _planned_sizes(self) -> dict[str, tuple[int, int]]:
         """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
@@ -448,6 +509,12 @@ def _index_of(frames: SubsetFrames) -> dict[str, int]:
         index = {s.path: i for i, s in enumerate(frames.pool.sources)}
         frames._path_index = index  # type: ignore[attr-defined]
     return index
+
+
+def _rewrite_cropped(path: str, source: Source, config: CollageConfig, problem: str) -> None:
+    write_checked_png(cropped_pixels(source, config), Path(path))
+    logger.warning(f"collage_ext: cropped single {path} (of {source.path}) {problem} while training; "
+                   "rendered it again")
 
 
 def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:

@@ -281,9 +281,9 @@ def test_two_processes_build_one_static_cache(tmp_path: Path, toks: fakes.TinyTo
     context = multiprocessing.get_context("fork")
     writes = context.Value("i", 0)
 
-    def slow_write(image: Image.Image, path: Path) -> None:  # widen the window in which both runs write
+    def slow_write(image: Image.Image, path: Path, *rest: Any) -> None:  # widen the window in which both runs write
         time.sleep(0.02)
-        original(image, path)
+        original(image, path, *rest)
         with writes.get_lock():
             writes.value += 1
 

@@ -64,3 +64,75 @@ def test_static_skip_trains_the_frames(tmp_path: Path, toks: fakes.TinyTokenizer
     collages = [(c, h) for c, h in seen["skip"] if c.count("id") >= 2]
     assert collages and len({h for _, h in collages}) == len(set(collages))
     assert id_counts([c for c, _ in seen["skip"]]) == {f"id{i:03d}": 2 for i in range(len(SIZES))}
+
+
+# -- 2. a crop box on an image that trains alone ----------------------------------------------------------
+MAGENTA = (255, 0, 255)
+
+
+def cropped_photo(folder: Path, name: str = "img_000", size: tuple[int, int] = (192, 128)) -> None:
+    """A photo whose right half (magenta) is cut away by its .crop box: only the left half may ever train."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = fakes.make_image(*size, seed=7)
+    image.paste(MAGENTA, (size[0] // 2, 0, size[0], size[1]))
+    image.save(folder / f"{name}.png")
+    (folder / f"{name}.txt").write_text("sks, id000\n", encoding="utf-8")
+    (folder / f"{name}.crop").write_text(f"0, 0, {size[0] // 2}, {size[1]}\n", encoding="utf-8")
+
+
+def magenta_share(example: Any, n: int = 0) -> float:
+    pixels = example["images"][n].numpy()  # C x H x W in [-1, 1]
+    return float(((pixels[0] > 0.9) & (pixels[1] < -0.9) & (pixels[2] > 0.9)).mean())
+
+
+MODES = {"dynamic": (), "static": ("--cache_latents",), "static-te": ("--cache_text_encoder_outputs",
+                                                                       "--network_train_unet_only")}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_crop_box_on_a_one_image_subset(tmp_path: Path, toks: fakes.TinyTokenizers, mode: str, policy: str) -> None:
+    """A one-image subset trains its crop box, bucketed by the box's aspect, never the cut-away half."""
+    cropped_photo(tmp_path / "img")
+    config = dataset_toml(tmp_path, tmp_path / "img", general=f'collage_on_error = "{policy}"\nmin_bucket_reso = 64',
+                          repeats=2)
+    group, _, _ = load(tmp_path, toks, config, *MODES[mode])
+    infos = list(group.image_data.values())
+    assert len(infos) == 1 and tuple(infos[0].image_size) == (96, 128)
+    width, height = infos[0].bucket_reso
+    assert height > width  # the box is a portrait; the whole photo a landscape
+    if mode == "static":
+        assert Path(infos[0].absolute_path).parent == tmp_path / "out" / "collage_cache"
+        return  # sd-scripts reads the cropped file itself: its pixels are checked below for the other modes
+    group.set_current_epoch(1)
+    examples = [group[i] for i in range(len(group))]
+    assert len(examples) == 2 and all(magenta_share(e) == 0 for e in examples)
+
+
+def test_crop_box_on_a_one_image_subset_static_file(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """Static mode writes the cropped single into the cache: the file sd-scripts caches holds only the box."""
+    import numpy as np
+    from PIL import Image
+
+    cropped_photo(tmp_path / "img")
+    group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, tmp_path / "img"), "--cache_latents")
+    (info,) = group.image_data.values()
+    with Image.open(info.absolute_path) as image, Image.open(tmp_path / "img" / "img_000.png") as original:
+        assert image.size == (96, 128)
+        assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(original.crop((0, 0, 96, 128))))
+
+
+def test_crop_box_on_singles_with_collage_rate_below_one(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """collage_rate = 0.5: the cropped image never shows its cut-away half, alone or in a frame."""
+    folder = write_images(tmp_path / "img")
+    cropped_photo(folder)
+    config = dataset_toml(tmp_path, folder, general="collage_rate = 0.5", repeats=4)
+    group, _, _ = load(tmp_path, toks, config)
+    singles = 0
+    for epoch in (1, 2):
+        group.set_current_epoch(epoch)
+        for i in range(len(group)):
+            example = group[i]
+            assert magenta_share(example) == 0, example["captions"]
+            singles += example["captions"][0] == "sks, id000"
+    assert singles  # the cropped image did train alone
