@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollageError
+from ..filemodes import match_mode
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and one rename."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        match_mode(handle, path)  # keep the file's mode (mkstemp makes 0600); a new file follows the umask
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
