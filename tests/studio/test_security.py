@@ -45,11 +45,13 @@ def outside(tmp_path: Path) -> Path:
     return folder
 
 
-def raw_get(server: Server, target: str, host: str | None = None) -> tuple[int, bytes]:
+def raw_get(server: Server, target: str, host: str | None = None, *, token: bool = True) -> tuple[int, bytes]:
     """Send a request line exactly as given (no client-side ``..`` clean-up), return status and body."""
     hostname, port = server.url.removeprefix("http://").split(":")
+    auth = f"Authorization: token {server.token}\r\n" if token else ""
     with socket.create_connection((hostname, int(port)), timeout=10) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host or server.host}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host or server.host}\r\n{auth}Connection: close\r\n\r\n"
+                     .encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -74,9 +76,9 @@ def test_path_traversal_is_refused(server: Server, dataset: Dataset, outside: Pa
 def test_traversal_in_a_write_is_refused_and_writes_nothing(server: Server, dataset: Dataset, outside: Path) -> None:
     before = snapshot(dataset.root, outside)
     for image_id in ("0/0/../../../private/notes.png", "../private/notes.png", "/etc/passwd", 7, None):
-        r = httpx.post(f"{server.url}/api/caption", json={"id": image_id, "text": "pwned"})
+        r = server.http.post(f"{server.url}/api/caption", json={"id": image_id, "text": "pwned"})
         assert r.status_code == 404, r.text
-        r = httpx.post(f"{server.url}/api/crop", json={"id": image_id, "box": [0, 0, 10, 10]})
+        r = server.http.post(f"{server.url}/api/crop", json={"id": image_id, "box": [0, 0, 10, 10]})
         assert r.status_code == 404
     assert snapshot(dataset.root, outside) == before
 
@@ -87,28 +89,28 @@ def test_foreign_origin_is_refused_and_writes_nothing(server: Server, dataset: D
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
                     {"Origin": server.url.replace("127.0.0.1", "127.0.0.1.evil.example")},
                     {"Origin": server.url, "Sec-Fetch-Site": "cross-site"}):
-        r = httpx.post(f"{server.url}/api/caption", json=body, headers=headers)
+        r = server.http.post(f"{server.url}/api/caption", json=body, headers=headers)
         assert r.status_code == 403 and ("refused" in r.text or "not this studio" in r.text), r.text
     # A cross-site form post cannot send JSON: a text/plain body is refused as well.
-    r = httpx.post(f"{server.url}/api/caption", content=b'{"id": "0/0/mychar_01.png", "text": "x"}',
+    r = server.http.post(f"{server.url}/api/caption", content=b'{"id": "0/0/mychar_01.png", "text": "x"}',
                    headers={"Content-Type": "text/plain"})
     assert r.status_code == 403
     assert snapshot(dataset.root, outside) == before
     # The page's own origin is accepted.
-    ok = httpx.post(f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": "a, b"},
+    ok = server.http.post(f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": "a, b"},
                     headers={"Origin": server.url})
     assert ok.status_code == 200 and ok.json()["total"] > 0
 
 
 def test_another_site_cannot_embed_the_datasets_images(server: Server) -> None:
     """An <img> on another site sends no Origin but Sec-Fetch-Site: cross-site; only the page itself may open."""
-    r = httpx.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
+    r = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
                   headers={"Sec-Fetch-Site": "cross-site"})
     assert r.status_code == 403
-    same = httpx.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
+    same = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
                      headers={"Sec-Fetch-Site": "same-origin"})
     assert same.status_code == 200 and same.headers["content-type"] == "image/jpeg"
-    assert httpx.get(f"{server.url}/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+    assert server.http.get(f"{server.url}/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
 
 
 def test_foreign_host_is_refused(server: Server) -> None:
@@ -124,11 +126,11 @@ def test_a_symlinked_image_leading_out_is_not_served(server: Server, dataset: Da
     secret = outside / "secret.png"
     (dataset.images / "mychar_00.png").rename(secret)
     (dataset.images / "mychar_00.png").symlink_to(secret)
-    httpx.post(f"{server.url}/api/reload", json={})
+    server.http.post(f"{server.url}/api/reload", json={})
     before = snapshot(dataset.root, outside)
-    r = httpx.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_00.png"})
+    r = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_00.png"})
     assert r.status_code == 403 and "not inside the dataset" in r.json()["error"]
-    listed = next(s for s in httpx.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_00.png")
+    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_00.png")
     assert "symlink" in listed["problem"]
     assert snapshot(dataset.root, outside) == before
 
@@ -137,9 +139,9 @@ def test_a_symlinked_caption_leading_out_is_not_written(server: Server, dataset:
     caption = dataset.images / "mychar_01.txt"
     caption.unlink()
     caption.symlink_to(outside / "notes.txt")
-    httpx.post(f"{server.url}/api/reload", json={})
+    server.http.post(f"{server.url}/api/reload", json={})
     before = snapshot(dataset.root, outside)
-    r = httpx.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": "overwrite the notes"})
+    r = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": "overwrite the notes"})
     assert r.status_code == 403 and "symlink" in r.json()["error"]
     assert snapshot(dataset.root, outside) == before
     assert (outside / "notes.txt").read_text(encoding="utf-8") == "my private notes\n"
@@ -148,9 +150,9 @@ def test_a_symlinked_caption_leading_out_is_not_written(server: Server, dataset:
 def test_a_studio_folder_symlinked_out_is_not_used(server: Server, dataset: Dataset, outside: Path) -> None:
     (dataset.images / "_collage_studio").symlink_to(outside, target_is_directory=True)
     before = snapshot(dataset.root, outside)
-    r = httpx.post(f"{server.url}/api/drop", json={"id": "0/0/mychar_02.png"})
+    r = server.http.post(f"{server.url}/api/drop", json={"id": "0/0/mychar_02.png"})
     assert r.status_code == 403
-    r = httpx.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_02.png", "text": "mychar, new"})
+    r = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_02.png", "text": "mychar, new"})
     assert r.status_code == 403  # the previous version could not be kept inside the dataset
     assert snapshot(dataset.root, outside) == before
 

@@ -1,5 +1,7 @@
 // collage studio page: plain JavaScript, no libraries, nothing loaded from the network.
 "use strict";
+// The first address holds the session token (exchanged for an HttpOnly cookie): keep it out of the address bar.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
 const $ = (id) => document.getElementById(id);
 const S = {state: null, sources: [], frames: null, check: null, filter: "all", view: "sources", epoch: 1, open: null};
 const FILTERS = [["all", "All"], ["problems", "Any finding"], ["too_small_for_collage", "Too small"],
