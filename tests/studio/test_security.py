@@ -174,3 +174,146 @@ def test_folders_refuse_paths_outside(tmp_path: Path) -> None:
     with pytest.raises(RefusedError):
         move_group([tmp_path / "x.txt"], images, folders)
     assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "x"
+
+
+# -- the session token (issue 20 item 10) ----------------------------------------------------------------------
+
+#: Every route: the page, its static files, each API read (images included) and each write.
+EVERY_GET = ["/", "/static/studio.js", "/static/studio.css", "/api/state", "/api/sources", "/api/check",
+             "/api/frames?epoch=1", "/api/source-image?id=0/0/mychar_01.png",
+             "/api/source-image?id=0/0/mychar_01.png&thumb=1"]
+EVERY_POST = ["/api/caption", "/api/tokens", "/api/crop", "/api/drop", "/api/restore", "/api/undo", "/api/seed",
+              "/api/reload"]
+#: Bytes that only a served dataset, image or page would contain.
+DATA_MARKERS = (b"mychar", b"\x89PNG", b"\xff\xd8\xff", b"use strict", b"studio.js", b"caption", b"seed")
+
+
+def first_frame(server: Server) -> str:
+    return server.http.get(f"{server.url}/api/frames", params={"epoch": 1}).json()["frames"][0]["name"]
+
+
+def test_every_route_refuses_without_the_token(server: Server, dataset: Dataset, outside: Path) -> None:
+    gets = EVERY_GET + [f"/api/frame-image?epoch=1&name={first_frame(server)}"]
+    before = snapshot(dataset.root, outside)
+    wrong = {"Authorization": "token " + "x" * 43}
+    for creds in ({}, wrong, {"Cookie": f"collage_studio_{server.host.rsplit(':', 1)[1]}=guess"}):
+        for path in gets:
+            r = httpx.get(server.url + path, headers=creds)
+            assert r.status_code == 403, (path, creds, r.status_code)
+            assert "token" in r.text and not any(m in r.content for m in DATA_MARKERS), (path, r.content[:200])
+        for path in EVERY_POST:
+            r = httpx.post(server.url + path, json={"id": "0/0/mychar_01.png", "text": "pwned", "box": [0, 0, 9, 9],
+                                                    "seed": 1, "write": True}, headers=creds)
+            assert r.status_code == 403 and not any(m in r.content for m in DATA_MARKERS), (path, r.text)
+    assert snapshot(dataset.root, outside) == before
+    # With the token every read answers.
+    for path in gets:
+        assert server.http.get(server.url + path).status_code == 200, path
+
+
+def test_the_printed_address_gives_a_strict_httponly_cookie(server: Server) -> None:
+    r = httpx.get(server.page_url)
+    assert r.status_code == 200 and b"studio.js" in r.content
+    cookie = r.headers["set-cookie"]
+    name = f"collage_studio_{server.host.rsplit(':', 1)[1]}"
+    assert cookie.startswith(f"{name}={server.token};")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    # The cookie alone opens everything; the token in the address of any other route does not.
+    jar = {name: server.token}
+    assert httpx.get(f"{server.url}/api/state", cookies=jar).status_code == 200
+    assert httpx.get(f"{server.url}/api/state", params={"token": server.token}).status_code == 403
+    assert httpx.get(f"{server.url}/?token=wrong").status_code == 403
+
+
+def test_a_remote_host_needs_allow_remote(dataset: Dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    from collage_ext.cli import main
+    from collage_ext.studio.app import RemoteRefused, check_host
+
+    for host in ("0.0.0.0", "::", "192.168.1.20"):
+        with pytest.raises(RemoteRefused, match="--allow_remote"):
+            check_host(host, allow_remote=False)
+        check_host(host, allow_remote=True)
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_host(host, allow_remote=False)
+    assert main(["studio", str(dataset.toml), "--host", "0.0.0.0", "--no_browser"]) == 2
+    assert "--allow_remote" in capsys.readouterr().err
+
+
+def asgi_get(app: object, path: str, host: str, client: str, headers: dict[str, str]) -> httpx.Response:
+    """A request to the app as if it came from ``client`` (another machine), without a network."""
+    import asyncio
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(client, 50000))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
+            return await c.get(path, headers=headers)
+    return asyncio.run(go())
+
+
+def test_a_lan_client_claiming_a_loopback_host_is_refused(dataset: Dataset) -> None:
+    """Bound to 0.0.0.0 (--allow_remote), a client on the LAN sending ``Host: 127.0.0.1`` gets nothing."""
+    from collage_ext.studio.app import allowed_hosts, create_app, new_token
+    from collage_ext.studio.model import Studio
+
+    token = new_token()
+    hosts = allowed_hosts("0.0.0.0", 8765)
+    assert "127.0.0.1:8765" in hosts
+    app = create_app(Studio(dataset.toml), hosts, token)
+    auth = {"Authorization": f"token {token}"}
+    for lan_host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765"):
+        r = asgi_get(app, "/api/sources", lan_host, "192.168.1.20", auth)
+        assert r.status_code == 403 and "loopback" in r.json()["error"] and b"mychar" not in r.content
+        r = asgi_get(app, "/api/sources", lan_host, "192.168.1.20", {})
+        assert r.status_code == 403 and b"mychar" not in r.content
+    # The same request from this computer, and a LAN request without the token under another name, for contrast.
+    assert asgi_get(app, "/api/sources", "127.0.0.1:8765", "127.0.0.1", auth).status_code == 200
+    machine = next(h for h in hosts if h.rsplit(":", 1)[0] not in ("127.0.0.1", "localhost", "[::1]"))
+    assert asgi_get(app, "/api/sources", machine, "192.168.1.20", {}).status_code == 403
+    assert asgi_get(app, "/api/sources", machine, "192.168.1.20", auth).status_code == 200
+
+
+# -- headers, sizes, malformed bodies (items 12, 13) --------------------------------------------------------------
+
+def test_every_response_forbids_framing(server: Server) -> None:
+    """Clickjacking: neither the page nor any answer (refusals included) may be shown in another site's frame."""
+    responses = [server.http.get(server.url + p) for p in EVERY_GET] + [httpx.get(server.url + "/api/state"),
+                                                                      httpx.get(server.page_url)]
+    responses.append(server.http.post(f"{server.url}/api/caption", json={"id": "nope", "text": "x"}))
+    for r in responses:
+        assert r.headers.get("x-frame-options") == "DENY", r.url
+        assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", ""), r.url
+        assert r.headers.get("x-content-type-options") == "nosniff"
+
+
+def test_large_bodies_are_refused_before_they_are_read(server: Server, dataset: Dataset, outside: Path) -> None:
+    before = snapshot(dataset.root, outside)
+    huge = "mychar, " + "x" * (2 << 20)
+    r = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": huge})
+    assert r.status_code == 413 and "larger than" in r.json()["error"]
+
+    def chunks():  # no Content-Length: the limit still holds while reading
+        body = ('{"id": "0/0/mychar_01.png", "text": "' + "y" * (3 << 20) + '"}').encode()
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+    r = server.http.post(f"{server.url}/api/caption", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert snapshot(dataset.root, outside) == before
+    ok = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"{", b"not json", b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, b"[1, 2]", b'"text"', b"\xff\xfe{}"])
+def test_malformed_json_is_a_400(server: Server, dataset: Dataset, body: bytes) -> None:
+    before = snapshot(dataset.root)
+    r = server.http.post(f"{server.url}/api/caption", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, (r.status_code, r.text[:200])
+    assert "JSON" in r.json()["error"]
+    assert snapshot(dataset.root) == before
+
+
+def test_deeply_nested_brackets_in_a_caption_are_not_a_500(server: Server) -> None:
+    for text in ("(" * 100_000 + "mychar" + ")" * 100_000, "{" * 100_000 + "a|b" + "}" * 100_000,
+                 "[" * 100_000 + ", " + "]" * 100_000):
+        r = server.http.post(f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": text})
+        assert r.status_code in (200, 400), (r.status_code, r.text[:200])
