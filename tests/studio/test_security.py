@@ -317,3 +317,71 @@ def test_deeply_nested_brackets_in_a_caption_are_not_a_500(server: Server) -> No
                  "[" * 100_000 + ", " + "]" * 100_000):
         r = server.http.post(f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": text})
         assert r.status_code in (200, 400), (r.status_code, r.text[:200])
+
+
+# -- one symlink rule for reads and writes (item 11) ----------------------------------------------------------------
+
+SECRET = "root-only secret: the password is hunter2"
+
+
+def everything_served(server: Server, epochs: int = 3) -> str:
+    """Every answer the page can get about the dataset (sources, frames and their captions, check), as text."""
+    parts = [server.http.get(f"{server.url}/api/sources").text, server.http.get(f"{server.url}/api/check").text]
+    parts += [server.http.get(f"{server.url}/api/frames", params={"epoch": e}).text for e in range(1, epochs + 1)]
+    return "\n".join(parts)
+
+
+def frame_sources(server: Server, epochs: int = 3) -> set[str]:
+    names = set()
+    for e in range(1, epochs + 1):
+        for frame in server.http.get(f"{server.url}/api/frames", params={"epoch": e}).json()["frames"]:
+            names |= {s["name"] for s in frame["sources"]}
+    return names
+
+
+def test_a_caption_symlinked_out_is_not_read(server: Server, dataset: Dataset, outside: Path) -> None:
+    """A caption symlink planted in the dataset must not show the file it points to (sources, tokens, frames)."""
+    secret = outside / "secret.txt"
+    secret.write_text(SECRET + "\n", encoding="utf-8")
+    caption = dataset.images / "mychar_01.txt"
+    caption.unlink()
+    caption.symlink_to(secret)
+    server.http.post(f"{server.url}/api/reload", json={})
+    served = everything_served(server)
+    assert "hunter2" not in served
+    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
+                  if s["name"] == "mychar_01.png")
+    assert "symlink" in listed["problem"] and listed["caption_text"] is None and listed["caption"] == ""
+    assert "mychar_01.png" not in frame_sources(server)
+
+
+def test_an_image_or_crop_symlinked_out_builds_no_frame(server: Server, dataset: Dataset, outside: Path) -> None:
+    """Frames are reads too: an image (or its crop box) that leads out of the dataset is in no frame."""
+    moved = outside / "elsewhere.png"
+    (dataset.images / "mychar_02.png").rename(moved)
+    (dataset.images / "mychar_02.png").symlink_to(moved)
+    (outside / "box.txt").write_text(SECRET + "\n", encoding="utf-8")
+    (dataset.images / "mychar_03.crop").symlink_to(outside / "box.txt")
+    server.http.post(f"{server.url}/api/reload", json={})
+    used = frame_sources(server)
+    assert used and "mychar_02.png" not in used and "mychar_03.png" not in used
+    assert "hunter2" not in everything_served(server)
+    for name in ("mychar_02.png", "mychar_03.png"):
+        listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == name)
+        assert "symlink" in listed["problem"]
+
+
+def test_a_symlink_inside_the_dataset_is_read_and_written_through(server: Server, dataset: Dataset) -> None:
+    """The same rule the other way: a link that stays inside is the file it points to, for reads and writes."""
+    caption = dataset.images / "mychar_04.txt"
+    shared = dataset.images / "shared_caption.txt"
+    caption.rename(shared)
+    caption.symlink_to(shared.name)  # relative, inside the image folder
+    server.http.post(f"{server.url}/api/reload", json={})
+    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
+                  if s["name"] == "mychar_04.png")
+    assert listed["problem"] is None and "teal dress" in listed["caption_text"]
+    assert "mychar_04.png" in frame_sources(server, epochs=6)
+    r = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_04.png", "text": "mychar, linked"})
+    assert r.status_code == 200, r.text
+    assert caption.is_symlink() and shared.read_text(encoding="utf-8") == "mychar, linked\n"
