@@ -385,3 +385,79 @@ def test_a_symlink_inside_the_dataset_is_read_and_written_through(server: Server
     r = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_04.png", "text": "mychar, linked"})
     assert r.status_code == 200, r.text
     assert caption.is_symlink() and shared.read_text(encoding="utf-8") == "mychar, linked\n"
+
+
+# -- another local user (issue 20 acceptance) -------------------------------------------------------------------------
+
+#: Run as another uid with a Python that user may run: request each path, print status and body (hex) as JSON.
+CLIENT = r"""
+import json, sys, urllib.error, urllib.request
+base, plan = sys.argv[1], json.loads(sys.argv[2])
+token = sys.stdin.read().strip()
+out = []
+for method, path, headers in plan:
+    headers = {k: v.replace("{token}", token) for k, v in headers.items()}
+    body = b'{"id": "0/0/mychar_01.png", "text": "pwned", "seed": 1, "write": true}' if method == "POST" else None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(base + path, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            out.append([path, r.status, r.read().hex()])
+    except urllib.error.HTTPError as e:
+        out.append([path, e.code, e.read().hex()])
+try:
+    open(sys.argv[3]).read()
+    out.append(["direct read", 200, ""])
+except OSError as e:
+    out.append(["direct read", 403, type(e).__name__.encode().hex()])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another local user")
+def test_another_local_user_gets_nothing_without_the_token(server: Server, dataset: Dataset, tmp_path: Path) -> None:
+    """The issue's attack, as uid ``nobody``: the studio answers nothing without the token, and with it a caption
+    symlink planted in the dataset still does not read a root-only file."""
+    import json
+    import subprocess
+
+    from tests.common import python_for_another_user
+
+    python = python_for_another_user("nobody")
+    if python is None:
+        pytest.skip("no Python interpreter that the user nobody may run")
+    secret = tmp_path / "root-only.txt"
+    secret.write_text(SECRET + "\n", encoding="utf-8")
+    secret.chmod(0o600)
+    caption = dataset.images / "mychar_01.txt"
+    caption.unlink()
+    caption.symlink_to(secret)
+    server.http.post(f"{server.url}/api/reload", json={})
+    before = snapshot(dataset.root)
+    port = server.host.rsplit(":", 1)[1]
+
+    def as_nobody(plan: list[tuple[str, str, dict[str, str]]], token: str = "") -> list[tuple[str, int, bytes]]:
+        done = subprocess.run([python, "-I", "-c", CLIENT, server.url, json.dumps(plan), str(secret)], input=token,
+                              capture_output=True, text=True, user="nobody", timeout=600)
+        assert done.returncode == 0, done.stderr
+        return [(p, status, bytes.fromhex(body)) for p, status, body in json.loads(done.stdout)]
+
+    frame = first_frame(server)
+    gets = EVERY_GET + [f"/api/frame-image?epoch=1&name={frame}"]
+    plan = [("GET", p, h) for p in gets for h in ({}, {"Host": f"localhost:{port}"},
+                                                  {"Cookie": f"collage_studio_{port}=guess"})]
+    plan += [("POST", p, {}) for p in EVERY_POST]
+    answers = as_nobody(plan)
+    assert answers[-1][:2] == ("direct read", 403)  # the file is really root-only
+    for path, status, body in answers[:-1]:
+        assert status == 403, (path, status)
+        assert not any(m in body for m in DATA_MARKERS) and b"hunter2" not in body, (path, body[:200])
+    assert snapshot(dataset.root) == before
+    # With the token: the studio answers, and still reads nothing outside the dataset.
+    auth = {"Authorization": "token {token}"}
+    reads = as_nobody([("GET", p, auth) for p in ["/api/sources", "/api/frames?epoch=1", "/api/frames?epoch=2",
+                                                  "/api/check", "/api/source-image?id=0/0/mychar_01.png"]],
+                      token=server.token)
+    assert [status for _, status, _ in reads[:4]] == [200, 200, 200, 200]
+    assert all(b"hunter2" not in body for _, _, body in reads)
