@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 FRAME_CACHE = 48
 #: Longest side of a source image shown in the crop editor, and of a thumbnail.
 EDITOR_SIDE, THUMB_SIDE = 1600, 360
+#: Largest caption file the studio plans frames with. The text encoders read 75-512 tokens (a few KB);
+#: merging a 10 MB caption into frames took half a minute per frame, with the studio's lock held.
+MAX_CAPTION_BYTES = 1 << 20
 
 
 @dataclass
@@ -106,7 +109,8 @@ class Studio:
         if hasattr(self, "history"):
             self.history.folders = self.folders
         self.entries: dict[str, Entry] = {}
-        #: Images left out of the plan and the check because one of their files leads out of the dataset.
+        #: Images left out of the plan and the check, and why: one of their files leads out of the dataset
+        #: (nothing is read through it), or the caption file is larger than ``MAX_CAPTION_BYTES``.
         self.outside: dict[str, str] = {}
         for dataset in project.datasets:
             for subset in dataset.subsets:
@@ -114,7 +118,7 @@ class Studio:
                 for image in subset.images:
                     eid = entry_id(dataset, subset, image.path)
                     entry = Entry(eid, Path(image.path), dataset, subset, image.caption)
-                    why = self.folders.outside([entry.path, entry.caption_file, entry.crop_file])
+                    why = self.folders.outside([entry.path, entry.caption_file, entry.crop_file]) or _too_long(entry)
                     if why is not None:  # one rule for reads and writes: nothing outside is read, shown or framed
                         entry.caption = ""
                         self.outside[eid] = why
@@ -430,6 +434,19 @@ class Studio:
             self.seed = value
             self.reload()
             return self.state()
+
+
+def _too_long(e: Entry) -> str | None:
+    """Why the studio does not plan with ``e``'s caption file (larger than ``MAX_CAPTION_BYTES``), or ``None``."""
+    try:
+        size = e.caption_file.stat().st_size
+    except OSError:
+        return None
+    if size <= MAX_CAPTION_BYTES:
+        return None
+    return (f"caption file {e.caption_file} is {size / 2**20:.1f} MiB; the text encoder reads a few hundred tokens "
+            f"of it (a few KB), and the studio plans no frames with captions over {MAX_CAPTION_BYTES >> 20} MiB: "
+            "write a shorter caption")
 
 
 def set_seed_line(text: str, seed: int) -> str:
