@@ -105,7 +105,9 @@ def setup_parser() -> argparse.ArgumentParser:
                                            "their token view, keep or drop images, see the frames of any epoch")
     _dataset_args(studio, seed_help=_SEED_HELP)
     studio.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer "
-                                                            "only)")
+                                                            "only; another address needs --allow_remote)")
+    studio.add_argument("--allow_remote", action="store_true", help="allow a --host that other computers can reach "
+                                                                    "(the page still needs the printed token)")
     studio.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     studio.add_argument("--no_browser", action="store_true", help="do not open the page in a browser")
 
@@ -243,21 +245,21 @@ def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
     if missing:
         raise CollageConfigError(f"the studio needs {', '.join(missing)}: pip install \"collage-ext[studio]\" "
                                  "(into this environment)")
-    from .studio.app import serve
+    from .studio.app import check_host, open_in_browser, serve
     from .studio.model import Studio
 
     if args.dataset is None and args.config is None and not trainer_args:
         raise CollageConfigError("give a dataset TOML (or a folder of N_name sub-folders), or --config TRAIN.toml")
+    check_host(args.host, args.allow_remote)  # before reading the dataset: the refusal is the first thing said
     studio = Studio(args.dataset, config=args.config, trainer_args=trainer_args, seed=args.seed, model=args.model)
 
     def ready(url: str) -> None:
-        print(f"collage-ext studio: {studio.project.source}; open {url} (Ctrl+C stops it)", flush=True)
+        print(f"collage-ext studio: {studio.project.source}; open {url} (Ctrl+C stops it; the address holds this "
+              "session's token: the studio answers nothing without it)", flush=True)
         if not args.no_browser:
-            import webbrowser
+            open_in_browser(url)
 
-            webbrowser.open(url)
-
-    serve(studio, args.host, args.port, ready=ready)
+    serve(studio, args.host, args.port, ready=ready, allow_remote=args.allow_remote)
     return 0
 
 

@@ -24,6 +24,7 @@ from . import __version__
 from .collage import Collage, FrameParams, Source
 from .config import CollageConfig
 from .errors import CollageCacheError, CollageInputError
+from .filemodes import match_mode
 from .grouping import Group
 from .policy import FailureLog, compose
 from .pool import Pool
@@ -129,6 +130,7 @@ def write_png_atomic(image: Image.Image, path: Path, pnginfo: PngInfo | None = N
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+        match_mode(fd, path)  # mkstemp makes 0600: a trainer running as another user must read the frame
         with os.fdopen(fd, "wb") as handle:
             image.save(handle, format="PNG", compress_level=1, pnginfo=pnginfo)
         os.replace(tmp, path)

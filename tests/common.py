@@ -110,3 +110,21 @@ def sd_split(caption: str, grammar: CaptionGrammar) -> tuple[list[str], list[str
             fixed = flex[: grammar.keep_tokens]
             flex = tokens[grammar.keep_tokens :]
     return fixed, flex, suffix
+
+
+def python_for_another_user(user: str = "nobody") -> str | None:
+    """A Python interpreter that ``user`` may run (this one may live under a private home, e.g. /root/.pyenv).
+
+    For tests that act as another local user (needs root); ``None`` when there is none.
+    """
+    import subprocess
+    import sys
+
+    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+        try:
+            done = subprocess.run([candidate, "-I", "-c", "pass"], user=user, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0:
+            return candidate
+    return None

@@ -1,8 +1,10 @@
 """The dataset's folders and every write the studio makes: inside them only, atomic, undoable.
 
 * ``Folders`` knows the image folders of the dataset (real paths, symlinks resolved) and answers
-  "may I read / write this file?": a file belongs to the dataset when its real path lies in one of
-  them, so ``..`` and symlinks that lead elsewhere are refused.
+  "may I read / write this file?" with one rule for both: a file belongs to the dataset when its real
+  path (every symlink resolved) lies in one of them, so ``..`` and symlinks that lead elsewhere are
+  refused, for an image, a caption, a crop box, and a frame built from them alike. A write through a
+  symlink that stays inside goes to the file it points to (the link is kept).
 * ``write_atomic`` writes a temporary file in the same folder and renames it over the target
   (``os.replace``), so a crash leaves the old or the new file, never half of one.
 * ``History`` keeps the previous bytes of every caption or crop file it overwrites (in memory for
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollageError
+from ..filemodes import match_mode
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +50,13 @@ class RefusedError(CollageError):
 class Folders:
     """The dataset's image folders, resolved once; every read and write is checked against them."""
 
-    def __init__(self, folders: Iterable[str | os.PathLike[str]], files: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(self, folders: Iterable[str | os.PathLike[str]], files: Iterable[str | os.PathLike[str]] = (),
+                 read_only: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.roots: tuple[Path, ...] = tuple(sorted({Path(os.path.realpath(f)) for f in folders}))
         #: Single files outside the image folders the user asked the studio to edit (the training TOML's seed).
         self.files: frozenset[Path] = frozenset(Path(os.path.realpath(f)) for f in files)
+        #: Image folders shown but never written (subsets read from a ``metadata_file``).
+        self.read_roots: tuple[Path, ...] = tuple(sorted({Path(os.path.realpath(f)) for f in read_only}))
 
     def allowed_folders(self) -> set[Path]:
         """The folders the studio writes into: the image folders and its two sub-folders of each (and the
@@ -72,10 +78,21 @@ class Folders:
         Raises:
             RefusedError: it lies outside every image folder (``..``, an absolute path, a symlink out).
         """
-        if self.root_of(path) is None:
+        real = Path(os.path.realpath(path))
+        if self.root_of(path) is None and not any(real == r or r in real.parents for r in self.read_roots):
             raise RefusedError(f"{path} is not inside the dataset's image folders (or is a symlink leading out "
                                "of them); the studio only shows the dataset's own files")
-        return Path(os.path.realpath(path))
+        return real
+
+    def outside(self, paths: Iterable[str | os.PathLike[str]]) -> str | None:
+        """Why the studio may not read one of ``paths`` that exist (an image and its sidecars), or ``None``."""
+        for path in paths:
+            if os.path.lexists(path):
+                try:
+                    self.readable(path)
+                except RefusedError as exc:
+                    return str(exc)
+        return None
 
     def writable(self, path: str | os.PathLike[str]) -> Path:
         """``path`` itself when the studio may write it: its folder is an image folder (or the studio's
@@ -86,8 +103,11 @@ class Folders:
         """
         target = Path(path)
         if target.is_symlink():
-            raise RefusedError(f"refusing to write {target}: it is a symlink (to {os.path.realpath(target)}); "
-                               "the studio writes only plain files inside the dataset's image folders")
+            real = Path(os.path.realpath(target))
+            if self.root_of(real) is None and real not in self.files:
+                raise RefusedError(f"refusing to write {target}: it is a symlink leading out of the dataset's image "
+                                   f"folders (to {real}); the studio reads and writes only files inside them")
+            target = real  # a link inside the dataset: write the file it points to, keep the link
         if Path(os.path.realpath(target)) in self.files:
             return target
         folder = Path(os.path.realpath(target.parent))
@@ -103,6 +123,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and one rename."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        match_mode(handle, path)  # keep the file's mode (mkstemp makes 0600); a new file follows the umask
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 FRAME_CACHE = 48
 #: Longest side of a source image shown in the crop editor, and of a thumbnail.
 EDITOR_SIDE, THUMB_SIDE = 1600, 360
+#: Largest caption file the studio plans frames with. The text encoders read 75-512 tokens (a few KB);
+#: merging a 10 MB caption into frames took half a minute per frame, with the studio's lock held.
+MAX_CAPTION_BYTES = 1 << 20
 
 
 @dataclass
@@ -101,15 +104,28 @@ class Studio:
         dirs = [s.image_dir for _, s in project.subsets() if s.image_dir and not s.params.get("metadata_file")]
         dirs += [s.image_dir for d in project.datasets for s in d.subsets
                  if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")]
-        self.folders = Folders(dirs, [self.config] if self.config else [])
+        shown = [s.image_dir for d in project.datasets for s in d.subsets if s.image_dir and s.params.get("metadata_file")]
+        self.folders = Folders(dirs, [self.config] if self.config else [], read_only=shown)
         if hasattr(self, "history"):
             self.history.folders = self.folders
         self.entries: dict[str, Entry] = {}
+        #: Images left out of the plan and the check, and why: one of their files leads out of the dataset
+        #: (nothing is read through it), or the caption file is larger than ``MAX_CAPTION_BYTES``.
+        self.outside: dict[str, str] = {}
         for dataset in project.datasets:
             for subset in dataset.subsets:
+                inside = []
                 for image in subset.images:
                     eid = entry_id(dataset, subset, image.path)
-                    self.entries[eid] = Entry(eid, Path(image.path), dataset, subset, image.caption)
+                    entry = Entry(eid, Path(image.path), dataset, subset, image.caption)
+                    why = self.folders.outside([entry.path, entry.caption_file, entry.crop_file]) or _too_long(entry)
+                    if why is not None:  # one rule for reads and writes: nothing outside is read, shown or framed
+                        entry.caption = ""
+                        self.outside[eid] = why
+                    else:
+                        inside.append(image)
+                    self.entries[eid] = entry
+                subset.images = inside
                 if subset.image_dir and not subset.params.get("metadata_file"):
                     for path in glob_images(str(dropped_folder(Path(subset.image_dir)))):
                         eid = entry_id(dataset, subset, path)
@@ -119,7 +135,8 @@ class Studio:
     def _plan(self) -> None:
         self.broken: dict[str, str] = {}
         for entry in self.entries.values():
-            if entry.dropped or not entry.subset.config.enabled or entry.subset.kept_index is None:
+            if (entry.dropped or entry.id in self.outside or not entry.subset.config.enabled
+                    or entry.subset.kept_index is None):
                 continue
             try:
                 read_crop_box(entry.path, read_image_size(entry.path), entry.subset.config.crop_extension)
@@ -185,16 +202,17 @@ class Studio:
         size: Size | None = None
         crop: list[int] | None = None
         problem = self.broken.get(str(e.path))
-        try:
-            self.folders.readable(e.path)
-            size = read_image_size(e.path)
-            box = read_crop_box(e.path, size, e.subset.config.crop_extension)
-            crop = [int(v) for v in box] if box else None
-        except RefusedError as exc:
-            problem = str(exc)
-        except CollageError as exc:
-            problem = problem or str(exc)
-        text = self._caption_text(e)
+        why = self.outside.get(e.id) or self.folders.outside([e.path, e.caption_file, e.crop_file])
+        if why:  # one of its files leads out of the dataset: show nothing read through it
+            problem, e = why, Entry(e.id, e.path, e.dataset, e.subset, "", e.dropped)
+        else:
+            try:
+                size = read_image_size(e.path)
+                box = read_crop_box(e.path, size, e.subset.config.crop_extension)
+                crop = [int(v) for v in box] if box else None
+            except CollageError as exc:
+                problem = problem or str(exc)
+        text = None if why else self._caption_text(e)
         g = grammar_of(e.subset.namespace())
         cfg = e.subset.config
         view = caption_view(text if text is not None else e.caption, self.encoder.budget, self.encoder.counter, g,
@@ -207,7 +225,9 @@ class Studio:
 
     def _caption_text(self, e: Entry) -> str | None:
         try:
-            return e.caption_file.read_bytes().decode("utf-8-sig") if e.caption_file.is_file() else None
+            if not e.caption_file.is_file() or self.folders.outside([e.caption_file]):
+                return None
+            return e.caption_file.read_bytes().decode("utf-8-sig")
         except (OSError, UnicodeDecodeError):
             return None
 
@@ -414,6 +434,19 @@ class Studio:
             self.seed = value
             self.reload()
             return self.state()
+
+
+def _too_long(e: Entry) -> str | None:
+    """Why the studio does not plan with ``e``'s caption file (larger than ``MAX_CAPTION_BYTES``), or ``None``."""
+    try:
+        size = e.caption_file.stat().st_size
+    except OSError:
+        return None
+    if size <= MAX_CAPTION_BYTES:
+        return None
+    return (f"caption file {e.caption_file} is {size / 2**20:.1f} MiB; the text encoder reads a few hundred tokens "
+            f"of it (a few KB), and the studio plans no frames with captions over {MAX_CAPTION_BYTES >> 20} MiB: "
+            "write a shorter caption")
 
 
 def set_seed_line(text: str, seed: int) -> str:

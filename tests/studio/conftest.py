@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageDraw
 
-from collage_ext.studio.app import allowed_hosts, bind, create_app  # imports Starlette only when called
+from collage_ext.studio.app import allowed_hosts, bind, create_app, new_token  # imports Starlette only when called
 from collage_ext.studio.model import Studio
 
 #: Why a test that needs the server is skipped.
@@ -109,11 +109,25 @@ def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dataset:
 
 @dataclass
 class Server:
-    """A studio serving ``dataset`` on 127.0.0.1 in a background thread."""
+    """A studio serving ``dataset`` on 127.0.0.1 in a background thread.
+
+    ``http`` is an httpx client that sends the session's token (``Authorization: token …``); ``page_url``
+    is the address the CLI prints (``/?token=…``).
+    """
 
     studio: Studio
     url: str
     host: str
+    token: str
+    http: Any
+
+    @property
+    def page_url(self) -> str:
+        return f"{self.url}/?token={self.token}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
 
 
 @pytest.fixture
@@ -122,10 +136,13 @@ def server(dataset: Dataset) -> Iterator[Server]:
     need_extra()
     import uvicorn
 
+    import httpx
+
     studio = Studio(dataset.toml, config=dataset.train)
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    app = create_app(studio, allowed_hosts("127.0.0.1", port))
+    token = new_token()
+    app = create_app(studio, allowed_hosts("127.0.0.1", port), token)
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -134,7 +151,8 @@ def server(dataset: Dataset) -> Iterator[Server]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the studio server did not start")
         time.sleep(0.02)
-    yield Server(studio, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}")
+    with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=120) as client:
+        yield Server(studio, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", token, client)
     srv.should_exit = True
     thread.join(10)
     sock.close()
@@ -168,7 +186,7 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(server.url + "/")
+    pg.goto(server.page_url)
     pg.wait_for_selector(".card[data-id]")
     pg.wait_for_function("document.body.dataset.checked !== undefined")
     yield pg

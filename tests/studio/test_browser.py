@@ -50,12 +50,12 @@ def open_editor(page: Any, image_id: str) -> None:
 def frame_with(server: Server, name: str) -> tuple[dict[str, Any], np.ndarray]:
     """The first frame (earliest epoch) that holds the image ``name``, with its pixels as served to the page."""
     for epoch in range(1, 20):
-        frames = httpx.get(f"{server.url}/api/frames", params={"epoch": epoch}).json()["frames"]
+        frames = server.http.get(f"{server.url}/api/frames", params={"epoch": epoch}).json()["frames"]
         frame = next((f for f in frames if any(s["name"] == name for s in f["sources"])), None)
         if frame is not None:
             break
     assert frame is not None, f"{name} is in no collage frame of epochs 1-19"
-    png = httpx.get(f"{server.url}/api/frame-image", params={"epoch": epoch, "name": frame["name"]})
+    png = server.http.get(f"{server.url}/api/frame-image", params={"epoch": epoch, "name": frame["name"]})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     return frame, np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"))
 
@@ -71,7 +71,7 @@ def count(colour: tuple[int, int, int], pixels: np.ndarray) -> int:
 
 
 def plan(server: Server, epoch: int = 1) -> list[tuple[str, tuple[str, ...]]]:
-    frames = httpx.get(f"{server.url}/api/frames", params={"epoch": epoch}).json()["frames"]
+    frames = server.http.get(f"{server.url}/api/frames", params={"epoch": epoch}).json()["frames"]
     return [(f["layout"], tuple(s["name"] for s in f["sources"])) for f in frames]
 
 
@@ -135,7 +135,7 @@ def test_edit_a_caption_updates_the_token_view_and_the_frame_caption(page: Any, 
     wait_after(page, v0)
 
     assert (dataset.images / "mychar_01.txt").read_bytes() == (text + "\n").encode("utf-8")
-    server_view = httpx.get(f"{server.url}/api/sources").json()
+    server_view = server.http.get(f"{server.url}/api/sources").json()
     source = next(s for s in server_view["sources"] if s["id"] == "0/0/mychar_01.png")
     shown_total = int(page.inner_text("#ed-tokens .toktotal"))
     assert shown_total == source["tokens"]["total"] > 75
@@ -181,7 +181,7 @@ def test_undo_restores_the_previous_caption_byte_for_byte(page: Any, server: Ser
     caption = dataset.images / "mychar_03.txt"
     original = "mychar ,  1girl,orange dress, café terrace  \r\nsecond line ignored\r\n".encode()
     caption.write_bytes(original)
-    httpx.post(f"{server.url}/api/reload", json={})
+    server.http.post(f"{server.url}/api/reload", json={})
     page.reload()
     page.wait_for_function("document.body.dataset.checked !== undefined")
     open_editor(page, "0/0/mychar_03.png")
@@ -205,7 +205,7 @@ def test_frames_view_shows_fill_span_and_links_to_sources(page: Any, server: Ser
     """The frames of an epoch with fill and spans; a source chip opens that image's editor; epochs change."""
     page.click('.tab[data-view="frames"]')
     page.wait_for_selector(".card.frame")
-    frames = httpx.get(f"{server.url}/api/frames", params={"epoch": 1}).json()
+    frames = server.http.get(f"{server.url}/api/frames", params={"epoch": 1}).json()
     assert page.locator(".card.frame").count() == len(frames["frames"]) > 0
     first = frames["frames"][0]
     card = page.locator(f'.card.frame[data-frame="{first["name"]}"]')
@@ -225,9 +225,9 @@ def test_screenshot_of_the_studio(page: Any, server: Server, tmp_path: Path) -> 
     Written to ``COLLAGE_STUDIO_SCREENSHOT`` when set (``docs/studio.png`` for the README), else to a temp file.
     """
     target = Path(os.environ.get("COLLAGE_STUDIO_SCREENSHOT") or tmp_path / "studio.png")
-    httpx.post(f"{server.url}/api/crop", json={"id": "0/0/mychar_04.png", "box": [120, 40, 680, 1100]},
+    server.http.post(f"{server.url}/api/crop", json={"id": "0/0/mychar_04.png", "box": [120, 40, 680, 1100]},
                headers={"Origin": server.url})
-    httpx.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_04.png", "text": SHOWCASE_CAPTION})
+    server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_04.png", "text": SHOWCASE_CAPTION})
     page.reload()
     page.wait_for_function("document.body.dataset.checked !== undefined")
     open_editor(page, "0/0/mychar_04.png")

@@ -194,3 +194,60 @@ def test_static_mode_shows_every_static_frame(dataset: Dataset) -> None:
     assert [f["name"] for f in frames["frames"]] == [j.name for j in cli.jobs]
     png = studio.frame_image(3, frames["frames"][0]["name"])
     assert png.startswith(b"\x89PNG")
+
+
+def test_token_view_positions_are_the_prefix_counts() -> None:
+    """The linear token view gives every listed tag exactly ``counter(text[:start])`` / ``counter(text[:end])``."""
+    import random
+
+    from collage_ext.studio.tokens import LISTED_CUT_TAGS, tag_spans
+
+    rng = random.Random(20)
+    words = ["mychar", "1girl", "red dress", "looking_at_viewer", "it's", "(smile:1.2)", "{a|b, c}", "café",
+             "x" * 40, "...", "2024", "  ", "\n", "{{lit}}", ":)", "a.b", "blue   sky"]
+    for budget in (clip_budget(None), clip_budget(225), t5_budget(512)):
+        for _ in range(25):
+            n = rng.randrange(1, 300)
+            seps = [rng.choice([", ", ",", " , ", ",  \n", ",\t"]) for _ in range(n)]
+            text = "".join(rng.choice(words) + sep for sep in seps)
+            for counter in (estimate_tokens, lambda s: len(s.replace(",", " ").split())):
+                view = token_view(text, budget, counter, CaptionGrammar())
+                spans = tag_spans(text, ",")
+                assert len(view["tags"]) + view["more_tags"] >= len(spans) or not view["more_tags"]
+                for tag, (lo, hi) in zip(view["tags"], spans):
+                    assert tag["text"] == text[lo:hi]
+                    assert (tag["start"], tag["end"]) == (counter(text[:lo]), counter(text[:hi])), (text, lo, hi)
+                assert sum(t["cut"] for t in view["tags"]) <= LISTED_CUT_TAGS
+                if view["total_exact"]:
+                    assert view["total"] == counter(text)
+                else:
+                    assert counter(text) >= view["total"] > 128 * budget.max_tokens
+
+
+def test_token_view_is_linear_for_huge_captions(dataset: Dataset) -> None:
+    """2 500 tags took 18 s and a 10 MB caption over 6 minutes (quadratic prefix counting, holding the lock)."""
+    import time
+
+    studio = Studio(dataset.toml, config=dataset.train)
+    tags = ", ".join(f"detail tag {i}" for i in range(2500))
+    start = time.perf_counter()
+    view = studio.preview_tokens("0/0/mychar_01.png", "mychar, " + tags)
+    assert time.perf_counter() - start < 1.0
+    assert view["overflow"] > 0 and view["more_tags"] > 2000 and view["total_exact"]
+    assert sum(t["cut"] for t in view["tags"]) == 50
+    huge = "mychar, " + ", ".join(f"word{i} and more" for i in range(700_000))
+    assert len(huge) > 10_000_000
+    (dataset.images / "mychar_02.txt").write_text(huge, encoding="utf-8")
+    studio.reload()
+    start = time.perf_counter()
+    listed = next(s for s in studio.sources()["sources"] if s["name"] == "mychar_02.png")
+    frames = [studio.frames(epoch) for epoch in (1, 2)]
+    took = time.perf_counter() - start
+    assert took < 5.0, f"sources and frames took {took:.1f} s with a 10 MB caption"
+    assert "MiB" in listed["problem"] and listed["caption_text"] is None  # named, and left out of the frames
+    assert all("mychar_02.png" not in [s["name"] for f in fs["frames"] for s in f["sources"]] for fs in frames)
+    start = time.perf_counter()
+    view = studio.preview_tokens("0/0/mychar_02.png", huge)
+    assert time.perf_counter() - start < 2.0
+    assert not view["total_exact"] and view["total"] > view["max"] and view["more_tags"] > 600_000
+    assert len(view["tags"]) < 400

@@ -1,5 +1,7 @@
 // collage studio page: plain JavaScript, no libraries, nothing loaded from the network.
 "use strict";
+// The first address holds the session token (exchanged for an HttpOnly cookie): keep it out of the address bar.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
 const $ = (id) => document.getElementById(id);
 const S = {state: null, sources: [], frames: null, check: null, filter: "all", view: "sources", epoch: 1, open: null};
 const FILTERS = [["all", "All"], ["problems", "Any finding"], ["too_small_for_collage", "Too small"],
@@ -133,8 +135,9 @@ function tokenView(t, label) {
     const tip = `tokens ${tag.start}–${tag.end}${tag.inserted ? " · copy added by collage_repeat_phrases" : ""}${tag.straddles ? " · crosses a chunk boundary" : ""}${tag.cut ? " · past the budget: never trained" : ""}`;
     html += `<span class="${cls}" title="${esc(tip)}">${esc(tag.text)}</span>`;
   }
-  const over = t.overflow ? ` · <span style="color:var(--bad)">${t.overflow} cut off</span>` : "";
-  return `<div class="tokview"><div class="tokhead">${label ? esc(label) + " · " : ""}<b class="toktotal">${t.total}</b> of ${t.max} tokens (${per})${over}${t.repeated ? " · dashed = repeated phrase" : ""}</div>
+  if (t.more_tags) html += `<span class="brk more" style="border-color:var(--bad)">… about ${t.more_tags} more tags, all past the budget</span>`;
+  const over = t.overflow ? ` · <span style="color:var(--bad)">${t.total_exact === false ? "at least " : ""}${t.overflow} cut off</span>` : "";
+  return `<div class="tokview"><div class="tokhead">${label ? esc(label) + " · " : ""}${t.total_exact === false ? "at least " : ""}<b class="toktotal">${t.total}</b> of ${t.max} tokens (${per})${over}${t.repeated ? " · dashed = repeated phrase" : ""}</div>
     <div class="tokbar">${bar}</div><div class="toks">${html}</div></div>`;
 }
 
