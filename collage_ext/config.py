@@ -455,19 +455,19 @@ def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any]
             row_where.append(s_where)
         resolved.append(tuple(row))
         locations.append(tuple(row_where))
-    return DatasetTree(_strip(data), tuple(resolved), tuple(locations))
+    return DatasetTree(strip_collage_keys(data), tuple(resolved), tuple(locations))
 
 
-def _strip(value: Any) -> Any:
+def strip_collage_keys(value: Any) -> Any:
     """A deep copy of a TOML structure without ``collage_*`` keys, as plain dicts and lists.
 
     Plain types also fix an sd-scripts hang: ``toml``'s inline-table dict class cannot be pickled,
     so a ``custom_attributes = {...}`` value would block DataLoader workers.
     """
     if isinstance(value, Mapping):
-        return {k: _strip(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith(PREFIX))}
+        return {k: strip_collage_keys(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith(PREFIX))}
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return [strip_collage_keys(v) for v in value]
     return value
 
 

@@ -44,11 +44,12 @@ from typing import Any, Literal
 
 import toml
 
-from .config import CollageConfig, DatasetTree, split_dataset_config
+from .config import CollageConfig, DatasetTree, split_dataset_config, strip_collage_keys
 from .errors import CollageConfigError, CollageInputError
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
 from .run import resolve_mode, resolve_seed
+from .schema import detect_flavour, looks_like_dataset_toml, schema_for, training_keys_in, validate
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -340,14 +341,67 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
         msg = ("no dataset given; pass a dataset TOML (or a folder of N_name sub-folders), or --config with a "
                "training TOML that sets dataset_config or train_data_dir")
         raise CollageConfigError(msg)
+    _refuse_swapped(run, config_file, config_path, user_config)
+    schema_notes = validate_like_sd_scripts(user_config, config_path, run) if config_path is not None else []
     tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
     configs = [c for row in tree.subsets for c in row]
     mode, mode_why = resolve_mode(configs, run)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
-    project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why)
+    project = Project(run, source, config_path, tree, list(schema_notes), seed_value, seed_why, mode, mode_why)
     reader = _Reader(project, config_path.parent if config_path else None, strict)
     project.datasets = reader.datasets(tree)
     return project
+
+
+def _refuse_swapped(run: RunArgs, config_file: str | os.PathLike[str] | None, config_path: Path | None,
+                    user_config: Mapping[str, Any]) -> None:
+    """A training TOML where the dataset TOML belongs, or a dataset TOML given as --config: one line with the fix."""
+    given_dataset_as_config = isinstance(run.values.get("datasets"), list)
+    training = training_keys_in(user_config) if config_path is not None else []
+    looks_training = bool(training) and not looks_like_dataset_toml(user_config)
+    if given_dataset_as_config and looks_training:
+        msg = (f"the two files look swapped: {config_path} is a training TOML (it sets {', '.join(training[:3])}) and "
+               f"--config {config_file} is a dataset TOML (it has [[datasets]]); swap them: "
+               f"collage-ext ... {config_file} --config {config_path}")
+        raise CollageConfigError(msg)
+    if looks_training:
+        named = user_config.get("dataset_config")
+        fix = (f"pass it as --config {config_path} (its dataset_config {named} is then read from it)" if named
+               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first argument")
+        msg = (f"{config_path} looks like a training TOML (it sets {', '.join(training[:3])}), not a dataset TOML: "
+               f"{fix}")
+        raise CollageConfigError(msg)
+    if given_dataset_as_config:
+        msg = (f"--config {config_file} looks like a dataset TOML (it has [[datasets]]), not a training TOML: pass it "
+               f"as the dataset argument (collage-ext ... {config_file}), and the training TOML as --config")
+        raise CollageConfigError(msg)
+
+
+def validate_like_sd_scripts(user_config: Mapping[str, Any], path: Path, run: RunArgs) -> list[Finding]:
+    """Refuse what sd-scripts' ``ConfigSanitizer`` refuses (see ``schema``), with file, key and fix in one line.
+
+    When no sd-scripts is found here, main's schema decides and keys that v0.9.1 would refuse become warnings.
+
+    Raises:
+        CollageConfigError: the first problem, and how many more there are.
+    """
+    flavour, why = detect_flavour()
+    controlnet = bool(run.get("masked_loss"))
+    kohya = strip_collage_keys(user_config)
+    problems = validate(kohya, schema_for(flavour, controlnet=controlnet))
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})" if len(problems) > 1 else ""
+        msg = f"dataset config {path}: {first.message} @ {first.where}{more}"
+        raise CollageConfigError(msg)
+    notes = []
+    if why.startswith("no sd-scripts"):
+        for problem in validate(kohya, schema_for("v0.9.1", controlnet=controlnet)):
+            notes.append(Finding("warning", "newer_sd_scripts_key",
+                                 f"dataset config {path}: {problem.key} needs sd-scripts newer than v0.9.1 (v0.9.1 "
+                                 f"stops on it: extra keys not allowed) @ {problem.where}; fine on current sd-scripts",
+                                 str(path)))
+    return notes
 
 
 class _Reader:
