@@ -317,6 +317,8 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     run = build_run(config_file, trainer_args, seed)
     where = f"--config_file {config_file}" if config_file else "the training arguments"
     config_path: Path | None = None
+    if dataset is None and isinstance(run.values.get("datasets"), list):
+        _refuse_swapped(run, config_file, None, {})
     if dataset is not None and Path(dataset).is_dir():
         user_config: dict[str, Any] = {"datasets": [{"subsets": subsets_from_folders(str(dataset),
                                                                                      run.get("reg_data_dir"))}]}
@@ -347,7 +349,7 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     configs = [c for row in tree.subsets for c in row]
     mode, mode_why = resolve_mode(configs, run)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
-    project = Project(run, source, config_path, tree, list(schema_notes), seed_value, seed_why, mode, mode_why)
+    project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why, list(schema_notes))
     reader = _Reader(project, config_path.parent if config_path else None, strict)
     project.datasets = reader.datasets(tree)
     return project
