@@ -352,7 +352,27 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why, list(schema_notes))
     reader = _Reader(project, config_path.parent if config_path else None, strict)
     project.datasets = reader.datasets(tree)
+    if config_file is not None or trainer_args:
+        project.findings.extend(_dataset_class_finding(run, where))
     return project
+
+
+#: The value of sd-scripts' ``--dataset_class`` that turns collage training on.
+DATASET_CLASS = "collage_ext.CollageDataset"
+
+
+def _dataset_class_finding(run: RunArgs, where: str) -> list[Finding]:
+    """A warning when the training arguments given would train plain sd-scripts datasets, not these frames."""
+    value = run.get("dataset_class")
+    if value == DATASET_CLASS:
+        return []
+    got = f"dataset_class is {value!r}" if value else "no dataset_class"
+    message = (f"{where} has {got}: sd-scripts would train plain single images, not the collage frames shown here; "
+               f"add dataset_class = \"{DATASET_CLASS}\" to the training TOML, or (kohya_ss GUI, whose saved TOML "
+               f"never has it) type --dataset_class {DATASET_CLASS} into Parameters > Advanced > Additional "
+               f"parameters and add it here after --: -- --dataset_class {DATASET_CLASS}")
+    logger.warning(message)
+    return [Finding("warning", "no_dataset_class", message)]
 
 
 def _refuse_swapped(run: RunArgs, config_file: str | os.PathLike[str] | None, config_path: Path | None,
