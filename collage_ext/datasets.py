@@ -46,6 +46,7 @@ import toml
 
 from .config import CollageConfig, DatasetTree, split_dataset_config, strip_collage_keys
 from .errors import CollageConfigError, CollageInputError
+from .exported import export_root
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
 from .run import resolve_mode, resolve_seed
@@ -449,7 +450,7 @@ class _Reader:
                 "dreambooth" if all("metadata_file" not in s for s in subsets_raw) else "finetuning")
             params = {k: _search(k, [dataset, general, self.arg_config], v) for k, v in DATASET_DEFAULTS.items()}
             where = f"data['datasets'][{d}]"
-            resolution = parse_resolution(params["resolution"], where)
+            resolution = parse_resolution(params["resolution"], where, folder=self.project.config_path is None)
             subsets = []
             for s, raw in enumerate(subsets_raw):
                 sp = {k: _search(k, [raw, dataset, general, self.arg_config], v) for k, v in SUBSET_DEFAULTS.items()}
@@ -498,6 +499,10 @@ class _Reader:
                           "so its images are never trained: fix the path", image_dir)
                 subset.skipped = "image_dir is not a folder"
                 continue
+            root = export_root(image_dir)
+            if root is not None and subset.config.rate == 0:
+                self.note("info", "export_folder", f"{image_dir} is part of a collage-ext export ({root}): its frames "
+                          "are collages already, so they train as single images (collage_rate = 0)")
             paths = glob_images(image_dir)
             paths = self.validation_split(spec, subset, paths)
             if not paths:
@@ -664,7 +669,7 @@ def _search(key: str, levels: Sequence[Mapping[str, Any]], default: Any) -> Any:
     return default
 
 
-def parse_resolution(value: Any, where: str) -> Size:
+def parse_resolution(value: Any, where: str, *, folder: bool = False) -> Size:
     """sd-scripts' ``resolution``: an int, ``[W, H]`` or ``"W,H"`` / ``"W"``.
 
     Examples:
@@ -686,6 +691,10 @@ def parse_resolution(value: Any, where: str) -> Size:
         parts = parts * 2 if len(parts) == 1 else parts
     else:
         parts = []
+    if value is None and folder:  # a --train_data_dir user has no dataset TOML to edit
+        msg = ("resolution is not set; sd-scripts needs it: pass --config with the training TOML that sets it, or "
+               "add it after --, e.g. -- --resolution 1024,1024")
+        raise CollageConfigError(msg)
     if value is None:
         msg = (f"resolution is not set @ {where}; sd-scripts needs it: add e.g. resolution = 1024 to the dataset "
                "TOML, or pass --config with the training TOML that sets it")
