@@ -252,6 +252,9 @@ def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
     if args.dataset is None and args.config is None and not trainer_args:
         raise CollageConfigError("give a dataset TOML (or a folder of N_name sub-folders), or --config TRAIN.toml")
     studio = Studio(args.dataset, config=args.config, trainer_args=trainer_args, seed=args.seed, model=args.model)
+    from .progress import set_quiet
+
+    set_quiet(True)  # every edit re-plans: no bar or summary line per request in the server's log
 
     def ready(url: str) -> None:
         print(f"collage-ext studio: {studio.project.source}; open {url} (Ctrl+C stops it)", flush=True)
