@@ -143,17 +143,38 @@ def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSp
 
 
 def _worst_cell_scale(source: Source, level: int, frame: Size, planned: PlannedSubset) -> tuple[float, Size]:
+    """Fixed frames: the largest magnification over every layout the source may join; returns it and the frame."""
     config = planned.subset.config
-    worst, cell_size = 0.0, frame
+    worst = 0.0
     for n in group_sizes(config):
         if n > level:
             break
         for name in layouts_with(n, config):
             for cell in layout_cells(name, frame, config.gutter):
-                scale = upscale_factor(source.size, cell.size, config.fit_mode, source.crop)
-                if scale > worst:
-                    worst, cell_size = scale, cell.size
-    return worst, cell_size
+                worst = max(worst, upscale_factor(source.size, cell.size, config.fit_mode, source.crop))
+    return worst, frame
+
+
+def _worst_shaped_scale(item: PlannedSubset, index: int, level: int, size: Size) -> tuple[float, Size]:
+    """Content-shaped frames: the largest magnification over the frames the plan actually gives the source's class.
+
+    Rating against a frame the plan never uses (a 3- or 4-image frame where every slot of the class
+    holds two images) shrinks the cell and hides an upscaled image.
+    """
+    shapes, structure = item.pool.shapes, item.pool.structure
+    assert shapes is not None
+    cls = shapes.classes[index]
+    used = sorted({k for k, c in zip(structure.sizes, structure.slot_classes) if c == cls and k <= level})
+    if not used:
+        used = [min(k for k in shapes.group_sizes if k <= level) if any(k <= level for k in shapes.group_sizes)
+                else level]
+    worst, frame = 0.0, shapes.frame(cls, used[0])
+    for k in used:
+        here = shapes.frame(cls, k)
+        scale = shapes.cell_scale(shapes.layout_for(cls, k), here, size, shapes.aspects[cls])
+        if scale > worst:
+            worst, frame = scale, here
+    return worst, frame
 
 
 def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str, ImageMeasures],
@@ -184,21 +205,19 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
             if m is None or m.detail_factor <= 1.0:
                 continue
             if shapes is not None:
-                cls = shapes.classes[index]
-                k = min(level, max(sizes))
-                frame = shapes.frame(cls, k)
-                scale = shapes.cell_scale(shapes.layout_for(cls, k), frame, source.effective_size, shapes.aspects[cls])
-                cell = frame
+                scale, frame = _worst_shaped_scale(item, index, level, source.effective_size)
             else:
-                scale, cell = _worst_cell_scale(source, level, frame, item)
+                scale, frame = _worst_cell_scale(source, level, frame, item)
             effective = scale * m.detail_factor
             if effective > config.max_upscale + 1e-9:
+                crop = source.effective_size
+                cell = Size(round(crop.width * scale), round(crop.height * scale))
                 findings.append(Finding(
                     "warning", "upscaled_image",
                     f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks upscaled "
-                    f"or blurred: detail factor {m.detail_factor:g}); in a {cell} cell that is {effective:.1f}x "
-                    f"magnification, more than collage_max_upscale = {config.max_upscale:g}: the blurry pixels add "
-                    "nothing — use the original, larger file", source.path))
+                    f"or blurred: detail factor {m.detail_factor:g}); its cell of about {cell} in a {frame} frame "
+                    f"magnifies that {effective:.1f}x, more than collage_max_upscale = {config.max_upscale:g}: the "
+                    "blurry pixels add nothing — use the original, larger file", source.path))
                 reported.add(source.path)
     return reported
 

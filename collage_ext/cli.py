@@ -160,7 +160,8 @@ def _fail(exc: BaseException, code: int, level: str, *, internal: bool = False) 
     return code
 
 
-def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool) -> tuple[Project, TextEncoder]:
+def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool,
+          plan: str | None = None) -> tuple[Project, TextEncoder]:
     from .datasets import load_project
     from .framesets import text_encoder_for
 
@@ -172,8 +173,9 @@ def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool
     project = load_project(args.dataset, config_file=args.config, trainer_args=trainer_args, seed=args.seed,
                            strict=strict)
     encoder = text_encoder_for(project.run.values, args.model)
+    mode = plan or f"mode {project.mode} ({project.mode_why})"
     logger.info(f"{project.source}: seed {project.seed} ({project.seed_why}; rerun with --seed {project.seed}); "
-                f"mode {project.mode} ({project.mode_why}); captions counted for {encoder.label}")
+                f"{mode}; captions counted for {encoder.label}")
     return project, encoder
 
 
@@ -218,7 +220,8 @@ def run_export_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
     """``collage-ext export``."""
     from .export import run_export, training_hint
 
-    project, encoder = _load(args, trainer_args, strict=False)
+    project, encoder = _load(args, trainer_args, strict=False,
+                             plan="static plan (export writes fixed variants, whatever the run's mode)")
     result = run_export(project, encoder, args.out, variants=args.variants, force=args.force)
     print(training_hint(project, result))
     return 0
@@ -252,6 +255,9 @@ def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
         raise CollageConfigError("give a dataset TOML (or a folder of N_name sub-folders), or --config TRAIN.toml")
     check_host(args.host, args.allow_remote)  # before reading the dataset: the refusal is the first thing said
     studio = Studio(args.dataset, config=args.config, trainer_args=trainer_args, seed=args.seed, model=args.model)
+    from .progress import set_quiet
+
+    set_quiet(True)  # every edit re-plans: no bar or summary line per request in the server's log
 
     def ready(url: str) -> None:
         print(f"collage-ext studio: {studio.project.source}; open {url} (Ctrl+C stops it; the address holds this "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from .errors import CollageConfigError
+from .exported import export_root
 from .types import Size
 
 PREFIX = "collage_"
@@ -428,7 +429,8 @@ def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any]
 
     The cascade is subset -> dataset -> ``[general]`` -> ``defaults`` (the training ``--config_file``)
     -> built-in defaults. Regularisation subsets (``is_reg = true``) use ``reg_default_rate`` unless
-    they set ``collage_rate`` themselves, so they stay single images by default.
+    they set ``collage_rate`` themselves, so they stay single images by default; so do subsets whose
+    ``image_dir`` is a ``collage-ext export`` folder (``exported.export_root``): its frames are collages.
 
     Raises:
         CollageConfigError: naming the key, the problem, the fix and the TOML location.
@@ -451,23 +453,26 @@ def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any]
             levels: list[Level] = [(subset, s_where), (dataset, d_where), *base]
             if subset.get("is_reg") and not any("collage_rate" in m for m, _ in levels[:1]):
                 levels.insert(1, ({"collage_rate": reg_default_rate}, f"{s_where} (regularisation default)"))
+            elif "collage_rate" not in subset and (root := export_root(subset.get("image_dir"))) is not None:
+                levels.insert(1, ({"collage_rate": 0.0}, f"{s_where} (a collage-ext export in {root}: its frames "
+                                                          "are collages already, so they train as single images)"))
             row.append(resolve_config(levels))
             row_where.append(s_where)
         resolved.append(tuple(row))
         locations.append(tuple(row_where))
-    return DatasetTree(_strip(data), tuple(resolved), tuple(locations))
+    return DatasetTree(strip_collage_keys(data), tuple(resolved), tuple(locations))
 
 
-def _strip(value: Any) -> Any:
+def strip_collage_keys(value: Any) -> Any:
     """A deep copy of a TOML structure without ``collage_*`` keys, as plain dicts and lists.
 
     Plain types also fix an sd-scripts hang: ``toml``'s inline-table dict class cannot be pickled,
     so a ``custom_attributes = {...}`` value would block DataLoader workers.
     """
     if isinstance(value, Mapping):
-        return {k: _strip(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith(PREFIX))}
+        return {k: strip_collage_keys(v) for k, v in value.items() if not (isinstance(k, str) and k.startswith(PREFIX))}
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return [strip_collage_keys(v) for v in value]
     return value
 
 

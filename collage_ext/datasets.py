@@ -44,11 +44,13 @@ from typing import Any, Literal
 
 import toml
 
-from .config import CollageConfig, DatasetTree, split_dataset_config
+from .config import CollageConfig, DatasetTree, split_dataset_config, strip_collage_keys
 from .errors import CollageConfigError, CollageInputError
+from .exported import export_root
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
 from .run import resolve_mode, resolve_seed
+from .schema import detect_flavour, looks_like_dataset_toml, schema_for, training_keys_in, validate
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -316,6 +318,8 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     run = build_run(config_file, trainer_args, seed)
     where = f"--config_file {config_file}" if config_file else "the training arguments"
     config_path: Path | None = None
+    if dataset is None and isinstance(run.values.get("datasets"), list):
+        _refuse_swapped(run, config_file, None, {})
     if dataset is not None and Path(dataset).is_dir():
         user_config: dict[str, Any] = {"datasets": [{"subsets": subsets_from_folders(str(dataset),
                                                                                      run.get("reg_data_dir"))}]}
@@ -340,14 +344,87 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
         msg = ("no dataset given; pass a dataset TOML (or a folder of N_name sub-folders), or --config with a "
                "training TOML that sets dataset_config or train_data_dir")
         raise CollageConfigError(msg)
+    _refuse_swapped(run, config_file, config_path, user_config)
+    schema_notes = validate_like_sd_scripts(user_config, config_path, run) if config_path is not None else []
     tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
     configs = [c for row in tree.subsets for c in row]
     mode, mode_why = resolve_mode(configs, run)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
-    project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why)
+    project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why, list(schema_notes))
     reader = _Reader(project, config_path.parent if config_path else None, strict)
     project.datasets = reader.datasets(tree)
+    if config_file is not None or trainer_args:
+        project.findings.extend(_dataset_class_finding(run, where))
     return project
+
+
+#: The value of sd-scripts' ``--dataset_class`` that turns collage training on.
+DATASET_CLASS = "collage_ext.CollageDataset"
+
+
+def _dataset_class_finding(run: RunArgs, where: str) -> list[Finding]:
+    """A warning when the training arguments given would train plain sd-scripts datasets, not these frames."""
+    value = run.get("dataset_class")
+    if value == DATASET_CLASS:
+        return []
+    got = f"dataset_class is {value!r}" if value else "no dataset_class"
+    message = (f"{where} has {got}: sd-scripts would train plain single images, not the collage frames shown here; "
+               f"add dataset_class = \"{DATASET_CLASS}\" to the training TOML, or (kohya_ss GUI, whose saved TOML "
+               f"never has it) type --dataset_class {DATASET_CLASS} into Parameters > Advanced > Additional "
+               f"parameters and add it here after --: -- --dataset_class {DATASET_CLASS}")
+    logger.warning(message)
+    return [Finding("warning", "no_dataset_class", message)]
+
+
+def _refuse_swapped(run: RunArgs, config_file: str | os.PathLike[str] | None, config_path: Path | None,
+                    user_config: Mapping[str, Any]) -> None:
+    """A training TOML where the dataset TOML belongs, or a dataset TOML given as --config: one line with the fix."""
+    given_dataset_as_config = isinstance(run.values.get("datasets"), list)
+    training = training_keys_in(user_config) if config_path is not None else []
+    looks_training = bool(training) and not looks_like_dataset_toml(user_config)
+    if given_dataset_as_config and looks_training:
+        msg = (f"the two files look swapped: {config_path} is a training TOML (it sets {', '.join(training[:3])}) and "
+               f"--config {config_file} is a dataset TOML (it has [[datasets]]); swap them: "
+               f"collage-ext ... {config_file} --config {config_path}")
+        raise CollageConfigError(msg)
+    if looks_training:
+        named = user_config.get("dataset_config")
+        fix = (f"pass it as --config {config_path} (its dataset_config {named} is then read from it)" if named
+               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first argument")
+        msg = (f"{config_path} looks like a training TOML (it sets {', '.join(training[:3])}), not a dataset TOML: "
+               f"{fix}")
+        raise CollageConfigError(msg)
+    if given_dataset_as_config:
+        msg = (f"--config {config_file} looks like a dataset TOML (it has [[datasets]]), not a training TOML: pass it "
+               f"as the dataset argument (collage-ext ... {config_file}), and the training TOML as --config")
+        raise CollageConfigError(msg)
+
+
+def validate_like_sd_scripts(user_config: Mapping[str, Any], path: Path, run: RunArgs) -> list[Finding]:
+    """Refuse what sd-scripts' ``ConfigSanitizer`` refuses (see ``schema``), with file, key and fix in one line.
+
+    When no sd-scripts is found here, main's schema decides and keys that v0.9.1 would refuse become warnings.
+
+    Raises:
+        CollageConfigError: the first problem, and how many more there are.
+    """
+    flavour, why = detect_flavour()
+    controlnet = bool(run.get("masked_loss"))
+    kohya = strip_collage_keys(user_config)
+    problems = validate(kohya, schema_for(flavour, controlnet=controlnet))
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem{'s' * (len(problems) > 2)})" if len(problems) > 1 else ""
+        msg = f"dataset config {path}: {first.message} @ {first.where}{more}"
+        raise CollageConfigError(msg)
+    notes = []
+    if why.startswith("no sd-scripts"):
+        for problem in validate(kohya, schema_for("v0.9.1", controlnet=controlnet)):
+            notes.append(Finding("warning", "newer_sd_scripts_key",
+                                 f"dataset config {path}: {problem.key} needs sd-scripts newer than v0.9.1 (v0.9.1 "
+                                 f"stops on it: extra keys not allowed) @ {problem.where}; fine on current sd-scripts",
+                                 str(path)))
+    return notes
 
 
 class _Reader:
@@ -373,7 +450,7 @@ class _Reader:
                 "dreambooth" if all("metadata_file" not in s for s in subsets_raw) else "finetuning")
             params = {k: _search(k, [dataset, general, self.arg_config], v) for k, v in DATASET_DEFAULTS.items()}
             where = f"data['datasets'][{d}]"
-            resolution = parse_resolution(params["resolution"], where)
+            resolution = parse_resolution(params["resolution"], where, folder=self.project.config_path is None)
             subsets = []
             for s, raw in enumerate(subsets_raw):
                 sp = {k: _search(k, [raw, dataset, general, self.arg_config], v) for k, v in SUBSET_DEFAULTS.items()}
@@ -422,6 +499,10 @@ class _Reader:
                           "so its images are never trained: fix the path", image_dir)
                 subset.skipped = "image_dir is not a folder"
                 continue
+            root = export_root(image_dir)
+            if root is not None and subset.config.rate == 0:
+                self.note("info", "export_folder", f"{image_dir} is part of a collage-ext export ({root}): its frames "
+                          "are collages already, so they train as single images (collage_rate = 0)")
             paths = glob_images(image_dir)
             paths = self.validation_split(spec, subset, paths)
             if not paths:
@@ -588,7 +669,7 @@ def _search(key: str, levels: Sequence[Mapping[str, Any]], default: Any) -> Any:
     return default
 
 
-def parse_resolution(value: Any, where: str) -> Size:
+def parse_resolution(value: Any, where: str, *, folder: bool = False) -> Size:
     """sd-scripts' ``resolution``: an int, ``[W, H]`` or ``"W,H"`` / ``"W"``.
 
     Examples:
@@ -610,6 +691,10 @@ def parse_resolution(value: Any, where: str) -> Size:
         parts = parts * 2 if len(parts) == 1 else parts
     else:
         parts = []
+    if value is None and folder:  # a --train_data_dir user has no dataset TOML to edit
+        msg = ("resolution is not set; sd-scripts needs it: pass --config with the training TOML that sets it, or "
+               "add it after --, e.g. -- --resolution 1024,1024")
+        raise CollageConfigError(msg)
     if value is None:
         msg = (f"resolution is not set @ {where}; sd-scripts needs it: add e.g. resolution = 1024 to the dataset "
                "TOML, or pass --config with the training TOML that sets it")

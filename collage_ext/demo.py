@@ -21,49 +21,66 @@ _COLORS = {
 _BACKGROUNDS = {"azure": (120, 180, 230), "mint": (170, 225, 200), "sand": (225, 205, 160), "lilac": (200, 180, 230)}
 
 
-def draw_portrait(size: Size, dress: str, background: str) -> Image.Image:
-    """A standing figure spanning the full image height (head to feet)."""
+def draw_portrait(size: Size, dress: str, background: str, shift: float = 0.0) -> Image.Image:
+    """A standing figure spanning the full image height (head to feet); ``shift`` moves it sideways (-1..1)."""
     img = Image.new("RGB", size, _BACKGROUNDS[background])
     d = ImageDraw.Draw(img)
     w, h = size
     head = h // 8
-    d.ellipse([w / 2 - head / 2, h * 0.02, w / 2 + head / 2, h * 0.02 + head], fill=(240, 200, 170))
-    d.polygon([(w / 2, h * 0.02 + head), (w * 0.22, h * 0.8), (w * 0.78, h * 0.8)], fill=_COLORS[dress])
-    d.rectangle([w * 0.40, h * 0.8, w * 0.46, h * 0.99], fill=(60, 40, 30))
-    d.rectangle([w * 0.54, h * 0.8, w * 0.60, h * 0.99], fill=(60, 40, 30))
+    x = w / 2 + shift * w * 0.18
+    d.ellipse([x - head / 2, h * 0.02, x + head / 2, h * 0.02 + head], fill=(240, 200, 170))
+    d.polygon([(x, h * 0.02 + head), (x - w * 0.28, h * 0.8), (x + w * 0.28, h * 0.8)], fill=_COLORS[dress])
+    d.rectangle([x - w * 0.10, h * 0.8, x - w * 0.04, h * 0.99], fill=(60, 40, 30))
+    d.rectangle([x + w * 0.04, h * 0.8, x + w * 0.10, h * 0.99], fill=(60, 40, 30))
     return img
 
 
-def draw_landscape(size: Size, flower: str, background: str) -> Image.Image:
-    """A field under a sky whose horizon runs the full image width, with a flower in it."""
+def draw_landscape(size: Size, flower: str, background: str, shift: float = 0.0) -> Image.Image:
+    """A field under a sky whose horizon runs the full image width, with a flower in it (moved by ``shift``)."""
     img = Image.new("RGB", size, _BACKGROUNDS[background])
     d = ImageDraw.Draw(img)
     w, h = size
     d.rectangle([0, h * 0.6, w, h], fill=(70, 140, 60))
-    d.line([(w * 0.7, h * 0.95), (w * 0.7, h * 0.45)], fill=(30, 100, 30), width=max(2, w // 100))
+    fx = w * (0.7 + 0.2 * shift)
+    d.line([(fx, h * 0.95), (fx, h * 0.45)], fill=(30, 100, 30), width=max(2, w // 100))
     r = h * 0.12
-    d.ellipse([w * 0.7 - r, h * 0.45 - r, w * 0.7 + r, h * 0.45 + r], fill=_COLORS[flower])
-    d.ellipse([w * 0.15, h * 0.08, w * 0.15 + h * 0.2, h * 0.28], fill=(250, 230, 120))
+    d.ellipse([fx - r, h * 0.45 - r, fx + r, h * 0.45 + r], fill=_COLORS[flower])
+    sx = w * (0.15 - 0.1 * shift)
+    d.ellipse([sx, h * 0.08, sx + h * 0.2, h * 0.28], fill=(250, 230, 120))
     return img
 
 
+#: The demo's image folder: ``1_demo`` (one repeat, as ``num_repeats = 1`` in the demo's dataset TOML).
+DEMO_FOLDER = "1_demo"
+
+
 def make_demo_dataset(root: str | Path, count: int = 8, *, seed: int = 0) -> Path:
-    """Write ``count`` images with captions into ``root/10_demo`` (kohya ``N_name`` folder) and return it.
+    """Write ``count`` images with captions into ``root/1_demo`` (kohya ``N_name`` folder) and return it.
 
     Half are 832x1216 portraits ("1girl, <colour> dress, full body"), half 1216x832 landscapes
-    ("scenery, <colour> flower, horizon"); all share the trigger word ``demo_style``.
+    ("scenery, <colour> flower, horizon"); all share the trigger word ``demo_style``. No two images
+    are alike (two equal ones side by side would look like one seamless picture): each orientation
+    walks the 32 colour/background pairs in a shuffled order, and later rounds move the subject.
+    Images of an earlier demo in the folder (``demo_*.png`` / ``.txt``) are removed first, so
+    ``--count`` is what the folder holds.
     """
     rng = random.Random(f"collage-demo:{seed}")
-    folder = Path(root) / "10_demo"
+    folder = Path(root) / DEMO_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    colors, backgrounds = sorted(_COLORS), sorted(_BACKGROUNDS)
+    for old in [*folder.glob("demo_*.png"), *folder.glob("demo_*.txt")]:
+        old.unlink()
+    pairs = [(c, b) for c in sorted(_COLORS) for b in sorted(_BACKGROUNDS)]
+    orders = [rng.sample(pairs, len(pairs)), rng.sample(pairs, len(pairs))]
     for i in range(count):
-        color, background = rng.choice(colors), rng.choice(backgrounds)
-        if i % 2 == 0:
-            img = draw_portrait(Size(832, 1216), color, background)
+        kind, n = i % 2, i // 2
+        color, background = orders[kind][n % len(pairs)]
+        round_ = n // len(pairs)
+        shift = 0.0 if round_ == 0 else ((round_ * 0.618034) % 1.0) * 2 - 1
+        if kind == 0:
+            img = draw_portrait(Size(832, 1216), color, background, shift)
             caption = f"demo_style, 1girl, {color} dress, full body, {background} background"
         else:
-            img = draw_landscape(Size(1216, 832), color, background)
+            img = draw_landscape(Size(1216, 832), color, background, shift)
             caption = f"demo_style, scenery, {color} flower, horizon, {background} sky"
         img.save(folder / f"demo_{i:02d}.png")
         (folder / f"demo_{i:02d}.txt").write_text(caption + "\n", encoding="utf-8")

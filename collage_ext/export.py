@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -33,10 +34,12 @@ import toml
 from PIL import Image
 
 from . import __version__
+from .buckets import Buckets
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageConfigError, CollageInputError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
 from .frames import with_alpha
+from .types import Size
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,12 @@ class ExportResult:
     train_dir: Path | None = None
     reg_dir: Path | None = None
     findings: list[Finding] = field(default_factory=list)
+    #: Per epoch of the exported folder, as sd-scripts counts it: training samples, batches, buckets,
+    #: regularisation samples as copied (sd-scripts balances them against the training samples).
+    samples: int = 0
+    batches: int = 0
+    buckets: int = 0
+    reg_samples: int = 0
 
 
 def check_out_dir(out: Path, project: Project, *, force: bool) -> None:
@@ -111,6 +120,7 @@ def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: i
     result.train_dir = out / "train" if (out / "train").is_dir() else None
     result.reg_dir = out / "reg" if (out / "reg").is_dir() else None
     _write_dataset_toml(project, folders, out / "dataset.toml")
+    _count_epoch(project, out, manifest_frames + manifest_singles + plain, result)
     manifest = {
         "collage_ext": __version__, "source": project.source, "seed": project.seed, "seed_why": project.seed_why,
         "plan": "static", "variants": {p.pool.key: p.subset.config.variants for p in planned},
@@ -275,18 +285,78 @@ def _write_dataset_toml(project: Project, folders: _Folders, path: Path) -> None
     path.write_text(header + toml.dumps(data), encoding="utf-8")
 
 
+def _count_epoch(project: Project, out: Path, records: Sequence[dict[str, Any]], result: ExportResult) -> None:
+    """Samples, batches and buckets of one pass over the export, bucketed the way sd-scripts buckets them."""
+    per_bucket: dict[int, collections.Counter[tuple[int, int]]] = {}
+    for record in records:
+        dataset = project.datasets[record["dataset"]]
+        repeats = int(record["repeats"])
+        if dataset.subsets[record["subset"]].is_reg:
+            result.reg_samples += repeats
+            continue
+        if "frame" in record:
+            size = Size(*record["frame"])
+        else:
+            with Image.open(out / record["file"]) as image:
+                size = Size(*image.size)
+        bucket = Buckets.for_dataset(dataset).select(size)[0]
+        per_bucket.setdefault(dataset.index, collections.Counter())[bucket] += repeats
+        result.samples += repeats
+    for index, counts in per_bucket.items():
+        batch = int(project.datasets[index].params.get("batch_size") or 1)
+        result.batches += sum(math.ceil(n / batch) for n in counts.values())
+        result.buckets += len(counts)
+
+
+#: sd-scripts' argparse defaults of the bucket options (``train_util.add_dataset_arguments``).
+_BUCKET_DEFAULTS = {"min_bucket_reso": 256, "max_bucket_reso": 1024, "bucket_reso_steps": 64}
+
+
+def bucket_flags(dataset: DatasetSpec) -> str:
+    """The command-line bucket options that give the exported frames the buckets they were made for.
+
+    A frame rendered for a 1408x704 bucket lands in a 1024x512 one with sd-scripts' default
+    ``max_bucket_reso = 1024`` (half its area), so every setting that differs from the default is named.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> bucket_flags(SimpleNamespace(params={"enable_bucket": True, "max_bucket_reso": 2048, "min_bucket_reso": 256,
+        ...                                       "bucket_reso_steps": 64, "bucket_no_upscale": False}))
+        ' --enable_bucket --max_bucket_reso 2048'
+    """
+    params = dataset.params
+    if not params.get("enable_bucket"):
+        return ""
+    flags = " --enable_bucket"
+    for key, default in _BUCKET_DEFAULTS.items():
+        value = params.get(key)
+        if value is not None and int(value) != default:
+            flags += f" --{key} {int(value)}"
+    return flags + (" --bucket_no_upscale" if params.get("bucket_no_upscale") else "")
+
+
 def training_hint(project: Project, result: ExportResult) -> str:
     """How to train on the export with plain sd-scripts (and other trainers)."""
     out = result.out
     resolutions = {tuple(d.resolution) for d in project.datasets}
     reso = ",".join(str(v) for v in min(resolutions)) if resolutions else "1024,1024"
+    first = min(project.datasets, key=lambda d: tuple(d.resolution)) if project.datasets else None
+    batch = int(first.params.get("batch_size") or 1) if first is not None else 1
+    accumulation = int(project.run.get("gradient_accumulation_steps") or 1)
+    steps = math.ceil(result.batches / accumulation)
+    reg = (f" + {result.reg_samples} regularisation samples as copied (sd-scripts adds regularisation samples "
+           "until they match the training samples, so expect up to twice the steps)" if result.reg_samples else "")
     lines = [
         (f"collage-ext export {__version__}: {result.frames} collage frames, {result.singles} single images from "
          f"collage subsets, {result.copied} images copied from other subsets (seed {project.seed})."),
+        (f"One epoch of it: {result.samples} training samples in {result.batches} batches ({result.buckets} "
+         f"bucket{'s' * (result.buckets != 1)}) = {steps} optimizer step{'s' * (steps != 1)}"
+         + (f" with gradient_accumulation_steps {accumulation}" if accumulation > 1 else "") + f"{reg}."),
         "",
         "Train with plain sd-scripts (no collage_ext needed) either on the folders:",
         (f"  --train_data_dir {out / 'train'}" + (f" --reg_data_dir {out / 'reg'}" if result.reg_dir else "")
-         + f" --caption_extension .txt --resolution {reso} --enable_bucket"),
+         + f" --caption_extension .txt --resolution {reso} --train_batch_size {batch}"
+         + (bucket_flags(first) if first is not None else "")),
         "or on the dataset config, which keeps your other dataset settings (keep_tokens, batch size...):",
         f"  --dataset_config {out / 'dataset.toml'}",
         "Remove dataset_class / dataset_config / train_data_dir from your training TOML first (or override them).",

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from .buckets import Buckets
 from .captions import TokenBudget, TokenCounter, clip_budget, estimate_tokens, t5_budget
@@ -33,13 +33,13 @@ from .grouping import Group
 from .plan import SubsetImage, SubsetPlan, plan_subset
 from .policy import FailureLog, compose
 from .pool import Pool
+from .progress import progress  # noqa: F401  (re-exported: check, export, preview import it from here)
 from .render import RenderResult
 from .captions.subset import check_caption_combination, grammar_of
 from .frames import SubsetFrames, frame_digest
 from .framestats import FrameStats, SummaryStats, frame_stats, summarize
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ModelName = Literal["auto", "sd", "sdxl", "flux", "chroma"]
 MODELS: tuple[str, ...] = ("auto", "sd", "sdxl", "flux", "chroma")
@@ -47,16 +47,6 @@ MODELS: tuple[str, ...] = ("auto", "sd", "sdxl", "flux", "chroma")
 #: Hugging Face ids of the tokenizers sd-scripts counts with (SDXL: CLIP-L is tokenizer 1).
 _CLIP_ID = "openai/clip-vit-large-patch14"
 _T5_ID = "google/t5-v1_1-xxl"
-
-
-def progress(items: Sequence[T], desc: str, unit: str = "it") -> Iterable[T]:
-    """A tqdm progress bar (on stderr) for long loops; plain items when tqdm is missing or the loop is short."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is installed in every kohya venv
-        return items
-    bar: Iterable[T] = tqdm(items, desc=desc, unit=unit, disable=len(items) < 8, leave=False)
-    return bar
 
 
 @dataclass(frozen=True)

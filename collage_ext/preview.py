@@ -119,10 +119,43 @@ def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, m
     return entries
 
 
+#: What a preview writes per frame, under ``frames/`` and ``thumbs/``.
+_FRAME_FILES = (("frames", ".png"), ("frames", "_mask.png"), ("frames", ".txt"), ("frames", ".json"),
+                ("thumbs", ".jpg"))
+
+
+def clear_previous(out: Path) -> int:
+    """Remove the frames an earlier preview wrote into ``out`` (named by its manifest); returns how many.
+
+    Only files the earlier manifest names are removed, so a reused ``--out`` never mixes the frames
+    of two runs and nothing else in the folder is touched.
+    """
+    try:
+        old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    if not isinstance(old, dict) or "collage_ext" not in old or "summary" not in old:
+        return 0  # not a preview's manifest (an export's has no summary): leave the folder alone
+    removed = 0
+    for frame in old.get("frames") or []:
+        name = frame.get("name") if isinstance(frame, dict) else None
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            continue
+        for folder, suffix in _FRAME_FILES:
+            path = out / folder / f"{name}{suffix}"
+            if path.is_file():
+                path.unlink()
+                removed += 1
+    if removed:
+        logger.info(f"removed the {len(old.get('frames') or [])} frames of the earlier preview in {out}")
+    return removed
+
+
 def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out: Path, *, count: int | None,
                 title: str = "collage-ext preview", notes: Sequence[str] = ()) -> list[FrameEntry]:
     """Write the frames (at most ``count``), the contact sheets and the manifest; returns the entries."""
     out.mkdir(parents=True, exist_ok=True)
+    clear_previous(out)
     jobs = frameset.jobs if count is None else frameset.jobs[:count]
     entries = write_frames(jobs, out, encoder)
     summary = summarize(project, frameset, encoder, len(jobs))

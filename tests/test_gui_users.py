@@ -74,3 +74,22 @@ def test_gui_caching_switches_choose_static_mode(tmp_path: Path) -> None:
     assert main(["preview", str(dataset), "--config", str(gui), "--out", str(out)]) == 0
     assert summary(out)["mode"] == "static"
     assert frame_files(out) and all(p.stem.startswith("collage_") for p in frame_files(out))
+
+
+def test_check_warns_when_the_training_arguments_have_no_dataset_class(tmp_path: Path, capsys: object) -> None:
+    """Issue 19: a GUI TOML without dataset_class trains plain images; check says so and how to fix it."""
+    dataset = write_toml(tmp_path / "dataset.toml", write_images(tmp_path / "img"))
+    gui = write_gui_config(tmp_path / "config_lora.toml", dataset, tmp_path / "outputs")
+
+    def codes(*extra: str) -> list[str]:
+        capsys.readouterr()  # type: ignore[attr-defined]
+        assert main(["check", "--config", str(gui), "--json", *extra]) in (0, 1)
+        report = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+        return [f["code"] for f in report["findings"]]
+
+    assert "no_dataset_class" in codes()
+    assert "no_dataset_class" not in codes("--", "--dataset_class", "collage_ext.CollageDataset")
+    assert "no_dataset_class" in codes("--", "--dataset_class", "library.train_util.DreamBoothDataset")
+    capsys.readouterr()  # type: ignore[attr-defined]
+    assert main(["check", str(dataset), "--json"]) in (0, 1)  # no training arguments given: nothing to say
+    assert "no_dataset_class" not in capsys.readouterr().out  # type: ignore[attr-defined]

@@ -73,6 +73,20 @@ def _glue_units(units: Iterable[Sequence[str]]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _rehome_kept(cells: Sequence[ParsedCaption], kept: tuple[str, ...]) -> tuple[tuple[str, ...], list[ParsedCaption]]:
+    """With plain ``keep_tokens`` only the first ``keep_tokens`` merged tags stay fixed: keep those in front and
+    put every other cell's kept tags back at the start of that cell's own text.
+
+    Hoisting them all to the front would not keep them fixed (sd-scripts counts ``keep_tokens`` tags) and
+    puts a partner's trigger into the middle of a natural-language caption whose first clause is its kept
+    "tag" ("... under a clear blue sky, subject, seen from a distance").
+    """
+    keys = {tag_key(t) for t in kept}
+    rehomed = [ParsedCaption((), (*(t for t in cell.fixed if tag_key(t) not in keys), *cell.flex), cell.suffix)
+               for cell in cells]
+    return kept, rehomed
+
+
 def _positional_unit(flex: tuple[str, ...], name: str, grammar: CaptionGrammar) -> tuple[str, ...]:
     """Put the cell's marker in front of its text (no marker for a cell without flex text)."""
     if not flex:
@@ -114,7 +128,9 @@ def merge_captions(
 
     Kept tags (``keep_tokens`` / before ``keep_tokens_separator``) of all cells come first, once each
     (a shared trigger word appears once), and suffix tags last, once each; the flex part depends on
-    ``mode``. An empty caption (a dropped cell) contributes nothing, not even its marker.
+    ``mode``. With plain ``keep_tokens`` (no separator) only the first ``keep_tokens`` merged tags can
+    stay fixed, so a partner's different kept tags open its own text instead (never the middle of a
+    natural-language caption). An empty caption (a dropped cell) contributes nothing, not even its marker.
 
     Args:
         captions: one caption per cell, in reading order; ``""`` for a cell whose text is dropped.
@@ -148,6 +164,8 @@ def merge_captions(
     _check_inputs(captions, names, mode)
     cells = [parse_caption(c, grammar) for c in captions]
     fixed = _dedup(t for cell in cells for t in cell.fixed)
+    if not grammar.keep_tokens_separator and len(fixed) > grammar.keep_tokens:
+        fixed, cells = _rehome_kept(cells, fixed[: grammar.keep_tokens])
     suffix = _dedup((t for cell in cells for t in cell.suffix), exclude=fixed)
     if mode == "concat":
         flex = _glue_units(cell.flex for cell in cells)
