@@ -39,6 +39,7 @@ from ..frames import (
     ensure_writable,
     render_static_frame,
     restore_static_frame,
+    uses_alpha,
     with_alpha,
 )
 from ..runargs import RunArgs, find_run_args
@@ -129,7 +130,9 @@ class _CollageMixin:
         collage.shaped = pool.shaped
         if config.loss_mask and not subset.alpha_mask:
             subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
-            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true)")
+            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true): the padding "
+                        "weight and every image's own alpha channel are loss weights, alone and in frames")
+        collage.alpha_mask = uses_alpha(subset.alpha_mask, config)  # cells carry their sources' alpha
         frames = SubsetFrames(pool, collage)
         singles = list(pool.structure.single_repeats)
         if ctx.mode == "static":
@@ -221,7 +224,7 @@ class _CollageMixin:
         frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
-        return with_alpha(rendered.image, rendered.mask, frames.pool.config), 0, 0, 0, 0
+        return with_alpha(rendered, frames.pool.config), 0, 0, 0, 0
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
