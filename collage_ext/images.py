@@ -308,7 +308,10 @@ def _png_through_vips(path: StrPath, raw: Image.Image, stored: Size, cell: Size,
     """
     if _has_alpha(raw):
         return None
-    plan = plan_scaled_fit(stored, cell, mode, crop)
+    try:  # planned on the stored size: an EXIF rotation (which sends the file to Pillow) may make the crop invalid
+        plan = plan_scaled_fit(stored, cell, mode, crop)
+    except CollageError:
+        return None  # Pillow's path plans on the upright size and reports a crop box that is really wrong
     size = (plan.dst.width, plan.dst.height)
     box = (plan.cut.left + plan.box.left, plan.cut.top + plan.box.top,
            plan.cut.left + plan.box.right, plan.cut.top + plan.box.bottom)
