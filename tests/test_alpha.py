@@ -9,6 +9,7 @@ sd-scripts' real loader and masked loss.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,85 @@ def test_rotated_png_crop_box_valid_only_upright(tmp_path: Path) -> None:
     crop = Box(10, 5, 90, 50)  # 90 > the stored width 64
     fitted, _ = load_fitted(gray_png, Size(80, 45), "stretch", crop)
     np.testing.assert_array_equal(np.asarray(fitted)[:, :, 0], upright[5:50, 10:90])
+
+
+# --- preview and export ----------------------------------------------------------------------------
+
+
+def _alpha_dataset(tmp: Path, subset: str = "alpha_mask = true", general: str = "") -> Path:
+    """4 cut-outs (transparent side quarters) and 2 opaque portraits; a dataset TOML in sd-scripts' shape."""
+    folder = tmp / "img"
+    folder.mkdir()
+    for i in range(6):
+        pixels = np.zeros((288, 192, 4), np.uint8)
+        pixels[:, :, :3] = (40 * i, 200 - 30 * i, 90)
+        pixels[:, :, 3] = 255 if i >= 4 else 0
+        pixels[:, 48:144, 3] = 255
+        Image.fromarray(pixels, "RGBA").save(folder / f"img_{i:02d}.png")
+        (folder / f"img_{i:02d}.txt").write_text(f"sks, id{i:03d}", encoding="utf-8")
+    path = tmp / "dataset.toml"
+    path.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_rate = 1.0\n{general}\n'
+                    f"[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n"
+                    f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  num_repeats = 2\n  {subset}\n',
+                    encoding="utf-8")
+    return path
+
+
+def test_preview_writes_rgba_frames_weight_views_and_checkerboard_thumbs(tmp_path: Path) -> None:
+    """preview: frames with cut-outs are RGBA, <name>_weight.png is their alpha, thumbnails show the checkerboard."""
+    from collage_ext.cli import main
+
+    out = tmp_path / "p"
+    assert main(["preview", str(_alpha_dataset(tmp_path)), "--out", str(out), "--seed", "3"]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    weighted = 0
+    for path in sorted((out / "frames").glob("*_slot?????.png")):
+        with Image.open(path) as frame:
+            if frame.mode != "RGBA":
+                assert frame.mode == "RGB" and not path.with_name(f"{path.stem}_weight.png").exists()
+                continue
+            alpha = np.asarray(frame)[:, :, 3]
+        weighted += 1
+        assert (alpha == 0).any() and (alpha == 255).any()
+        with Image.open(path.with_name(f"{path.stem}_weight.png")) as weight:
+            np.testing.assert_array_equal(np.asarray(weight), alpha)
+        assert f'frames/{path.stem}_weight.png">loss weight' in page
+        with Image.open(out / "thumbs" / f"{path.stem}.jpg") as thumb:
+            view = np.asarray(thumb.convert("L"), dtype=np.int16)
+        assert view.std() > 10  # checkerboard and pixels, not one flat colour
+    assert weighted
+
+
+def test_export_writes_the_weights_as_alpha(tmp_path: Path) -> None:
+    """export: the frames are RGBA with the sources' alpha (as the static cache); dataset.toml keeps alpha_mask."""
+    from collage_ext.cli import main
+
+    dataset = _alpha_dataset(tmp_path)
+    assert main(["export", str(dataset), "--out", str(tmp_path / "e"), "--seed", "6"]) == 0
+    assert main(["preview", str(dataset), "--out", str(tmp_path / "p"), "--seed", "6", "--", "--cache_latents"]) == 0
+    exported = {p.stem: p for p in (tmp_path / "e" / "train").glob("*/collage_*.png")}
+    assert exported
+    rgba = 0
+    for stem, path in exported.items():
+        with Image.open(path) as frame, Image.open(tmp_path / "p" / "frames" / f"{stem}.png") as previewed:
+            assert frame.mode == previewed.mode
+            np.testing.assert_array_equal(np.asarray(frame), np.asarray(previewed))
+            rgba += frame.mode == "RGBA" and (np.asarray(frame)[:, :, 3] == 0).any()
+    assert rgba
+    import toml
+
+    subsets = toml.load(tmp_path / "e" / "dataset.toml")["datasets"][0]["subsets"]
+    assert subsets and all(s.get("alpha_mask") is True for s in subsets)
+
+
+def test_export_loss_mask_turns_alpha_mask_on_for_singles_too(tmp_path: Path) -> None:
+    """collage_loss_mask turns sd-scripts' alpha_mask on for the whole subset in training, so the export does too."""
+    from collage_ext.cli import main
+    import toml
+
+    dataset = _alpha_dataset(tmp_path, subset="collage_rate = 0.5", general="collage_loss_mask = true")
+    assert main(["export", str(dataset), "--out", str(tmp_path / "e"), "--seed", "6"]) == 0
+    manifest = json.loads((tmp_path / "e" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["singles"] and manifest["frames"]
+    subsets = toml.load(tmp_path / "e" / "dataset.toml")["datasets"][0]["subsets"]
+    assert len(subsets) >= 2 and all(s.get("alpha_mask") is True for s in subsets)
