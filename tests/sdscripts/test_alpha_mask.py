@@ -173,3 +173,34 @@ def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
         with Image.open(path) as png:
             assert png.mode == "RGBA"
     assert zero_regions >= 4
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_preview_shows_the_weights_training_gets(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                                 monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """`collage-ext preview` writes each frame with the alpha the adapter hands sd-scripts (dynamic) or caches (static)."""
+    from test_cli_identity import load as load_like_the_cli
+
+    from collage_ext.cli import main
+
+    extra = ["--cache_latents"] if mode == "static" else []
+    with fakes.as_the_cli(monkeypatch):
+        config = write_alpha_dataset(tmp_path / "data", general="collage_loss_mask = true\ncollage_pad_weight = 0.5")
+        group = load_like_the_cli(tmp_path, toks, config, *extra)
+        dataset = group.datasets[0]
+        out = tmp_path / "preview"
+        assert main(["preview", str(config), "--out", str(out), "--", *extra]) == 0  # seed derived, as in training
+    if mode == "dynamic":
+        group.set_current_epoch(1)
+        expected = {Path(path).stem: dataset.load_image_with_face_info(dataset.image_to_subset[path], path, True)[0]
+                    for path in dataset._frames}
+    else:
+        expected = {}
+        for path in dataset._static:
+            with Image.open(path) as png:
+                expected[Path(path).stem] = np.asarray(png)
+    assert expected
+    for stem, pixels in expected.items():
+        with Image.open(out / "frames" / f"{stem}.png") as png:
+            assert png.mode == "RGBA"
+            np.testing.assert_array_equal(np.asarray(png), pixels)
