@@ -30,7 +30,7 @@ from .config import CollageConfig
 from .crops import check_crop_unchanged, read_crop_box
 from .errors import CollageInputError
 from .fit import DRAFT_GAPS, fit_image
-from .images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size
+from .images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size, to_rgb
 from .layout import layout_cells, plan_layout, position_names  # noqa: F401
 from .render import RenderResult, render_frame
 from .rng import derive_rng
@@ -183,8 +183,9 @@ class Collage:
         for cell, index in zip(params.layout.cells, params.layout.order):
             source = sources[index]
             alpha = None
-            if images is not None:
-                fitted, rect = fit_image(images[index], cell.size, self.config.fit_mode, source.crop)
+            if images is not None:  # in-memory images: what load_fitted does with a file (to_rgb, then fit)
+                rgb = to_rgb(images[index], fill=self.config.fill)
+                fitted, rect = fit_image(rgb, cell.size, self.config.fit_mode, source.crop)
                 own = alpha_channel(images[index]) if self.alpha_mask else None
                 alpha = None if own is None else fit_image(own, cell.size, self.config.fit_mode, source.crop)[0]
             else:

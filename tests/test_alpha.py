@@ -404,3 +404,15 @@ def test_export_loss_mask_turns_alpha_mask_on_for_singles_too(tmp_path: Path) ->
     assert manifest["singles"] and manifest["frames"]
     subsets = toml.load(tmp_path / "e" / "dataset.toml")["datasets"][0]["subsets"]
     assert len(subsets) >= 2 and all(s.get("alpha_mask") is True for s in subsets)
+
+
+def test_in_memory_images_carry_their_alpha_like_files(tmp_path: Path) -> None:
+    """Collage.render(images=...) gives the same pixels and alpha as reading the same images from files."""
+    sources = [_cutout(tmp_path, "a.png", (64, 96), (200, 0, 0)), _cutout(tmp_path, "b.png", (64, 96), (0, 0, 200))]
+    collage = _collage(True)
+    params = collage.make_params(sources, seed=1, epoch=0)
+    from_files = collage.render(sources, params, with_mask=True)
+    in_memory = collage.render(sources, params, images=[Image.open(s.path) for s in sources], with_mask=True)
+    np.testing.assert_array_equal(in_memory.image, from_files.image)
+    assert in_memory.alpha is not None and from_files.alpha is not None
+    np.testing.assert_array_equal(in_memory.alpha, from_files.alpha)
