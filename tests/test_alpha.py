@@ -416,3 +416,27 @@ def test_in_memory_images_carry_their_alpha_like_files(tmp_path: Path) -> None:
     np.testing.assert_array_equal(in_memory.image, from_files.image)
     assert in_memory.alpha is not None and from_files.alpha is not None
     np.testing.assert_array_equal(in_memory.alpha, from_files.alpha)
+
+
+def test_studio_shows_the_weights(tmp_path: Path) -> None:
+    """The studio serves a frame as the RGBA PNG preview writes, and its thumbnail with the checkerboard."""
+    pytest.importorskip("starlette", reason="the studio extra is not installed")
+    import io
+
+    from collage_ext.cli import main
+    from collage_ext.studio.model import Studio
+
+    dataset = _alpha_dataset(tmp_path)
+    out = tmp_path / "p"
+    assert main(["preview", str(dataset), "--out", str(out)]) == 0
+    studio = Studio(dataset)
+    shown = 0
+    for frame in studio.frames(1)["frames"]:
+        with Image.open(io.BytesIO(studio.frame_image(1, frame["name"]))) as png, \
+                Image.open(out / "frames" / f"{frame['name']}.png") as previewed:
+            assert png.mode == previewed.mode
+            np.testing.assert_array_equal(np.asarray(png), np.asarray(previewed))
+            shown += png.mode == "RGBA"
+        with Image.open(io.BytesIO(studio.frame_image(1, frame["name"], thumb=True))) as thumb:
+            assert thumb.format == "JPEG" and thumb.mode == "RGB"
+    assert shown
