@@ -30,7 +30,7 @@ from .config import CollageConfig
 from .crops import check_crop_unchanged, read_crop_box
 from .errors import CollageInputError
 from .fit import DRAFT_GAPS, fit_image
-from .images import load_fitted, read_image_size
+from .images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size, to_rgb
 from .layout import layout_cells, plan_layout, position_names  # noqa: F401
 from .render import RenderResult, render_frame
 from .rng import derive_rng
@@ -110,12 +110,14 @@ class FrameParams:
 
 @dataclass(frozen=True)
 class CollageResult:
-    """A rendered frame: ``image`` is HxWx3 uint8 RGB, ``mask`` True on padding (when asked for)."""
+    """A rendered frame: ``image`` is HxWx3 uint8 RGB, ``mask`` True on padding (when asked for),
+    ``alpha`` the sources' own alpha (``Collage.alpha_mask``; None when no source has any)."""
 
     image: np.ndarray
     mask: np.ndarray | None
     caption: str
     params: FrameParams
+    alpha: np.ndarray | None = None
 
 
 @dataclass
@@ -146,6 +148,9 @@ class Collage:
     counter: TokenCounter | None = None
     #: Content-shaped frames (``Pool.shaped``): lines of cells sized to their sources' aspects.
     shaped: bool = False
+    #: sd-scripts' ``alpha_mask`` is on for the subset (``frames.uses_alpha``): each cell also carries its
+    #: source's own alpha, fitted with the same plan as its pixels (``RenderResult.alpha``).
+    alpha_mask: bool = False
 
     def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int,
                     frame: Size | None = None) -> FrameParams:
@@ -168,24 +173,35 @@ class Collage:
 
     def render(self, sources: Sequence[Source], params: FrameParams, *,
                images: Sequence[Image.Image] | None = None, with_mask: bool = False) -> RenderResult:
-        """Fit every source into its cell and paint the frame (no randomness)."""
+        """Fit every source into its cell and paint the frame (no randomness).
+
+        With ``alpha_mask`` each source's own alpha is fitted with the same plan as its pixels (crop
+        box, cover trim, resampler) and pasted into ``RenderResult.alpha``.
+        """
         placements = []
         gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
         for cell, index in zip(params.layout.cells, params.layout.order):
             source = sources[index]
-            if images is not None:
-                fitted, rect = fit_image(images[index], cell.size, self.config.fit_mode, source.crop)
+            alpha = None
+            if images is not None:  # in-memory images: what load_fitted does with a file (to_rgb, then fit)
+                rgb = to_rgb(images[index], fill=self.config.fill)
+                fitted, rect = fit_image(rgb, cell.size, self.config.fit_mode, source.crop)
+                own = alpha_channel(images[index]) if self.alpha_mask else None
+                alpha = None if own is None else fit_image(own, cell.size, self.config.fit_mode, source.crop)[0]
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
                     check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
-                    fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
-                                               fill=self.config.fill, draft_gaps=gaps,
-                                               soft_shrink=self.config.decode == "fast", expected=source.size,
-                                               convert_icc=self.config.color_profile == "srgb")
+                    how = {"fill": self.config.fill, "draft_gaps": gaps, "soft_shrink": self.config.decode == "fast",
+                           "expected": source.size, "convert_icc": self.config.color_profile == "srgb"}
+                    if self.alpha_mask:
+                        fitted, rect, alpha = load_fitted_with_alpha(source.path, cell.size, self.config.fit_mode,
+                                                                     source.crop, **how)
+                    else:
+                        fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop, **how)
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise
-            placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted))
+            placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted, alpha))
         return render_frame(params.layout.frame, placements, self.config.fill, with_mask=with_mask)
 
     def caption(self, params: FrameParams) -> str:
@@ -204,7 +220,7 @@ class Collage:
         """Sample (or replay ``params``) and apply: the image, its mask and its caption."""
         params = params if params is not None else self.make_params(sources, seed=seed, epoch=epoch)
         rendered = self.render(sources, params, with_mask=with_mask)
-        return CollageResult(rendered.image, rendered.mask, self.caption(params), params)
+        return CollageResult(rendered.image, rendered.mask, self.caption(params), params, rendered.alpha)
 
 
 def _estimate_counter() -> TokenCounter:

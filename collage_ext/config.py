@@ -247,7 +247,8 @@ OPTIONS: tuple[Option, ...] = (
            "Extension of the optional per-image crop-box sidecar file (img.png -> img.crop)."),
     Option("collage_loss_mask", "loss_mask", _bool, False, "true", "bool",
            "Give padding and gutters the weight collage_pad_weight in sd-scripts' alpha mask (masked loss), so the "
-           "#181818 bars are not learned; turns on alpha_mask for the subset."),
+           "#181818 bars are not learned; turns on alpha_mask for the subset (so every image's own alpha, alone "
+           "or in a cell, is a loss weight too)."),
     Option("collage_pad_weight", "pad_weight", _number(0, 1, integer=False), 0.0, "0.1", "float",
            "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
     Option("collage_decode", "decode", _choice("quality", "fast"), "quality", '"fast"', "str",

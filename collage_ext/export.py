@@ -38,7 +38,7 @@ from .buckets import Buckets
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageConfigError, CollageInputError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
-from .frames import with_alpha
+from .frames import frame_pixels, uses_alpha
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -183,9 +183,8 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
             continue
         folder = folders.get(job.planned.dataset, job.planned.subset, counts[key], "-collage")
         path = folder / f"{job.name}.png"
-        config = job.planned.subset.config
-        pixels = with_alpha(rendered.image, rendered.mask, config) if config.loss_mask else rendered.image
-        Image.fromarray(pixels).save(path, format="PNG")
+        # RGBA when the frame carries loss weights: padding (collage_loss_mask), its sources' own alpha (alpha_mask)
+        Image.fromarray(frame_pixels(rendered, job.planned.subset.config)).save(path, format="PNG")
         path.with_suffix(".txt").write_text(job.caption + "\n", encoding="utf-8")
         layout = job.params.layout
         records.append({
@@ -268,8 +267,10 @@ def _write_dataset_toml(project: Project, folders: _Folders, path: Path) -> None
                     if k not in _LOCATION_KEYS}
             for folder, repeats in folders.by_subset.get((dataset.index, subset.index), []):
                 entry = dict(base, image_dir=str(folder.resolve()), num_repeats=repeats, caption_extension=".txt")
-                if subset.config.loss_mask and folder.name.endswith("-collage"):
-                    entry["alpha_mask"] = True  # the frames carry collage_loss_mask's padding weights as alpha
+                if uses_alpha(subset.params.get("alpha_mask", False), subset.config):
+                    # As in training: the frames' alpha carries the padding weight and the sources' own alpha,
+                    # and collage_loss_mask turns alpha_mask on for the subset's single images too.
+                    entry["alpha_mask"] = True
                 if subset.is_reg:
                     entry["is_reg"] = True
                 entries.append(entry)

@@ -28,6 +28,7 @@ from .filemodes import match_mode
 from .grouping import Group
 from .policy import FailureLog, compose
 from .pool import Pool
+from .render import RenderResult
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, c
         "frame": list(collage.frame),
         "caption": caption,
     }
+    if collage.alpha_mask:  # the sources' alpha is in the file's alpha channel (absent: the names stay as before)
+        payload["alpha_mask"] = True
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
@@ -221,12 +224,33 @@ def _cache_message(folder: Path, what: str, exc: OSError) -> str:
             f"there: {fix} (no partial file is left under a frame's name)")
 
 
-def with_alpha(image: np.ndarray, mask: np.ndarray | None, config: CollageConfig) -> np.ndarray:
-    """RGBA for sd-scripts' alpha-mask loss: 255 on content, ``pad_weight`` on padding when the loss mask is on."""
-    alpha = np.full(image.shape[:2], 255, np.uint8)
-    if config.loss_mask and mask is not None:
-        alpha[mask] = round(config.pad_weight * 255)
-    return np.concatenate([image, alpha[:, :, None]], axis=2)
+def uses_alpha(alpha_mask: bool, config: CollageConfig) -> bool:
+    """Whether sd-scripts' ``alpha_mask`` is on for a subset, so every image's own alpha is its loss weight.
+
+    The user's ``alpha_mask``, or ``collage_loss_mask`` (which turns it on so the padding weight reaches
+    the loss). sd-scripts then reads every single image's alpha channel as its mask; a collage cell
+    carries its source's alpha the same way, so an image is weighted alike alone and in a frame.
+    """
+    return bool(alpha_mask) or config.loss_mask
+
+
+def with_alpha(rendered: RenderResult, config: CollageConfig) -> np.ndarray:
+    """RGBA for sd-scripts' alpha-mask loss: each source's own alpha inside its cell (255 where it has none),
+    ``pad_weight`` on padding when the loss mask is on (else 255)."""
+    if rendered.alpha is not None:
+        alpha = rendered.alpha.copy()
+    else:
+        alpha = np.full(rendered.image.shape[:2], 255, np.uint8)
+    if config.loss_mask and rendered.mask is not None:
+        alpha[rendered.mask] = round(config.pad_weight * 255)
+    return np.concatenate([rendered.image, alpha[:, :, None]], axis=2)
+
+
+def frame_pixels(rendered: RenderResult, config: CollageConfig) -> np.ndarray:
+    """A frame as it is written (static cache, export): RGBA when it has loss weights to carry, else RGB."""
+    if (config.loss_mask and rendered.mask is not None) or rendered.alpha is not None:
+        return with_alpha(rendered, config)
+    return rendered.image
 
 
 def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path,
@@ -246,14 +270,12 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
         return path, caption, False
     if problem != "is missing":
         logger.warning(f"collage_ext: static frame {path} {problem}; rendering it again")
-    loss_mask = frames.pool.config.loss_mask
-    rendered, used = compose(collage, sources, params, failures, with_mask=loss_mask)
+    rendered, used = compose(collage, sources, params, failures, with_mask=frames.pool.config.loss_mask)
     if used is not params:
         kept = [s for s in sources if s.path not in failures.failed]
         caption = collage.caption(used)
         path = cache_dir / f"collage_{frame_digest(used, kept, collage, caption)}.png"
-    pixels = with_alpha(rendered.image, rendered.mask, frames.pool.config) if loss_mask else rendered.image
-    write_checked_png(pixels, path)
+    write_checked_png(frame_pixels(rendered, frames.pool.config), path)
     return path, caption, True
 
 

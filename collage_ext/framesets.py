@@ -36,7 +36,7 @@ from .pool import Pool
 from .progress import progress  # noqa: F401  (re-exported: check, export, preview import it from here)
 from .render import RenderResult
 from .captions.subset import check_caption_combination, grammar_of
-from .frames import SubsetFrames, frame_digest
+from .frames import SubsetFrames, frame_digest, uses_alpha
 from .framestats import FrameStats, SummaryStats, frame_stats, summarize
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,8 @@ def plan_project(project: Project, encoder: TextEncoder, *,
         repeat = bool(subset.config.repeat_phrases)
         collage = Collage(subset.config, plan.pool.frame, grammar=grammar_of(subset.namespace()),
                           budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None,
-                          shaped=plan.pool.shaped)
+                          shaped=plan.pool.shaped,
+                          alpha_mask=uses_alpha(subset.params.get("alpha_mask", False), subset.config))
         planned.append(PlannedSubset(dataset, subset, plan, SubsetFrames(plan.pool, collage)))
     return planned
 

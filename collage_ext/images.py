@@ -10,7 +10,9 @@ Decisions:
 * EXIF (and XMP) orientation is applied, as viewers and captioning tools do. sd-scripts'
   ``load_image`` does not apply it; crops and captions are written against what users see.
 * Transparency is composited onto ``fill`` (the collage padding colour, ``#181818`` by default),
-  never onto black, so transparent margins blend into the padding.
+  never onto black, so transparent margins blend into the padding. With sd-scripts' ``alpha_mask``
+  the alpha itself is kept as well (``load_fitted_with_alpha``, ``alpha_channel``): resampled with
+  the same plan as the pixels, it becomes the cell's loss weight; the RGB bytes do not change.
 * 16-bit and 32-bit samples are scaled to 8 bit (Pillow's ``convert`` clips them to 255).
 * ICC profiles: ``load_fitted(convert_icc=True)`` (collage cells, ``collage_color_profile =
   "srgb"``) converts RGB ones to sRGB (``color.to_srgb``); ``open_image`` ignores them like
@@ -203,6 +205,55 @@ def load_fitted(
         CollageInputError: as ``open_image`` and ``fit_image``, naming the file.
         CollageConfigError, LayoutError: as ``plan_fit``.
     """
+    fitted, dst, _ = _load_cell(path, cell, mode, crop, fill=fill, draft_gaps=draft_gaps, soft_shrink=soft_shrink,
+                                expected=expected, convert_icc=convert_icc, with_alpha=False)
+    return fitted, dst
+
+
+def load_fitted_with_alpha(
+    path: StrPath,
+    cell: Size,
+    mode: FitMode = "contain",
+    crop: Box | None = None,
+    *,
+    fill: tuple[int, int, int] = DEFAULT_FILL,
+    draft_gaps: Mapping[int, float] = DRAFT_GAPS,
+    soft_shrink: bool = False,
+    expected: Size | None = None,
+    convert_icc: bool = False,
+) -> tuple[Image.Image, Rect, Image.Image | None]:
+    """``load_fitted`` plus the source's own alpha, fitted with the same plan (sd-scripts' ``alpha_mask``).
+
+    The alpha channel is cut and resampled exactly like the pixels (crop box, cover trim, the same
+    resampler), so it stays registered with them; the RGB image is the same as ``load_fitted``'s
+    (transparent pixels still composited onto ``fill``). Sources without transparency, or whose
+    alpha is 255 everywhere, give ``None``: they are fully weighted.
+
+    Returns:
+        The fitted RGB image, its rect relative to the cell, and the fitted alpha (mode ``L``, the
+        RGB image's size) or None.
+
+    Raises:
+        As ``load_fitted``.
+    """
+    return _load_cell(path, cell, mode, crop, fill=fill, draft_gaps=draft_gaps, soft_shrink=soft_shrink,
+                      expected=expected, convert_icc=convert_icc, with_alpha=True)
+
+
+def _load_cell(
+    path: StrPath,
+    cell: Size,
+    mode: FitMode = "contain",
+    crop: Box | None = None,
+    *,
+    fill: tuple[int, int, int] = DEFAULT_FILL,
+    draft_gaps: Mapping[int, float] = DRAFT_GAPS,
+    soft_shrink: bool = False,
+    expected: Size | None = None,
+    convert_icc: bool = False,
+    with_alpha: bool,
+) -> tuple[Image.Image, Rect, Image.Image | None]:
+    """``load_fitted`` / ``load_fitted_with_alpha``: one read, the alpha only when asked for."""
     fill = check_fill(fill)
     name = _check_file(path)
     with _reading(path, name, damage="is truncated or corrupt"), Image.open(path) as raw:
@@ -216,6 +267,7 @@ def load_fitted(
             check_unchanged(name, Size(stored.height, stored.width) if seen >= 5 else stored, expected)
         # Plain PNGs in both decode modes: libvips' Lanczos beats Pillow's BILINEAR on speed here too.
         png = _png_through_vips(path, raw, stored, cell, mode, crop) if raw.format == "PNG" else None
+        alpha = None  # a plain PNG (the libvips path) has no transparency
         if png is not None:
             fitted, dst = png
         else:
@@ -234,12 +286,15 @@ def load_fitted(
             deferred = upright.mode in ("RGB", "L") and not _has_alpha(upright)
             source = upright if deferred else _rgb_of(path, name, upright, fill)
             fitted, dst = apply_fit(source, plan, soft_shrink=soft_shrink), plan.dst
+            if with_alpha:  # the same plan (crop box, cover trim, reduced grid) as the pixels
+                channel = alpha_channel(upright)
+                alpha = None if channel is None else apply_fit(channel, plan, soft_shrink=soft_shrink)
         icc = raw.info.get("icc_profile") if convert_icc else None
     if fitted.mode != "RGB":
         fitted = fitted.convert("RGB")  # gray resampled first: the same bytes as resampling RGB
     if icc:
         fitted = to_srgb(fitted, icc, name=name)
-    return fitted, dst
+    return fitted, dst, alpha
 
 
 def _png_through_vips(path: StrPath, raw: Image.Image, stored: Size, cell: Size, mode: FitMode,
@@ -253,7 +308,10 @@ def _png_through_vips(path: StrPath, raw: Image.Image, stored: Size, cell: Size,
     """
     if _has_alpha(raw):
         return None
-    plan = plan_scaled_fit(stored, cell, mode, crop)
+    try:  # planned on the stored size: an EXIF rotation (which sends the file to Pillow) may make the crop invalid
+        plan = plan_scaled_fit(stored, cell, mode, crop)
+    except CollageError:
+        return None  # Pillow's path plans on the upright size and reports a crop box that is really wrong
     size = (plan.dst.width, plan.dst.height)
     box = (plan.cut.left + plan.box.left, plan.cut.top + plan.box.top,
            plan.cut.left + plan.box.right, plan.cut.top + plan.box.bottom)
@@ -376,6 +434,26 @@ def _has_alpha(image: Image.Image) -> bool:
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         return True
     return image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA"
+
+
+def alpha_channel(image: Image.Image) -> Image.Image | None:
+    """The image's own transparency as an 8-bit ``L`` image (255 = opaque), or None when it is fully opaque.
+
+    Every kind of transparency ``to_rgb`` composites is read here the same way: alpha modes
+    (``RGBA``, ``LA``, premultiplied ``RGBa`` / ``La``, ``PA``), palette alpha and ``tRNS`` colour keys
+    (also 16-bit ones), so the pixels ``to_rgb`` blends into ``fill`` are exactly the ones masked.
+    sd-scripts' own ``load_image(alpha=True)`` reads the same channel (``convert("RGBA")``).
+    """
+    if image.mode in _HIGH_DEPTH_MODES:
+        if "transparency" not in image.info:
+            return None
+        image = _high_depth_to_8bit(image)
+    if image.mode == "La":
+        image = image.convert("LA")
+    if not _has_alpha(image):
+        return None
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else image.convert("RGBA").getchannel("A")
+    return None if alpha.getextrema() == (255, 255) else alpha
 
 
 def _composite(rgba: Image.Image, fill: tuple[int, int, int]) -> Image.Image:

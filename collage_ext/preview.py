@@ -3,14 +3,16 @@
 For every collage frame of the epoch (dynamic mode) or every static frame, ``OUT/frames/`` gets
 
 * ``<name>.png`` — the frame, pixel for pixel what ``CollageDataset`` hands sd-scripts (before
-  sd-scripts resizes it to its bucket and applies flip / colour augmentation);
+  sd-scripts resizes it to its bucket and applies flip / colour augmentation); RGBA when it carries
+  loss weights (``collage_loss_mask``'s padding weight, the sources' own alpha with ``alpha_mask``);
 * ``<name>.txt`` — the merged caption (before sd-scripts' shuffle / keep_tokens / dropout);
 * ``<name>_mask.png`` — white where the frame is padding (fill, gutters, letterboxes);
+* ``<name>_weight.png`` — RGBA frames only: the loss weight (the alpha channel), white = full weight;
 * ``<name>.json`` — sources, crop boxes, cells, layout, seed, params and token counts.
 
 ``OUT/index.html`` is a contact sheet that opens in any browser from disk (no server, no
 JavaScript), ``OUT/contact_sheet.png`` the same as one image, and ``OUT/manifest.json`` all of it
-for machines.
+for machines. Thumbnails show where the loss weight is below 1 as a checkerboard (``viewable``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from . import __version__
 from .datasets import Finding, Project
+from .frames import frame_pixels
 from .framesets import FrameJob, FrameSet, TextEncoder, progress
 from .quality import CaptionTokens, count_caption, phrases_past_budget
 
@@ -35,6 +39,23 @@ logger = logging.getLogger(__name__)
 THUMB = 320
 #: Frames on ``contact_sheet.png`` (index.html shows all of them).
 SHEET_LIMIT = 48
+#: Checkerboard behind loss weights below 1 (``viewable``): square side in pixels and its two grays.
+CHECKER = (8, (102, 102, 102), (153, 153, 153))
+
+
+def viewable(image: Image.Image) -> Image.Image:
+    """An RGB view of a frame: where an RGBA frame's alpha (its loss weight) is below 255, a checkerboard shows through.
+
+    The usual picture of transparency, so masked-out backgrounds and zero-weight padding are told
+    apart from trained pixels at a glance; RGB frames are returned unchanged.
+    """
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    side, dark, light = CHECKER
+    ys, xs = np.indices((image.height, image.width))
+    board = np.where((((ys // side) + (xs // side)) % 2 == 0)[:, :, None], np.array(light, np.uint8),
+                     np.array(dark, np.uint8))
+    return Image.alpha_composite(Image.fromarray(board.astype(np.uint8)).convert("RGBA"), image).convert("RGB")
 
 
 @dataclass
@@ -100,18 +121,22 @@ def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, m
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for job in progress(jobs, desc, "frame"):
-        rendered = job.render(with_mask=masks)
-        image = Image.fromarray(rendered.image)
+        config = job.planned.subset.config
+        rendered = job.render(with_mask=masks or config.loss_mask)
+        image = Image.fromarray(frame_pixels(rendered, config))  # as the adapter hands it (RGBA: loss weights)
         image.save(frames_dir / f"{job.name}.png", format="PNG")
-        if rendered.mask is not None:
+        if rendered.mask is not None and masks:
             Image.fromarray(rendered.mask.astype("uint8") * 255).save(frames_dir / f"{job.name}_mask.png")
+        if image.mode == "RGBA":
+            image.getchannel("A").save(frames_dir / f"{job.name}_weight.png")
         entry = frame_record(job, encoder)
+        entry.info["loss_weight"] = image.mode == "RGBA"
         (frames_dir / f"{job.name}.txt").write_text(entry.caption + "\n", encoding="utf-8")
         (frames_dir / f"{job.name}.json").write_text(json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n",
                                                      encoding="utf-8")
         thumb = image.copy()
         thumb.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
-        thumb.save(thumbs_dir / f"{job.name}.jpg", format="JPEG", quality=88)
+        viewable(thumb).save(thumbs_dir / f"{job.name}.jpg", format="JPEG", quality=88)
         entry.info["thumb_size"] = list(thumb.size)
         for warning in entry.warnings:
             logger.warning(f"{job.name}: {warning}")
@@ -247,7 +272,10 @@ def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, s
             f'<div class="caption">{e(entry.caption)}</div>'
             f'<div class="tokens">tokens {e(entry.tokens.describe())}</div>{warn}'
             f'<div><a href="frames/{e(entry.name)}.png">frame</a> · <a href="frames/{e(entry.name)}_mask.png">'
-            f'padding mask</a> · <a href="frames/{e(entry.name)}.txt">caption</a> · '
+            f'padding mask</a> · '
+            + (f'<a href="frames/{e(entry.name)}_weight.png">loss weight</a> (checkerboard: weight &lt; 1) · '
+               if entry.info.get("loss_weight") else '')
+            + f'<a href="frames/{e(entry.name)}.txt">caption</a> · '
             f'<a href="frames/{e(entry.name)}.json">params</a></div></figcaption></figure>')
     single_rows = "".join(f"<tr><td>{e(str(s['path']))}</td><td>{s['repeats']}</td></tr>" for s in singles)
     singles_html = (f"<details><summary>{len(singles)} images also train as single images (not shown)</summary>"
@@ -278,7 +306,7 @@ def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: in
         x, y = 8 + (n % cols) * (thumb + 8), 8 + (n // cols) * (thumb + label + 8)
         with Image.open(path) as img:
             img.thumbnail((thumb, thumb))
-            sheet.paste(img, (x, y))
+            sheet.paste(viewable(img), (x, y))
         draw.text((x, y + thumb + 3), f"{path.stem[-24:]}  {name}", fill=(0, 0, 0))
     sheet.save(out)
     return out

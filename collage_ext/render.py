@@ -3,7 +3,8 @@
 Rendering is pure and deterministic (no random numbers, no resampling): all scaling happens in
 ``fit.fit_image`` beforehand, so this step only copies pixels and can be checked exactly. The
 optional mask marks padding (fill, gutters, letterboxes) so training can down-weight the loss
-there.
+there. A placement may bring its source's own alpha (sd-scripts' ``alpha_mask``), already fitted
+to the same rect; it is pasted into the frame's alpha exactly where the pixels go.
 """
 
 from __future__ import annotations
@@ -32,15 +33,23 @@ class RenderResult:
         image: ``HxWx3`` ``uint8`` RGB pixels (sd-scripts' ``load_image`` layout).
         mask: ``HxW`` bool, True where the pixel is padding (fill, gutter, letterbox); ``None``
             unless requested.
+        alpha: ``HxW`` ``uint8``, the sources' own alpha inside their rects and 255 everywhere else
+            (padding included: its weight is the loss mask's business); ``None`` when no placement
+            brought an alpha.
     """
 
     image: np.ndarray
     mask: np.ndarray | None
+    alpha: np.ndarray | None = None
+
+
+#: ``(rect, image)`` or ``(rect, image, alpha)``; ``alpha`` is an ``L`` image of the image's size, or None.
+Placement = tuple[Rect, Image.Image] | tuple[Rect, Image.Image, Image.Image | None]
 
 
 def render_frame(
     frame: Size,
-    placements: Sequence[tuple[Rect, Image.Image]],
+    placements: Sequence[Placement],
     fill: tuple[int, int, int],
     *,
     with_mask: bool = False,
@@ -53,17 +62,18 @@ def render_frame(
     Args:
         frame: the frame size.
         placements: ``(rect, image)`` pairs; ``rect`` is in frame coordinates and its size must
-            equal the RGB image's size.
+            equal the RGB image's size. A third item, the image's own alpha (mode ``L``, same size,
+            or None), goes into ``RenderResult.alpha``.
         fill: the padding colour.
         with_mask: also return the padding mask.
 
     Returns:
-        The frame pixels and, when requested, the padding mask.
+        The frame pixels, the padding mask when requested, and the sources' alpha when any was given.
 
     Raises:
         LayoutError: a rect lies (partly) outside the frame or does not match its image's size.
         CollageInputError: an image is not RGB.
-        TypeError: a placement is not a ``(Rect, PIL.Image.Image)`` pair.
+        TypeError: a placement is not a ``(Rect, PIL.Image.Image[, alpha])`` tuple.
 
     Examples:
         >>> tile = Image.new("RGB", (2, 1), (255, 0, 0))
@@ -81,21 +91,27 @@ def render_frame(
     # Broadcast a whole row: numpy's inner loop over a 3-element colour is ~40x slower for a frame.
     pixels[...] = np.tile(np.array(fill, dtype=np.uint8), (frame.width, 1))
     mask = np.ones((frame.height, frame.width), dtype=bool) if with_mask else None
+    alpha: np.ndarray | None = None
     for index, placement in enumerate(placements):
-        rect, image = _check_placement(index, placement, frame)
+        rect, image, own = _check_placement(index, placement, frame)
         rows, cols = slice(rect.y, rect.bottom), slice(rect.x, rect.right)
         pixels[rows, cols] = np.asarray(image, dtype=np.uint8)
         if mask is not None:
             mask[rows, cols] = False
-    return RenderResult(image=pixels, mask=mask)
+        if own is not None or alpha is not None:
+            if alpha is None:
+                alpha = np.full((frame.height, frame.width), 255, dtype=np.uint8)
+            alpha[rows, cols] = 255 if own is None else np.asarray(own, dtype=np.uint8)
+    return RenderResult(image=pixels, mask=mask, alpha=alpha)
 
 
-def _check_placement(index: int, placement: tuple[Rect, Image.Image], frame: Size) -> tuple[Rect, Image.Image]:
+def _check_placement(index: int, placement: Placement, frame: Size) -> tuple[Rect, Image.Image, Image.Image | None]:
     """Validate one placement; a bad one is a bug upstream, so fail loudly with its index."""
-    if not isinstance(placement, tuple | list) or len(placement) != 2:
-        msg = f"placement {index} must be a (Rect, PIL.Image.Image) pair, got {type(placement).__name__}"
+    if not isinstance(placement, tuple | list) or len(placement) not in (2, 3):
+        msg = f"placement {index} must be a (Rect, PIL.Image.Image[, alpha]) tuple, got {type(placement).__name__}"
         raise TypeError(msg)
-    raw_rect, image = placement
+    raw_rect, image = placement[0], placement[1]
+    own = placement[2] if len(placement) == 3 else None
     if not isinstance(image, Image.Image):
         msg = f"placement {index} image must be a PIL.Image.Image, got {type(image).__name__}"
         raise TypeError(msg)
@@ -116,4 +132,12 @@ def _check_placement(index: int, placement: tuple[Rect, Image.Image], frame: Siz
             f"keep x >= 0, y >= 0, x + width <= {frame.width} and y + height <= {frame.height}"
         )
         raise LayoutError(msg)
-    return rect, image
+    if own is not None and not isinstance(own, Image.Image):
+        msg = f"placement {index} alpha must be a PIL.Image.Image or None, got {type(own).__name__}"
+        raise TypeError(msg)
+    if own is not None and (own.mode != "L" or own.size != image.size):
+        msg = (f"placement {index} alpha must be an 'L' image of its image's size {image.width}x{image.height}, "
+               f"got mode {own.mode!r}, {own.width}x{own.height}; fit it with the same plan as the image "
+               "(images.load_fitted_with_alpha)")
+        raise LayoutError(msg)
+    return rect, image, own

@@ -22,11 +22,14 @@ from .collage import Source
 from .config import CollageConfig
 from .crops import check_crop_unchanged
 from .errors import CollageInputError
-from .images import load_fitted
+from .images import load_fitted_with_alpha
 
 
-def cropped_pixels(source: Source, config: CollageConfig) -> np.ndarray:
-    """The crop box of ``source`` at full resolution, upright RGB (H x W x 3).
+def cropped_pixels(source: Source, config: CollageConfig, alpha: bool = False) -> np.ndarray:
+    """The crop box of ``source`` at full resolution, upright RGB (H x W x 3), or RGBA with ``alpha``.
+
+    With ``alpha`` (sd-scripts' ``alpha_mask``) the source's own alpha is cut with the pixels (255 where
+    it has none), so the cropped single is weighted as sd-scripts weighs the image alone.
 
     Raises:
         CollageInputError: the file cannot be read, changed size since planning, or its ``.crop``
@@ -37,15 +40,20 @@ def cropped_pixels(source: Source, config: CollageConfig) -> np.ndarray:
         raise ValueError(msg)
     try:
         check_crop_unchanged(source.path, source.size, source.crop, config.crop_extension)
-        image, _ = load_fitted(source.path, source.effective_size, "contain", source.crop, fill=config.fill,
-                               draft_gaps={}, expected=source.size, convert_icc=config.color_profile == "srgb")
+        image, _, mask = load_fitted_with_alpha(source.path, source.effective_size, "contain", source.crop,
+                                                fill=config.fill, draft_gaps={}, expected=source.size,
+                                                convert_icc=config.color_profile == "srgb")
     except CollageInputError as exc:
         exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
         raise
-    return np.asarray(image)
+    pixels = np.asarray(image)
+    if not alpha:
+        return pixels
+    weights = np.asarray(mask) if mask is not None else np.full(pixels.shape[:2], 255, np.uint8)
+    return np.concatenate([pixels, weights[:, :, None]], axis=2)
 
 
-def cropped_single_path(source: Source, config: CollageConfig, cache_dir: Path) -> Path:
+def cropped_single_path(source: Source, config: CollageConfig, cache_dir: Path, alpha: bool = False) -> Path:
     """The cache file of a cropped single: named by a hash of the file, its box and the settings that shape it.
 
     Raises:
@@ -58,6 +66,6 @@ def cropped_single_path(source: Source, config: CollageConfig, cache_dir: Path) 
                "dataset was read: put it back or restart training")
         raise CollageInputError(msg) from exc
     payload = {"v": __version__, "key": source.key, "file": [stat.st_size, stat.st_mtime_ns],
-               "crop": list(source.crop or ()), "fill": list(config.fill), "profile": config.color_profile}
+               "crop": list(source.crop or ()), "fill": list(config.fill), "profile": config.color_profile, "alpha": alpha}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
     return cache_dir / f"single_{digest}.png"

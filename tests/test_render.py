@@ -137,7 +137,7 @@ def test_wrong_types_raise_type_error() -> None:
     """Arrays or bare values instead of PIL images are programming errors."""
     with pytest.raises(TypeError, match=r"placement 0 image must be a PIL\.Image\.Image, got ndarray"):
         render_frame(Size(4, 4), [(Rect(0, 0, 1, 1), np.zeros((1, 1, 3), np.uint8))], FILL)  # type: ignore[list-item]
-    with pytest.raises(TypeError, match=r"placement 0 must be a \(Rect, PIL.Image.Image\) pair"):
+    with pytest.raises(TypeError, match=r"placement 0 must be a \(Rect, PIL.Image.Image\[, alpha\]\) tuple"):
         render_frame(Size(4, 4), [Rect(0, 0, 1, 1)], FILL)  # type: ignore[list-item]
 
 
@@ -165,3 +165,34 @@ def test_accepts_plain_tuple_rects() -> None:
     """Rects may arrive as plain 4-tuples (e.g. from JSON replay)."""
     image = render_frame(Size(3, 3), [((1, 1, 1, 1), Image.new("RGB", (1, 1), BLUE))], FILL).image  # type: ignore[list-item]
     assert solid_color_at(image, Rect(1, 1, 1, 1)) == BLUE
+
+
+def test_alpha_pasted_with_its_pixels() -> None:
+    """A placement's own alpha lands exactly in its rect; other rects and padding stay 255."""
+    own = Image.fromarray(np.array([[0, 64, 255], [128, 0, 7]], dtype=np.uint8))
+    placements = [(Rect(1, 1, 3, 2), make_image((3, 2), RED), own), (Rect(5, 0, 2, 2), make_image((2, 2), BLUE), None),
+                  (Rect(0, 3, 2, 1), make_image((2, 1), GREEN))]
+    result = render_frame(Size(8, 4), placements, FILL, with_mask=True)
+    expected = np.full((4, 8), 255, np.uint8)
+    expected[1:3, 1:4] = np.asarray(own)
+    assert result.alpha is not None
+    np.testing.assert_array_equal(result.alpha, expected)
+    assert result.mask is not None and result.mask[0, 0] and not result.mask[1, 1]  # the mask is unchanged
+    assert solid_color_at(result.image, Rect(1, 1, 3, 2)) == RED  # pixels stay RGB
+
+
+def test_no_alpha_without_an_alpha_placement() -> None:
+    """Frames whose sources bring no alpha carry none (the RGB path costs nothing more)."""
+    placements = [(Rect(0, 0, 2, 2), make_image((2, 2), RED), None), (Rect(2, 0, 2, 2), make_image((2, 2), RED))]
+    assert render_frame(Size(4, 2), placements, FILL).alpha is None
+
+
+def test_bad_alpha_raises() -> None:
+    """An alpha of another size or mode would not line up with its pixels: a bug upstream."""
+    tile = make_image((2, 2), RED)
+    with pytest.raises(LayoutError, match=r"placement 0 alpha must be an 'L' image of its image's size 2x2"):
+        render_frame(Size(4, 4), [(Rect(0, 0, 2, 2), tile, Image.new("L", (2, 1)))], FILL)
+    with pytest.raises(LayoutError, match=r"got mode 'RGBA'"):
+        render_frame(Size(4, 4), [(Rect(0, 0, 2, 2), tile, Image.new("RGBA", (2, 2)))], FILL)
+    with pytest.raises(TypeError, match=r"placement 0 alpha must be a PIL\.Image\.Image or None, got ndarray"):
+        render_frame(Size(4, 4), [(Rect(0, 0, 2, 2), tile, np.zeros((2, 2), np.uint8))], FILL)  # type: ignore[list-item]

@@ -44,6 +44,7 @@ from ..frames import (
     ensure_writable,
     render_static_frame,
     restore_static_frame,
+    uses_alpha,
     with_alpha,
 )
 from ..runargs import RunArgs, find_run_args
@@ -103,7 +104,7 @@ class _CollageMixin:
         self._collage_info: list[dict[str, Any]] = []
         self._failures = FailureLog()
         self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
-        self._cropped: dict[str, tuple[Source, CollageConfig]] = {}  # static: cropped single's cache file -> source
+        self._cropped: dict[str, tuple[Source, CollageConfig, bool]] = {}  # static: cropped single's cache file -> source
         self._pool_of_subset: dict[int, SubsetFrames] = {}
         for s_index, subset in enumerate(self.subsets):
             config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
@@ -135,7 +136,9 @@ class _CollageMixin:
         collage.shaped = pool.shaped
         if config.loss_mask and not subset.alpha_mask:
             subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
-            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true)")
+            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true): the padding "
+                        "weight and every image's own alpha channel are loss weights, alone and in frames")
+        collage.alpha_mask = uses_alpha(subset.alpha_mask, config)  # cells carry their sources' alpha
         frames = SubsetFrames(pool, collage)
         singles = list(pool.structure.single_repeats)
         if ctx.mode == "static":
@@ -146,7 +149,7 @@ class _CollageMixin:
             if count:
                 info = self.image_data[key]
                 info.num_repeats = count
-                if source.crop is not None and not self._crop_single(key, source, config, ctx):
+                if source.crop is not None and not self._crop_single(key, source, config, collage.alpha_mask, ctx):
                     continue
                 if config.on_error == "skip":  # a replacement image must bring its own caption
                     info.caption = SlotCaption(info.caption or "", info.absolute_path)
@@ -161,7 +164,7 @@ class _CollageMixin:
                                    "stats": epoch_stats(frames, ctx.mode).to_json(),
                                    "frames": frame_note(pool, buckets)})
 
-    def _crop_single(self, key: str, source: Source, config: CollageConfig, ctx: _BuildContext) -> bool:
+    def _crop_single(self, key: str, source: Source, config: CollageConfig, alpha: bool, ctx: _BuildContext) -> bool:
         """Let a single sample with a crop box train only its box; False when it failed under ``skip``.
 
         sd-scripts buckets ``image_size``, so it becomes the box's size. Dynamic mode crops in
@@ -172,16 +175,16 @@ class _CollageMixin:
         info.image_size = (source.effective_size.width, source.effective_size.height)
         if ctx.mode != "static":
             return True
-        path = cropped_single_path(source, config, _cache_dir(config, ctx.run))
+        path = cropped_single_path(source, config, _cache_dir(config, ctx.run), alpha)
         try:
-            ensure_cached_png(path, lambda: cropped_pixels(source, config))
+            ensure_cached_png(path, lambda: cropped_pixels(source, config, alpha))
         except CollageInputError as exc:
             if config.on_error == "raise":
                 raise
             self._failures.record(source.path, exc)
             del self.image_data[key]
             return False
-        self._cropped[str(path)] = (source, config)
+        self._cropped[str(path)] = (source, config, alpha)
         info.absolute_path = str(path)
         return True
 
@@ -253,7 +256,7 @@ class _CollageMixin:
         frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
-        return with_alpha(rendered.image, rendered.mask, frames.pool.config), 0, 0, 0, 0
+        return with_alpha(rendered, frames.pool.config), 0, 0, 0, 0
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
@@ -262,9 +265,9 @@ class _CollageMixin:
                                      lambda problem: restore_static_frame(image_path, *self._static[image_path],
                                                                           self._failures, problem))
         if image_path in self._cropped:  # static mode: a cropped single, written at start-up
-            source, config = self._cropped[image_path]
+            source, config, alpha = self._cropped[image_path]
             return self._load_cached(subset, image_path, alpha_mask,
-                                     lambda problem: _rewrite_cropped(image_path, source, config, problem))
+                                     lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem))
         frames = self._pool_of_subset.get(id(subset))
         if frames is None:
             return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
@@ -319,8 +322,7 @@ class _CollageMixin:
         source = frames.pool.sources[index] if index is not None else None
         if source is None or source.crop is None:
             return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-        pixels = cropped_pixels(source, frames.pool.config)
-        return (with_alpha(pixels, None, frames.pool.config) if alpha_mask else pixels), 0, 0, 0, 0
+        return cropped_pixels(source, frames.pool.config, alpha=alpha_mask), 0, 0, 0, 0
 
     def _planned_sizes(self) -> dict[str, tuple[int, int]]:
         """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
@@ -511,8 +513,8 @@ def _index_of(frames: SubsetFrames) -> dict[str, int]:
     return index
 
 
-def _rewrite_cropped(path: str, source: Source, config: CollageConfig, problem: str) -> None:
-    write_checked_png(cropped_pixels(source, config), Path(path))
+def _rewrite_cropped(path: str, source: Source, config: CollageConfig, alpha: bool, problem: str) -> None:
+    write_checked_png(cropped_pixels(source, config, alpha), Path(path))
     logger.warning(f"collage_ext: cropped single {path} (of {source.path}) {problem} while training; "
                    "rendered it again")
 

@@ -30,7 +30,8 @@ from ..datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_proje
 from ..errors import CollageConfigError, CollageError, CollageInputError
 from ..framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
 from ..images import open_image, read_image_size
-from ..preview import frame_record
+from ..frames import frame_pixels
+from ..preview import frame_record, viewable
 from ..types import Size
 from .files import Folders, History, RefusedError, dropped_folder, move_group, sidecars
 from .tokens import caption_view, token_view
@@ -306,7 +307,8 @@ class Studio:
             job = jobs.get(name)
             if job is None:
                 raise RefusedError(f"no frame {name!r} in epoch {epoch}", 404)
-            image = Image.fromarray(job.render().image)
+            config = job.planned.subset.config
+            image = Image.fromarray(frame_pixels(job.render(with_mask=config.loss_mask), config))  # RGBA: loss weights
             data = _encode(image, THUMB_SIDE if thumb else None)
             self._images[key] = data
             while len(self._images) > FRAME_CACHE:
@@ -467,7 +469,7 @@ def set_seed_line(text: str, seed: int) -> str:
 
 
 def _encode(image: Image.Image, side: int | None) -> bytes:
-    """PNG of the exact pixels (``side=None``), else a JPEG no larger than ``side``."""
+    """PNG of the exact pixels (``side=None``), else a JPEG no larger than ``side`` (loss weights < 1 as a checkerboard)."""
     out = io.BytesIO()
     if side is None:
         image.save(out, format="PNG")
@@ -475,5 +477,5 @@ def _encode(image: Image.Image, side: int | None) -> bytes:
     if max(image.size) > side:
         image = image.copy()
         image.thumbnail((side, side), Image.Resampling.LANCZOS)
-    image.save(out, format="JPEG", quality=90)
+    viewable(image).save(out, format="JPEG", quality=90)
     return out.getvalue()
