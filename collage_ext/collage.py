@@ -103,7 +103,7 @@ class FrameParams:
         """Rebuild params written by ``to_json``."""
         lay = data["layout"]
         layout = Layout(name=lay["name"], frame=Size(*lay["frame"]), cells=tuple(Rect(*c) for c in lay["cells"]),
-                        order=tuple(lay["order"]), names=tuple(lay["names"]))
+                        order=tuple(lay["order"]), names=tuple(lay["names"]), fit=lay.get("fit"))
         return cls(keys=tuple(data["keys"]), layout=layout, texts=tuple(data["texts"]),
                    dropped=tuple(data["dropped"]), seed=data["seed"], epoch=data["epoch"])
 
@@ -146,6 +146,8 @@ class Collage:
     counter: TokenCounter | None = None
     #: Content-shaped frames (``Pool.shaped``): lines of cells sized to their sources' aspects.
     shaped: bool = False
+    #: Fixed frames (``Pool.max_crop``): share of a source's width / height a line may crop to keep the rule.
+    max_crop: float = 0.0
 
     def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int,
                     frame: Size | None = None) -> FrameParams:
@@ -160,7 +162,8 @@ class Collage:
             layout = Layout("1x1", frame, cells, (0,), ("",))  # no position marker for a lone image
         else:
             layout = plan_layout([s.effective_size for s in sources], frame, self.config,
-                                 rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped)
+                                 rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped,
+                                 max_crop=[0.0 if s.crop is not None else self.max_crop for s in sources])
         rng = derive_rng(seed, epoch, key, "caption")
         texts = tuple(select_line(sources[i].caption, self.grammar, rng=rng) for i in layout.order)
         dropped = drop_cells(len(texts), self.config.cell_caption_dropout_rate, rng=rng)
@@ -171,14 +174,15 @@ class Collage:
         """Fit every source into its cell and paint the frame (no randomness)."""
         placements = []
         gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
+        fit_mode = params.layout.fit or self.config.fit_mode
         for cell, index in zip(params.layout.cells, params.layout.order):
             source = sources[index]
             if images is not None:
-                fitted, rect = fit_image(images[index], cell.size, self.config.fit_mode, source.crop)
+                fitted, rect = fit_image(images[index], cell.size, fit_mode, source.crop)
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
                     check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
-                    fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
+                    fitted, rect = load_fitted(source.path, cell.size, fit_mode, source.crop,
                                                fill=self.config.fill, draft_gaps=gaps,
                                                soft_shrink=self.config.decode == "fast", expected=source.size,
                                                convert_icc=self.config.color_profile == "srgb")
