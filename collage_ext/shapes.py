@@ -33,6 +33,10 @@ MERGE_RATIO = 1.3
 #: and fill is used instead (only where the bucket steps are coarse for the resolution, e.g. 512 px).
 MIN_RULE_FILL = 0.9
 
+#: A class whose members spread over aspects takes a frame that keeps the rule for all of them when
+#: its typical pair still fills this share of it (else the best balance of span and fill).
+MIN_SPREAD_FILL = 0.8
+
 #: Two odd classes merge only when this close: their pairs then vary in shape, so the fill drops.
 PAIR_MERGE_RATIO = 1.2
 
@@ -169,6 +173,11 @@ class ShapePlan:
                 keeping = [r for r in b.resos if span(r, arrangement) >= rule]
                 if keeping and fill(nearest(keeping)) >= MIN_RULE_FILL:
                     return Size(*nearest(keeping))
+            # A class spread over aspects (coarse buckets put 3:2 and 16:9 in one) keeps the rule for all
+            # its members at some padding, rather than break it for the extreme ones.
+            keeping = [r for r in b.resos if span(r, extreme) >= rule]
+            if keeping and fill(nearest(keeping)) >= MIN_SPREAD_FILL:
+                return Size(*nearest(keeping))
             # Coarse buckets (low resolution, large steps) may hold no shape that keeps the rule
             # without much padding: take the best balance of span and fill instead.
             return Size(*max(b.resos, key=lambda r: (min(fill(r), span(r, target)), r[0] * r[1])))
@@ -198,8 +207,8 @@ class ShapePlan:
         for k in self.group_sizes:
             frame = self.frame(cls, k)
             name = self._frames[(cls, k)][0]
-            if self.fixed is not None and is_line(name):
-                why = self._fixed_limit(index, name, k)
+            if is_line(name):
+                why = self._line_limit(index, name, k, frame)
                 if why:
                     return best, why
             elif self.cell_scale(name, frame, src, self.aspects[cls]) > self.config.max_upscale + 1e-9:
@@ -216,27 +225,27 @@ class ShapePlan:
         (w, h), _ = self.buckets.select(self.sizes[index])
         return w * h
 
-    def _fixed_limit(self, index: int, name: str, k: int) -> str:
-        """Fixed frame: ``""`` when record ``index`` spans ``collage_min_span`` of it in a ``name`` line of ``k``.
+    def _line_limit(self, index: int, name: str, k: int, frame: Size) -> str:
+        """``""`` when record ``index`` spans ``collage_min_span`` of ``frame`` in a ``name`` line of ``k``.
 
         Partners get the class's most demanding aspect (widest side by side, narrowest stacked) and
-        the class's crop allowance, so any group the planner forms keeps the rule too.
+        the class's crop allowance, so any group the planner forms keeps the rule too. Else ``upscale``
+        (it cannot reach the span within ``collage_max_upscale``) or ``span``.
         """
-        assert self.fixed is not None
         cls, src = self.classes[index], self.sizes[index]
         low, high = self._spread[cls]
         partner_aspect = high if name.startswith("1x") else low
         partner = Size(max(1, round(8192 * partner_aspect)), 8192)  # large: never limited by max_upscale
         cap = 0.0 if self.boxed and self.boxed[index] else self.max_crop
         partner_cap = 0.0 if cls >= BOXED else self.max_crop
-        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), self.fixed, self.config,
+        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, self.config,
                                    [cap] + [partner_cap] * (k - 1))
         mode = "cover" if cropped else self.config.fit_mode
         if fit_scale(src, cells[0].size, mode) > self.config.max_upscale + 1e-9:
             return "upscale"
-        if source_span(src, cells[0], self.fixed, mode) < self.config.min_span - 1e-9:
+        if source_span(src, cells[0], frame, mode) < self.config.min_span - 1e-9:
             side = name.startswith("1x")
-            reach = (src.height / self.fixed.height) if side else (src.width / self.fixed.width)
+            reach = (src.height / frame.height) if side else (src.width / frame.width)
             return "upscale" if reach * self.config.max_upscale < self.config.min_span else "span"
         return ""
 
@@ -279,7 +288,21 @@ def no_upscale_frame(buckets: Buckets, target: float, aspect: float, smallest_w:
         height = width / target
     scale = min(1.0, math.sqrt(buckets.area / (width * height)))
     steps = buckets.steps
-    return Size(max(steps, int(width * scale) // steps * steps), max(steps, int(height * scale) // steps * steps))
+    max_w, max_h = width * scale, height * scale
+    floor_w, floor_h = max(steps, int(max_w) // steps * steps), max(steps, int(max_h) // steps * steps)
+    # Whole steps, no larger than the arrangement at that scale (nothing magnified), within the area.
+    # Flooring both sides can skew the shape (1086x965 -> 1024x960 cuts a side-by-side line's height to
+    # 0.948); a step more on one side, where the area allows, keeps it.
+    options = [(floor_w, floor_h)]
+    for w, h in ((floor_w + steps, floor_h), (floor_w, floor_h + steps)):
+        if w * h <= buckets.area and w <= max(width, steps) and h <= max(height, steps):
+            options.append((w, h))
+
+    def score(size: tuple[int, int]) -> tuple[float, int]:
+        ratio = size[0] / size[1] / target
+        return (min(ratio, 1 / ratio), size[0] * size[1])
+
+    return Size(*max(options, key=score))
 
 
 def _aspect_text(aspect: float) -> str:
