@@ -51,9 +51,7 @@ class Pool:
 
     @property
     def max_crop(self) -> float:
-        """Share of a source a fixed frame's line may crop to keep the rule (``cover``: no limit)."""
-        if not self.fixed:
-            return 0.0
+        """Share of a source a line may crop to keep the rule (``collage_max_crop``; ``cover``: no limit)."""
         return 1.0 if self.config.fit_mode == "cover" else self.config.max_crop
 
     @cached_property

@@ -117,6 +117,19 @@ class ShapePlan:
         return out
 
     @cached_property
+    def _boxed_classes(self) -> frozenset[int]:
+        """Classes with a member that has a crop box (partners there may not be cut)."""
+        return frozenset(c for c, boxed in zip(self.classes, self.boxed) if boxed)
+
+    @cached_property
+    def _own_area(self) -> dict[int, int]:
+        """Per class, the largest bucket area a member gets alone."""
+        out: dict[int, int] = {}
+        for i, cls in enumerate(self.classes):
+            out[cls] = max(out.get(cls, 0), self.own_bucket_area(i))
+        return out
+
+    @cached_property
     def group_sizes(self) -> tuple[int, ...]:
         """Image counts a shaped frame may hold (ascending)."""
         counts = {layout_cell_count(n) for n in self.config.layout_names}
@@ -154,30 +167,41 @@ class ShapePlan:
             low, high = self._spread[cls]
             extreme = arrangement_aspect(name, high if name.startswith("1x") else low)
 
+            crop = self.max_crop
+            side = name.startswith("1x")
+
             def span(reso: tuple[int, int], arrangement: float) -> float:
+                # A line longer than the frame crops up to max_crop of each source, then shrinks.
                 ratio = reso[0] / reso[1] / arrangement
-                if name.startswith("1x"):
-                    return min(1.0, ratio)
-                return min(1.0, 1 / ratio) if is_line(name) else 1.0
+                if not is_line(name):
+                    return 1.0
+                short = ratio if side else 1 / ratio
+                return min(1.0, short / (1 - crop)) if crop < 1 else 1.0
 
             rule = self.config.min_span - 1e-9
 
             def fill(reso: tuple[int, int]) -> float:
                 ratio = reso[0] / reso[1] / target
-                return min(ratio, 1 / ratio)
+                long = 1 / ratio if side or not is_line(name) else ratio  # > 1: padding beside the line
+                return min(1.0, 1 / long) if long >= 1 else min(1.0, span(reso, target))
 
             def nearest(resos: list[tuple[int, int]]) -> tuple[int, int]:
                 return min(resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1]))
 
-            for arrangement in (extreme, target):
-                keeping = [r for r in b.resos if span(r, arrangement) >= rule]
-                if keeping and fill(nearest(keeping)) >= MIN_RULE_FILL:
+            # Frames at least as large as the class's own buckets (max_bucket_reso can cap a wide shape
+            # below the area: a bucket nearer a square, with some crop, may keep it).
+            own = AREA_TOLERANCE * self._own_area[cls]
+            large = [r for r in b.resos if r[0] * r[1] >= own] or b.resos
+            for resos in (large, b.resos):
+                for arrangement in (extreme, target):
+                    keeping = [r for r in resos if span(r, arrangement) >= rule]
+                    if keeping and fill(nearest(keeping)) >= MIN_RULE_FILL:
+                        return Size(*nearest(keeping))
+                # A class spread over aspects (coarse buckets put 3:2 and 16:9 in one) keeps the rule for
+                # all its members at some padding, rather than break it for the extreme ones.
+                keeping = [r for r in resos if span(r, extreme) >= rule]
+                if keeping and fill(nearest(keeping)) >= MIN_SPREAD_FILL:
                     return Size(*nearest(keeping))
-            # A class spread over aspects (coarse buckets put 3:2 and 16:9 in one) keeps the rule for all
-            # its members at some padding, rather than break it for the extreme ones.
-            keeping = [r for r in b.resos if span(r, extreme) >= rule]
-            if keeping and fill(nearest(keeping)) >= MIN_SPREAD_FILL:
-                return Size(*nearest(keeping))
             # Coarse buckets (low resolution, large steps) may hold no shape that keeps the rule
             # without much padding: take the best balance of span and fill instead.
             return Size(*max(b.resos, key=lambda r: (min(fill(r), span(r, target)), r[0] * r[1])))
@@ -237,7 +261,7 @@ class ShapePlan:
         partner_aspect = high if name.startswith("1x") else low
         partner = Size(max(1, round(8192 * partner_aspect)), 8192)  # large: never limited by max_upscale
         cap = 0.0 if self.boxed and self.boxed[index] else self.max_crop
-        partner_cap = 0.0 if cls >= BOXED else self.max_crop
+        partner_cap = 0.0 if cls in self._boxed_classes else self.max_crop
         cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, self.config,
                                    [cap] + [partner_cap] * (k - 1))
         mode = "cover" if cropped else self.config.fit_mode
@@ -329,15 +353,16 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     number of instances (``weights``: repeats per source) that cannot grow a frame by one (the
     bucket range would make it too small) merge too, so their leftovers pair instead of training single.
 
-    ``fixed``: every collage has this frame (``collage_frame_size`` or no bucketing); lines may crop
-    ``max_crop`` of a source, except sources with a crop box (``boxed``), which form classes of their own.
+    Lines may crop ``max_crop`` of a source where its shape differs from its cell, never a source with a
+    crop box (``boxed``). ``fixed``: every collage has this frame (``collage_frame_size`` or no
+    bucketing); there crops are large, so sources with a crop box form classes of their own.
     With ``bucket_no_upscale`` a class is split into size tiers, so a small image never shrinks the frame
     of large ones (``AREA_TOLERANCE``); an image alone in its tier trains single, at its own bucket.
     """
     reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
         make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
     logs = [math.log(w / h) for w, h in reference]
-    boxes = tuple(bool(b) for b in boxed) if boxed is not None and fixed is not None and max_crop > 0 else ()
+    boxes = tuple(bool(b) for b in boxed) if boxed is not None and max_crop > 0 else ()
 
     def log_of(c: int) -> float:
         return logs[c % TIER % BOXED]
@@ -351,7 +376,7 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
         if size not in known:
             a = math.log(size.width / size.height)
             known[size] = min(range(len(logs)), key=lambda j: (abs(logs[j] - a), j))
-        classes.append(known[size] + (BOXED if boxes and boxes[i] else 0))
+        classes.append(known[size] + (BOXED if boxes and boxes[i] and fixed is not None else 0))
     members: dict[int, list[int]] = {}
     for i, c in enumerate(classes):
         members.setdefault(c, []).append(i)
@@ -375,8 +400,7 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
 
     def make(members: dict[int, list[int]]) -> ShapePlan:
         aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
-        return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes), fixed, max_crop if fixed else 0.0,
-                         boxes)
+        return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes), fixed, max_crop, boxes)
 
     plan = make(members)
     small = plan.group_sizes[0] if plan.group_sizes else 0

@@ -51,7 +51,7 @@ def shaped_pool(sizes: list[tuple[int, int]], buckets: Buckets = WIDE, repeats: 
 
 def frames_of(pool: Pool) -> SubsetFrames:
     """The pool's frames, as the adapter builds them."""
-    return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.shaped))
+    return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
 
 
 # -- buckets and shape classes ---------------------------------------------------------------------
@@ -243,23 +243,25 @@ def test_an_image_never_pairs_with_itself() -> None:
 
 
 def test_odd_neighbour_classes_pair_their_leftovers_when_triples_are_too_small() -> None:
-    """3 x 2:3 and 3 x 3:4 portraits (odd classes) make three pairs instead of two pairs and two singles."""
-    pool = shaped_pool([(832, 1248)] * 3 + [(1152, 1536)] * 3,
-                       buckets=Buckets.from_params(RES, {"enable_bucket": True, "max_bucket_reso": 1280}))
+    """max_bucket_reso = 1024: 3 x 2:3 and 3 x 3:4 portraits make three pairs instead of two pairs and two singles."""
+    pool = shaped_pool([(832, 1248)] * 3 + [(864, 1152)] * 3, buckets=NARROW)
     assert sum(pool.structure.single_repeats) == 0 and pool.structure.sizes == (2, 2, 2)
     stats = epoch_stats(frames_of(pool), "dynamic")
     assert stats.span_share == 1.0 and stats.mean_fill >= 0.9
 
 
 def test_capped_frames_below_own_bucket_train_alone_and_say_why() -> None:
-    """max_bucket_reso = 1024: a 3:4 pair's frame (1024 wide) is smaller than the 768x1024 bucket each 3:4
-    portrait gets alone, so they train alone and the note names the setting; 2:3 pairs still fit."""
-    pool = shaped_pool([(832, 1248)] * 2 + [(1152, 1536)] * 3, buckets=NARROW)
+    """max_bucket_reso = 1024: a pair of squares needs a 2:1 frame, capped at 1024 wide far below the
+    1024x1024 bucket each square gets alone, so they train alone and the note names the setting; 2:3
+    pairs (1024x768 beside a 704x1024 bucket alone) still share frames. With 2048 the squares pair."""
+    pool = shaped_pool([(832, 1248)] * 2 + [(1200, 1200)] * 3, buckets=NARROW)
+    shapes = pool.shapes
+    assert shapes is not None
     for group in pool.collage_groups(1):
         frame = pool.frame_for(group)
-        assert all(frame.area >= AREA_TOLERANCE * pool.shapes.own_bucket_area(i) for i in group)
-    assert pool.structure.single_repeats[2:] == (1, 1, 1)
+        assert all(frame.area >= AREA_TOLERANCE * shapes.own_bucket_area(i) for i in group)
+    assert pool.structure.single_repeats == (0, 0, 1, 1, 1)
     assert alone_images(pool) == {2: "area", 3: "area", 4: "area"}
     assert any("max_bucket_reso = 2048" in n and "3 images train alone" in n for n in frame_note(pool, NARROW))
-    wide = shaped_pool([(832, 1248)] * 2 + [(1152, 1536)] * 3)
-    assert sum(wide.structure.single_repeats) == 0
+    wide = shaped_pool([(832, 1248)] * 2 + [(1200, 1200)] * 3)
+    assert sum(wide.structure.single_repeats) == 0 and not alone_images(wide)
