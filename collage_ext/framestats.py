@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .fit import plan_fit
+from .shapes import TIER
 from .types import Layout, Size
 
 if TYPE_CHECKING:
@@ -222,9 +223,18 @@ def alone_images(pool: Pool) -> dict[int, str]:
     if shapes is None or not pool.config.enabled:
         return {}
     out = {}
+    smallest = shapes.group_sizes[0] if shapes.group_sizes else 2
+    partners: dict[int, int] = {}  # per class, distinct images that may join a frame
     for i in range(len(pool.records)):
         level, why = shapes.limit(i)
         if level < 2 and why:
             out[i] = why
+        elif level >= smallest:
+            partners[shapes.classes[i]] = partners.get(shapes.classes[i], 0) + 1
+    tiered = {c % TIER for c in partners if c >= TIER}
+    for i in range(len(pool.records)):
+        cls = shapes.classes[i]
+        if i not in out and partners.get(cls, 0) < 2:  # the only image of its class (or size tier)
+            out[i] = "area" if cls >= TIER or cls in tiered else "shape"
     return out
 

@@ -213,7 +213,9 @@ def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: 
     eligible = [i for i in instances if level[i] >= allowed[0]]
     share = config.rate * allowed[0] / ((1 - config.rate) + config.rate * allowed[0])
     target = len(eligible) if config.rate >= 1 else min(len(eligible), round(len(instances) * share))
-    chosen = sorted(rng.sample(eligible, target))
+    # Which repeats are collage material does not depend on the seed, so neither do the frames per epoch
+    # (sd-scripts counts steps once; check and the trainer agree for any seed). Partners still do.
+    chosen = sorted(derive_rng(0, 0, pool_key, "structure").sample(eligible, target))
     by_class: dict[int, list[int]] = {}
     for i in chosen:
         by_class.setdefault(classes[i], []).append(i)
