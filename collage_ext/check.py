@@ -26,10 +26,11 @@ from .crops import read_crop_box
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageError, CollageInputError
 from .fit import upscale_factor
-from .framestats import frame_note
+from .framestats import alone_images, frame_note
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
 from .images import open_image
-from .layout import group_sizes, layout_cells, layouts_with
+from .layout import group_sizes, is_line_layout, layout_cells, layouts_with
+from .shapes import AREA_TOLERANCE
 from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
 from .types import Size
 
@@ -83,6 +84,9 @@ class CheckReport:
                          f"({d['buckets']} buckets)")
         st = s["steps"]
         lines.append(f"steps: {st['describe']}")
+        modes = modes_line(s)
+        if modes:
+            lines.append(f"modes: {modes}")
         lines.append("")
         order = {"error": 0, "warning": 1, "info": 2}
         for f in sorted(self.findings, key=lambda f: order[f.level]):
@@ -101,15 +105,42 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> Chec
     images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
     measures, broken = _scan_images(project, images, findings)
     planned = plan_project(project, encoder, exclude=frozenset(broken))
-    frameset = frames_for(planned, project.mode if project.mode == "static" else "dynamic", epoch)
+    mode = "static" if project.mode == "static" else "dynamic"
+    frameset = frames_for(planned, mode, epoch)
     in_collage = _check_collage_sources(planned, measures, findings)
     _check_singles(project, planned, frameset, measures, broken, in_collage, findings)
     _check_captions(project, encoder, broken, findings)
     _check_frame_captions(frameset, encoder, findings)
     _check_leftovers(planned, frameset, findings)
     _check_scale_rule(planned, frameset, findings)
+    _check_alone(planned, findings)
     summary = _summary(project, planned, frameset, measures, broken, encoder)
+    if planned:  # the other mode's count too: they differ by design where repeats split over static variants
+        other = "dynamic" if mode == "static" else "static"
+        alternative = _summary(project, planned, frames_for(planned, other, epoch), measures, broken, encoder)
+        summary["modes"] = {"used": mode, "why": project.mode_why, mode: _counts(summary),
+                            other: _counts(alternative)}
     return CheckReport(findings, summary)
+
+
+def _counts(summary: dict[str, Any]) -> dict[str, int]:
+    """Samples and optimizer steps per epoch of a ``_summary``."""
+    return {"samples_per_epoch": sum(int(d["samples_per_epoch"]) for d in summary["datasets"]),
+            "steps_per_epoch": int(summary["steps"]["steps_per_epoch"])}
+
+
+def modes_line(summary: dict[str, Any]) -> str | None:
+    """One line when dynamic and static mode count differently, saying which one the run uses."""
+    modes = summary.get("modes")
+    if not modes:
+        return None
+    used, other = modes["used"], "static" if modes["used"] == "dynamic" else "dynamic"
+    if modes[used] == modes[other]:
+        return f"dynamic and static mode: the same {modes[used]['samples_per_epoch']} samples per epoch"
+    return (f"this run uses {used} mode ({modes['why']}): {modes[used]['samples_per_epoch']} samples, "
+            f"{modes[used]['steps_per_epoch']} steps per epoch; {other} mode would give "
+            f"{modes[other]['samples_per_epoch']} samples, {modes[other]['steps_per_epoch']} steps (static mode "
+            "spreads an image's repeats over collage_variants, so odd leftovers fall per variant)")
 
 
 def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
@@ -242,17 +273,90 @@ def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, find
             frames += bool(names)
             short.extend(n for n in names if n not in short)
         if short:
-            shown = ", ".join(os.path.basename(n) for n in short[:EXAMPLES]) + (
-                f" and {len(short) - EXAMPLES} more" if len(short) > EXAMPLES else "")
-            # A forced layout breaking the rule is a warning; a fixed frame's padding is expected (info).
-            level = "warning" if any(name != "auto" for name in config.layouts) else "info"
+            shown = _names(short)
+            forced = [n for n in config.layout_names if not is_line_layout(n)]
+            fix = (f"collage_layouts lists {', '.join(forced)} (grids put sources at part size): remove them"
+                   if forced else "raise collage_max_crop (fixed frames) or use enable_bucket = true for "
+                   "content-shaped frames")
             findings.append(Finding(
-                level, "scale_rule",
+                "warning", "scale_rule",
                 f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
                 f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
-                f"smaller scale (layouts {', '.join(config.layout_names)}, fit {config.fit_mode}); use the default "
-                "collage_layouts with enable_bucket = true for content-shaped frames, or accept it knowingly",
-                short[0]))
+                f"smaller scale; {fix}, or set collage_min_span = 0 to accept it knowingly", short[0]))
+        _check_frame_area(item, jobs, findings)
+
+
+def _names(paths: Sequence[str]) -> str:
+    return ", ".join(os.path.basename(n) for n in paths[:EXAMPLES]) + (
+        f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else "")
+
+
+def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[Finding]) -> None:
+    """A warning when a collage frame trains smaller than the bucket one of its members gets alone."""
+    buckets = Buckets.for_dataset(item.dataset)
+    small: list[str] = []
+    frames, worst = 0, 1.0
+    for job in jobs:
+        (fw, fh), _ = buckets.select(job.params.layout.frame)
+        own = [(_own_area(buckets, s.size), s.path) for s in job.sources]
+        ratio = fw * fh / max(a for a, _ in own)
+        if ratio < AREA_TOLERANCE:
+            frames += 1
+            worst = min(worst, ratio)
+            small.extend(p for a, p in own if fw * fh < AREA_TOLERANCE * a and p not in small)
+    if not small:
+        return
+    if item.subset.config.frame_size is not None:
+        fix = f"collage_frame_size = {item.subset.config.frame_size} is smaller than the resolution: unset it"
+    elif buckets.no_upscale:
+        fix = "bucket_no_upscale = true: use images of similar size, or bucket_no_upscale = false"
+    else:
+        fix = f"max_bucket_reso = {buckets.max_reso} caps the frames: set max_bucket_reso = {2 * max(buckets.resolution)}"
+    findings.append(Finding(
+        "warning", "frame_below_bucket",
+        f"{item.subset.image_dir}: {frames} of {len(jobs)} collage frames train smaller than the bucket their members "
+        f"get alone (down to {worst:.2f} of its area: {_names(small)}), so each image is learned at a smaller scale "
+        f"than plain sd-scripts would train it; {fix}", small[0]))
+
+
+def _own_area(buckets: Buckets, size: Size) -> int:
+    if not buckets.enable:
+        return buckets.area
+    (w, h), _ = buckets.select(size)
+    return w * h
+
+
+def _check_alone(planned: Sequence[PlannedSubset], findings: list[Finding]) -> None:
+    """Images that train alone because no frame can keep the rule for them, named, with the setting to change."""
+    for item in planned:
+        alone = alone_images(item.pool)
+        if not alone:
+            continue
+        buckets = Buckets.for_dataset(item.dataset)
+        by_reason: dict[str, list[str]] = {}
+        for index, why in alone.items():
+            by_reason.setdefault(why, []).append(item.pool.sources[index].path)
+        area = by_reason.get("area", [])
+        if area and buckets.no_upscale:
+            findings.append(Finding(
+                "info", "trains_alone",
+                f"{item.subset.image_dir}: {len(area)} images have no partner of a similar size and train alone at "
+                f"their own bucket (bucket_no_upscale = true: a collage frame keeps its smallest member's scale, so "
+                f"it would be smaller than a larger partner's bucket): {_names(area)}", area[0]))
+        elif area:
+            findings.append(Finding(
+                "warning", "trains_alone",
+                f"{item.subset.image_dir}: {len(area)} images train alone because max_bucket_reso = {buckets.max_reso} "
+                f"caps their collage frames below the bucket each gets alone ({_names(area)}); set "
+                f"max_bucket_reso = {2 * max(buckets.resolution)} so they share frames at full size", area[0]))
+        span = by_reason.get("span", [])
+        if span:
+            findings.append(Finding(
+                "info", "trains_alone",
+                f"{item.subset.image_dir}: {len(span)} images cannot keep the scale rule beside a partner in the fixed "
+                f"{item.pool.frame} frame and train alone, as sd-scripts would train them ({_names(span)}); "
+                f"enable_bucket = true gives them content-shaped frames, a larger collage_max_crop crops more "
+                f"(now {item.pool.max_crop:g})", span[0]))
 
 
 def _check_singles(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,

@@ -103,7 +103,7 @@ class FrameParams:
         """Rebuild params written by ``to_json``."""
         lay = data["layout"]
         layout = Layout(name=lay["name"], frame=Size(*lay["frame"]), cells=tuple(Rect(*c) for c in lay["cells"]),
-                        order=tuple(lay["order"]), names=tuple(lay["names"]))
+                        order=tuple(lay["order"]), names=tuple(lay["names"]), fit=lay.get("fit"))
         return cls(keys=tuple(data["keys"]), layout=layout, texts=tuple(data["texts"]),
                    dropped=tuple(data["dropped"]), seed=data["seed"], epoch=data["epoch"])
 
@@ -151,6 +151,8 @@ class Collage:
     #: sd-scripts' ``alpha_mask`` is on for the subset (``frames.uses_alpha``): each cell also carries its
     #: source's own alpha, fitted with the same plan as its pixels (``RenderResult.alpha``).
     alpha_mask: bool = False
+    #: Fixed frames (``Pool.max_crop``): share of a source's width / height a line may crop to keep the rule.
+    max_crop: float = 0.0
 
     def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int,
                     frame: Size | None = None) -> FrameParams:
@@ -165,7 +167,8 @@ class Collage:
             layout = Layout("1x1", frame, cells, (0,), ("",))  # no position marker for a lone image
         else:
             layout = plan_layout([s.effective_size for s in sources], frame, self.config,
-                                 rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped)
+                                 rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped,
+                                 max_crop=[0.0 if s.crop is not None else self.max_crop for s in sources])
         rng = derive_rng(seed, epoch, key, "caption")
         texts = tuple(select_line(sources[i].caption, self.grammar, rng=rng) for i in layout.order)
         dropped = drop_cells(len(texts), self.config.cell_caption_dropout_rate, rng=rng)
@@ -180,24 +183,25 @@ class Collage:
         """
         placements = []
         gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
+        fit_mode = params.layout.fit or self.config.fit_mode
         for cell, index in zip(params.layout.cells, params.layout.order):
             source = sources[index]
             alpha = None
             if images is not None:  # in-memory images: what load_fitted does with a file (to_rgb, then fit)
                 rgb = to_rgb(images[index], fill=self.config.fill)
-                fitted, rect = fit_image(rgb, cell.size, self.config.fit_mode, source.crop)
+                fitted, rect = fit_image(rgb, cell.size, fit_mode, source.crop)
                 own = alpha_channel(images[index]) if self.alpha_mask else None
-                alpha = None if own is None else fit_image(own, cell.size, self.config.fit_mode, source.crop)[0]
+                alpha = None if own is None else fit_image(own, cell.size, fit_mode, source.crop)[0]
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
                     check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
                     how = {"fill": self.config.fill, "draft_gaps": gaps, "soft_shrink": self.config.decode == "fast",
                            "expected": source.size, "convert_icc": self.config.color_profile == "srgb"}
                     if self.alpha_mask:
-                        fitted, rect, alpha = load_fitted_with_alpha(source.path, cell.size, self.config.fit_mode,
+                        fitted, rect, alpha = load_fitted_with_alpha(source.path, cell.size, fit_mode,
                                                                      source.crop, **how)
                     else:
-                        fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop, **how)
+                        fitted, rect = load_fitted(source.path, cell.size, fit_mode, source.crop, **how)
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise

@@ -220,6 +220,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("collage_fit_mode", "fit_mode", _choice("contain", "cover"), "contain", '"cover"', "str",
            "How a source fills its cell: 'contain' keeps the whole image and pads, 'cover' fills the cell and crops "
            "the centre (or the image's crop box)."),
+    Option("collage_max_crop", "max_crop", _number(0, 0.5, integer=False), 0.35, "0.2", "float",
+           "The largest share of a source's width (side by side) or height (stacked) that is cropped away, centred, "
+           "where its shape differs from its frame's (a fixed frame: collage_frame_size or enable_bucket = false; "
+           "coarse bucket steps), so it keeps the full frame height or width; beyond it the cell is padded. Never "
+           "cuts into an image with a crop box; 0 = pad only. collage_fit_mode = 'cover' crops without limit."),
     Option("collage_fill", "fill", _color, (24, 24, 24), '"#181818"', "str colour",
            "Padding colour for empty space and gutters: '#rgb', '#rrggbb' or 'r,g,b'."),
     Option("collage_gutter", "gutter", _number(0, 256, integer=True), 0, "8", "int",
@@ -283,6 +288,7 @@ class CollageConfig:
     frame_size: Size | None = None
     min_span: float = 0.95
     fit_mode: FitMode = "contain"
+    max_crop: float = 0.35
     fill: tuple[int, int, int] = (24, 24, 24)
     gutter: int = 0
     max_upscale: float = 1.5

@@ -293,7 +293,7 @@ def plan_project(project: Project, encoder: TextEncoder, *,
         repeat = bool(subset.config.repeat_phrases)
         collage = Collage(subset.config, plan.pool.frame, grammar=grammar_of(subset.namespace()),
                           budget=encoder.budget if repeat else None, counter=encoder.counter if repeat else None,
-                          shaped=plan.pool.shaped,
+                          shaped=plan.pool.lines, max_crop=plan.pool.max_crop,
                           alpha_mask=uses_alpha(subset.params.get("alpha_mask", False), subset.config))
         planned.append(PlannedSubset(dataset, subset, plan, SubsetFrames(plan.pool, collage)))
     return planned

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .fit import plan_fit
+from .shapes import TIER
 from .types import Layout, Size
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def frame_stats(layout: Layout, sources: Sequence[Source], fit_mode: str) -> Fra
         fit_mode: ``contain`` or ``cover``.
     """
     frame = layout.frame
+    fit_mode = layout.fit or fit_mode
     spans = [0.0] * len(sources)
     shown = 0
     for cell, index in zip(layout.cells, layout.order):
@@ -171,20 +173,68 @@ def frame_note(pool: Pool, buckets: Buckets | None) -> list[str]:
     ``max_bucket_reso`` keeps frames below the resolution's area. Fixed: that padding is expected.
     """
     shapes = pool.shapes
+    why = ("collage_frame_size is set" if pool.config.frame_size is not None
+           else "the dataset does not bucket (enable_bucket = false)")
     if shapes is None:
-        why = ("collage_frame_size is set" if pool.config.frame_size is not None
-               else "the dataset does not bucket (enable_bucket = false)")
-        return [f"fixed {pool.frame} frames ({why}): sources keep their aspect, so "
+        return [f"fixed {pool.frame} frames ({why}), collage_min_span = 0: sources keep their aspect, so "
                 "#{:02x}{:02x}{:02x} padding is expected; enable_bucket = true gives content-shaped frames".format(
                     *pool.config.fill)]
     structure = pool.structure
     used = list(dict.fromkeys(zip(structure.slot_classes, structure.sizes)))
+    alone = alone_counts(pool)
+    if pool.fixed:
+        crop = (f"cropping at most {pool.max_crop:.0%} of a source" if pool.max_crop < 1 else "cropping as needed")
+        lines = [f"fixed {pool.frame} frames ({why}): sources share a frame only within their shape class, each at "
+                 f">= {pool.config.min_span:g} of the frame's height or width ({crop}, collage_max_crop): "
+                 + ("; ".join(shapes.describe(used)) if used else "no source has a partner of its shape")]
+        if alone.get("span"):
+            lines.append(f"{alone['span']} images cannot keep the scale rule beside a partner in a {pool.frame} frame "
+                         "(e.g. squares in a square frame) and train alone, as sd-scripts would train them; "
+                         "enable_bucket = true gives them content-shaped frames")
+        return lines
     if not used:
         return ["content-shaped frames: no source has a partner of its shape, so every image trains single"]
     lines = ["content-shaped frames (bucket resolutions): " + "; ".join(shapes.describe(used))]
+    if alone.get("area") and buckets is not None:
+        setting = ("bucket_no_upscale = true: no partner of a similar size" if buckets.no_upscale else
+                   f"max_bucket_reso = {buckets.max_reso} caps their collage frames below that; set "
+                   f"max_bucket_reso = {2 * max(buckets.resolution)}")
+        lines.append(f"{alone['area']} images train alone, at their own bucket, because a collage frame would be "
+                     f"smaller than the bucket each gets alone ({setting})")
     if buckets is not None and not buckets.no_upscale and any(
             shapes.frame(c, k).area < 0.85 * buckets.area for c, k in used):
         lines.append(f"max_bucket_reso = {buckets.max_reso} leaves some arrangements well below the "
                      f"{buckets.resolution} area; set max_bucket_reso = {2 * max(buckets.resolution)} so side-by-side "
                      "and stacked frames keep the full area")
     return lines
+
+
+def alone_counts(pool: Pool) -> dict[str, int]:
+    """Images that never join a collage, by what stops them (``ShapePlan.limit``): ``upscale``, ``area``, ``span``."""
+    out: dict[str, int] = {}
+    for name in alone_images(pool).values():
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def alone_images(pool: Pool) -> dict[int, str]:
+    """Per source index that trains alone (level 1), why (``upscale``, ``area`` or ``span``)."""
+    shapes = pool.shapes
+    if shapes is None or not pool.config.enabled:
+        return {}
+    out = {}
+    smallest = shapes.group_sizes[0] if shapes.group_sizes else 2
+    partners: dict[int, int] = {}  # per class, distinct images that may join a frame
+    for i in range(len(pool.records)):
+        level, why = shapes.limit(i)
+        if level < 2 and why:
+            out[i] = why
+        elif level >= smallest:
+            partners[shapes.classes[i]] = partners.get(shapes.classes[i], 0) + 1
+    tiered = {c % TIER for c in partners if c >= TIER}
+    for i in range(len(pool.records)):
+        cls = shapes.classes[i]
+        if i not in out and partners.get(cls, 0) < 2:  # the only image of its class (or size tier)
+            out[i] = "area" if cls >= TIER or cls in tiered else "shape"
+    return out
+

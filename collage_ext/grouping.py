@@ -213,7 +213,9 @@ def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: 
     eligible = [i for i in instances if level[i] >= allowed[0]]
     share = config.rate * allowed[0] / ((1 - config.rate) + config.rate * allowed[0])
     target = len(eligible) if config.rate >= 1 else min(len(eligible), round(len(instances) * share))
-    chosen = sorted(rng.sample(eligible, target))
+    # Which repeats are collage material does not depend on the seed, so neither do the frames per epoch
+    # (sd-scripts counts steps once; check and the trainer agree for any seed). Partners still do.
+    chosen = sorted(derive_rng(0, 0, pool_key, "structure").sample(eligible, target))
     by_class: dict[int, list[int]] = {}
     for i in chosen:
         by_class.setdefault(classes[i], []).append(i)
@@ -275,20 +277,20 @@ def class_sizes(levels: Sequence[int], allowed: Sequence[int]) -> list[int]:
 def _fill(members: Sequence[int], sizes: Sequence[int], level: Sequence[int], rng: random.Random) -> list[Group]:
     """Partition ``members`` into frames of ``sizes`` (largest first), partners drawn by ``rng``."""
     remaining = list(members)
-    groups: list[Group] = []
+    groups: list[list[int]] = []
     for size in sorted(set(sizes), reverse=True):
         count = list(sizes).count(size)
         fitting = [i for i in remaining if level[i] >= size]
         rng.shuffle(fitting)
         take = fitting[: count * size]
         remaining = [] if len(take) == len(remaining) else _without(remaining, _multiset(take))
-        level_groups = [take[k : k + size] for k in range(0, len(take), size)]
-        _separate_duplicates(level_groups, rng)
-        groups.extend(tuple(g) for g in level_groups)
+        groups.extend(take[k : k + size] for k in range(0, len(take), size))
     if remaining:
         msg = f"internal: {len(remaining)} collage instances left ungrouped"
         raise AssertionError(msg)
-    return groups
+    # Across populations too: a frame of three (the class's odd leftover) is often the only one of its size.
+    _separate_duplicates(groups, rng, level)
+    return [tuple(g) for g in groups]
 
 
 def _group_shaped(structure: PoolStructure, rng: random.Random) -> list[Group]:
@@ -336,6 +338,10 @@ def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed
     if remaining:  # cannot happen when the structure was planned by plan_structure
         msg = f"internal: {len(remaining)} collage instances left ungrouped in pool {pool_key!r}"
         raise AssertionError(msg)
+    if any(len(set(g)) < len(g) for g in groups):  # a lone frame of its population: trade across populations
+        lists = [list(g) for g in groups]
+        _separate_duplicates(lists, rng, level)
+        groups = [tuple(g) for g in lists]
     return groups
 
 
@@ -387,10 +393,18 @@ def _by_orientation(items: list[int], orientation: Sequence[int], rng: random.Ra
     return buckets[0] + buckets[1] + buckets[2]
 
 
-def _separate_duplicates(groups: list[list[int]], rng: random.Random) -> None:
-    """Swap members so no frame holds one image twice (when the pool allows it)."""
+def _separate_duplicates(groups: list[list[int]], rng: random.Random, level: Sequence[int] | None = None) -> None:
+    """Swap members so no frame holds one image twice (when the pool allows it).
+
+    With ``level`` (per record, the largest frame it may join), a swap moves a member only into a
+    frame it may join, so groups of different populations can trade too.
+    """
     if len(groups) < 2:
         return
+
+    def fits(item: int, group: list[int]) -> bool:
+        return level is None or level[item] >= len(group)
+
     for g, group in enumerate(groups):
         for slot in range(len(group)):
             if group.count(group[slot]) < 2:
@@ -401,7 +415,8 @@ def _separate_duplicates(groups: list[list[int]], rng: random.Random) -> None:
                 if other is group:
                     continue
                 for o_slot, candidate in enumerate(other):
-                    if candidate not in group and group[slot] not in other:
+                    if candidate not in group and group[slot] not in other and fits(candidate, group) \
+                            and fits(group[slot], other):
                         group[slot], other[o_slot] = candidate, group[slot]
                         break
                 else:

@@ -172,7 +172,7 @@ def max_group_size(src: Size, frame: Size, config: CollageConfig) -> int:
 
 
 def plan_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rng: random.Random,
-                shaped: bool = False) -> Layout:
+                shaped: bool = False, max_crop: Sequence[float] | float = 0.0) -> Layout:
     """Choose the layout and the source-to-cell assignment for one collage frame.
 
     Every allowed layout with ``len(sizes)`` cells and every assignment of sources to its cells is
@@ -181,30 +181,40 @@ def plan_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rn
     ``max_upscale`` are refused. Ties (mirror layouts, sources of equal aspect) are broken with ``rng``.
 
     With ``shaped`` (a content-shaped frame) side-by-side and stacked layouts size each cell to its
-    source's aspect (``line_cells``), so the sources fill the frame edge to edge.
+    source's aspect (``line_cells``), so the sources fill the frame edge to edge. ``max_crop`` (per
+    source, or one share for all; fixed frames only) lets a line crop each source's overhang up to that
+    share so it keeps the full frame height (side by side) or width (stacked); such a layout is
+    rendered with ``cover`` (``Layout.fit``).
 
     Raises:
         LayoutError: when no allowed layout holds these sources within the limits.
     """
     n = len(sizes)
-    best: list[tuple[str, tuple[Rect, ...], tuple[int, ...]]] = []
+    crops = [float(max_crop)] * n if isinstance(max_crop, (int, float)) else [float(c) for c in max_crop]
+    best: list[tuple[str, tuple[Rect, ...], tuple[int, ...], str | None]] = []
     best_score: tuple[int, float] = (-1, -1.0)
     for name in layouts_with(n, config):
         fixed = None if shaped and is_line_layout(name) else layout_cells(name, frame, config.gutter)
         for order in _assignments(sizes, fixed or layout_cells(name, frame, config.gutter)):
-            cells = fixed if fixed is not None else line_cells(name, [sizes[i] for i in order], frame, config)
-            score = _score(sizes, cells, order, frame, config)
+            fit: str | None = None
+            if fixed is not None:
+                cells = fixed
+            else:
+                cells, cropped = line_plan(name, [sizes[i] for i in order], frame, config,
+                                           [crops[i] for i in order])
+                fit = "cover" if cropped else None
+            score = _score(sizes, cells, order, frame, config, fit or config.fit_mode)
             if score is None or _worse(score, best_score):
                 continue
             if _better(score, best_score):
                 best, best_score = [], score
-            best.append((name, cells, order))
+            best.append((name, cells, order, fit))
     if not best:
         msg = (f"no allowed layout holds {n} images of sizes {', '.join(map(str, sizes))} in a {frame} frame "
                f"within collage_max_upscale={config.max_upscale:g}; allow more layouts or raise collage_max_upscale")
         raise LayoutError(msg)
-    name, cells, order = best[rng.randrange(len(best))] if len(best) > 1 else best[0]
-    return Layout(name=name, frame=frame, cells=cells, order=order, names=position_names(cells, frame))
+    name, cells, order, fit = best[rng.randrange(len(best))] if len(best) > 1 else best[0]
+    return Layout(name=name, frame=frame, cells=cells, order=order, names=position_names(cells, frame), fit=fit)
 
 
 def _better(a: tuple[int, float], b: tuple[int, float]) -> bool:
@@ -239,17 +249,38 @@ def line_cells(name: str, sizes: Sequence[Size], frame: Size, config: CollageCon
         >>> line_cells("1x2", [Size(600, 900), Size(600, 900)], Size(1152, 896), CollageConfig())
         (Rect(x=0, y=0, width=576, height=896), Rect(x=576, y=0, width=576, height=896))
     """
+    return line_plan(name, sizes, frame, config)[0]
+
+
+def line_plan(name: str, sizes: Sequence[Size], frame: Size, config: CollageConfig,
+              max_crop: Sequence[float] | None = None) -> tuple[tuple[Rect, ...], bool]:
+    """``line_cells`` where each source may lose up to ``max_crop[i]`` of its width (side by side) or
+    height (stacked) to keep the full frame height (width); returns the cells and whether any crops.
+
+    A line too long for the frame is cut back by one common share of every source (capped per source;
+    the others then give more); only when the caps are reached does the line's height shrink. A
+    cropped cell has the cut-down aspect, so ``cover`` fills it with exactly that crop.
+
+    Examples:
+        >>> from collage_ext.config import CollageConfig
+        >>> line_plan("1x2", [Size(600, 900)] * 2, Size(1024, 1024), CollageConfig(), [0.3, 0.3])
+        ((Rect(x=0, y=0, width=512, height=1024), Rect(x=512, y=0, width=512, height=1024)), True)
+    """
     if name.endswith("x1") and not name.startswith("1x"):  # stacked: the transposed problem
-        flipped = line_cells(f"1x{len(sizes)}", [Size(s.height, s.width) for s in sizes],
-                             Size(frame.height, frame.width), config)
-        return tuple(Rect(r.y, r.x, r.height, r.width) for r in flipped)
+        flipped, cropped = line_plan(f"1x{len(sizes)}", [Size(s.height, s.width) for s in sizes],
+                                     Size(frame.height, frame.width), config, max_crop)
+        return tuple(Rect(r.y, r.x, r.height, r.width) for r in flipped), cropped
     n, gutter = len(sizes), config.gutter
     avail = frame.width - gutter * (n - 1)
     aspects = [s.width / s.height for s in sizes]
+    kept = _kept_shares(aspects, frame.height, avail, max_crop or [0.0] * n)
+    cropped = any(k < 1 - 1e-9 for k in kept)
+    aspects = [a * k for a, k in zip(aspects, kept)]
     height = min(float(frame.height), avail / sum(aspects))
     heights = [min(height, s.height * config.max_upscale) for s in sizes]
     exact = [a * h for a, h in zip(aspects, heights)]
-    if height < frame.height and heights == [height] * n:  # width-limited: split the width exactly
+    # Width-limited (or cropped to fit): split the width exactly, so the line meets both frame edges.
+    if heights == [height] * n and (height < frame.height or (cropped and sum(exact) > avail - 1)):
         widths = _largest_remainder(exact, avail)
     else:
         widths = [max(1, math.floor(w + 0.5)) for w in exact]
@@ -258,10 +289,33 @@ def line_cells(name: str, sizes: Sequence[Size], frame: Size, config: CollageCon
     x = (frame.width - sum(widths) - gutter * (n - 1)) // 2
     cells = []
     for w, h, full in zip(widths, heights, (h >= height for h in heights)):
-        cell_h = frame.height if full else max(1, min(frame.height, math.floor(h)))
+        # A cropped (cover) cell must have the cut-down aspect: its height is the line's, not the frame's.
+        cell_h = frame.height if full and not cropped else max(1, min(frame.height, math.floor(h + 1e-6)))
         cells.append(Rect(x, (frame.height - cell_h) // 2, w, cell_h))
         x += w + gutter
-    return tuple(cells)
+    return tuple(cells), cropped
+
+
+def _kept_shares(aspects: Sequence[float], height: int, avail: int, caps: Sequence[float]) -> list[float]:
+    """Per source, the share of its width kept so the line fits ``avail`` at ``height`` (water-filling).
+
+    Every source loses the same share ``c`` of its width, each at most its cap; sources at their cap
+    keep the rest. ``c`` is the smallest share that fits, or every cap when even that is too long.
+    """
+    total = sum(aspects) * height
+    if total <= avail or not any(c > 0 for c in caps):
+        return [1.0] * len(aspects)
+    lo, hi = 0.0, max(caps)
+
+    def width(c: float) -> float:
+        return sum(a * (1 - min(c, cap)) for a, cap in zip(aspects, caps)) * height
+
+    if width(hi) > avail:
+        return [1 - cap for cap in caps]
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if width(mid) > avail else (lo, mid)
+    return [1 - min(hi, cap) for cap in caps]
 
 
 def _largest_remainder(parts: Sequence[float], total: int) -> list[int]:
@@ -301,14 +355,14 @@ def _assignments(sizes: Sequence[Size], cells: Sequence[Rect]) -> list[tuple[int
 
 
 def _score(sizes: Sequence[Size], cells: Sequence[Rect], order: Sequence[int], frame: Size,
-           config: CollageConfig) -> tuple[int, float] | None:
+           config: CollageConfig, fit_mode: str) -> tuple[int, float] | None:
     total, keeping = 0.0, 0
     for cell, src_index in zip(cells, order):
         src = sizes[src_index]
-        if fit_scale(src, cell.size, config.fit_mode) > config.max_upscale + _TIE:
+        if fit_scale(src, cell.size, fit_mode) > config.max_upscale + _TIE:
             return None
-        total += useful_pixels(src, cell.size, config.fit_mode)
-        keeping += source_span(src, cell, frame, config.fit_mode) >= config.min_span - _TIE
+        total += useful_pixels(src, cell.size, fit_mode)
+        keeping += source_span(src, cell, frame, fit_mode) >= config.min_span - _TIE
     return keeping, total
 
 

@@ -44,17 +44,38 @@ class Pool:
         repeats = list(self.repeats) or [1] * len(self.sources)
         return [Record(s.key, s.effective_size, r) for s, r in zip(self.sources, repeats)]
 
+    @property
+    def fixed(self) -> bool:
+        """True when every collage has the one frame ``frame`` (``collage_frame_size``, or no bucketing)."""
+        return self.buckets is None or not self.buckets.enable or self.config.frame_size is not None
+
+    @property
+    def max_crop(self) -> float:
+        """Share of a source a line may crop to keep the rule (``collage_max_crop``; ``cover``: no limit)."""
+        return 1.0 if self.config.fit_mode == "cover" else self.config.max_crop
+
     @cached_property
     def shapes(self) -> ShapePlan | None:
-        """Shape classes and their frames when frames are content-shaped, else ``None`` (fixed frame)."""
-        if self.buckets is None or not self.buckets.enable or self.config.frame_size is not None:
+        """Shape classes and their frames; ``None`` only for a fixed frame with the rule off (``collage_min_span = 0``).
+
+        Fixed frames keep the rule too: sources share a frame only within their class, portraits side
+        by side and landscapes stacked at full height / width (cropping up to ``max_crop``).
+        """
+        if self.fixed and self.config.min_span <= 0:
             return None
-        return plan_shapes([r.size for r in self.records], self.buckets, self.config,
-                           [r.num_repeats for r in self.records])
+        buckets = self.buckets or Buckets.from_params(self.frame, {})
+        return plan_shapes([r.size for r in self.records], buckets, self.config,
+                           [r.num_repeats for r in self.records], fixed=self.frame if self.fixed else None,
+                           max_crop=self.max_crop, boxed=[s.crop is not None for s in self.sources])
 
     @property
     def shaped(self) -> bool:
-        """True when every frame takes a bucket resolution chosen for its arrangement."""
+        """True when every frame takes a bucket resolution chosen for its arrangement (content-shaped)."""
+        return self.shapes is not None and not self.fixed
+
+    @property
+    def lines(self) -> bool:
+        """True when side-by-side and stacked cells follow their sources' aspects (``Collage.shaped``)."""
         return self.shapes is not None
 
     @cached_property
@@ -66,14 +87,14 @@ class Pool:
 
     def frame_for(self, group: Group) -> Size:
         """The frame of a collage group: the class's frame for its population, else the fixed frame."""
-        if self.shapes is None or len(group) < 2:
+        if self.shapes is None or self.fixed or len(group) < 2:
             return self.frame
         return self.shapes.frame(self.shapes.classes[group[0]], len(group))
 
     def slot_frame(self, slot: int) -> Size:
         """The frame of a dynamic slot; the same in every epoch (sd-scripts buckets it once)."""
         structure = self.structure
-        if self.shapes is None or not structure.slot_classes:
+        if self.shapes is None or self.fixed or not structure.slot_classes:
             return self.frame
         return self.shapes.frame(structure.slot_classes[slot], structure.sizes[slot])
 

@@ -22,7 +22,7 @@ from statistics import median
 
 from .buckets import Buckets, make_bucket_resolutions
 from .config import CollageConfig, layout_cell_count
-from .layout import is_line_layout as is_line
+from .layout import fit_scale, is_line_layout as is_line, layout_cells, line_plan, source_span
 from .types import Size
 
 #: Arrangements of one class whose aspects differ by less than this factor share a class when a
@@ -33,12 +33,28 @@ MERGE_RATIO = 1.3
 #: and fill is used instead (only where the bucket steps are coarse for the resolution, e.g. 512 px).
 MIN_RULE_FILL = 0.9
 
+#: A class whose members spread over aspects takes a frame that keeps the rule for all of them when
+#: its typical pair still fills this share of it (else the best balance of span and fill).
+MIN_SPREAD_FILL = 0.8
+
 #: Two odd classes merge only when this close: their pairs then vary in shape, so the fill drops.
 PAIR_MERGE_RATIO = 1.2
 
 #: A frame of three must keep this share of the pair frame's area (``max_bucket_reso`` can make a
 #: three-wide frame tiny); otherwise a class's odd leftover stays single or pairs across classes.
 GROW_AREA = 0.8
+
+#: A collage frame is never smaller than the bucket its smallest member would get alone in plain
+#: sd-scripts (the technique's rule at the frame level). sd-scripts' own buckets of one resolution differ
+#: in area by up to 6 % (sides are whole steps), so frame and bucket count as equal within this share.
+AREA_TOLERANCE = 0.94
+
+#: Offset of the shape class of sources with a crop box in a fixed frame: nothing may be cut from
+#: them, so they pair only with each other (a croppable partner cannot take the whole cut).
+BOXED = 100_000
+
+#: Offset of each size tier (``bucket_no_upscale``): tier ``t`` of class ``c`` is ``c + (t + 1) * TIER``.
+TIER = 1_000_000
 
 
 def arrangement_aspect(name: str, aspect: float) -> float:
@@ -73,6 +89,12 @@ class ShapePlan:
     classes: tuple[int, ...]
     aspects: dict[int, float]
     sizes: tuple[Size, ...]
+    #: A fixed frame (``collage_frame_size``, or no bucketing): every collage has this size.
+    fixed: Size | None = None
+    #: Fixed frames: the share of a source's width (side by side) or height (stacked) a line may crop.
+    max_crop: float = 0.0
+    #: Per record: it has a crop box (nothing more is cut from it).
+    boxed: tuple[bool, ...] = ()
     _frames: dict[tuple[int, int], tuple[str, Size]] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -95,6 +117,19 @@ class ShapePlan:
         return out
 
     @cached_property
+    def _boxed_classes(self) -> frozenset[int]:
+        """Classes with a member that has a crop box (partners there may not be cut)."""
+        return frozenset(c for c, boxed in zip(self.classes, self.boxed) if boxed)
+
+    @cached_property
+    def _own_area(self) -> dict[int, int]:
+        """Per class, the largest bucket area a member gets alone."""
+        out: dict[int, int] = {}
+        for i, cls in enumerate(self.classes):
+            out[cls] = max(out.get(cls, 0), self.own_bucket_area(i))
+        return out
+
+    @cached_property
     def group_sizes(self) -> tuple[int, ...]:
         """Image counts a shaped frame may hold (ascending)."""
         counts = {layout_cell_count(n) for n in self.config.layout_names}
@@ -110,7 +145,8 @@ class ShapePlan:
         aspect = self.aspects[cls]
         lines = [n for n in names if is_line(n)]
         pool = lines or names
-        return min(pool, key=lambda n: (abs(math.log(arrangement_aspect(n, aspect))), n != f"1x{k}"))
+        target = 1.0 if self.fixed is None else self.fixed.width / self.fixed.height  # nearest the frame's shape
+        return min(pool, key=lambda n: (abs(math.log(arrangement_aspect(n, aspect) / target)), n != f"1x{k}"))
 
     def frame(self, cls: int, k: int) -> Size:
         """The frame of a ``k``-image group of class ``cls`` (constant for the run)."""
@@ -118,7 +154,7 @@ class ShapePlan:
         if key not in self._frames:
             name = self.layout_for(cls, k)
             target = arrangement_aspect(name, self.aspects[cls])
-            self._frames[key] = (name, self._frame_for(cls, target, name))
+            self._frames[key] = (name, self.fixed or self._frame_for(cls, target, name))
         return self._frames[key][1]
 
     def _frame_for(self, cls: int, target: float, name: str) -> Size:
@@ -131,57 +167,111 @@ class ShapePlan:
             low, high = self._spread[cls]
             extreme = arrangement_aspect(name, high if name.startswith("1x") else low)
 
+            crop = self.max_crop
+            side = name.startswith("1x")
+
             def span(reso: tuple[int, int], arrangement: float) -> float:
+                # A line longer than the frame crops up to max_crop of each source, then shrinks.
                 ratio = reso[0] / reso[1] / arrangement
-                if name.startswith("1x"):
-                    return min(1.0, ratio)
-                return min(1.0, 1 / ratio) if is_line(name) else 1.0
+                if not is_line(name):
+                    return 1.0
+                short = ratio if side else 1 / ratio
+                return min(1.0, short / (1 - crop)) if crop < 1 else 1.0
 
             rule = self.config.min_span - 1e-9
 
             def fill(reso: tuple[int, int]) -> float:
                 ratio = reso[0] / reso[1] / target
-                return min(ratio, 1 / ratio)
+                long = 1 / ratio if side or not is_line(name) else ratio  # > 1: padding beside the line
+                return min(1.0, 1 / long) if long >= 1 else min(1.0, span(reso, target))
 
             def nearest(resos: list[tuple[int, int]]) -> tuple[int, int]:
                 return min(resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1]))
 
-            for arrangement in (extreme, target):
-                keeping = [r for r in b.resos if span(r, arrangement) >= rule]
-                if keeping and fill(nearest(keeping)) >= MIN_RULE_FILL:
+            # Frames at least as large as the class's own buckets (max_bucket_reso can cap a wide shape
+            # below the area: a bucket nearer a square, with some crop, may keep it).
+            own = AREA_TOLERANCE * self._own_area[cls]
+            large = [r for r in b.resos if r[0] * r[1] >= own] or b.resos
+            for resos in (large, b.resos):
+                for arrangement in (extreme, target):
+                    keeping = [r for r in resos if span(r, arrangement) >= rule]
+                    if keeping and fill(nearest(keeping)) >= MIN_RULE_FILL:
+                        return Size(*nearest(keeping))
+                # A class spread over aspects (coarse buckets put 3:2 and 16:9 in one) keeps the rule for
+                # all its members at some padding, rather than break it for the extreme ones.
+                keeping = [r for r in resos if span(r, extreme) >= rule]
+                if keeping and fill(nearest(keeping)) >= MIN_SPREAD_FILL:
                     return Size(*nearest(keeping))
             # Coarse buckets (low resolution, large steps) may hold no shape that keeps the rule
             # without much padding: take the best balance of span and fill instead.
             return Size(*max(b.resos, key=lambda r: (min(fill(r), span(r, target)), r[0] * r[1])))
         # bucket_no_upscale: sd-scripts keeps an image's own size (floored to steps) up to the area;
         # the frame is the arrangement at its smallest member's scale, so nothing is magnified.
-        aspect = self.aspects[cls]
-        smallest_w, smallest_h = self._smallest[cls]
-        if target >= aspect:  # grows in width: sources keep their height
-            height = float(smallest_h)
-            width = height * target
-        else:
-            width = float(smallest_w)
-            height = width / target
-        scale = min(1.0, math.sqrt(b.area / (width * height)))
-        steps = b.steps
-        return Size(max(steps, int(width * scale) // steps * steps), max(steps, int(height * scale) // steps * steps))
+        return no_upscale_frame(b, target, self.aspects[cls], *self._smallest[cls])
 
     def level(self, index: int) -> int:
-        """Largest group a record may join without being magnified beyond ``collage_max_upscale``.
+        """Largest group a record may join and keep the rule; 1 when it must stay a single image.
 
-        Its cell in a ``k``-image frame of its class, with partners of the class's typical aspect.
-        Returns 1 when it must stay a single image.
+        Its cell in a ``k``-image frame of its class, with partners of the class's typical aspect, must
+        not magnify it beyond ``collage_max_upscale``; a content-shaped frame must not be smaller than
+        the bucket the record gets alone (``AREA_TOLERANCE``); in a fixed frame the record must span
+        ``collage_min_span`` of the frame, cropping at most its ``collage_max_crop`` share.
+        """
+        return self.limit(index)[0]
+
+    def limit(self, index: int) -> tuple[int, str]:
+        """``(level, why)``: ``why`` names what stops the next larger group, ``""`` when nothing does.
+
+        ``upscale`` (too small for the cell), ``area`` (the frame would be smaller than the record's own
+        bucket: ``max_bucket_reso`` or ``bucket_no_upscale``), ``span`` (a fixed frame cannot keep the rule).
         """
         cls, src = self.classes[index], self.sizes[index]
+        own = self.own_bucket_area(index)
         best = 1
         for k in self.group_sizes:
             frame = self.frame(cls, k)
             name = self._frames[(cls, k)][0]
-            if self.cell_scale(name, frame, src, self.aspects[cls]) > self.config.max_upscale + 1e-9:
-                break
+            if is_line(name):
+                why = self._line_limit(index, name, k, frame)
+                if why:
+                    return best, why
+            elif self.cell_scale(name, frame, src, self.aspects[cls]) > self.config.max_upscale + 1e-9:
+                return best, "upscale"
+            if self.fixed is None and frame.area < AREA_TOLERANCE * own:
+                return best, "area"
             best = k
-        return best
+        return best, ""
+
+    def own_bucket_area(self, index: int) -> int:
+        """Area of the bucket sd-scripts gives record ``index`` alone (the resolution's without bucketing)."""
+        if self.fixed is not None or not self.buckets.enable:
+            return self.buckets.area
+        (w, h), _ = self.buckets.select(self.sizes[index])
+        return w * h
+
+    def _line_limit(self, index: int, name: str, k: int, frame: Size) -> str:
+        """``""`` when record ``index`` spans ``collage_min_span`` of ``frame`` in a ``name`` line of ``k``.
+
+        Partners get the class's most demanding aspect (widest side by side, narrowest stacked) and
+        the class's crop allowance, so any group the planner forms keeps the rule too. Else ``upscale``
+        (it cannot reach the span within ``collage_max_upscale``) or ``span``.
+        """
+        cls, src = self.classes[index], self.sizes[index]
+        low, high = self._spread[cls]
+        partner_aspect = high if name.startswith("1x") else low
+        partner = Size(max(1, round(8192 * partner_aspect)), 8192)  # large: never limited by max_upscale
+        cap = 0.0 if self.boxed and self.boxed[index] else self.max_crop
+        partner_cap = 0.0 if cls in self._boxed_classes else self.max_crop
+        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, self.config,
+                                   [cap] + [partner_cap] * (k - 1))
+        mode = "cover" if cropped else self.config.fit_mode
+        if fit_scale(src, cells[0].size, mode) > self.config.max_upscale + 1e-9:
+            return "upscale"
+        if source_span(src, cells[0], frame, mode) < self.config.min_span - 1e-9:
+            side = name.startswith("1x")
+            reach = (src.height / frame.height) if side else (src.width / frame.width)
+            return "upscale" if reach * self.config.max_upscale < self.config.min_span else "span"
+        return ""
 
     @staticmethod
     def cell_scale(name: str, frame: Size, src: Size, partner_aspect: float) -> float:
@@ -206,6 +296,39 @@ class ShapePlan:
         return out
 
 
+def no_upscale_frame(buckets: Buckets, target: float, aspect: float, smallest_w: int, smallest_h: int) -> Size:
+    """``bucket_no_upscale``: the frame of aspect ``target`` at the scale of its smallest member, within the area.
+
+    Examples:
+        >>> b = Buckets.from_params(Size(1024, 1024), {"enable_bucket": True, "bucket_no_upscale": True})
+        >>> no_upscale_frame(b, 4 / 3, 2 / 3, 400, 600)  # two 400x600 side by side: 800x600, in whole steps
+        Size(width=768, height=576)
+    """
+    if target >= aspect:  # grows in width: sources keep their height
+        height = float(smallest_h)
+        width = height * target
+    else:
+        width = float(smallest_w)
+        height = width / target
+    scale = min(1.0, math.sqrt(buckets.area / (width * height)))
+    steps = buckets.steps
+    max_w, max_h = width * scale, height * scale
+    floor_w, floor_h = max(steps, int(max_w) // steps * steps), max(steps, int(max_h) // steps * steps)
+    # Whole steps, no larger than the arrangement at that scale (nothing magnified), within the area.
+    # Flooring both sides can skew the shape (1086x965 -> 1024x960 cuts a side-by-side line's height to
+    # 0.948); a step more on one side, where the area allows, keeps it.
+    options = [(floor_w, floor_h)]
+    for w, h in ((floor_w + steps, floor_h), (floor_w, floor_h + steps)):
+        if w * h <= buckets.area and w <= max(width, steps) and h <= max(height, steps):
+            options.append((w, h))
+
+    def score(size: tuple[int, int]) -> tuple[float, int]:
+        ratio = size[0] / size[1] / target
+        return (min(ratio, 1 / ratio), size[0] * size[1])
+
+    return Size(*max(options, key=score))
+
+
 def _aspect_text(aspect: float) -> str:
     kind = "square" if abs(math.log(aspect)) < math.log(1.1) else ("portrait" if aspect < 1 else "landscape")
     return f"{kind} {aspect:.2f}"
@@ -220,7 +343,8 @@ def _arrangement_text(name: str) -> str:
 
 
 def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
-                weights: Sequence[int] | None = None) -> ShapePlan:
+                weights: Sequence[int] | None = None, *, fixed: Size | None = None, max_crop: float = 0.0,
+                boxed: Sequence[bool] | None = None) -> ShapePlan:
     """Sort sources into shape classes (the bucket each would get alone) and merge classes too small to pair.
 
     A class with fewer sources than ``collage_min_images`` joins the nearest class of the same
@@ -228,17 +352,31 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     stay single images rather than break the scale rule. Two neighbouring classes with an odd
     number of instances (``weights``: repeats per source) that cannot grow a frame by one (the
     bucket range would make it too small) merge too, so their leftovers pair instead of training single.
+
+    Lines may crop ``max_crop`` of a source where its shape differs from its cell, never a source with a
+    crop box (``boxed``). ``fixed``: every collage has this frame (``collage_frame_size`` or no
+    bucketing); there crops are large, so sources with a crop box form classes of their own.
+    With ``bucket_no_upscale`` a class is split into size tiers, so a small image never shrinks the frame
+    of large ones (``AREA_TOLERANCE``); an image alone in its tier trains single, at its own bucket.
     """
     reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
         make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
     logs = [math.log(w / h) for w, h in reference]
+    boxes = tuple(bool(b) for b in boxed) if boxed is not None and max_crop > 0 else ()
+
+    def log_of(c: int) -> float:
+        return logs[c % TIER % BOXED]
+
+    def kind(c: int) -> int:  # classes of different kinds (boxed, size tiers) never merge
+        return c - c % TIER % BOXED
+
     known: dict[Size, int] = {}  # datasets repeat a handful of sizes
     classes = []
-    for size in sizes:
+    for i, size in enumerate(sizes):
         if size not in known:
             a = math.log(size.width / size.height)
-            known[size] = min(range(len(logs)), key=lambda i: (abs(logs[i] - a), i))
-        classes.append(known[size])
+            known[size] = min(range(len(logs)), key=lambda j: (abs(logs[j] - a), j))
+        classes.append(known[size] + (BOXED if boxes and boxes[i] and fixed is not None else 0))
     members: dict[int, list[int]] = {}
     for i, c in enumerate(classes):
         members.setdefault(c, []).append(i)
@@ -247,32 +385,39 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     for c in sorted(members, key=lambda c: (len(members[c]), c)):
         if c not in members or len(members[c]) >= need:
             continue
-        here = logs[c]
-        options = [o for o in members if o != c and (logs[o] < 0) == (here < 0)
-                   and abs(logs[o] - here) < math.log(MERGE_RATIO)]
+        here = log_of(c)
+        options = [o for o in members if o != c and (log_of(o) < 0) == (here < 0) and kind(o) == kind(c)
+                   and abs(log_of(o) - here) < math.log(MERGE_RATIO)]
         if not options:
             continue
-        target = min(options, key=lambda o: (abs(logs[o] - here), -len(members[o]), o))
+        target = min(options, key=lambda o: (abs(log_of(o) - here), -len(members[o]), o))
         moved = members.pop(c)
         for i in moved:
             classes[i] = target
         members[target].extend(moved)
-    aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
-    plan = ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes))
+    if buckets.enable and buckets.no_upscale and fixed is None:
+        members = _size_tiers(members, sizes, buckets, config, classes)
+
+    def make(members: dict[int, list[int]]) -> ShapePlan:
+        aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
+        return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes), fixed, max_crop, boxes)
+
+    plan = make(members)
     small = plan.group_sizes[0] if plan.group_sizes else 0
-    if small != 2 or weights is None:
+    if small != 2 or weights is None or fixed is not None:
         return plan
 
     def stuck(c: int) -> bool:  # an odd class whose leftover cannot join a frame of three
         count = sum(weights[i] for i in members[c])
         return count % 2 == 1 and not (3 in plan.group_sizes and plan.frame(c, 3).area >= GROW_AREA * plan.frame(c, 2).area)
 
-    odd = sorted((c for c in members if len(members[c]) >= need and stuck(c)), key=lambda c: logs[c])
+    odd = sorted((c for c in members if len(members[c]) >= need and stuck(c)), key=lambda c: (kind(c), log_of(c)))
     merged = False
     k = 0
     while k + 1 < len(odd):
         a, b = odd[k], odd[k + 1]
-        if (logs[a] < 0) == (logs[b] < 0) and abs(logs[a] - logs[b]) < math.log(PAIR_MERGE_RATIO):
+        if kind(a) == kind(b) and (log_of(a) < 0) == (log_of(b) < 0) \
+                and abs(log_of(a) - log_of(b)) < math.log(PAIR_MERGE_RATIO):
             for i in members.pop(b):
                 classes[i] = a
                 members[a].append(i)
@@ -282,5 +427,34 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
             k += 1
     if not merged:
         return plan
-    aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
-    return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes))
+    return make(members)
+
+
+def _size_tiers(members: dict[int, list[int]], sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
+                classes: list[int]) -> dict[int, list[int]]:
+    """``bucket_no_upscale``: split each class into tiers of similar size (largest first, greedily).
+
+    A frame keeps its smallest member's scale, so a member joins a tier only while the pair frame at
+    its scale is at least every tier member's own bucket (within ``AREA_TOLERANCE``).
+    """
+    out: dict[int, list[int]] = {}
+    for c, idx in members.items():
+        aspect = median(sizes[i].width / sizes[i].height for i in idx)
+        target = arrangement_aspect("1x2" if aspect <= 1.1 else "2x1", aspect)
+
+        def own(i: int) -> int:
+            (w, h), _ = buckets.select(sizes[i])
+            return w * h
+
+        order = sorted(idx, key=lambda i: (-own(i), i))
+        tier, largest, small_w, small_h = 0, own(order[0]), sizes[order[0]].width, sizes[order[0]].height
+        for i in order:
+            w, h = min(small_w, sizes[i].width), min(small_h, sizes[i].height)
+            if no_upscale_frame(buckets, target, aspect, w, h).area < AREA_TOLERANCE * largest:
+                tier += 1
+                largest, w, h = own(i), sizes[i].width, sizes[i].height
+            small_w, small_h = w, h
+            key = c + tier * TIER
+            out.setdefault(key, []).append(i)
+            classes[i] = key
+    return out

@@ -90,13 +90,19 @@ class Layout:
     cells: tuple[Rect, ...]
     order: tuple[int, ...]
     names: tuple[str, ...]
+    #: ``"cover"`` when the planner cropped sources' overhang to keep the scale rule in a fixed frame
+    #: (``collage_max_crop``); ``None``: the subset's ``collage_fit_mode``.
+    fit: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-serialisable description (for manifests and previews)."""
-        return {
+        out: dict[str, object] = {
             "name": self.name,
             "frame": list(self.frame),
             "cells": [list(c) for c in self.cells],
             "order": list(self.order),
             "names": list(self.names),
         }
+        if self.fit is not None:  # only then: frames planned without it keep their digests
+            out["fit"] = self.fit
+        return out

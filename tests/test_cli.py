@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def test_preview_equals_a_direct_plan(dataset: Path, tmp_path: Path) -> None:
     plan = plan_subset(images[::-1], root=str(folder), config=tree.subsets[0][0], resolution=Size(512, 512),
                        buckets=buckets, dataset_index=0, subset_index=0, seed=5)
     assert plan.pool.shaped  # enable_bucket = true and no collage_frame_size: content-shaped frames
-    collage = Collage(tree.subsets[0][0], plan.pool.frame, shaped=True)
+    collage = Collage(tree.subsets[0][0], plan.pool.frame, shaped=True, max_crop=plan.pool.max_crop)
     groups = plan.pool.collage_groups(2)
     assert len(groups) == len(frame_files(out))
     for slot, group in enumerate(groups):
@@ -370,10 +371,11 @@ def test_preview_shows_fill_and_spans(dataset: Path, tmp_path: Path) -> None:
     assert main(["preview", str(dataset), "--out", str(out), "--seed", "3"]) == 0
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     summary = manifest["summary"]
-    # 512 px buckets step 64 px (12 %): a 4:3-ish pair gets 576x448, 94 % of height and width
+    # 512 px buckets step 64 px (12 %): a pair of 416x608 portraits (0.68) gets 576x448 and keeps the full
+    # height by cropping 6 % of each (collage_max_crop)
     assert summary["mean_fill"] >= 0.93 and summary["images_per_frame"] >= 1.8
     for frame in manifest["frames"]:
-        assert 0.93 <= frame["fill"] <= 1 and all(c["span"] >= 0.93 for c in frame["cells"])
+        assert 0.93 <= frame["fill"] <= 1 and all(c["span"] >= 0.95 for c in frame["cells"])
         assert frame["frame"] != [512, 512]  # content-shaped (enable_bucket = true)
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert "fill 0." in page and "span img_0" in page and "mean fill" in page
+    assert re.search(r"fill [01]\.\d\d", page) and "span img_0" in page and "mean fill" in page

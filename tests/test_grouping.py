@@ -174,3 +174,22 @@ def test_plans_pinned(n: int, seed: int, repeats: tuple[int, ...], options: dict
     plan.append([[list(g) for g in variant]
                  for variant in static_variants(structure, records, seed=seed, variants=3, pool_key=f"pool{seed}")])
     assert hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:16] == digest
+
+
+def test_no_avoidable_duplicate_in_a_frame_of_a_small_pool() -> None:
+    """Issue 20 item 6: 7 portraits x 3 repeats make nine pairs and one frame of three; the three used to
+    hold one image twice (10 of 400 frames over 40 epochs) although a swap with a pair avoids it."""
+    from collage_ext.buckets import Buckets
+    from collage_ext.collage import Source
+    from collage_ext.pool import Pool
+
+    res = Size(1024, 1024)
+    buckets = Buckets.from_params(res, {"enable_bucket": True, "max_bucket_reso": 2048})
+    for sizes in ([(832, 1248)] * 7, [(832, 1248)] * 4 + [(1248, 832)] * 3):
+        sources = [Source(f"k{i}", f"/x/{i}.png", Size(*s)) for i, s in enumerate(sizes)]
+        pool = Pool("0/0:x", sources, CollageConfig(), res, seed=3, repeats=[3] * 7, buckets=buckets)
+        assert 3 in pool.structure.sizes
+        for epoch in range(1, 41):
+            groups = pool.collage_groups(epoch)
+            assert all(len(set(g)) == len(g) for g in groups), (epoch, groups)
+            assert sorted(i for g in groups for i in g) == sorted(pool.structure.collage_instances)

@@ -17,7 +17,8 @@ from collage_ext.framestats import epoch_stats, frame_note, frame_stats
 from collage_ext.layout import check_partition, line_cells, plan_layout
 from collage_ext.pool import Pool
 from collage_ext.run import default_rate_note
-from collage_ext.shapes import plan_shapes
+from collage_ext.framestats import alone_images
+from collage_ext.shapes import AREA_TOLERANCE, plan_shapes
 from collage_ext.types import Layout, Rect, Size
 
 RES = Size(1024, 1024)
@@ -50,7 +51,7 @@ def shaped_pool(sizes: list[tuple[int, int]], buckets: Buckets = WIDE, repeats: 
 
 def frames_of(pool: Pool) -> SubsetFrames:
     """The pool's frames, as the adapter builds them."""
-    return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.shaped))
+    return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
 
 
 # -- buckets and shape classes ---------------------------------------------------------------------
@@ -122,12 +123,14 @@ def test_narrow_bucket_range_is_reported() -> None:
 
 
 def test_fixed_frame_when_frame_size_is_set_or_no_buckets() -> None:
-    """collage_frame_size or enable_bucket = false: today's fixed frame, and the note says padding is expected."""
+    """collage_frame_size or enable_bucket = false: one fixed frame, and the note says how the rule is kept."""
     fixed = shaped_pool([(832, 1248)] * 4, frame_size=Size(1024, 1024))
     plain = shaped_pool([(832, 1248)] * 4, buckets=Buckets.from_params(RES, {}))
     for pool in (fixed, plain):
         assert not pool.shaped and {pool.frame_for(g) for g in pool.collage_groups(1)} == {RES}
-        assert "padding is expected" in frame_note(pool, None)[0]
+        assert "only within their shape class" in frame_note(pool, None)[0]
+    rule_off = shaped_pool([(832, 1248)] * 4, buckets=Buckets.from_params(RES, {}), min_span=0.0)
+    assert rule_off.shapes is None and "padding is expected" in frame_note(rule_off, None)[0]
 
 
 # -- the epoch plan ---------------------------------------------------------------------------------
@@ -245,3 +248,20 @@ def test_odd_neighbour_classes_pair_their_leftovers_when_triples_are_too_small()
     assert sum(pool.structure.single_repeats) == 0 and pool.structure.sizes == (2, 2, 2)
     stats = epoch_stats(frames_of(pool), "dynamic")
     assert stats.span_share == 1.0 and stats.mean_fill >= 0.9
+
+
+def test_capped_frames_below_own_bucket_train_alone_and_say_why() -> None:
+    """max_bucket_reso = 1024: a pair of squares needs a 2:1 frame, capped at 1024 wide far below the
+    1024x1024 bucket each square gets alone, so they train alone and the note names the setting; 2:3
+    pairs (1024x768 beside a 704x1024 bucket alone) still share frames. With 2048 the squares pair."""
+    pool = shaped_pool([(832, 1248)] * 2 + [(1200, 1200)] * 3, buckets=NARROW)
+    shapes = pool.shapes
+    assert shapes is not None
+    for group in pool.collage_groups(1):
+        frame = pool.frame_for(group)
+        assert all(frame.area >= AREA_TOLERANCE * shapes.own_bucket_area(i) for i in group)
+    assert pool.structure.single_repeats == (0, 0, 1, 1, 1)
+    assert alone_images(pool) == {2: "area", 3: "area", 4: "area"}
+    assert any("max_bucket_reso = 2048" in n and "3 images train alone" in n for n in frame_note(pool, NARROW))
+    wide = shaped_pool([(832, 1248)] * 2 + [(1200, 1200)] * 3)
+    assert sum(wide.structure.single_repeats) == 0 and not alone_images(wide)

@@ -133,7 +133,7 @@ class _CollageMixin:
         keys = [keys[i] for i in plan.order]
         pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
         collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
-        collage.shaped = pool.shaped
+        collage.shaped, collage.max_crop = pool.lines, pool.max_crop
         if config.loss_mask and not subset.alpha_mask:
             subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
             logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true): the padding "
