@@ -268,13 +268,13 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
         text = body.get("text")
         if not isinstance(text, str):
             raise RefusedError("caption text must be a string")
-        return studio.set_caption(body.get("id"), text)
+        return studio.set_caption(body.get("id"), text, body.get("version"))
 
     def tokens(request: Request, body: dict[str, Any]) -> Any:
         return studio.preview_tokens(body.get("id"), str(body.get("text", "")))
 
     def crop(request: Request, body: dict[str, Any]) -> Any:
-        return studio.set_crop(body.get("id"), body.get("box"))
+        return studio.set_crop(body.get("id"), body.get("box"), body.get("version"))
 
     def drop(request: Request, body: dict[str, Any]) -> Any:
         studio.drop(body.get("id"))
@@ -288,10 +288,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
         return {"undone": studio.undo(), **studio.state()}
 
     def seed(request: Request, body: dict[str, Any]) -> Any:
-        value = body.get("seed")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise RefusedError(f"seed must be a whole number >= 0, got {value!r}")
-        return studio.set_seed(value, write=bool(body.get("write")))
+        return studio.set_seed(body.get("seed"), write=bool(body.get("write")))
 
     def reload(request: Request, body: Any) -> Any:
         studio.reload()

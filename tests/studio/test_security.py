@@ -242,12 +242,14 @@ def test_a_remote_host_needs_allow_remote(dataset: Dataset, capsys: pytest.Captu
 def asgi_get(app: object, path: str, host: str, client: str, headers: dict[str, str]) -> httpx.Response:
     """A request to the app as if it came from ``client`` (another machine), without a network."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=(client, 50000))  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
             return await c.get(path, headers=headers)
-    return asyncio.run(go())
+    with ThreadPoolExecutor(1) as pool:  # its own event loop (the browser tests' Playwright may hold this thread's)
+        return pool.submit(lambda: asyncio.run(go())).result()
 
 
 def test_a_lan_client_claiming_a_loopback_host_is_refused(dataset: Dataset) -> None:
