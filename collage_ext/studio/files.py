@@ -236,12 +236,15 @@ class History:
         target.unlink()
 
     def _keep(self, target: Path, data: bytes) -> None:
-        folder = target.parent / STUDIO_DIR / HISTORY
+        in_dropped = target.parent.name == DROPPED and target.parent.parent.name == STUDIO_DIR
+        folder = target.parent.parent / HISTORY if in_dropped else target.parent / STUDIO_DIR / HISTORY
         if Path(os.path.realpath(folder)) not in self.folders.allowed_folders():
             raise RefusedError(f"refusing to keep a copy of {target} outside its image folder")
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        n = 0
+        # Numbered after every copy of this second (pruning frees low numbers; reusing one would misorder them).
+        taken = [int(m.group(2)) for m in map(_KEPT.match, os.listdir(folder)) if m and m.group(1) == stamp]
+        n = max(taken, default=-1) + 1
         while (keep := folder / f"{stamp}-{n}_{target.name}").exists():
             n += 1
         write_atomic(self.folders.writable(keep), data)
