@@ -463,3 +463,13 @@ def test_another_local_user_gets_nothing_without_the_token(server: Server, datas
                       token=server.token)
     assert [status for _, status, _ in reads[:4]] == [200, 200, 200, 200]
     assert all(b"hunter2" not in body for _, _, body in reads)
+
+
+def test_a_seed_numpy_refuses_is_a_400_and_not_written(server: Server, dataset: Dataset) -> None:
+    before = dataset.train.read_bytes()
+    for seed in (2**70, 2**32, -1, True, "7"):
+        r = server.http.post(f"{server.url}/api/seed", json={"seed": seed, "write": True})
+        assert r.status_code == 400 and "0 to 4294967295" in r.json()["error"], r.text
+    assert dataset.train.read_bytes() == before
+    r = server.http.post(f"{server.url}/api/seed", json={"seed": 2**32 - 1, "write": True})
+    assert r.status_code == 200 and r.json()["seed"] == 2**32 - 1
