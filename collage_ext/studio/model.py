@@ -229,8 +229,8 @@ class Studio:
                 "subset_name": e.subset.name, "collage": e.subset.config.enabled, "dropped": e.dropped,
                 "size": list(size) if size else None, "crop": crop, "caption": e.caption,
                 "caption_file": e.caption_file.name, "caption_text": text, "frames": frames, "problem": problem,
-                "caption_version": None if why else file_version(e.caption_file),
-                "crop_version": None if why else file_version(e.crop_file),
+                "caption_version": None if self.folders.outside([e.caption_file]) else file_version(e.caption_file),
+                "crop_version": None if self.folders.outside([e.crop_file]) else file_version(e.crop_file),
                 "tokens": view, "can_write": not e.subset.params.get("metadata_file")}
 
     def _caption_text(self, e: Entry) -> str | None:
