@@ -473,3 +473,34 @@ def test_a_seed_numpy_refuses_is_a_400_and_not_written(server: Server, dataset: 
     assert dataset.train.read_bytes() == before
     r = server.http.post(f"{server.url}/api/seed", json={"seed": 2**32 - 1, "write": True})
     assert r.status_code == 200 and r.json()["seed"] == 2**32 - 1
+
+
+def test_the_cli_prints_an_address_with_the_token_and_answers_only_it(dataset: Dataset) -> None:
+    """The real command, as a user starts it: the printed address opens the studio, the bare one does not, and
+    the token is on no command line (``ps`` shows other users every process's arguments)."""
+    import re
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-m", "collage_ext", "studio", str(dataset.toml), "--port", "0",
+                           "--no_browser"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env={**os.environ, "COLLAGE_EXT_NO_TOKENIZER": "1"}) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            found = re.search(r"open (http://127\.0\.0\.1:(\d+)/\?token=([\w-]+))", line)
+            assert found, line
+            url, port, token = found.group(1), found.group(2), found.group(3)
+            assert len(token) >= 40
+            base = f"http://127.0.0.1:{port}"
+            assert httpx.get(base + "/").status_code == 403
+            assert httpx.get(base + "/api/sources").status_code == 403
+            page = httpx.get(url)
+            assert page.status_code == 200 and b"studio.js" in page.content
+            assert httpx.get(base + "/api/sources", cookies=page.cookies).status_code == 200
+            if os.path.exists(f"/proc/{proc.pid}/cmdline"):  # Linux: what ps shows every user
+                with open(f"/proc/{proc.pid}/cmdline", "rb") as cmdline:
+                    assert token.encode() not in cmdline.read()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
