@@ -200,7 +200,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
                                    media_type="text/html")(scope, receive, send_secured)
                     return
             elif "origin" in headers and headers["origin"].lower() not in origins:
-                    problem = f"Origin {headers['origin']!r} is not this studio; open the studio's own page"
+                problem = f"Origin {headers['origin']!r} is not this studio; open the studio's own page"
             elif (headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
                   and scope["path"] != "/"):
                 problem = "cross-site requests are refused (another site's page tried to use the studio)"
@@ -212,6 +212,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
                     status = 413 if problem else status
                     receive = _replay(body)
             if problem:
+                set_cookie = False  # a refused request starts no session, whatever it carried
                 logger.warning(f"studio: refused {scope['method']} {scope['path']} from {client or '?'}: {problem}")
                 await JSONResponse({"error": problem}, status_code=status)(scope, receive, send_secured)
                 return
