@@ -14,7 +14,8 @@
 * ``file_version`` names a file's content, so a write based on an older read is refused (409)
   instead of silently replacing what another tab or program wrote.
 * ``drop`` / ``restore`` move an image and its sidecars (a sidecar another image shares by stem, as
-  ``img_004.txt`` serves both ``img_004.jpg`` and ``img_004.png``, is copied, never taken away) into ``<image folder>/_collage_studio/dropped/``
+  ``img_004.txt`` serves both ``img_004.jpg`` and ``img_004.png``, is copied, never taken away)
+  into ``<image folder>/_collage_studio/dropped/``
   and back. sd-scripts lists a DreamBooth subset with ``glob_images(image_dir, "*")``, which is not
   recursive (``library/train_util.py``), so a dropped image leaves plain sd-scripts' run too;
   nothing is deleted.

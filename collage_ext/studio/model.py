@@ -110,7 +110,8 @@ class Studio:
         dirs = [s.image_dir for _, s in project.subsets() if s.image_dir and not s.params.get("metadata_file")]
         dirs += [s.image_dir for d in project.datasets for s in d.subsets
                  if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")]
-        shown = [s.image_dir for d in project.datasets for s in d.subsets if s.image_dir and s.params.get("metadata_file")]
+        shown = [s.image_dir for d in project.datasets for s in d.subsets
+                 if s.image_dir and s.params.get("metadata_file")]
         self.folders = Folders(dirs, [self.config] if self.config else [], read_only=shown)
         if hasattr(self, "history"):
             self.history.folders = self.folders

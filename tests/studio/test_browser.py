@@ -269,7 +269,8 @@ def test_another_page_cannot_frame_the_studio(page: Any, server: Server) -> None
     import http.server
     import threading
 
-    framing = f'<!DOCTYPE html><title>prize</title><iframe id="f" src="{server.url}/" width="900" height="600"></iframe>'
+    framing = (f'<!DOCTYPE html><title>prize</title>'
+               f'<iframe id="f" src="{server.url}/" width="900" height="600"></iframe>')
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)

@@ -130,7 +130,8 @@ def test_a_symlinked_image_leading_out_is_not_served(server: Server, dataset: Da
     before = snapshot(dataset.root, outside)
     r = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_00.png"})
     assert r.status_code == 403 and "not inside the dataset" in r.json()["error"]
-    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_00.png")
+    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
+                  if s["name"] == "mychar_00.png")
     assert "symlink" in listed["problem"]
     assert snapshot(dataset.root, outside) == before
 
@@ -300,7 +301,8 @@ def test_large_bodies_are_refused_before_they_are_read(server: Server, dataset: 
     r = server.http.post(f"{server.url}/api/caption", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert snapshot(dataset.root, outside) == before
-    ok = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000})
+    ok = server.http.post(f"{server.url}/api/caption",
+                          json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000})
     assert ok.status_code == 200
 
 
