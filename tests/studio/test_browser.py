@@ -299,6 +299,8 @@ def test_another_page_cannot_frame_the_studio(page: Any, server: Server) -> None
         attacker.close()
     finally:
         evil.shutdown()
+        evil.server_close()
+        thread.join(10)
 
 
 def test_a_stale_caption_save_is_refused_and_the_page_says_so(page: Any, server: Server, dataset: Dataset) -> None:
