@@ -200,7 +200,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
                                    media_type="text/html")(scope, receive, send_secured)
                     return
             elif "origin" in headers and headers["origin"].lower() not in origins:
-                    problem = f"Origin {headers['origin']!r} is not this studio; open the studio's own page"
+                problem = f"Origin {headers['origin']!r} is not this studio; open the studio's own page"
             elif (headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
                   and scope["path"] != "/"):
                 problem = "cross-site requests are refused (another site's page tried to use the studio)"
@@ -212,6 +212,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
                     status = 413 if problem else status
                     receive = _replay(body)
             if problem:
+                set_cookie = False  # a refused request starts no session, whatever it carried
                 logger.warning(f"studio: refused {scope['method']} {scope['path']} from {client or '?'}: {problem}")
                 await JSONResponse({"error": problem}, status_code=status)(scope, receive, send_secured)
                 return
@@ -268,13 +269,13 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
         text = body.get("text")
         if not isinstance(text, str):
             raise RefusedError("caption text must be a string")
-        return studio.set_caption(body.get("id"), text)
+        return studio.set_caption(body.get("id"), text, body.get("version"))
 
     def tokens(request: Request, body: dict[str, Any]) -> Any:
         return studio.preview_tokens(body.get("id"), str(body.get("text", "")))
 
     def crop(request: Request, body: dict[str, Any]) -> Any:
-        return studio.set_crop(body.get("id"), body.get("box"))
+        return studio.set_crop(body.get("id"), body.get("box"), body.get("version"))
 
     def drop(request: Request, body: dict[str, Any]) -> Any:
         studio.drop(body.get("id"))
@@ -288,10 +289,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
         return {"undone": studio.undo(), **studio.state()}
 
     def seed(request: Request, body: dict[str, Any]) -> Any:
-        value = body.get("seed")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise RefusedError(f"seed must be a whole number >= 0, got {value!r}")
-        return studio.set_seed(value, write=bool(body.get("write")))
+        return studio.set_seed(body.get("seed"), write=bool(body.get("write")))
 
     def reload(request: Request, body: Any) -> Any:
         studio.reload()

@@ -8,8 +8,14 @@
 * ``write_atomic`` writes a temporary file in the same folder and renames it over the target
   (``os.replace``), so a crash leaves the old or the new file, never half of one.
 * ``History`` keeps the previous bytes of every caption or crop file it overwrites (in memory for
-  ``undo``, and on disk under ``<image folder>/_collage_studio/history/``), so nothing is lost.
-* ``drop`` / ``restore`` move an image and its sidecars into ``<image folder>/_collage_studio/dropped/``
+  ``undo``, and on disk under ``<image folder>/_collage_studio/history/``), so nothing is lost by
+  accident; both are bounded (``KEEP_PER_FILE`` copies per file and ``KEEP_BYTES`` per history
+  folder on disk, ``UNDO_STEPS`` / ``UNDO_BYTES`` in memory), the oldest going first.
+* ``file_version`` names a file's content, so a write based on an older read is refused (409)
+  instead of silently replacing what another tab or program wrote.
+* ``drop`` / ``restore`` move an image and its sidecars (a sidecar another image shares by stem, as
+  ``img_004.txt`` serves both ``img_004.jpg`` and ``img_004.png``, is copied, never taken away)
+  into ``<image folder>/_collage_studio/dropped/``
   and back. sd-scripts lists a DreamBooth subset with ``glob_images(image_dir, "*")``, which is not
   recursive (``library/train_util.py``), so a dropped image leaves plain sd-scripts' run too;
   nothing is deleted.
@@ -17,8 +23,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -34,6 +42,28 @@ logger = logging.getLogger(__name__)
 STUDIO_DIR = "_collage_studio"
 DROPPED = "dropped"
 HISTORY = "history"
+
+#: Copies kept on disk per file, and bytes per history folder (the oldest copies are removed first).
+KEEP_PER_FILE = 20
+KEEP_BYTES = 64 << 20
+#: Changes Undo remembers in memory, and their bytes (the oldest are forgotten first; the disk copies stay).
+UNDO_STEPS = 200
+UNDO_BYTES = 64 << 20
+
+_KEPT = re.compile(r"^(\d{8}-\d{6})-(\d+)_(.+)$")
+
+
+def file_version(path: Path) -> str:
+    """A short name for ``path``'s content (``"absent"`` when there is no file), to detect stale writes.
+
+    Examples:
+        >>> file_version(Path("/nonexistent/caption.txt"))
+        'absent'
+    """
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except FileNotFoundError:
+        return "absent"
 
 
 class RefusedError(CollageError):
@@ -169,8 +199,17 @@ class History:
             write_atomic(target, data)
         change = Change(target, before, data, what)
         self.changes.append(change)
+        self._forget()
         logger.info(f"studio: {what}: {target}")
         return change
+
+    def _forget(self) -> None:
+        """Keep Undo's memory within ``UNDO_STEPS`` changes and ``UNDO_BYTES`` (the copies on disk stay)."""
+        def size(c: Change) -> int:
+            return len(c.before or b"") + len(c.after or b"")
+        total = sum(size(c) for c in self.changes)
+        while len(self.changes) > UNDO_STEPS or (total > UNDO_BYTES and len(self.changes) > 1):
+            total -= size(self.changes.pop(0))
 
     def undo(self) -> Change | None:
         """Put back what the last change replaced, byte for byte; ``None`` when there is nothing to undo."""
@@ -187,16 +226,60 @@ class History:
         logger.info(f"studio: undo {change.what}: {target}")
         return change
 
+    def retire(self, path: Path) -> None:
+        """Remove ``path``, its bytes kept on disk in the history folder (not an Undo step).
+
+        Raises:
+            RefusedError: ``path`` may not be written.
+        """
+        target = self.folders.writable(path)
+        self._keep(target, target.read_bytes())
+        target.unlink()
+
     def _keep(self, target: Path, data: bytes) -> None:
-        folder = target.parent / STUDIO_DIR / HISTORY
+        in_dropped = target.parent.name == DROPPED and target.parent.parent.name == STUDIO_DIR
+        folder = target.parent.parent / HISTORY if in_dropped else target.parent / STUDIO_DIR / HISTORY
         if Path(os.path.realpath(folder)) not in self.folders.allowed_folders():
             raise RefusedError(f"refusing to keep a copy of {target} outside its image folder")
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        n = 0
+        # Numbered after every copy of this second (pruning frees low numbers; reusing one would misorder them).
+        taken = [int(m.group(2)) for m in map(_KEPT.match, os.listdir(folder)) if m and m.group(1) == stamp]
+        n = max(taken, default=-1) + 1
         while (keep := folder / f"{stamp}-{n}_{target.name}").exists():
             n += 1
         write_atomic(self.folders.writable(keep), data)
+        prune_history(folder, keep)
+
+
+def prune_history(folder: Path, newest: Path | None = None) -> list[Path]:
+    """Remove the oldest copies in a history folder beyond ``KEEP_PER_FILE`` per file and ``KEEP_BYTES`` in all.
+
+    ``newest`` (the copy just written) is never removed. Returns the removed copies.
+    """
+    copies = []
+    for item in folder.iterdir():
+        m = _KEPT.match(item.name)
+        if m and item.is_file() and not item.is_symlink():
+            copies.append(((m.group(1), int(m.group(2))), m.group(3), item, item.stat().st_size))
+    copies.sort(key=lambda c: c[0])  # oldest first
+    removed: list[Path] = []
+    per: dict[str, int] = {}
+    for _, name, _, _ in copies:
+        per[name] = per.get(name, 0) + 1
+    total = sum(c[3] for c in copies)
+    for _, name, item, size in copies:
+        if item == newest:
+            continue
+        if per[name] > KEEP_PER_FILE or total > KEEP_BYTES:
+            item.unlink()
+            removed.append(item)
+            per[name] -= 1
+            total -= size
+    if removed:
+        logger.info(f"studio: removed {len(removed)} old cop{'y' if len(removed) == 1 else 'ies'} from {folder} "
+                    f"(keeps {KEEP_PER_FILE} per file, {KEEP_BYTES >> 20} MiB in all)")
+    return removed
 
 
 def sidecars(image: Path, extensions: Sequence[str]) -> list[Path]:
@@ -214,8 +297,10 @@ def dropped_folder(image_dir: Path) -> Path:
     return image_dir / STUDIO_DIR / DROPPED
 
 
-def move_group(files: Sequence[Path], dest: Path, folders: Folders) -> list[Path]:
+def move_group(files: Sequence[Path], dest: Path, folders: Folders, *, copy: Sequence[Path] = ()) -> list[Path]:
     """Move ``files`` into ``dest`` (created inside an image folder), refusing to overwrite anything.
+
+    The files in ``copy`` (sidecars another image shares) are copied instead and stay where they are.
 
     Raises:
         RefusedError: a file or ``dest`` lies outside the image folders, or a name is already taken.
@@ -231,5 +316,8 @@ def move_group(files: Sequence[Path], dest: Path, folders: Folders) -> list[Path
         raise RefusedError(f"refusing to move {files[0].name}: {taken[0]} already exists; rename one of them first",
                            409)
     for f, t in zip(files, targets):
-        os.replace(f, t)
+        if f in copy:
+            write_atomic(t, f.read_bytes())
+        else:
+            os.replace(f, t)
     return targets

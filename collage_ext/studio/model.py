@@ -33,7 +33,7 @@ from ..images import open_image, read_image_size
 from ..frames import frame_pixels
 from ..preview import frame_record, viewable
 from ..types import Size
-from .files import Folders, History, RefusedError, dropped_folder, move_group, sidecars
+from .files import Folders, History, RefusedError, dropped_folder, file_version, move_group, sidecars
 from .tokens import caption_view, token_view
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ EDITOR_SIDE, THUMB_SIDE = 1600, 360
 #: Largest caption file the studio plans frames with. The text encoders read 75-512 tokens (a few KB);
 #: merging a 10 MB caption into frames took half a minute per frame, with the studio's lock held.
 MAX_CAPTION_BYTES = 1 << 20
+#: Seeds sd-scripts accepts: it seeds numpy, whose seeds are 0 to 2**32 - 1.
+SEED_MAX = 2**32 - 1
 
 
 @dataclass
@@ -67,6 +69,10 @@ class Entry:
     def crop_file(self) -> Path:
         """The crop sidecar (``collage_crop_extension``)."""
         return crop_path_for(self.path, self.subset.config.crop_extension)
+
+
+#: Added to a dropped image's id when a new image in its folder has taken its name.
+DROPPED_SUFFIX = " (dropped)"
 
 
 def entry_id(dataset: DatasetSpec, subset: SubsetSpec, path: str | os.PathLike[str]) -> str:
@@ -105,7 +111,8 @@ class Studio:
         dirs = [s.image_dir for _, s in project.subsets() if s.image_dir and not s.params.get("metadata_file")]
         dirs += [s.image_dir for d in project.datasets for s in d.subsets
                  if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")]
-        shown = [s.image_dir for d in project.datasets for s in d.subsets if s.image_dir and s.params.get("metadata_file")]
+        shown = [s.image_dir for d in project.datasets for s in d.subsets
+                 if s.image_dir and s.params.get("metadata_file")]
         self.folders = Folders(dirs, [self.config] if self.config else [], read_only=shown)
         if hasattr(self, "history"):
             self.history.folders = self.folders
@@ -130,6 +137,8 @@ class Studio:
                 if subset.image_dir and not subset.params.get("metadata_file"):
                     for path in glob_images(str(dropped_folder(Path(subset.image_dir)))):
                         eid = entry_id(dataset, subset, path)
+                        if eid in self.entries:  # a new file took its name: both stay listed
+                            eid += DROPPED_SUFFIX
                         self.entries.setdefault(eid, Entry(eid, Path(path), dataset, subset, "", dropped=True))
         return project
 
@@ -222,6 +231,8 @@ class Studio:
                 "subset_name": e.subset.name, "collage": e.subset.config.enabled, "dropped": e.dropped,
                 "size": list(size) if size else None, "crop": crop, "caption": e.caption,
                 "caption_file": e.caption_file.name, "caption_text": text, "frames": frames, "problem": problem,
+                "caption_version": None if self.folders.outside([e.caption_file]) else file_version(e.caption_file),
+                "crop_version": None if self.folders.outside([e.crop_file]) else file_version(e.crop_file),
                 "tokens": view, "can_write": not e.subset.params.get("metadata_file")}
 
     def _caption_text(self, e: Entry) -> str | None:
@@ -345,11 +356,28 @@ class Studio:
         if e.dropped:
             raise RefusedError(f"{e.path.name} is dropped; restore it first", 409)
 
-    def set_caption(self, eid: object, text: str) -> dict[str, Any]:
-        """Write the image's caption file (atomically, the previous version kept for undo)."""
+    def _unchanged(self, path: Path, version: object, what: str) -> None:
+        """Refuse a write based on an older read: ``version`` is ``file_version`` as the page last saw it.
+
+        Raises:
+            RefusedError: (409) the file changed since; the page says so and keeps the user's text.
+        """
+        if version is None:
+            return
+        if version != file_version(path):
+            raise RefusedError(f"the {what} changed since this page read it (another tab or program wrote "
+                               f"{path.name}); nothing was written: reload to see the new version, then "
+                               "edit again (your text is still in the editor)", 409)
+
+    def set_caption(self, eid: object, text: str, version: object = None) -> dict[str, Any]:
+        """Write the image's caption file (atomically, the previous version kept for undo).
+
+        ``version`` (``file_version`` of the caption the page edited) makes a write based on a stale read a 409.
+        """
         with self.lock:
             e = self.entry(eid)
             self._writable(e)
+            self._unchanged(e.caption_file, version, f"caption of {e.path.name}")
             if not text.strip():
                 raise RefusedError("refusing to write an empty caption: sd-scripts stops on empty caption files; "
                                    "write a caption")
@@ -360,11 +388,12 @@ class Studio:
             self.reload()
             return self._describe(self.entries[e.id], [])
 
-    def set_crop(self, eid: object, box: Sequence[Any] | None) -> dict[str, Any]:
+    def set_crop(self, eid: object, box: Sequence[Any] | None, version: object = None) -> dict[str, Any]:
         """Write the image's crop sidecar (``left, top, right, bottom`` in pixels), or remove it for ``None``."""
         with self.lock:
             e = self.entry(eid)
             self._writable(e)
+            self._unchanged(e.crop_file, version, f"crop box of {e.path.name}")
             if box is None:
                 self.history.write(e.crop_file, None, f"crop box of {e.path.name} cleared")
             else:
@@ -389,7 +418,8 @@ class Studio:
             if e.subset.image_dir is None:
                 raise RefusedError(f"{e.path.name} has no image folder")
             files = sidecars(e.path, [e.caption_file.suffix, e.crop_file.suffix])
-            move_group(files, dropped_folder(Path(e.subset.image_dir)), self.folders)
+            shared = [f for f in files[1:] if self._shared(e, f)]  # img_004.png's drop leaves img_004.jpg's .txt
+            move_group(files, dropped_folder(Path(e.subset.image_dir)), self.folders, copy=shared)
             logger.info(f"studio: dropped {e.path} (moved to {dropped_folder(Path(e.subset.image_dir))})")
             self.reload()
 
@@ -400,9 +430,19 @@ class Studio:
             if not e.dropped or e.subset.image_dir is None:
                 raise RefusedError(f"{e.path.name} is not dropped", 409)
             files = sidecars(e.path, [e.caption_file.suffix, e.crop_file.suffix])
-            move_group(files, Path(e.subset.image_dir), self.folders)
+            home = Path(e.subset.image_dir)
+            # A sidecar a same-stem image still uses stays as it is; the dropped copy goes to the history.
+            shared = [f for f in files[1:] if os.path.lexists(home / f.name) and self._shared(e, home / f.name)]
+            move_group([f for f in files if f not in shared], home, self.folders)
+            for f in shared:
+                self.history.retire(f)
             logger.info(f"studio: restored {e.path.name} into {e.subset.image_dir}")
             self.reload()
+
+    def _shared(self, e: Entry, sidecar: Path) -> bool:
+        """Whether another image of the dataset (kept, in the sidecar's folder) reads ``sidecar`` too."""
+        return any(o is not e and not o.dropped and o.path.parent == sidecar.parent
+                   and o.path.with_suffix(sidecar.suffix) == sidecar for o in self.entries.values())
 
     def undo(self) -> str | None:
         """Undo the last caption or crop change; returns what was undone."""
@@ -424,6 +464,9 @@ class Studio:
         Raises:
             RefusedError: ``write`` without a training TOML (``--config``).
         """
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX):
+            raise RefusedError(f"seed must be a whole number from 0 to {SEED_MAX} (2**32 - 1: sd-scripts seeds numpy "
+                               f"with it), got {seed!r}", 400)
         with self.lock:
             value = secrets.randbelow(2**31) if seed is None else int(seed)
             if write:

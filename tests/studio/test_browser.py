@@ -236,3 +236,93 @@ def test_screenshot_of_the_studio(page: Any, server: Server, tmp_path: Path) -> 
     with Image.open(target) as shot:
         assert shot.size == (1440, 960)
         assert len(shot.convert("RGB").getcolors(1 << 20) or []) > 50  # a real rendering, not a blank page
+
+
+# -- the session token, framing, stale writes (issue 20 items 10, 12, 14) ------------------------------------------
+
+def test_the_token_becomes_an_httponly_cookie_and_leaves_the_address(page: Any, server: Server, browser: Any) -> None:
+    """Opened with the printed address, the page works, its address bar no longer shows the token, and scripts
+    cannot read the cookie; a browser without the token gets only the "needs its token" page."""
+    assert page.evaluate("location.search") == ""
+    assert server.token not in page.url
+    assert "collage_studio" not in page.evaluate("document.cookie")  # HttpOnly
+    cookies = page.context.cookies()
+    ours = [c for c in cookies if c["name"].startswith("collage_studio_")]
+    assert len(ours) == 1 and ours[0]["httpOnly"] and ours[0]["sameSite"] == "Strict"
+    # The page still works after the token left the address: reload it (the cookie alone carries the session).
+    page.reload()
+    page.wait_for_selector(".card[data-id]")
+    stranger = browser.new_context()
+    try:
+        other = stranger.new_page()
+        response = other.goto(server.url + "/")
+        assert response.status == 403 and "needs its access token" in other.inner_text("body")
+        assert other.locator(".card").count() == 0
+        assert other.goto(server.url + "/api/sources").status == 403
+    finally:
+        stranger.close()
+
+
+def test_another_page_cannot_frame_the_studio(page: Any, server: Server) -> None:
+    """Clickjacking: a page on another origin (here another port of this computer, so the Strict cookie is sent)
+    puts the studio in an iframe; the browser must refuse to show it."""
+    import http.server
+    import threading
+
+    framing = (f'<!DOCTYPE html><title>prize</title>'
+               f'<iframe id="f" src="{server.url}/" width="900" height="600"></iframe>')
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = framing.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=evil.serve_forever, daemon=True)
+    thread.start()
+    try:
+        attacker = page.context.new_page()  # the same browser, already holding the studio's cookie
+        attacker.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        attacker.wait_for_load_state("load")
+        attacker.wait_for_timeout(1500)
+        framed = [f for f in attacker.frames if f != attacker.main_frame]
+        assert framed, "the iframe was not created"
+        for frame in framed:
+            assert not frame.url.startswith(server.url), f"the studio was shown inside another page: {frame.url}"
+        attacker.close()
+    finally:
+        evil.shutdown()
+        evil.server_close()
+        thread.join(10)
+
+
+def test_a_stale_caption_save_is_refused_and_the_page_says_so(page: Any, server: Server, dataset: Dataset) -> None:
+    """Two tabs edit one caption: the second save would silently replace the first. It is refused with a message,
+    and the text typed in the second tab stays in its editor."""
+    second = page.context.new_page()
+    second.goto(server.url + "/")  # the cookie from the first tab
+    second.wait_for_selector(".card[data-id]")
+    second.wait_for_function("document.body.dataset.checked !== undefined")
+    for tab in (page, second):
+        open_editor(tab, "0/0/mychar_05.png")
+    page.fill("#ed-caption", "mychar, saved in tab one")
+    v0 = version(page)
+    page.click("#ed-save")
+    wait_after(page, v0)
+    caption = dataset.images / "mychar_05.txt"
+    assert caption.read_text(encoding="utf-8") == "mychar, saved in tab one\n"
+
+    second.fill("#ed-caption", "mychar, typed in tab two")
+    second.click("#ed-save")
+    second.wait_for_selector("#toast.error:not([hidden])")
+    assert "changed since this page read it" in second.inner_text("#toast")
+    assert caption.read_text(encoding="utf-8") == "mychar, saved in tab one\n"
+    assert second.input_value("#ed-caption") == "mychar, typed in tab two"
+    second.close()

@@ -251,3 +251,107 @@ def test_token_view_is_linear_for_huge_captions(dataset: Dataset) -> None:
     assert time.perf_counter() - start < 2.0
     assert not view["total_exact"] and view["total"] > view["max"] and view["more_tags"] > 600_000
     assert len(view["tags"]) < 400
+
+
+# -- integrity (issue 20 item 14) ----------------------------------------------------------------------------------
+
+def test_a_stale_caption_write_is_a_409_and_writes_nothing(dataset: Dataset) -> None:
+    """Two tabs: the second saves over text it never saw. It gets a clear 409; the first tab's caption stays."""
+    studio = Studio(dataset.toml, config=dataset.train)
+    seen = next(s for s in studio.sources()["sources"] if s["name"] == "mychar_01.png")["caption_version"]
+    studio.set_caption("0/0/mychar_01.png", "mychar, written by tab one", seen)
+    caption = dataset.images / "mychar_01.txt"
+    assert caption.read_text(encoding="utf-8") == "mychar, written by tab one\n"
+    with pytest.raises(RefusedError, match="changed since this page read it") as refused:
+        studio.set_caption("0/0/mychar_01.png", "mychar, written by tab two", seen)
+    assert refused.value.status == 409
+    assert caption.read_text(encoding="utf-8") == "mychar, written by tab one\n"
+    # Another program counts as well, and so does a crop box.
+    fresh = next(s for s in studio.sources()["sources"] if s["name"] == "mychar_01.png")
+    caption.write_text("mychar, edited in a text editor\n", encoding="utf-8")
+    with pytest.raises(RefusedError, match="changed since"):
+        studio.set_caption("0/0/mychar_01.png", "mychar, tab", fresh["caption_version"])
+    (dataset.images / "mychar_01.crop").write_text("0, 0, 400, 560\n", encoding="utf-8")
+    with pytest.raises(RefusedError, match="crop box of mychar_01.png changed"):
+        studio.set_crop("0/0/mychar_01.png", [10, 10, 300, 400], fresh["crop_version"])
+    assert (dataset.images / "mychar_01.crop").read_text(encoding="utf-8") == "0, 0, 400, 560\n"
+
+
+def test_drop_leaves_a_same_stem_siblings_caption(dataset: Dataset) -> None:
+    """img_004.jpg and img_004.png share img_004.txt (sd-scripts reads <stem><caption_extension>)."""
+    from PIL import Image
+
+    Image.open(dataset.images / "mychar_04.png").convert("RGB").save(dataset.images / "mychar_04.jpg")
+    (dataset.images / "mychar_04.crop").write_text("0, 0, 700, 1000\n", encoding="utf-8")
+    caption, crop = dataset.images / "mychar_04.txt", dataset.images / "mychar_04.crop"
+    text, box = caption.read_bytes(), crop.read_bytes()
+    studio = Studio(dataset.toml, config=dataset.train)
+    studio.drop("0/0/mychar_04.png")
+    assert caption.read_bytes() == text and crop.read_bytes() == box  # the .jpg keeps its caption and crop
+    dropped = dataset.images / "_collage_studio" / "dropped"
+    assert sorted(p.name for p in dropped.iterdir()) == ["mychar_04.crop", "mychar_04.png", "mychar_04.txt"]
+    jpg = next(s for s in studio.sources()["sources"] if s["name"] == "mychar_04.jpg")
+    assert jpg["caption_text"] == text.decode() and jpg["crop"] == [0, 0, 700, 1000]
+    caption.write_text("mychar, edited while the png was dropped\n", encoding="utf-8")
+    studio.reload()
+    studio.restore("0/0/mychar_04.png")
+    assert (dataset.images / "mychar_04.png").is_file() and not any(dropped.iterdir())
+    assert caption.read_text(encoding="utf-8") == "mychar, edited while the png was dropped\n"
+    kept = list((dataset.images / "_collage_studio" / "history").iterdir())
+    assert sorted(p.read_bytes() for p in kept) == sorted([box, text])  # the dropped copies, kept, not lost
+
+
+def test_a_dropped_image_stays_listed_when_a_new_file_takes_its_name(dataset: Dataset) -> None:
+    studio = Studio(dataset.toml, config=dataset.train)
+    studio.drop("0/0/mychar_03.png")
+    (dataset.images / "mychar_04.png").rename(dataset.images / "mychar_03.png")  # the user renames another image
+    studio.reload()
+    names = [(s["name"], s["dropped"]) for s in studio.sources()["sources"]]
+    assert ("mychar_03.png", True) in names and ("mychar_03.png", False) in names
+    dropped = next(s for s in studio.sources()["sources"] if s["name"] == "mychar_03.png" and s["dropped"])
+    with pytest.raises(RefusedError, match="already exists") as refused:
+        studio.restore(dropped["id"])
+    assert refused.value.status == 409
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**70, -1, True, 1.5, "7"])
+def test_seed_outside_what_sd_scripts_accepts_is_refused(dataset: Dataset, seed: object) -> None:
+    """sd-scripts seeds numpy with it: 0..2**32-1. 2**70 was written into the TOML and failed the run."""
+    studio = Studio(dataset.toml, config=dataset.train)
+    before = dataset.train.read_bytes()
+    with pytest.raises(RefusedError, match="0 to 4294967295") as refused:
+        studio.set_seed(seed, write=True)  # type: ignore[arg-type]
+    assert refused.value.status == 400 and dataset.train.read_bytes() == before
+
+
+def test_the_largest_seed_is_accepted(dataset: Dataset) -> None:
+    import numpy as np
+
+    studio = Studio(dataset.toml, config=dataset.train)
+    studio.set_seed(2**32 - 1, write=True)
+    assert "seed = 4294967295\n" in dataset.train.read_text(encoding="utf-8")
+    np.random.RandomState(load_project(dataset.toml, config_file=dataset.train).seed)  # numpy's seed rule
+    with pytest.raises(ValueError):
+        np.random.RandomState(2**32)
+    studio.set_seed(0)
+
+
+def test_history_is_bounded(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """291 copies after six bursts of edits, 10 MB captions included: the oldest go, per file and in all."""
+    monkeypatch.setattr(studio_files, "KEEP_PER_FILE", 4)
+    monkeypatch.setattr(studio_files, "KEEP_BYTES", 3000)
+    monkeypatch.setattr(studio_files, "UNDO_STEPS", 5)
+    studio = Studio(dataset.toml, config=dataset.train)
+    history = dataset.images / "_collage_studio" / "history"
+    for i in range(12):
+        studio.set_caption("0/0/mychar_01.png", f"mychar, edit {i}")
+    kept = sorted(history.iterdir())
+    assert len(kept) == 4
+    assert {p.read_text(encoding="utf-8") for p in kept} == {f"mychar, edit {i}\n" for i in range(7, 11)}
+    for i in range(3):
+        studio.set_caption("0/0/mychar_02.png", "mychar, " + f"long caption {i} " * 80)  # ~1.3 KB each
+    sizes = [p.stat().st_size for p in history.iterdir()]
+    assert sum(sizes) <= 3000 + max(sizes)  # the newest copy always stays, even when alone over the limit
+    assert any("long caption 1" in p.read_text(encoding="utf-8") for p in history.iterdir())
+    assert len(studio.history.changes) == 5
+    assert studio.undo() is not None  # the remembered steps still undo

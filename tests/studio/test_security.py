@@ -130,7 +130,8 @@ def test_a_symlinked_image_leading_out_is_not_served(server: Server, dataset: Da
     before = snapshot(dataset.root, outside)
     r = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_00.png"})
     assert r.status_code == 403 and "not inside the dataset" in r.json()["error"]
-    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_00.png")
+    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
+                  if s["name"] == "mychar_00.png")
     assert "symlink" in listed["problem"]
     assert snapshot(dataset.root, outside) == before
 
@@ -242,12 +243,14 @@ def test_a_remote_host_needs_allow_remote(dataset: Dataset, capsys: pytest.Captu
 def asgi_get(app: object, path: str, host: str, client: str, headers: dict[str, str]) -> httpx.Response:
     """A request to the app as if it came from ``client`` (another machine), without a network."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=(client, 50000))  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
             return await c.get(path, headers=headers)
-    return asyncio.run(go())
+    with ThreadPoolExecutor(1) as pool:  # its own event loop (the browser tests' Playwright may hold this thread's)
+        return pool.submit(lambda: asyncio.run(go())).result()
 
 
 def test_a_lan_client_claiming_a_loopback_host_is_refused(dataset: Dataset) -> None:
@@ -298,7 +301,8 @@ def test_large_bodies_are_refused_before_they_are_read(server: Server, dataset: 
     r = server.http.post(f"{server.url}/api/caption", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert snapshot(dataset.root, outside) == before
-    ok = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000})
+    ok = server.http.post(f"{server.url}/api/caption",
+                          json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000})
     assert ok.status_code == 200
 
 
@@ -461,3 +465,44 @@ def test_another_local_user_gets_nothing_without_the_token(server: Server, datas
                       token=server.token)
     assert [status for _, status, _ in reads[:4]] == [200, 200, 200, 200]
     assert all(b"hunter2" not in body for _, _, body in reads)
+
+
+def test_a_seed_numpy_refuses_is_a_400_and_not_written(server: Server, dataset: Dataset) -> None:
+    before = dataset.train.read_bytes()
+    for seed in (2**70, 2**32, -1, True, "7"):
+        r = server.http.post(f"{server.url}/api/seed", json={"seed": seed, "write": True})
+        assert r.status_code == 400 and "0 to 4294967295" in r.json()["error"], r.text
+    assert dataset.train.read_bytes() == before
+    r = server.http.post(f"{server.url}/api/seed", json={"seed": 2**32 - 1, "write": True})
+    assert r.status_code == 200 and r.json()["seed"] == 2**32 - 1
+
+
+def test_the_cli_prints_an_address_with_the_token_and_answers_only_it(dataset: Dataset) -> None:
+    """The real command, as a user starts it: the printed address opens the studio, the bare one does not, and
+    the token is on no command line (``ps`` shows other users every process's arguments)."""
+    import re
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-m", "collage_ext", "studio", str(dataset.toml), "--port", "0",
+                           "--no_browser"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env={**os.environ, "COLLAGE_EXT_NO_TOKENIZER": "1"}) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            found = re.search(r"open (http://127\.0\.0\.1:(\d+)/\?token=([\w-]+))", line)
+            assert found, line
+            url, port, token = found.group(1), found.group(2), found.group(3)
+            assert len(token) >= 40
+            base = f"http://127.0.0.1:{port}"
+            assert httpx.get(base + "/").status_code == 403
+            assert httpx.get(base + "/api/sources").status_code == 403
+            page = httpx.get(url)
+            assert page.status_code == 200 and b"studio.js" in page.content
+            assert httpx.get(base + "/api/sources", cookies=page.cookies).status_code == 200
+            if os.path.exists(f"/proc/{proc.pid}/cmdline"):  # Linux: what ps shows every user
+                with open(f"/proc/{proc.pid}/cmdline", "rb") as cmdline:
+                    assert token.encode() not in cmdline.read()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -153,7 +153,8 @@ function openEditor(id, keepText) {
   $("ed-meta").textContent = `${s.size ? s.size.join("×") : "?"} · ${s.subset_name}${s.dropped ? " · dropped (not trained)" : ""}`;
   $("ed-capfile").textContent = s.caption_file;
   const ta = $("ed-caption");
-  if (!keepText || ta.dataset.id !== id || ta.dataset.dirty !== "1") { ta.value = (s.caption_text ?? s.caption).replace(/\n$/, ""); ta.dataset.dirty = "0"; }
+  // The caption's file version is the one the text came from: a save based on it is refused if the file changed since.
+  if (!keepText || ta.dataset.id !== id || ta.dataset.dirty !== "1") { ta.value = (s.caption_text ?? s.caption).replace(/\n$/, ""); ta.dataset.dirty = "0"; ta.dataset.version = s.caption_version ?? ""; }
   ta.dataset.id = id;
   ta.disabled = s.dropped || !s.can_write; $("ed-save").disabled = ta.disabled;
   $("ed-drop").textContent = s.dropped ? "Restore to training" : "Drop from training";
@@ -246,11 +247,11 @@ $("ed-wrap").addEventListener("pointerup", async () => {
   drag = null;
   const s = current(), px = natural(S.box, s);
   if (px[2] - px[0] < 4 || px[3] - px[1] < 4) { S.box = s.crop ? s.crop.map((x) => x / S.scale) : null; drawBox(); return; }
-  await api("/api/crop", {id: s.id, box: px}).catch(() => null);
-  toast(`crop saved to ${s.name.replace(/\.[^.]+$/, "")}.crop`);
+  const saved = await api("/api/crop", {id: s.id, box: px, version: s.crop_version}).catch(() => null);
+  if (saved) toast(`crop saved to ${s.name.replace(/\.[^.]+$/, "")}.crop`);
   await refresh();
 });
-$("ed-clear").onclick = async () => { const s = current(); await api("/api/crop", {id: s.id, box: null}); toast("crop cleared"); await refresh(); };
+$("ed-clear").onclick = async () => { const s = current(); const saved = await api("/api/crop", {id: s.id, box: null, version: s.crop_version}).catch(() => null); if (saved) toast("crop cleared"); await refresh(); };
 $("ed-drop").onclick = async () => {
   const s = current();
   await api(s.dropped ? "/api/restore" : "/api/drop", {id: s.id});
@@ -271,8 +272,10 @@ $("ed-caption").addEventListener("input", () => {
 });
 async function saveCaption() {
   const s = current(); if (!s) return;
-  await api("/api/caption", {id: s.id, text: $("ed-caption").value});
-  $("ed-caption").dataset.dirty = "0";
+  try {
+    await api("/api/caption", {id: s.id, text: $("ed-caption").value, version: $("ed-caption").dataset.version || null});
+  } catch (err) { $("ed-caption").dataset.conflict = "1"; return; }  // the toast says why (a 409: changed elsewhere)
+  $("ed-caption").dataset.dirty = "0"; $("ed-caption").dataset.conflict = "0";
   toast(`caption saved to ${s.caption_file}`);
   await refresh();
 }
