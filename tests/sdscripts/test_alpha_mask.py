@@ -1,10 +1,10 @@
 """sd-scripts' ``alpha_mask`` through the REAL loader: each source's transparent region is masked inside its cell.
 
 A subset of character cut-outs (PNGs whose left and right quarters are transparent: RGBA, LA,
-palette with a tRNS entry, RGB with a tRNS colour key), two opaque RGB portraits and one lone RGBA square (no partner of its shape: it trains single), with
-``alpha_mask = true``. The expected weights are computed independently of the renderer: each
-source's transparent quarters are mapped into the frame through ``fit.plan_fit`` and checked in
-the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
+palette with a tRNS entry, RGB with a tRNS colour key) and two opaque RGB portraits, with
+``alpha_mask = true``, and a plain subset (``collage_rate = 0``) with one RGBA square. The expected
+weights are computed independently of the renderer: each source's transparent quarters are mapped
+into the frame through ``fit.plan_fit`` and checked in the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
 the loss weights of sd-scripts' own ``apply_masked_loss`` (zero on every latent pixel inside a
 transparent region). Static mode is checked through sd-scripts' latent cache.
 """
@@ -167,7 +167,7 @@ def test_alpha_mask_off_keeps_sources_flattened(tmp_path: Path, toks: fakes.Tiny
 
 def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
         tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
-    """Static mode + --cache_latents: the cached alpha mask has 0 on transparent source pixels, the pad weight on padding."""
+    """Static mode + --cache_latents: the cached mask is 0 on transparent source pixels, the pad weight on padding."""
     config = write_alpha_dataset(tmp_path, general="collage_loss_mask = true\ncollage_pad_weight = 0.25\n"
                                                    "collage_gutter = 8\ncollage_variants = 1")
     group, _, _ = load(tmp_path, toks, config, "--cache_latents", "--masked_loss")
@@ -201,7 +201,7 @@ def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_preview_shows_the_weights_training_gets(tmp_path: Path, toks: fakes.TinyTokenizers,
                                                  monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    """`collage-ext preview` writes each frame with the alpha the adapter hands sd-scripts (dynamic) or caches (static)."""
+    """`collage-ext preview` writes each frame with the alpha the adapter hands sd-scripts (dynamic) or caches."""
     from test_cli_identity import load as load_like_the_cli
 
     from collage_ext.cli import main
