@@ -252,7 +252,8 @@ def test_cells_carry_their_sources_alpha(tmp_path: Path) -> None:
         rows = slice(cell.y + plan.dst.y, cell.y + plan.dst.bottom)
         left_end, right_start = x0 + 16 * scale, x0 + 48 * scale  # the transparent quarters' edges, mapped
         alpha = rendered.alpha[rows]
-        assert (alpha[:, x0 : int(left_end) - 1] == 0).all() and (alpha[:, int(right_start) + 2 : x0 + plan.dst.width] == 0).all()
+        assert (alpha[:, x0 : int(left_end) - 1] == 0).all()
+        assert (alpha[:, int(right_start) + 2 : x0 + plan.dst.width] == 0).all()
         assert (alpha[:, int(left_end) + 2 : int(right_start) - 1] == 255).all()
     assert rendered.mask is not None and (rendered.alpha[rendered.mask] == 255).all()  # padding: the mask's business
     plain = _collage(False).render(sources, params, with_mask=True)

@@ -195,4 +195,5 @@ def test_bad_alpha_raises() -> None:
     with pytest.raises(LayoutError, match=r"got mode 'RGBA'"):
         render_frame(Size(4, 4), [(Rect(0, 0, 2, 2), tile, Image.new("RGBA", (2, 2)))], FILL)
     with pytest.raises(TypeError, match=r"placement 0 alpha must be a PIL\.Image\.Image or None, got ndarray"):
-        render_frame(Size(4, 4), [(Rect(0, 0, 2, 2), tile, np.zeros((2, 2), np.uint8))], FILL)  # type: ignore[list-item]
+        alpha = np.zeros((2, 2), np.uint8)
+        render_frame(Size(4, 4), [(Rect(0, 0, 2, 2), tile, alpha)], FILL)  # type: ignore[list-item]

@@ -512,7 +512,7 @@ def set_seed_line(text: str, seed: int) -> str:
 
 
 def _encode(image: Image.Image, side: int | None) -> bytes:
-    """PNG of the exact pixels (``side=None``), else a JPEG no larger than ``side`` (loss weights < 1 as a checkerboard)."""
+    """PNG of the exact pixels (``side=None``), else a JPEG no larger than ``side`` (weights < 1 on a checkerboard)."""
     out = io.BytesIO()
     if side is None:
         image.save(out, format="PNG")

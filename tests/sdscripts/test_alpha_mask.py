@@ -1,10 +1,10 @@
 """sd-scripts' ``alpha_mask`` through the REAL loader: each source's transparent region is masked inside its cell.
 
-A subset of character cut-outs (RGBA PNGs whose left and right quarters are transparent), two
-opaque RGB portraits and one lone RGBA square (no partner of its shape: it trains single), with
-``alpha_mask = true``. The expected weights are computed independently of the renderer: each
-source's transparent quarters are mapped into the frame through ``fit.plan_fit`` and checked in
-the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
+A subset of character cut-outs (PNGs whose left and right quarters are transparent: RGBA, LA,
+palette with a tRNS entry, RGB with a tRNS colour key) and two opaque RGB portraits, with
+``alpha_mask = true``, and a plain subset (``collage_rate = 0``) with one RGBA square. The expected
+weights are computed independently of the renderer: each source's transparent quarters are mapped
+into the frame through ``fit.plan_fit`` and checked in the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
 the loss weights of sd-scripts' own ``apply_masked_loss`` (zero on every latent pixel inside a
 transparent region). Static mode is checked through sd-scripts' latent cache.
 """
@@ -41,14 +41,30 @@ def cutout(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(pixels, "RGBA")
 
 
+def transparency_kinds(image: Image.Image) -> list[tuple[Image.Image, dict[str, Any]]]:
+    """The same cut-out as RGBA, LA, a palette PNG with a tRNS entry and an RGB PNG with a tRNS colour key."""
+    alpha = np.asarray(image)[:, :, 3]
+    quantized = image.convert("RGB").quantize(254)
+    indices = np.asarray(quantized).astype(np.uint8) + 1
+    indices[alpha == 0] = 0
+    palette = Image.fromarray(indices, "P")
+    palette.putpalette([0, 0, 0] + quantized.getpalette()[: 254 * 3])
+    keyed = np.asarray(image.convert("RGB")).copy()
+    keyed[alpha == 0] = (1, 2, 3)  # fakes' gradients never reach this colour
+    return [(image, {}), (image.convert("LA"), {}), (palette, {"transparency": 0}),
+            (Image.fromarray(keyed, "RGB"), {"transparency": (1, 2, 3)})]
+
+
 def write_alpha_dataset(root: Path, *, general: str = "", subset: str = "alpha_mask = true") -> Path:
-    """A dataset TOML: 4 RGBA cut-outs and 2 opaque RGB portraits in a collage subset (``root/img``), and one
-    RGBA square in a plain subset (``root/plain``, ``collage_rate = 0``: sd-scripts' own single image)."""
-    images = [cutout(*CUTOUT, seed=i) for i in range(4)] + [fakes.make_image(*CUTOUT, seed=i) for i in (4, 5)]
-    for folder, group in ((root / "img", images), (root / "plain", [cutout(*SQUARE, seed=6)])):
+    """A dataset TOML: 4 cut-outs (RGBA, LA, palette + tRNS, RGB + colour key) and 2 opaque RGB portraits in a
+    collage subset (``root/img``), and one RGBA square in a plain subset (``root/plain``, ``collage_rate = 0``:
+    sd-scripts' own single image)."""
+    kinds = [transparency_kinds(cutout(*CUTOUT, seed=i))[i] for i in range(4)]
+    images = kinds + [(fakes.make_image(*CUTOUT, seed=i), {}) for i in (4, 5)]
+    for folder, group in ((root / "img", images), (root / "plain", [(cutout(*SQUARE, seed=6), {})])):
         folder.mkdir(parents=True)
-        for i, image in enumerate(group):
-            image.save(folder / f"img_{i:02d}.png")
+        for i, (image, options) in enumerate(group):
+            image.save(folder / f"img_{i:02d}.png", **options)
             (folder / f"img_{i:02d}.txt").write_text(f"sks, {folder.name}{i:03d}", encoding="utf-8")
     path = root / "dataset.toml"
     path.write_text(
@@ -61,11 +77,15 @@ def write_alpha_dataset(root: Path, *, general: str = "", subset: str = "alpha_m
     return path
 
 
-def regions(frames: Any, slot_or_group: Any, params: Any) -> tuple[list[tuple[slice, slice]], list[tuple[slice, slice]]]:
+Regions = list[tuple[slice, slice]]
+
+
+def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | None = None) -> tuple[Regions, Regions]:
     """Frame regions that must have weight 0 (inside a source's transparent quarters) and weight 1 (opaque).
 
     Mapped through ``plan_fit`` (source box -> rect in the cell), 4 px inside each edge so Lanczos'
-    reach and rounding never matter; computed without the renderer.
+    reach and rounding never matter; computed without the renderer. ``masked`` collects the file names
+    of the transparent sources.
     """
     sources = frames.sources_of(slot_or_group)
     zero, one = [], []
@@ -82,8 +102,10 @@ def regions(frames: Any, slot_or_group: Any, params: Any) -> tuple[list[tuple[sl
         rows = slice(cell.y + dst.y + 4, cell.y + dst.bottom - 4)
         width = source.size.width
         with Image.open(source.path) as raw:
-            transparent = raw.mode == "RGBA"
+            transparent = raw.mode in ("RGBA", "LA") or "transparency" in raw.info
         if transparent:
+            if masked is not None:
+                masked.add(Path(source.path).name)
             left, right = to_frame(max(box.left, 0), min(box.right, width // 4)), to_frame(3 * width // 4, box.right)
             zero += [(rows, s) for s in (left, right) if s.stop - s.start > 0]
             one.append((rows, to_frame(width // 4, 3 * width // 4)))
@@ -106,7 +128,7 @@ def test_cells_mask_their_sources_transparent_regions(tmp_path: Path, toks: fake
     dataset = group.datasets[0]
     dataset.debug_dataset = True  # __getitem__ then reports the image keys
     masked_loss = fakes.import_sd("library.custom_train_functions").apply_masked_loss
-    frames_seen, singles_seen, zero_px, zero_latents = 0, 0, 0, 0
+    frames_seen, singles_seen, zero_px, zero_latents, masked = 0, 0, 0, 0, set()
     for batch in iterate(group, 1):
         assert batch["alpha_masks"] is not None
         for n, key in enumerate(batch["image_keys"]):
@@ -120,7 +142,7 @@ def test_cells_mask_their_sources_transparent_regions(tmp_path: Path, toks: fake
             frames, slot = dataset._frames[key]
             params = frames.params(slot, 1)
             assert alpha.shape == (params.layout.frame.height, params.layout.frame.width)
-            zero, one = regions(frames, frames.groups(1)[slot], params)
+            zero, one = regions(frames, frames.groups(1)[slot], params, masked)
             # sd-scripts' masked loss on a loss of ones at latent size: the weight each latent pixel gets.
             weights = masked_loss(torch.ones(1, 4, alpha.shape[0] // 8, alpha.shape[1] // 8),
                                   {"alpha_masks": batch["alpha_masks"][n : n + 1]})[0, 0].numpy()
@@ -134,6 +156,7 @@ def test_cells_mask_their_sources_transparent_regions(tmp_path: Path, toks: fake
                 assert (alpha[rows, cols] == 1).all(), f"{key}: opaque source pixels lost weight"
             frames_seen += 1
     assert frames_seen and singles_seen == 1 and zero_px > 1000 and zero_latents > 10
+    assert masked == {f"img_{i:02d}.png" for i in range(4)}  # RGBA, LA, palette + tRNS, RGB + colour key
 
 
 def test_alpha_mask_off_keeps_sources_flattened(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
@@ -144,7 +167,7 @@ def test_alpha_mask_off_keeps_sources_flattened(tmp_path: Path, toks: fakes.Tiny
 
 def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
         tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
-    """Static mode + --cache_latents: the cached alpha mask has 0 on transparent source pixels, the pad weight on padding."""
+    """Static mode + --cache_latents: the cached mask is 0 on transparent source pixels, the pad weight on padding."""
     config = write_alpha_dataset(tmp_path, general="collage_loss_mask = true\ncollage_pad_weight = 0.25\n"
                                                    "collage_gutter = 8\ncollage_variants = 1")
     group, _, _ = load(tmp_path, toks, config, "--cache_latents", "--masked_loss")
@@ -178,7 +201,7 @@ def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_preview_shows_the_weights_training_gets(tmp_path: Path, toks: fakes.TinyTokenizers,
                                                  monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    """`collage-ext preview` writes each frame with the alpha the adapter hands sd-scripts (dynamic) or caches (static)."""
+    """`collage-ext preview` writes each frame with the alpha the adapter hands sd-scripts (dynamic) or caches."""
     from test_cli_identity import load as load_like_the_cli
 
     from collage_ext.cli import main
