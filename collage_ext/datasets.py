@@ -394,7 +394,8 @@ def _refuse_swapped(run: RunArgs, config_file: str | os.PathLike[str] | None, co
     if looks_training:
         named = user_config.get("dataset_config")
         fix = (f"pass it as --config {config_path} (its dataset_config {named} is then read from it)" if named
-               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first argument")
+               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first "
+                    "argument")
         msg = (f"{config_path} looks like a training TOML (it sets {', '.join(training[:3])}), not a dataset TOML: "
                f"{fix}")
         raise CollageConfigError(msg)
