@@ -81,7 +81,7 @@ class CheckReport:
             for sub in d["subsets"]:
                 lines.append(f"  subset {sub['index']} {sub['image_dir']}: {sub['describe']}")
             lines.append(f"  per epoch: {d['samples_per_epoch']} samples in {d['batches_per_epoch']} batches "
-                         f"({d['buckets']} buckets)")
+                         f"({d['buckets']} bucket{'s' * (d['buckets'] != 1)})")
         st = s["steps"]
         lines.append(f"steps: {st['describe']}")
         modes = modes_line(s)
@@ -120,6 +120,10 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> Chec
         alternative = _summary(project, planned, frames_for(planned, other, epoch), measures, broken, encoder)
         summary["modes"] = {"used": mode, "why": project.mode_why, mode: _counts(summary),
                             other: _counts(alternative)}
+    if not summary["steps"]["steps_per_epoch"]:
+        findings.append(Finding("error", "no_data", "no image of the dataset would be trained (no subset with images "
+                                "and num_repeats >= 1): sd-scripts stops with \"No data found\"; check image_dir and "
+                                "num_repeats"))
     return CheckReport(findings, summary)
 
 
@@ -546,11 +550,14 @@ def _steps(project: Project, batches: int) -> dict[str, Any]:
     if isinstance(epochs, int) and epochs > 0:
         out.update(epochs=epochs, total_steps=epochs * per_epoch,
                    describe=f"{per_epoch} per epoch x max_train_epochs {epochs} = {epochs * per_epoch} steps")
+    elif not per_epoch:
+        out.update(epochs=0, total_steps=0, describe="0 per epoch: no images to train (sd-scripts stops with \"No data "
+                   "found\")")
     else:
         steps = int(run.get("max_train_steps") or 1600)
-        n = math.ceil(steps / per_epoch) if per_epoch else 0
+        n = math.ceil(steps / per_epoch)
         out.update(epochs=n, total_steps=steps,
-                   describe=f"{per_epoch} per epoch; max_train_steps {steps} = {n} epochs"
+                   describe=f"{per_epoch} per epoch; max_train_steps {steps} = {n} epoch{'s' * (n != 1)}"
                    + ("" if run.get("max_train_steps") else " (sd-scripts' default max_train_steps)"))
     out["describe"] += " (one GPU; with N GPUs divide the steps by N)"
     return out

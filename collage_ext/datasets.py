@@ -350,6 +350,10 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     configs = [c for row in tree.subsets for c in row]
     mode, mode_why = resolve_mode(configs, run)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
+    if seed_why == "from --seed" and seed is None:  # say where the user set it
+        after_dash = "seed" in parse_trainer_args(trainer_args)
+        seed_why = ("from --seed after --" if after_dash or config_file is None
+                    else f"from seed = {seed_value} in the training TOML {config_file}")
     project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why, list(schema_notes))
     reader = _Reader(project, config_path.parent if config_path else None, strict)
     project.datasets = reader.datasets(tree)
@@ -390,7 +394,8 @@ def _refuse_swapped(run: RunArgs, config_file: str | os.PathLike[str] | None, co
     if looks_training:
         named = user_config.get("dataset_config")
         fix = (f"pass it as --config {config_path} (its dataset_config {named} is then read from it)" if named
-               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first argument")
+               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first "
+                    "argument")
         msg = (f"{config_path} looks like a training TOML (it sets {', '.join(training[:3])}), not a dataset TOML: "
                f"{fix}")
         raise CollageConfigError(msg)
@@ -438,7 +443,7 @@ class _Reader:
         if self.strict and level == "error":
             raise CollageInputError(message)
         self.project.findings.append(Finding(level, code, message, file))
-        getattr(logger, "info" if level == "info" else "warning")(message)
+        getattr(logger, level)(message)  # logged at the level the report gives it
 
     def datasets(self, tree: DatasetTree) -> list[DatasetSpec]:
         data = tree.kohya

@@ -10,6 +10,7 @@ needed.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import struct
@@ -87,12 +88,34 @@ def collage_settings(metadata: dict[str, str]) -> list[dict[str, Any]]:
     return found
 
 
+#: Metadata keys holding a Unix time (sd-scripts writes ``time.time()`` as text).
+TIME_KEYS = ("ss_training_started_at", "ss_training_finished_at")
+
+
+def _shown(key: str, value: str) -> str:
+    """A metadata value for people: Unix times as UTC date and time.
+
+    Examples:
+        >>> _shown("ss_training_finished_at", "1767225600.5")
+        '2026-01-01 00:00:00 UTC'
+        >>> _shown("ss_training_finished_at", "soon"), _shown("ss_steps", "1600")
+        ('soon', '1600')
+    """
+    if key not in TIME_KEYS:
+        return value
+    try:
+        when = datetime.datetime.fromtimestamp(float(value), tz=datetime.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return value
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def format_settings(path: str, metadata: dict[str, str], blocks: list[dict[str, Any]]) -> str:
     """A human summary: training context, then per dataset and subset the collage settings (non-defaults first)."""
     lines = [f"{path}"]
     for key in CONTEXT_KEYS:
         if metadata.get(key) not in (None, "", "None"):
-            lines.append(f"  {key}: {metadata[key]}")
+            lines.append(f"  {key}: {_shown(key, metadata[key])}")
     defaults = CollageConfig().to_metadata()
     for block in blocks:
         where = "ss_bucket_info" if block["dataset"] is None else f"dataset {block['dataset']}"

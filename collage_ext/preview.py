@@ -78,14 +78,15 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
     caption = job.caption
     tokens = count_caption(caption, encoder.budget, encoder.counter)
     warnings = []
-    names = [Path(s.path).name for s in job.sources]
+    layout = job.params.layout
+    reading = sorted(range(len(layout.cells)), key=lambda c: (layout.cells[c].y, layout.cells[c].x))
+    names = [Path(job.sources[layout.order[c]].path).name for c in reading]  # left to right, top to bottom
     if tokens.overflow:
         warnings.append(f"caption has {tokens.total} tokens, {tokens.overflow} past the {encoder.budget.max_tokens}-"
                         f"token budget are cut off (never trained)")
     for phrase, start in phrases_past_budget(caption, planned.subset.config.repeat_phrases, encoder.budget,
                                              encoder.counter, planned.collage.grammar):
         warnings.append(f"phrase {phrase!r} first appears at token {start}, past the budget: it is never trained")
-    layout = job.params.layout
     stats = job.stats
     min_span = planned.subset.config.min_span
     short = [Path(s.path).name for s, span in zip(job.sources, stats.spans) if span < min_span - 1e-9]
@@ -93,7 +94,9 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
         warnings.append(f"scale rule: {', '.join(short)} span{'s' if len(short) == 1 else ''} less than "
                         f"{min_span:g} of the frame (layout {layout.name})")
     cells = []
-    for cell, index, position in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells)):
+    positions = layout.names or [""] * len(layout.cells)
+    for c in reading:
+        cell, index, position = layout.cells[c], layout.order[c], positions[c]
         source = job.sources[index]
         cells.append({"rect": list(cell), "position": position, "key": source.key, "path": source.path,
                       "size": list(source.size), "crop": list(source.crop) if source.crop else None,
@@ -189,7 +192,7 @@ def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out:
         all_notes.append(f"showing the first {count} of {len(frameset.jobs)} collage frames (--count)")
     write_index_html(out / "index.html", entries, title=title, summary=summary, findings=project.findings,
                      notes=all_notes, singles=_singles(frameset))
-    write_contact_sheet([(out / "frames" / f"{e.name}.png", e.layout) for e in entries[:SHEET_LIMIT]],
+    write_contact_sheet([(out / "frames" / f"{e.name}.png", e.layout) for e in sheet_entries(entries)],
                         out / "contact_sheet.png")
     manifest = {"collage_ext": __version__, "summary": summary, "frames": [e.info for e in entries],
                 "singles": _singles(frameset), "findings": [f.to_json() for f in project.findings]}
@@ -295,18 +298,66 @@ def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, s
     return path
 
 
+def sheet_entries(entries: Sequence[FrameEntry], limit: int = SHEET_LIMIT) -> list[FrameEntry]:
+    """At most ``limit`` frames for the contact sheet, every frame shape included.
+
+    Frames are taken in turn from each frame size (portrait pairs, stacked landscapes, ...), in plan
+    order within a size, so a set whose first 48 frames are all portraits still shows its landscapes.
+    """
+    groups: dict[tuple[int, ...], list[FrameEntry]] = {}
+    for entry in entries:
+        groups.setdefault(tuple(entry.info.get("frame") or ()), []).append(entry)
+    chosen: list[FrameEntry] = []
+    queues = [list(g) for g in groups.values()]
+    while len(chosen) < limit and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    order = {id(e): n for n, e in enumerate(entries)}
+    return sorted(chosen, key=lambda e: order[id(e)])
+
+
 def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: int = 256) -> Path:
-    """One PNG with every frame as a labelled thumbnail: the quickest way to eyeball a plan."""
-    cols = min(4, max(1, len(frames)))
-    rows = max(1, -(-len(frames) // cols))
-    label = 18
-    sheet = Image.new("RGB", (cols * (thumb + 8) + 8, rows * (thumb + label + 8) + 8), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for n, (path, name) in enumerate(frames):
-        x, y = 8 + (n % cols) * (thumb + 8), 8 + (n // cols) * (thumb + label + 8)
+    """One PNG with the frames as labelled thumbnails in justified rows: the quickest way to eyeball a plan.
+
+    Thumbnails keep their frame's shape at a common row height (``thumb`` px), rows are filled up to
+    the sheet width, so portraits and landscapes sit side by side without empty squares around them.
+    """
+    label, gap = 16, 8
+    width = 4 * thumb + 5 * gap
+    sizes = []
+    for path, _ in frames:
         with Image.open(path) as img:
-            img.thumbnail((thumb, thumb))
-            sheet.paste(viewable(img), (x, y))
-        draw.text((x, y + thumb + 3), f"{path.stem[-24:]}  {name}", fill=(0, 0, 0))
+            w, h = img.size
+        sizes.append((max(1, round(thumb * 0.75 * w / h)), round(thumb * 0.75)))
+    rows: list[list[int]] = [[]]
+    x = gap
+    for n, (w, _) in enumerate(sizes):
+        if rows[-1] and x + min(w, width - 2 * gap) + gap > width:
+            rows.append([])
+            x = gap
+        rows[-1].append(n)
+        x += min(w, width - 2 * gap) + gap
+    placed: list[tuple[int, int, int, int, int]] = []  # frame index, x, y, w, h
+    y = gap
+    for r, row in enumerate(rows):
+        natural = sum(min(sizes[n][0], width - 2 * gap) for n in row)
+        room = width - gap * (len(row) + 1)
+        factor = room / natural if r < len(rows) - 1 or natural > room else 1.0  # justify all but the last row
+        x, h = gap, round(sizes[row[0]][1] * factor)
+        for n in row:
+            w = max(1, round(min(sizes[n][0], width - 2 * gap) * factor))
+            placed.append((n, x, y, w, h))
+            x += w + gap
+        y += h + label + gap
+    sheet = Image.new("RGB", (width, max(y, gap + label)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for n, x, y, w, h in placed:
+        path, name = frames[n]
+        with Image.open(path) as img:
+            small = viewable(img.resize((w, h), Image.Resampling.LANCZOS)).convert("RGB")  # checkerboard: loss weights
+        sheet.paste(small, (x, y))
+        room = max(0, w // 6 - len(name) - 1)  # about 6 px per character of the default font
+        draw.text((x, y + h + 2), f"{name} {path.stem[-room:] if room else ''}", fill=(220, 220, 220))
     sheet.save(out)
     return out

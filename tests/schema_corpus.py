@@ -63,8 +63,9 @@ CASES: tuple[Case, ...] = (
          '  metadata_file = "{meta}"\n  image_dir = "{img}"\n', "ok"),
     Case("alpha_mask", SUB + "  alpha_mask = true\n", "ok"),
     Case("empty_general", "[general]\n\n" + SUB, "ok"),
-    Case("caption_text_keys", SUB + '  caption_prefix = "a, "\n  caption_suffix = ", b"\n  secondary_separator = ";;;"\n'
-         '  keep_tokens_separator = "|||"\n  enable_wildcard = false\n  caption_separator = ","\n', "ok"),
+    Case("caption_text_keys", SUB + '  caption_prefix = "a, "\n  caption_suffix = ", b"\n'
+         '  secondary_separator = ";;;"\n  keep_tokens_separator = "|||"\n  enable_wildcard = false\n'
+         '  caption_separator = ","\n', "ok"),
     Case("cache_info", SUB + "  cache_info = true\n", "ok"),
     Case("dropout_keys", SUB + "  caption_tag_dropout_rate = 0.1\n  caption_dropout_every_n_epochs = 2\n", "ok"),
     Case("flip_color_crop", SUB + "  flip_aug = true\n  color_aug = false\n  random_crop = false\n", "ok"),

@@ -39,6 +39,7 @@ def test_the_reported_frame() -> None:
 def test_shared_trigger_and_separator_unchanged() -> None:
     """A shared trigger is still hoisted once; with keep_tokens_separator every kept tag stays in front."""
     plain = CaptionGrammar(keep_tokens=1)
-    assert merge_captions(["sks, red dress", "sks, blue dress"], ["L", "R"], "concat", plain) == "sks, red dress, blue dress"
+    merged = merge_captions(["sks, red dress", "sks, blue dress"], ["L", "R"], "concat", plain)
+    assert merged == "sks, red dress, blue dress"
     sep = CaptionGrammar(keep_tokens_separator="|||")
     assert merge_captions(["a ||| red", "b ||| blue"], ["L", "R"], "concat", sep) == "a, b ||| red, blue"
