@@ -136,3 +136,75 @@ def test_crop_box_on_singles_with_collage_rate_below_one(tmp_path: Path, toks: f
             assert magenta_share(example) == 0, example["captions"]
             singles += example["captions"][0] == "sks, id000"
     assert singles  # the cropped image did train alone
+
+
+# -- 7. static cache files checked by content ------------------------------------------------------------
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def overwrite_same_size(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        size, mode = image.size, image.mode
+    Image.new(mode, size, (0, 255, 0)).save(path)  # a valid PNG of the same size: the wrong pixels
+
+
+DAMAGE = {"truncated": truncate, "overwritten": overwrite_same_size, "garbage": lambda p: p.write_bytes(b"\0" * 64)}
+
+
+def add_subset(config: Path, image_dir: Path, extra: str = "") -> Path:
+    """Append a ``[[datasets.subsets]]`` block to a dataset TOML from ``dataset_toml``."""
+    config.write_text(config.read_text(encoding="utf-8") + f'  [[datasets.subsets]]\n  image_dir = "{image_dir}"\n'
+                      f"  {extra}\n", encoding="utf-8")
+    return config
+
+
+def cache_pngs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_cache_file_from_an_earlier_run_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                                                  damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A frame or cropped single damaged between runs is rendered again at start-up, never reused by name
+    (sd-scripts' latent caching then read it: a raw 'image file is truncated' naming no file)."""
+    from test_collage_dataset import cache_all
+
+    folder = write_images(tmp_path / "img")
+    cropped_photo(tmp_path / "lone")  # a one-image subset: a cropped single
+    config = add_subset(dataset_toml(tmp_path, folder, general="collage_max_images = 3", repeats=1), tmp_path / "lone")
+    cache = tmp_path / "out" / "collage_cache"
+    load(tmp_path, toks, config, "--cache_latents")
+    good = cache_pngs(cache)
+    assert any(n.startswith("single_") for n in good) and any(n.startswith("collage_") for n in good)
+    for name in good:
+        DAMAGE[damage](cache / name)
+    with fakes.fresh_strategies():
+        group, args, trainer = load(tmp_path, toks, config, "--cache_latents")
+        cache_all(group, args, trainer, fakes.make_sdxl_vae(), toks)  # sd-scripts reads every file
+    assert cache_pngs(cache) == good
+    assert sum("rendering it again" in r.getMessage() for r in caplog.records) == len(good)
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_cache_file_mid_run_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers, damage: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Static mode without cached latents: a frame damaged while the run trains is rendered again at its
+    next load (no 'put it back'), and the sample is the frame as planned."""
+    folder = write_images(tmp_path / "img")
+    cropped_photo(tmp_path / "lone")
+    config = add_subset(dataset_toml(tmp_path, folder, general='collage_mode = "static"\ncollage_max_images = 3',
+                                     repeats=1), tmp_path / "lone")
+    group, _, _ = load(tmp_path, toks, config)
+    before = samples(group)
+    cache = tmp_path / "out" / "collage_cache"
+    good = cache_pngs(cache)
+    assert any(n.startswith("single_") for n in good) and any(n.startswith("collage_") for n in good)
+    for name in good:
+        DAMAGE[damage](cache / name)
+    assert samples(group) == before
+    assert cache_pngs(cache) == good
+    assert sum("rendered it again" in r.getMessage() for r in caplog.records) == len(good)
