@@ -48,7 +48,7 @@ from .config import CollageConfig, DatasetTree, split_dataset_config
 from .errors import CollageConfigError, CollageInputError
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
-from .run import resolve_mode, resolve_seed
+from .run import refuse_cache_in_image_folders, resolve_mode, resolve_seed
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -343,6 +343,8 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
     configs = [c for row in tree.subsets for c in row]
     mode, mode_why = resolve_mode(configs, run)
+    if mode == "static":
+        refuse_cache_in_image_folders(configs, run, tree.kohya)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
     project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why)
     reader = _Reader(project, config_path.parent if config_path else None, strict)

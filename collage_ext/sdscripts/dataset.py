@@ -48,7 +48,8 @@ from ..frames import (
 )
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
-from ..run import default_rate_note, log_summary, resolve_mode, resolve_seed, static_cache_dir
+from ..run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
+                   static_cache_dir)
 from . import seams
 from .trainers import refuse_unsupported
 
@@ -406,6 +407,8 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
         all_configs = [c for row in tree.subsets for c in row]
         mode, why = resolve_mode(all_configs, run)
+        if mode == "static":
+            refuse_cache_in_image_folders(all_configs, run, tree.kohya)
         seed, seed_why = resolve_seed(run, tree.kohya)
         check_caption_files(tree.kohya, run)
         ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)

@@ -7,6 +7,7 @@ fix (docs/reliability.md lists every case and its outcome).
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,39 @@ def test_damaged_cache_file_mid_run_is_rendered_again(tmp_path: Path, toks: fake
     assert samples(group) == before
     assert cache_pngs(cache) == good
     assert sum("rendered it again" in r.getMessage() for r in caplog.records) == len(good)
+
+
+# -- 3. the cache folder inside an image folder ----------------------------------------------------------
+CACHE_PLACES = {"the-image-folder": "{img}", "dotdot-same-folder": "{img}/../img", "inside": "{img}/cache",
+                "symlink": "{tmp}/link"}
+
+
+@pytest.mark.parametrize("place", list(CACHE_PLACES))
+def test_cache_folder_in_an_image_folder_is_refused(tmp_path: Path, toks: fakes.TinyTokenizers, place: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The frames would come back as captionless training images in the next run: training and check stop."""
+    from collage_ext.cli import main
+    from collage_ext.errors import CollageConfigError
+
+    folder = write_images(tmp_path / "img")
+    (tmp_path / "link").symlink_to(folder)
+    cache = CACHE_PLACES[place].format(img=folder.as_posix(), tmp=tmp_path.as_posix())
+    config = dataset_toml(tmp_path, folder, general=f'collage_cache_dir = "{cache}"')
+    pattern = rf"collage_cache_dir {cache} is (inside )?the image folder {folder}: .*collage_cache_dir = \""
+    with pytest.raises(CollageConfigError, match=pattern):
+        load(tmp_path, toks, config, "--cache_latents")
+    assert not list(folder.glob("collage_*")) and not (folder / "cache").exists()
+    assert main(["check", str(config), "--", "--cache_latents"]) == 2
+    assert re.search(pattern, capsys.readouterr().err)
+
+
+def test_default_cache_folder_in_the_image_folder_is_refused(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """--output_dir set to the image folder puts the default cache (<output_dir>/collage_cache) inside it."""
+    from collage_ext.errors import CollageConfigError
+
+    folder = write_images(tmp_path / "img")
+    with pytest.raises(CollageConfigError, match=r"default collage cache folder.* is inside the image folder"):
+        load(tmp_path, toks, dataset_toml(tmp_path, folder), "--cache_latents", "--output_dir", str(folder))
+    with fakes.fresh_strategies():
+        group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder), "--output_dir", str(folder))  # dynamic
+    assert len(group) > 0
