@@ -130,6 +130,7 @@ class _CollageMixin:
         plan = plan_subset(images, root=root, config=config, resolution=Size(self.width, self.height),
                            buckets=buckets, dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
                            on_error=skipped if config.on_error == "skip" else None)
+        self._refuse_emptied(subset, s_index, root, images, len(plan.order))
         keys = [keys[i] for i in plan.order]
         pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
         collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
@@ -155,6 +156,8 @@ class _CollageMixin:
                 del self.image_data[key]
         if config.on_error == "skip" and ctx.mode == "static":
             self._verify_singles(keys, singles)  # sd-scripts' own caching would crash on them
+            left = added + sum(1 for key in keys if key in self.image_data)
+            self._refuse_emptied(subset, s_index, root, images, left)
         self._pool_of_subset[id(subset)] = frames
         self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
                                    "frames_per_epoch": added + sum(singles), "collage_frames": added,
@@ -185,6 +188,20 @@ class _CollageMixin:
         self._cropped[str(path)] = (source, config)
         info.absolute_path = str(path)
         return True
+
+    def _refuse_emptied(self, subset: Any, s_index: int, root: str, images: list[SubsetImage], left: int) -> None:
+        """Stop when ``skip`` left a subset with no image: the run would train on without it, unannounced."""
+        if left or not images:
+            return
+        paths = {image.path for image in images}
+        failures = [f"{Path(p).name}: {why}" for p, why in self._failures.failed.items() if p in paths]
+        where = f"dataset {self._collage_index}, subset {s_index}" + (
+            f" ({subset.metadata_file})" if getattr(subset, "metadata_file", None) else "")
+        msg = (f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its images "
+               f"failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single files: "
+               "fix the paths or files (with a metadata file, its keys must name the image files), or remove the "
+               "subset")
+        raise CollageInputError(msg)
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""

@@ -245,3 +245,53 @@ def test_default_cache_folder_in_the_image_folder_is_refused(tmp_path: Path, tok
     with fakes.fresh_strategies():
         group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder), "--output_dir", str(folder))  # dynamic
     assert len(group) > 0
+
+
+# -- 5. skip that empties a subset -------------------------------------------------------------------------
+def two_datasets(tmp: Path, broken: Path, policy: str = "skip") -> Path:
+    """Dataset 0: ten good images; dataset 1: the folder ``broken``."""
+    good = write_images(tmp / "img")
+    path = tmp / "dataset.toml"
+    path.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_on_error = "{policy}"\n'
+                    f'[[datasets]]\nresolution = 256\nbatch_size = 1\n  [[datasets.subsets]]\n  image_dir = "{good}"\n'
+                    f'[[datasets]]\nresolution = 256\nbatch_size = 1\n  [[datasets.subsets]]\n  image_dir = "{broken}"\n',
+                    encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_skip_that_empties_a_subset_stops_the_run(tmp_path: Path, toks: fakes.TinyTokenizers, mode: str) -> None:
+    """Every image of a subset failing is no fault of single files: a subset-level error, also when another
+    dataset would let the run go on (with a fraction of its samples)."""
+    from collage_ext.errors import CollageInputError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(5):
+        (broken / f"bad_{i}.png").write_bytes(b"")
+        (broken / f"bad_{i}.txt").write_text(f"sks, id{100 + i}\n", encoding="utf-8")
+    flags = ("--cache_latents",) if mode == "static" else ()
+    pattern = (rf"collage_on_error = 'skip' left subset {broken} \(dataset 1, subset 0\) without any image: all 5 of "
+               r"its images failed, e\.g\. bad_0\.png: .*remove the subset")
+    with pytest.raises(CollageInputError, match=pattern):
+        load(tmp_path, toks, two_datasets(tmp_path, broken), *flags)
+
+
+def test_skip_that_empties_a_metadata_subset(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """--in_json whose keys name no image file (here: keys without their extension)."""
+    import json
+
+    from collage_ext.errors import CollageInputError
+
+    image_dir = write_images(tmp_path / "img", SIZES[:4])
+    meta = {str(p.with_suffix("")): {"caption": f"sks, id{i:03d}"} for i, p in enumerate(sorted(image_dir.glob("*.png")))}
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    try:
+        group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(image_dir), "--in_json",
+                           str(tmp_path / "meta.json"), "--resolution", "256", collage_rate=1.0,
+                           collage_on_error="skip")
+    except CollageInputError as exc:
+        assert re.search(r"left subset .* without any image: all 4 of its images failed, e\.g\. img_000: .*metadata "
+                         r"file, its keys must name the image files", str(exc)), exc
+        return
+    assert id_counts([c for c, _ in samples(group)]) == {f"id{i:03d}": 1 for i in range(4)}  # keys resolved
