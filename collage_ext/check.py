@@ -26,10 +26,12 @@ from .crops import read_crop_box
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageError, CollageInputError
 from .fit import upscale_factor
+from .frames import unwritable_reason
 from .framestats import frame_note
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
 from .images import open_image
 from .layout import group_sizes, layout_cells, layouts_with
+from .run import static_cache_dir
 from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
 from .types import Size
 
@@ -107,9 +109,29 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> Chec
     _check_captions(project, encoder, broken, findings)
     _check_frame_captions(frameset, encoder, findings)
     _check_leftovers(planned, frameset, findings)
+    _check_cropped_singles(frameset, findings)
     _check_scale_rule(planned, frameset, findings)
     summary = _summary(project, planned, frameset, measures, broken, encoder)
+    _check_trainable(project, summary, findings)
     return CheckReport(findings, summary)
+
+
+def _check_trainable(project: Project, summary: dict[str, Any], findings: list[Finding]) -> None:
+    """What stops training after the model loads: no sample at all, an unwritable static cache folder."""
+    for dataset in project.datasets:
+        for subset in dataset.subsets:
+            if subset.skipped and subset.skipped.startswith("num_repeats"):
+                findings.append(Finding("warning", "subset_ignored", f"subset {subset.image_dir} @ {subset.where}: "
+                                        f"{subset.skipped}, so sd-scripts ignores it and its images never train; set "
+                                        "num_repeats >= 1", subset.image_dir))
+    if not sum(d["samples_per_epoch"] for d in summary["datasets"]):
+        findings.append(Finding("error", "no_samples", "no sample to train: sd-scripts would stop with "
+                                "'num_samples=0' after loading the model; give a subset images and num_repeats >= 1"))
+    if project.mode == "static":
+        for folder in sorted({static_cache_dir([s.config], project.run) for _, s in project.subsets()}):
+            reason = unwritable_reason(folder)
+            if reason:
+                findings.append(Finding("error", "cache_not_writable", reason, str(folder)))
 
 
 def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
@@ -350,6 +372,21 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
                 + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
                 + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",
                 item.subset.image_dir))
+
+
+def _check_cropped_singles(frameset: FrameSet, findings: list[Finding]) -> None:
+    """Say that images with a crop box that train alone train only their box (as in training)."""
+    by_subset: dict[str, list[str]] = {}
+    for item, index, _ in frameset.singles:
+        source = item.pool.sources[index]
+        if source.crop is not None:
+            names = by_subset.setdefault(item.subset.image_dir or item.pool.key, [])
+            if os.path.basename(source.path) not in names:
+                names.append(os.path.basename(source.path))
+    for key, names in by_subset.items():
+        shown = ", ".join(names[:EXAMPLES]) + (f" and {len(names) - EXAMPLES} more" if len(names) > EXAMPLES else "")
+        findings.append(Finding("info", "cropped_singles", f"{key}: {len(names)} image(s) with a crop box train as "
+                                f"single images ({shown}): cropped to the box, as in their collage cells", key))
 
 
 def _count_small(item: PlannedSubset, smallest: int) -> int:

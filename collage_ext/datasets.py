@@ -48,6 +48,7 @@ from .config import CollageConfig, DatasetTree, split_dataset_config
 from .errors import CollageConfigError, CollageInputError
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
+from .caption_files import check_crop_extensions, first_line_empty_message
 from .run import refuse_cache_in_image_folders, resolve_mode, resolve_seed
 from .types import Size
 
@@ -345,6 +346,7 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     mode, mode_why = resolve_mode(configs, run)
     if mode == "static":
         refuse_cache_in_image_folders(configs, run, tree.kohya)
+    check_crop_extensions(tree.kohya, tree.subsets, run)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
     project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why)
     reader = _Reader(project, config_path.parent if config_path else None, strict)
@@ -496,12 +498,15 @@ class _Reader:
                     self.note("error", "caption_unreadable", f"caption file {candidate} cannot be read ({exc})",
                               candidate)
                     return ""
-                if not lines:
-                    self.note("error", "caption_empty", f"caption file {candidate} is empty; sd-scripts stops on "
-                              "empty caption files: write a caption or delete the file", candidate)
+                if not "".join(lines).strip():  # training refuses whitespace-only files too (caption_files)
+                    self.note("error", "caption_empty", f"caption file {candidate} is empty"
+                              + (" (only white space)" if lines else "") + "; sd-scripts stops on empty caption "
+                              "files: write a caption or delete the file", candidate)
                     return ""
                 if subset.params.get("enable_wildcard"):
                     return "\n".join(line.strip() for line in lines if line.strip())
+                if not lines[0].lstrip("\ufeff").strip():
+                    self.note("warning", "caption_first_line_empty", first_line_empty_message(candidate), candidate)
                 return lines[0].strip()
         others = [e for e in (".txt", ".caption") if e != ext and os.path.isfile(base + e)]
         hint = (f"; {os.path.basename(base + others[0])} exists: set caption_extension = \"{others[0]}\" (sd-scripts' "

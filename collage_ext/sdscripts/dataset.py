@@ -34,7 +34,7 @@ from ..collage import Source
 from ..singles import cropped_pixels, cropped_single_path
 from ..types import Size
 from .captioning import caption_setup
-from ..caption_files import check_caption_files
+from ..caption_files import check_caption_files, check_crop_extensions
 from ..frames import (
     SlotCaption,
     SubsetFrames,
@@ -428,8 +428,11 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
             refuse_cache_in_image_folders(all_configs, run, tree.kohya)
         seed, seed_why = resolve_seed(run, tree.kohya)
         check_caption_files(tree.kohya, run)
+        check_crop_extensions(tree.kohya, tree.subsets, run)
         ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
+        if not sum(getattr(d, "num_train_images", 0) + getattr(d, "num_reg_images", 0) for d in datasets):
+            raise CollageConfigError(_no_samples_message(tree.kohya))
         super().__init__(datasets)
         if "seed" not in run.explicit:
             # Without --seed, train_network.py draws a different seed in every process, and sd-scripts
@@ -443,6 +446,18 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         _LIVE.add(self)
         log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run,
                     default_rate_note(user_config, run.collage_defaults))
+
+
+def _no_samples_message(kohya_config: dict[str, Any]) -> str:
+    """Why no sample is left (sd-scripts would stop with 'num_samples=0' only after loading the model)."""
+    general = kohya_config.get("general", {}) or {}
+    ignored = [f"{s.get('image_dir') or s.get('metadata_file')}: num_repeats = {r}"
+               for d in kohya_config.get("datasets", []) or [] for s in d.get("subsets", []) or []
+               for r in [next((level["num_repeats"] for level in (s, d, general) if "num_repeats" in level), 1)]
+               if isinstance(r, int) and r < 1]
+    why = f"sd-scripts ignores subsets with num_repeats < 1 ({'; '.join(ignored)})" if ignored else (
+        "every subset is empty or was left out (see sd-scripts' log above)")
+    return f"no sample to train: {why}; give a subset images and num_repeats >= 1"
 
 
 def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> tuple[list[Any], Any]:

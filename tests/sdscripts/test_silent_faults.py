@@ -295,3 +295,95 @@ def test_skip_that_empties_a_metadata_subset(tmp_path: Path, toks: fakes.TinyTok
                          r"file, its keys must name the image files", str(exc)), exc
         return
     assert id_counts([c for c, _ in samples(group)]) == {f"id{i:03d}": 1 for i in range(4)}  # keys resolved
+
+
+# -- 8. check agrees with training -------------------------------------------------------------------------
+def check_report(config: Path, capsys: pytest.CaptureFixture[str], *trainer: str) -> tuple[int, dict[str, Any]]:
+    import json
+
+    from collage_ext.cli import main
+
+    code = main(["check", str(config), "--json", *(("--", *trainer) if trainer else ())])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def codes(report: dict[str, Any], level: str | None = None) -> set[str]:
+    return {f["code"] for f in report.get("findings", []) if level is None or f["level"] == level}
+
+
+def test_whitespace_only_caption(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Training refuses a caption file of white space only; check reports it as an error."""
+    from collage_ext.errors import CollageInputError
+
+    folder = write_images(tmp_path / "img")
+    (folder / "img_003.txt").write_text("  \n\t\n", encoding="utf-8")
+    config = dataset_toml(tmp_path, folder)
+    with pytest.raises(CollageInputError, match=r"img_003\.txt is empty"):
+        load(tmp_path, toks, config)
+    code, report = check_report(config, capsys)
+    assert code == 1 and "caption_empty" in codes(report, "error")
+
+
+@pytest.mark.parametrize("repeats", [0, -2])
+# v0.9.1 buckets the empty dataset (numpy warns on its mean) before the adapter can stop the run
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
+def test_no_repeats(tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str],
+                    repeats: int) -> None:
+    """num_repeats < 1: sd-scripts ignores the subset; with nothing left, training stops at once and check
+    says so instead of 'Ready to train'."""
+    from collage_ext.errors import CollageConfigError
+
+    folder = write_images(tmp_path / "img")
+    config = dataset_toml(tmp_path, folder, repeats=repeats)
+    with pytest.raises(CollageConfigError, match=rf"no sample to train: sd-scripts ignores subsets with num_repeats "
+                                                 rf"< 1 \({folder}: num_repeats = {repeats}\)"):
+        load(tmp_path, toks, config)
+    code, report = check_report(config, capsys)
+    assert code == 1 and "no_samples" in codes(report, "error") and "subset_ignored" in codes(report, "warning")
+
+
+def test_read_only_cache_folder_is_an_error_in_check(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """--cache_latents with a read-only collage_cache_dir: training stops at start-up, check reports it."""
+    from test_runtime_faults import read_only_folder
+
+    from collage_ext.errors import CollageCacheError
+
+    folder = write_images(tmp_path / "img")
+    with read_only_folder(tmp_path / "ro") as cache:
+        config = dataset_toml(tmp_path, folder, general=f'collage_cache_dir = "{cache}/frames"')
+        with pytest.raises(CollageCacheError, match="cannot be written"):
+            load(tmp_path, toks, config, "--cache_latents")
+        code, report = check_report(config, capsys, "--cache_latents")
+        assert code == 1 and "cache_not_writable" in codes(report, "error")
+        assert not (cache / "frames").exists()
+        code, report = check_report(config, capsys)  # dynamic: nothing is written
+        assert "cache_not_writable" not in codes(report)
+
+
+def test_empty_first_caption_line_warns(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """sd-scripts reads line 1 only: an empty first line trains an empty caption; training and check warn."""
+    folder = write_images(tmp_path / "img")
+    (folder / "img_003.txt").write_text("\nsks, id003\n", encoding="utf-8")
+    config = dataset_toml(tmp_path, folder)
+    load(tmp_path, toks, config)
+    assert sum("img_003.txt: the first line is empty" in r.getMessage() for r in caplog.records) == 1
+    code, report = check_report(config, capsys)
+    assert code == 0 and "caption_first_line_empty" in codes(report, "warning")
+
+
+@pytest.mark.parametrize("extension", [".txt", ".TXT", ".png", ".jpg"])
+def test_crop_extension_naming_captions_or_images(tmp_path: Path, toks: fakes.TinyTokenizers,
+                                                  capsys: pytest.CaptureFixture[str], extension: str) -> None:
+    """collage_crop_extension = ".txt" would parse every caption as a crop box (".png": every image)."""
+    from collage_ext.errors import CollageConfigError
+
+    folder = write_images(tmp_path / "img")
+    config = dataset_toml(tmp_path, folder, general=f'collage_crop_extension = "{extension}"')
+    pattern = rf"collage_crop_extension = '\{extension}' is (the caption|an image) extension .*collage_crop_extension"
+    with pytest.raises(CollageConfigError, match=pattern):
+        load(tmp_path, toks, config)
+    assert check_report(config, capsys)[0] == 2
