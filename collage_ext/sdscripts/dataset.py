@@ -102,7 +102,7 @@ class _CollageMixin:
         self._frames: dict[str, tuple[SubsetFrames, int]] = {}  # slot path -> (frames, slot index)
         self._static: dict[str, tuple[SubsetFrames, tuple[int, ...], int]] = {}  # path -> (frames, group, variant)
         self._collage_info: list[dict[str, Any]] = []
-        self._failures = FailureLog()
+        self._failures = FailureLog(shared=any(c.on_error == "skip" for c in configs))  # once across workers
         self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
         self._cropped: dict[str, tuple[Source, CollageConfig]] = {}  # static: cropped single's cache file -> source
         self._pool_of_subset: dict[int, SubsetFrames] = {}

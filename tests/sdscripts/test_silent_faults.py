@@ -387,3 +387,57 @@ def test_crop_extension_naming_captions_or_images(tmp_path: Path, toks: fakes.Ti
     with pytest.raises(CollageConfigError, match=pattern):
         load(tmp_path, toks, config)
     assert check_report(config, capsys)[0] == 2
+
+
+# -- 9. messages -------------------------------------------------------------------------------------------
+def test_skipped_file_is_logged_once_across_workers_and_epochs(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """Two non-persistent DataLoader workers (forked again every epoch), three epochs: one warning."""
+    import logging
+
+    from test_bad_inputs import corpus
+    from test_collage_dataset import run_loader
+
+    folder = corpus(tmp_path, "truncated-jpeg")  # fails only when its pixels are decoded, in the workers
+    config = dataset_toml(tmp_path, folder, general='collage_rate = 1.0\ncollage_on_error = "skip"', repeats=2)
+    group, _, _ = load(tmp_path, toks, config)
+    log = tmp_path / "workers.log"
+    handler = logging.FileHandler(log, encoding="utf-8")  # forked workers inherit it and append to the file
+    logging.getLogger("collage_ext").addHandler(handler)
+    try:
+        run_loader(group, workers=2, persistent=False, epochs=3)
+    finally:
+        logging.getLogger("collage_ext").removeHandler(handler)
+        handler.close()
+    lines = [line for line in log.read_text(encoding="utf-8").splitlines() if "skipping" in line]
+    assert len(lines) == 1 and "odd_900" in lines[0]
+
+
+def test_image_damaged_before_the_start_is_not_called_readable(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    """A single whose pixels were truncated all along: start-up read only its header, the message says so."""
+    from test_bad_inputs import corpus
+
+    from collage_ext.errors import CollageInputError
+
+    folder = corpus(tmp_path, "truncated-jpeg")
+    config = dataset_toml(tmp_path, folder, general="collage_rate = 0.01", repeats=1)  # every image single
+    group, _, _ = load(tmp_path, toks, config)
+    with pytest.raises(CollageInputError) as raised:
+        samples(group)
+    message = str(raised.value)
+    assert "odd_900.jpg cannot be loaded" in message and "readable when training started" not in message
+    assert "only its header was read at start-up" in message and "replace it with a readable copy" in message
+
+
+@pytest.mark.parametrize(("key", "meant"), [("collage_pad_color", "'collage_fill'"),
+                                            ("collage_background", "'collage_fill'"),
+                                            ("collage_background_colour", "'collage_fill'"),
+                                            ("collage_rat", "'collage_rate'"),
+                                            ("collage_fit", "'collage_fit_mode'")])
+def test_did_you_mean_names_the_option_meant(tmp_path: Path, toks: fakes.TinyTokenizers, key: str,
+                                             meant: str) -> None:
+    from collage_ext.errors import CollageConfigError
+
+    folder = write_images(tmp_path / "img", SIZES[:2])
+    config = dataset_toml(tmp_path, folder, general=f'{key} = "#202020"')
+    with pytest.raises(CollageConfigError, match=rf"unknown collage option '{key}'; did you mean {meant}\?"):
+        load(tmp_path, toks, config)
