@@ -26,10 +26,12 @@ from .crops import read_crop_box
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageError, CollageInputError
 from .fit import upscale_factor
+from .frames import unwritable_reason
 from .framestats import alone_images, frame_note
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
 from .images import open_image
 from .layout import group_sizes, is_line_layout, layout_cells, layouts_with
+from .run import static_cache_dir
 from .shapes import AREA_TOLERANCE
 from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
 from .types import Size
@@ -112,6 +114,7 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> Chec
     _check_captions(project, encoder, broken, findings)
     _check_frame_captions(frameset, encoder, findings)
     _check_leftovers(planned, frameset, findings)
+    _check_cropped_singles(frameset, findings)
     _check_scale_rule(planned, frameset, findings)
     _check_alone(planned, findings)
     summary = _summary(project, planned, frameset, measures, broken, encoder)
@@ -120,10 +123,7 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> Chec
         alternative = _summary(project, planned, frames_for(planned, other, epoch), measures, broken, encoder)
         summary["modes"] = {"used": mode, "why": project.mode_why, mode: _counts(summary),
                             other: _counts(alternative)}
-    if not summary["steps"]["steps_per_epoch"]:
-        findings.append(Finding("error", "no_data", "no image of the dataset would be trained (no subset with images "
-                                "and num_repeats >= 1): sd-scripts stops with \"No data found\"; check image_dir and "
-                                "num_repeats"))
+    _check_trainable(project, summary, findings)
     return CheckReport(findings, summary)
 
 
@@ -145,6 +145,25 @@ def modes_line(summary: dict[str, Any]) -> str | None:
             f"{modes[used]['steps_per_epoch']} steps per epoch; {other} mode would give "
             f"{modes[other]['samples_per_epoch']} samples, {modes[other]['steps_per_epoch']} steps (static mode "
             "spreads an image's repeats over collage_variants, so odd leftovers fall per variant)")
+
+
+def _check_trainable(project: Project, summary: dict[str, Any], findings: list[Finding]) -> None:
+    """What stops training after the model loads: no sample at all, an unwritable static cache folder."""
+    for dataset in project.datasets:
+        for subset in dataset.subsets:
+            if subset.skipped and subset.skipped.startswith("num_repeats"):
+                findings.append(Finding("warning", "subset_ignored", f"subset {subset.image_dir} @ {subset.where}: "
+                                        f"{subset.skipped}, so sd-scripts ignores it and its images never train; set "
+                                        "num_repeats >= 1", subset.image_dir))
+    if not summary["steps"]["steps_per_epoch"]:
+        findings.append(Finding("error", "no_data", "no image of the dataset would be trained (no subset with images "
+                                "and num_repeats >= 1): sd-scripts stops with \"No data found\" or 'num_samples=0'; "
+                                "check image_dir and num_repeats"))
+    if project.mode == "static":
+        for folder in sorted({static_cache_dir([s.config], project.run) for _, s in project.subsets()}):
+            reason = unwritable_reason(folder)
+            if reason:
+                findings.append(Finding("error", "cache_not_writable", reason, str(folder)))
 
 
 def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
@@ -477,6 +496,21 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
                 + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
                 + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",
                 item.subset.image_dir))
+
+
+def _check_cropped_singles(frameset: FrameSet, findings: list[Finding]) -> None:
+    """Say that images with a crop box that train alone train only their box (as in training)."""
+    by_subset: dict[str, list[str]] = {}
+    for item, index, _ in frameset.singles:
+        source = item.pool.sources[index]
+        if source.crop is not None:
+            names = by_subset.setdefault(item.subset.image_dir or item.pool.key, [])
+            if os.path.basename(source.path) not in names:
+                names.append(os.path.basename(source.path))
+    for key, names in by_subset.items():
+        shown = ", ".join(names[:EXAMPLES]) + (f" and {len(names) - EXAMPLES} more" if len(names) > EXAMPLES else "")
+        findings.append(Finding("info", "cropped_singles", f"{key}: {len(names)} image(s) with a crop box train as "
+                                f"single images ({shown}): cropped to the box, as in their collage cells", key))
 
 
 def _count_small(item: PlannedSubset, smallest: int) -> int:

@@ -341,11 +341,50 @@ def check_keys(mapping: Mapping[str, Any], where: str) -> None:
     for key in mapping:
         if isinstance(key, str) and key.startswith(PREFIX) and key not in OPTIONS_BY_NAME:
             # A truncated name ("collage_fit") means the option it starts ("collage_fit_mode").
-            close = [n for n in OPTIONS_BY_NAME if n.startswith(key)][:1] or difflib.get_close_matches(
-                key, OPTIONS_BY_NAME, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else "; see the option reference in README.md"
+            close = suggest_option(key)
+            hint = (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close
+                    else "; see the option reference in README.md")
             msg = f"unknown collage option {key!r}{hint} @ {where}"
             raise CollageConfigError(msg)
+
+
+#: Words of an unknown key that say which option is meant, whatever its letters: difflib alone
+#: matched ``collage_pad_color`` to ``collage_decode`` and ``collage_background`` to ``collage_mode``.
+_MEANS = {
+    **dict.fromkeys(("color", "colour", "background", "bg", "rgb", "hex"), "collage_fill"),
+    **dict.fromkeys(("icc", "srgb", "profile", "colorspace", "space"), "collage_color_profile"),
+    **dict.fromkeys(("gap", "gaps", "spacing", "margin", "border", "padding_px"), "collage_gutter"),
+    **dict.fromkeys(("crop", "crops", "box"), "collage_crop_extension"),
+    **dict.fromkeys(("cache", "folder", "dir", "directory"), "collage_cache_dir"),
+    **dict.fromkeys(("error", "errors", "broken", "skip"), "collage_on_error"),
+    **dict.fromkeys(("probability", "prob", "chance", "ratio", "share"), "collage_rate"),
+    **dict.fromkeys(("grid", "grids", "arrangement", "arrangements"), "collage_layouts"),
+    **dict.fromkeys(("resolution", "canvas"), "collage_frame_size"),
+    **dict.fromkeys(("mask", "masked"), "collage_loss_mask"),
+    **dict.fromkeys(("upscaling", "magnify", "magnification", "enlarge"), "collage_max_upscale"),
+}
+
+
+def suggest_option(key: str) -> list[str]:
+    """The option(s) an unknown ``collage_*`` key most likely means: a truncated name, a near typo, a synonym.
+
+    Examples:
+        >>> suggest_option("collage_fit"), suggest_option("collage_rat"), suggest_option("collage_pad_color")
+        (['collage_fit_mode'], ['collage_rate'], ['collage_fill'])
+        >>> suggest_option("collage_background")
+        ['collage_fill']
+    """
+    # A truncated name ("collage_fit") means the option it starts ("collage_fit_mode").
+    prefixed = [n for n in OPTIONS_BY_NAME if n.startswith(key)][:1]
+    typo = difflib.get_close_matches(key, OPTIONS_BY_NAME, n=1, cutoff=0.85)
+    if prefixed or typo:
+        return prefixed or typo
+    meant: list[str] = []
+    for word in key[len(PREFIX):].lower().split("_"):
+        option = _MEANS.get(word)
+        if option is not None and option not in meant:
+            meant.append(option)
+    return meant[:2] or difflib.get_close_matches(key, OPTIONS_BY_NAME, n=1, cutoff=0.6)
 
 
 def resolve_config(levels: Sequence[Level]) -> CollageConfig:

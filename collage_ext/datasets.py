@@ -49,7 +49,8 @@ from .errors import CollageConfigError, CollageInputError
 from .exported import export_root
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
-from .run import resolve_mode, resolve_seed
+from .caption_files import check_crop_extensions, first_line_empty_message
+from .run import refuse_cache_in_image_folders, resolve_mode, resolve_seed
 from .schema import detect_flavour, looks_like_dataset_toml, schema_for, training_keys_in, validate
 from .types import Size
 
@@ -349,6 +350,9 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
     configs = [c for row in tree.subsets for c in row]
     mode, mode_why = resolve_mode(configs, run)
+    if mode == "static":
+        refuse_cache_in_image_folders(configs, run, tree.kohya)
+    check_crop_extensions(tree.kohya, tree.subsets, run)
     seed_value, seed_why = resolve_seed(run, tree.kohya)
     if seed_why == "from --seed" and seed is None:  # say where the user set it
         after_dash = "seed" in parse_trainer_args(trainer_args)
@@ -580,12 +584,15 @@ class _Reader:
                     self.note("error", "caption_unreadable", f"caption file {candidate} cannot be read ({exc})",
                               candidate)
                     return ""
-                if not lines:
-                    self.note("error", "caption_empty", f"caption file {candidate} is empty; sd-scripts stops on "
-                              "empty caption files: write a caption or delete the file", candidate)
+                if not "".join(lines).strip():  # training refuses whitespace-only files too (caption_files)
+                    self.note("error", "caption_empty", f"caption file {candidate} is empty"
+                              + (" (only white space)" if lines else "") + "; sd-scripts stops on empty caption "
+                              "files: write a caption or delete the file", candidate)
                     return ""
                 if subset.params.get("enable_wildcard"):
                     return "\n".join(line.strip() for line in lines if line.strip())
+                if not lines[0].lstrip("\ufeff").strip():
+                    self.note("warning", "caption_first_line_empty", first_line_empty_message(candidate), candidate)
                 return lines[0].strip()
         others = [e for e in (".txt", ".caption") if e != ext and os.path.isfile(base + e)]
         hint = (f"; {os.path.basename(base + others[0])} exists: set caption_extension = \"{others[0]}\" (sd-scripts' "

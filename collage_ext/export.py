@@ -39,6 +39,7 @@ from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageConfigError, CollageInputError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
 from .frames import frame_pixels, uses_alpha
+from .singles import cropped_pixels
 from .types import Size
 
 logger = logging.getLogger(__name__)
@@ -210,13 +211,17 @@ def _box(box: Any) -> list[float] | None:
     return None if box is None else [float(v) for v in box]
 
 
-def _copy(source: str, folder: Path, caption: str, used: set[Path]) -> Path:
+def _copy(source: str, folder: Path, caption: str, used: set[Path], suffix: str | None = None) -> Path:
+    """Copy an image and write its caption; with ``suffix`` only reserve the name (the caller writes the image)."""
     target = folder / os.path.basename(source)
+    if suffix is not None:
+        target = target.with_suffix(suffix)
     stem, ext, k = target.stem, target.suffix, 2
     while target in used or target.with_suffix(".txt") in used:
         target, k = folder / f"{stem}-{k}{ext}", k + 1
     used.update((target, target.with_suffix(".txt")))
-    shutil.copyfile(source, target)
+    if suffix is None:
+        shutil.copyfile(source, target)
     target.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
     return target
 
@@ -227,9 +232,15 @@ def _write_singles(frameset: FrameSet, folders: _Folders, result: ExportResult) 
     for item, index, repeats in progress(frameset.singles, "copying single images", "image"):
         source = item.pool.sources[index]
         folder = folders.get(item.dataset, item.subset, repeats)
-        target = _copy(source.path, folder, source.caption, used)
+        if source.crop is None:
+            target = _copy(source.path, folder, source.caption, used)
+        else:  # as in training: only the crop box (plain sd-scripts knows no .crop files)
+            target = _copy(source.path, folder, source.caption, used, suffix=".png")
+            alpha = uses_alpha(item.subset.params.get("alpha_mask", False), item.subset.config)
+            Image.fromarray(cropped_pixels(source, item.subset.config, alpha)).save(target)
         records.append({"file": target.relative_to(folders.out).as_posix(), "source": source.path,
-                        "repeats": repeats, "dataset": item.dataset.index, "subset": item.subset.index})
+                        "repeats": repeats, "dataset": item.dataset.index, "subset": item.subset.index,
+                        "crop": _box(source.crop)})
         result.singles += 1
     return records
 

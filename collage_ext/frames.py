@@ -214,6 +214,27 @@ def ensure_writable(folder: Path) -> None:
         raise CollageCacheError(_cache_message(folder, "cannot be written", exc)) from exc
 
 
+def unwritable_reason(folder: Path) -> str | None:
+    """Why ``ensure_writable`` would fail on ``folder``, or None; creates nothing (``collage-ext check``)."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if probe == folder and folder.is_dir():
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            return None
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(probe))
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(probe))
+    except OSError as exc:
+        return _cache_message(folder, "cannot be written", exc)
+    return None
+
+
 def _cache_message(folder: Path, what: str, exc: OSError) -> str:
     cause = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):

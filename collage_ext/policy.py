@@ -9,7 +9,12 @@ epoch never changes.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,16 +28,44 @@ logger = logging.getLogger(__name__)
 
 
 class FailureLog:
-    """Remembers failed files so each is reported once per process and never retried."""
+    """Remembers failed files so each is never retried in a process, and reported once per run.
 
-    def __init__(self) -> None:
+    DataLoader workers are processes (non-persistent ones forked again every epoch), each with its
+    own copy of ``failed``. With ``shared``, the first report of a file also leaves a marker in a
+    folder made by the creating process, which the workers inherit (fork) or unpickle (spawn):
+    only the process that creates the marker logs, so "logged once" holds across workers and epochs.
+    """
+
+    def __init__(self, shared: bool = False) -> None:
         self.failed: dict[str, str] = {}
+        self._marks: str | None = None
+        if shared:
+            self._marks = tempfile.mkdtemp(prefix="collage_ext_skipped_")
+            atexit.register(_remove_marks, self._marks, os.getpid())
 
     def record(self, path: str, error: Exception) -> None:
-        """Log a skipped file the first time it fails."""
+        """Log a skipped file the first time it fails in this run."""
         if path not in self.failed:
             self.failed[path] = str(error)
-            logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
+            if self._first_report(path):
+                logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
+
+    def _first_report(self, path: str) -> bool:
+        if self._marks is None:
+            return True
+        marker = os.path.join(self._marks, hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:32])
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        except OSError:  # the marker folder is gone (cleaned /tmp): rather report twice than never
+            return True
+        return True
+
+
+def _remove_marks(folder: str, owner: int) -> None:
+    if os.getpid() == owner:  # never from a forked worker while the run goes on
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
@@ -83,8 +116,13 @@ def check_single(path: str, pixels: Any, planned: tuple[int, int] | None, exc: B
         CollageInputError: naming the file, the problem and the fix.
     """
     if exc is not None:
-        msg = (f"image {path} cannot be loaded ({type(exc).__name__}: {exc}); it was readable when training started: "
-               "put it back, or set collage_on_error = \"skip\" to train on without it")
+        if isinstance(exc, FileNotFoundError):
+            why = "it was there when training started: put it back"
+        else:  # start-up reads headers only: the pixels may have been damaged all along
+            why = ("only its header was read at start-up, its pixels are decoded now, so it may have been damaged "
+                   "before training started or since: replace it with a readable copy")
+        msg = (f"image {path} cannot be loaded ({type(exc).__name__}: {exc}); {why}, or set "
+               "collage_on_error = \"skip\" to train on without it")
         raise CollageInputError(msg) from exc
     height, width = np.shape(pixels)[:2]
     if planned is not None and (width, height) != tuple(planned):

@@ -215,7 +215,8 @@ def summarize(project: Project, frameset: FrameSet, encoder: TextEncoder, writte
 
 def _singles(frameset: FrameSet) -> list[dict[str, Any]]:
     return [{"path": item.pool.sources[i].path, "repeats": n, "dataset": item.dataset.index,
-             "subset": item.subset.index} for item, i, n in frameset.singles]
+             "subset": item.subset.index, "crop": list(item.pool.sources[i].crop or ()) or None}
+            for item, i, n in frameset.singles]
 
 
 _CSS = """
@@ -280,9 +281,12 @@ def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, s
                if entry.info.get("loss_weight") else '')
             + f'<a href="frames/{e(entry.name)}.txt">caption</a> · '
             f'<a href="frames/{e(entry.name)}.json">params</a></div></figcaption></figure>')
-    single_rows = "".join(f"<tr><td>{e(str(s['path']))}</td><td>{s['repeats']}</td></tr>" for s in singles)
+    single_rows = "".join(f"<tr><td>{e(str(s['path']))}</td><td>{s['repeats']}</td><td>"
+                          + (e(", ".join(str(v) for v in s["crop"])) if s.get("crop") else "whole image")
+                          + "</td></tr>" for s in singles)
     singles_html = (f"<details><summary>{len(singles)} images also train as single images (not shown)</summary>"
-                    f"<table><tr><th>image</th><th>repeats per epoch</th></tr>{single_rows}</table></details>"
+                    "<table><tr><th>image</th><th>repeats per epoch</th><th>trained region (crop box)</th></tr>"
+                    f"{single_rows}</table></details>"
                     if singles else "")
     empty = "" if entries else "<p style='padding:0 24px'>No collage frames: every sample is a single image.</p>"
     page = (

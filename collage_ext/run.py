@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,33 @@ def static_cache_dir(configs: Sequence[CollageConfig], run: RunArgs) -> Path:
     if run.get("output_dir"):
         return Path(run.get("output_dir")) / "collage_cache"
     return Path.home() / ".cache" / "collage_ext"
+
+
+def refuse_cache_in_image_folders(configs: Sequence[CollageConfig], run: RunArgs, kohya_config: dict[str, Any]) -> None:
+    """Stop when a static cache folder is an image folder of the dataset, or inside one.
+
+    sd-scripts lists every image of a folder: the frames written there would come back as training
+    images (captionless, doubling the samples) in the next run. Paths are compared after resolving
+    ``..`` and symlinks, so ``<image_dir>/../<same folder>`` is caught too.
+
+    Raises:
+        CollageConfigError: naming the cache folder, the image folder and the fix.
+    """
+    folders = {os.path.realpath(str(s["image_dir"])): str(s["image_dir"])
+               for d in kohya_config.get("datasets") or [] for s in (d.get("subsets") or []) if s.get("image_dir")}
+    for config in configs:
+        cache = static_cache_dir([config], run)
+        real = os.path.realpath(cache)
+        for folder, written in folders.items():
+            if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
+                origin = ("collage_cache_dir" if config.cache_dir else
+                          "the default collage cache folder, <output_dir>/collage_cache,")
+                suggest = Path(folder).parent / f"{Path(folder).name}_collage_cache"
+                msg = (f"{origin} {cache} is {'the' if real == folder else 'inside the'} image folder {written}: the "
+                       "static frames written there would be read back as training images by the next run "
+                       "(captionless, doubling the samples); set collage_cache_dir to a folder outside every image "
+                       f'folder, e.g. collage_cache_dir = "{suggest.as_posix()}"')
+                raise CollageConfigError(msg)
 
 
 def resolve_mode(configs: Sequence[CollageConfig], run: RunArgs) -> tuple[str, str]:

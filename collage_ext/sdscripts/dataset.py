@@ -34,7 +34,7 @@ from ..collage import Source
 from ..singles import cropped_pixels, cropped_single_path
 from ..types import Size
 from .captioning import caption_setup
-from ..caption_files import check_caption_files
+from ..caption_files import check_caption_files, check_crop_extensions
 from ..frames import (
     SlotCaption,
     SubsetFrames,
@@ -49,7 +49,8 @@ from ..frames import (
 )
 from ..runargs import RunArgs, find_run_args
 from .te_dropout import encode_empty_caption, substitute, take_over_dropout
-from ..run import default_rate_note, log_summary, resolve_mode, resolve_seed, static_cache_dir
+from ..run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
+                   static_cache_dir)
 from . import seams
 from .trainers import refuse_unsupported
 
@@ -102,7 +103,7 @@ class _CollageMixin:
         self._frames: dict[str, tuple[SubsetFrames, int]] = {}  # slot path -> (frames, slot index)
         self._static: dict[str, tuple[SubsetFrames, tuple[int, ...], int]] = {}  # path -> (frames, group, variant)
         self._collage_info: list[dict[str, Any]] = []
-        self._failures = FailureLog()
+        self._failures = FailureLog(shared=any(c.on_error == "skip" for c in configs))  # once across workers
         self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
         self._cropped: dict[str, tuple[Source, CollageConfig, bool]] = {}  # static: cropped single's cache file -> source
         self._pool_of_subset: dict[int, SubsetFrames] = {}
@@ -130,6 +131,7 @@ class _CollageMixin:
         plan = plan_subset(images, root=root, config=config, resolution=Size(self.width, self.height),
                            buckets=buckets, dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
                            on_error=skipped if config.on_error == "skip" else None)
+        self._refuse_emptied(subset, s_index, root, images, len(plan.order))
         keys = [keys[i] for i in plan.order]
         pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
         collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
@@ -157,6 +159,8 @@ class _CollageMixin:
                 del self.image_data[key]
         if config.on_error == "skip" and ctx.mode == "static":
             self._verify_singles(keys, singles)  # sd-scripts' own caching would crash on them
+            left = added + sum(1 for key in keys if key in self.image_data)
+            self._refuse_emptied(subset, s_index, root, images, left)
         self._pool_of_subset[id(subset)] = frames
         self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
                                    "frames_per_epoch": added + sum(singles), "collage_frames": added,
@@ -187,6 +191,20 @@ class _CollageMixin:
         self._cropped[str(path)] = (source, config, alpha)
         info.absolute_path = str(path)
         return True
+
+    def _refuse_emptied(self, subset: Any, s_index: int, root: str, images: list[SubsetImage], left: int) -> None:
+        """Stop when ``skip`` left a subset with no image: the run would train on without it, unannounced."""
+        if left or not images:
+            return
+        paths = {image.path for image in images}
+        failures = [f"{Path(p).name}: {why}" for p, why in self._failures.failed.items() if p in paths]
+        where = f"dataset {self._collage_index}, subset {s_index}" + (
+            f" ({subset.metadata_file})" if getattr(subset, "metadata_file", None) else "")
+        msg = (f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its images "
+               f"failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single files: "
+               "fix the paths or files (with a metadata file, its keys must name the image files), or remove the "
+               "subset")
+        raise CollageInputError(msg)
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
@@ -408,10 +426,15 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
         all_configs = [c for row in tree.subsets for c in row]
         mode, why = resolve_mode(all_configs, run)
+        if mode == "static":
+            refuse_cache_in_image_folders(all_configs, run, tree.kohya)
         seed, seed_why = resolve_seed(run, tree.kohya)
         check_caption_files(tree.kohya, run)
+        check_crop_extensions(tree.kohya, tree.subsets, run)
         ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
+        if not sum(getattr(d, "num_train_images", 0) + getattr(d, "num_reg_images", 0) for d in datasets):
+            raise CollageConfigError(_no_samples_message(tree.kohya))
         super().__init__(datasets)
         if "seed" not in run.explicit:
             # Without --seed, train_network.py draws a different seed in every process, and sd-scripts
@@ -425,6 +448,18 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         _LIVE.add(self)
         log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run,
                     default_rate_note(user_config, run.collage_defaults))
+
+
+def _no_samples_message(kohya_config: dict[str, Any]) -> str:
+    """Why no sample is left (sd-scripts would stop with 'num_samples=0' only after loading the model)."""
+    general = kohya_config.get("general", {}) or {}
+    ignored = [f"{s.get('image_dir') or s.get('metadata_file')}: num_repeats = {r}"
+               for d in kohya_config.get("datasets", []) or [] for s in d.get("subsets", []) or []
+               for r in [next((level["num_repeats"] for level in (s, d, general) if "num_repeats" in level), 1)]
+               if isinstance(r, int) and r < 1]
+    why = f"sd-scripts ignores subsets with num_repeats < 1 ({'; '.join(ignored)})" if ignored else (
+        "every subset is empty or was left out (see sd-scripts' log above)")
+    return f"no sample to train: {why}; give a subset images and num_repeats >= 1"
 
 
 def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> tuple[list[Any], Any]:
