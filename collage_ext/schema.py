@@ -327,13 +327,12 @@ def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tupl
                 candidates.append((Path(root) / "config_util.py", f"sd-scripts' library in {root}"))
     except (ImportError, ValueError):
         pass
+    from .sdscripts.seams import dataset_schema_release  # torch-free: seams imports nothing of sd-scripts
+
     for path, why in candidates:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
+        release = dataset_schema_release(path)
+        if release is None:
             continue
-        if "class ConfigSanitizer" not in text:
-            continue
-        flavour: Flavour = "main" if '"validation_split"' in text else "v0.9.1"
+        flavour: Flavour = "main" if release == "main" else "v0.9.1"
         return flavour, f"{why} ({'newer than v0.9.1' if flavour == 'main' else 'v0.9.1 or older'})"
     return "main", "no sd-scripts found here; main's schema"

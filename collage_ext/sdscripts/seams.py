@@ -142,3 +142,19 @@ def require() -> dict[str, Any]:
                  "those, or a collage_ext release that supports this sd-scripts. Nothing was trained.")
         raise CollageConfigError(msg)
     return {seam.name: find(seam) for seam in SEAMS if seam.modules[-1] != "library.config_util"}
+
+
+def dataset_schema_release(config_util: Path) -> str | None:
+    """Which ``ConfigSanitizer`` schema a ``library/config_util.py`` holds, read as text (nothing is imported).
+
+    ``"main"`` when its dataset keys include ``validation_split`` (added after v0.9.1), ``"v0.9.1"``
+    otherwise; ``None`` when the file cannot be read or has no ``ConfigSanitizer``. Used by the
+    torch-free CLI (``collage_ext.schema``) to refuse what the installed sd-scripts refuses.
+    """
+    try:
+        text = config_util.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if "class ConfigSanitizer" not in text:
+        return None
+    return "main" if '"validation_split"' in text else "v0.9.1"
