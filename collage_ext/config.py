@@ -425,7 +425,8 @@ def _check_cross(config: CollageConfig, levels: Sequence[Level]) -> None:
         raise CollageConfigError(msg)
     counts = {layout_cell_count(n) for n in config.layout_names}
     if config.enabled and not any(config.min_images <= c <= config.max_images for c in counts):
-        msg = (f"collage_layouts has no layout with {config.min_images}..{config.max_images} images, "
+        msg = (f"collage_layouts has no layout with {config.min_images}..{config.max_images} images "
+               f"(collage_min_images = {config.min_images!r}, collage_max_images = {config.max_images!r}), "
                f"got {list(config.layouts)}; add a layout such as '1x2' or widen collage_min/max_images @ {where}")
         raise CollageConfigError(msg)
 
