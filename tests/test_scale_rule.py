@@ -173,3 +173,20 @@ def test_frames_per_epoch_do_not_depend_on_the_seed(params: dict[str, object]) -
     rated = {pool_of(sizes, buckets, repeats=3, seed=seed, rate=0.5).structure.frames_per_epoch
              for seed in range(12)}
     assert len(rated) == 1
+
+
+def test_start_up_line_when_a_forced_grid_breaks_the_rule() -> None:
+    """The training log's one line (framestats.rule_warning): silent when every frame keeps the rule, a
+    warning naming the images when a listed grid puts them at half size."""
+    from collage_ext.frames import SubsetFrames
+    from collage_ext.framestats import rule_warning
+
+    def frames_of(pool: Pool) -> SubsetFrames:
+        return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
+
+    keeping = pool_of([(1000, 1500)] * 4)
+    assert rule_warning(frames_of(keeping), NO_BUCKETS, "dynamic") is None
+    grids = pool_of([(1024, 1024)] * 4, layouts=("2x2",), min_images=4)
+    line = rule_warning(frames_of(grids), NO_BUCKETS, "dynamic")
+    assert line is not None and "4 images span less than collage_min_span" in line and "img000" in line
+    assert rule_warning(frames_of(grids), NO_BUCKETS, "static") is not None

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..buckets import Buckets
 from ..config import CollageConfig, split_dataset_config
-from ..framestats import epoch_stats, frame_note
+from ..framestats import epoch_stats, frame_note, rule_warning
 from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
 from ..policy import FailureLog, check_single, compose, fit_to_aspect
@@ -152,6 +152,9 @@ class _CollageMixin:
                                    "single_samples": sum(singles), "settings": config.to_metadata(),
                                    "stats": epoch_stats(frames, ctx.mode).to_json(),
                                    "frames": frame_note(pool, buckets)})
+        broken = rule_warning(frames, buckets, ctx.mode)
+        if broken:  # one line, the same test as check's scale_rule / frame_below_bucket warnings
+            logger.warning(broken)
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
