@@ -43,6 +43,7 @@ os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
 from collage_ext.buckets import Buckets  # noqa: E402
 from collage_ext.datasets import load_project  # noqa: E402
 from collage_ext.framesets import FrameSet, frames_for, plan_project, text_encoder_for  # noqa: E402
+from collage_ext.shapes import area_tolerance  # noqa: E402
 
 MIXED: tuple[tuple[int, int], ...] = ((2, 3), (3, 2), (1, 1), (3, 4), (4, 3), (9, 16), (16, 9))
 PORTRAITS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (9, 16), (4, 5), (1, 2))
@@ -171,7 +172,7 @@ def measure(folder: Path, cell: Cell, work: Path, extra: str = "") -> dict[str, 
             "span": sum(1 for s in spans if s >= SPAN - 1e-9) / len(spans) if spans else 1.0,
             "ipf": summary.images_per_frame, "alone": alone / instances if instances else 0.0,
             "area": min(ratios) if ratios else float("nan"), "mixed": mixed_class,
-            "dynamic": _samples(dynamic), "static": _samples(static)}
+            "dynamic": _samples(dynamic), "static": _samples(static), "tolerance": area_tolerance(buckets)}
 
 
 def _samples(frameset: FrameSet) -> int:
@@ -187,7 +188,7 @@ def targets_met(cell: Cell, r: dict[str, float]) -> list[str]:
         missed.append("fill")
     if r["mixed"]:
         missed.append("mixed-class")
-    if r["frames"] and r["area"] < 0.94:
+    if r["frames"] and r["area"] < r["tolerance"]:
         missed.append("area")
     if cell.photos.startswith("mixed") and r["ipf"] < 1.6:
         missed.append("img/frame")

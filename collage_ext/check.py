@@ -30,7 +30,7 @@ from .framestats import alone_images, frame_note
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
 from .images import open_image
 from .layout import group_sizes, is_line_layout, layout_cells, layouts_with
-from .shapes import AREA_TOLERANCE
+from .shapes import area_tolerance
 from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
 from .types import Size
 
@@ -281,10 +281,10 @@ def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[F
         (fw, fh), _ = buckets.select(job.params.layout.frame)
         own = [(_own_area(buckets, s.size), s.path) for s in job.sources]
         ratio = fw * fh / max(a for a, _ in own)
-        if ratio < AREA_TOLERANCE:
+        if ratio < area_tolerance(buckets):
             frames += 1
             worst = min(worst, ratio)
-            small.extend(p for a, p in own if fw * fh < AREA_TOLERANCE * a and p not in small)
+            small.extend(p for a, p in own if fw * fh < area_tolerance(buckets) * a and p not in small)
     if not small:
         return
     if item.subset.config.frame_size is not None:

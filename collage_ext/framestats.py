@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .fit import plan_fit
-from .shapes import AREA_TOLERANCE, TIER
+from .shapes import TIER, area_tolerance
 from .types import Layout, Size
 
 if TYPE_CHECKING:
@@ -264,7 +264,7 @@ def rule_warning(frames: SubsetFrames, buckets: Buckets, mode: str, epoch: int =
         (fw, fh), _ = buckets.select(params.layout.frame)
         for s in sources:
             own = buckets.area if not buckets.enable else (lambda r: r[0] * r[1])(buckets.select(s.size)[0])
-            if fw * fh < AREA_TOLERANCE * own:
+            if fw * fh < area_tolerance(buckets) * own:
                 small.append(s.key)
     if not short and not small:
         return None

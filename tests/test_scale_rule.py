@@ -21,7 +21,7 @@ from collage_ext.fit import plan_fit
 from collage_ext.framestats import alone_images, frame_note, frame_stats
 from collage_ext.layout import is_line_layout, line_plan
 from collage_ext.pool import Pool
-from collage_ext.shapes import AREA_TOLERANCE
+from collage_ext.shapes import area_tolerance
 from collage_ext.types import Box, Size
 
 RES = Size(1024, 1024)
@@ -147,7 +147,7 @@ def test_no_frame_is_smaller_than_its_members_buckets(params: dict[str, object])
         for sources, p in frames(pool, epoch):
             (fw, fh), _ = buckets.select(p.layout.frame)  # type: ignore[attr-defined]
             own = max((lambda r: r[0] * r[1])(buckets.select(s.size)[0]) for s in sources)
-            assert fw * fh >= AREA_TOLERANCE * own, (p.layout.frame, [s.size for s in sources])  # type: ignore[attr-defined]
+            assert fw * fh >= area_tolerance(buckets) * own, (p.layout.frame, [s.size for s in sources])  # type: ignore[attr-defined]
             seen += 1
     assert seen
 

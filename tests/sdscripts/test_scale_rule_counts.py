@@ -25,7 +25,7 @@ from collage_ext.check import run_check  # noqa: E402
 from collage_ext.datasets import load_project  # noqa: E402
 from collage_ext.framesets import text_encoder_for  # noqa: E402
 from collage_ext.framestats import frame_stats  # noqa: E402
-from collage_ext.shapes import AREA_TOLERANCE  # noqa: E402
+from collage_ext.shapes import area_tolerance  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 
@@ -91,7 +91,7 @@ def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyToke
             (fw, fh), _ = buckets.select(params.layout.frame)
             own = max(buckets.select(s.size)[0][0] * buckets.select(s.size)[0][1] if buckets.enable
                       else buckets.area for s in sources)
-            assert fw * fh >= AREA_TOLERANCE * own, (key, params.layout.frame, [s.size for s in sources])
+            assert fw * fh >= area_tolerance(buckets) * own, (key, params.layout.frame, [s.size for s in sources])
             checked += 1
         assert checked
 
