@@ -33,6 +33,9 @@ MERGE_RATIO = 1.3
 #: and fill is used instead (only where the bucket steps are coarse for the resolution, e.g. 512 px).
 MIN_RULE_FILL = 0.9
 
+#: Fewest buckets a run's own set needs to sort sources into shape classes (else the 1024 px set is used).
+CLASS_BUCKETS = 16
+
 #: A class whose members spread over aspects takes a frame that keeps the rule for all of them when
 #: its typical pair still fills this share of it (else the best balance of span and fill).
 MIN_SPREAD_FILL = 0.8
@@ -191,8 +194,12 @@ class ShapePlan:
 
             def fill(reso: tuple[int, int]) -> float:
                 ratio = reso[0] / reso[1] / target
-                long = 1 / ratio if side or not is_line(name) else ratio  # > 1: padding beside the line
-                return min(1.0, 1 / long) if long >= 1 else min(1.0, span(reso, target))
+                if not is_line(name):
+                    return min(ratio, 1 / ratio)
+                over = ratio if side else 1 / ratio  # > 1: the frame is longer than the line (padding)
+                if over >= 1:
+                    return 1 / over
+                return min(1.0, over / (1 - crop)) if crop < 1 else 1.0  # cropped to fit, then shrunk
 
             def nearest(resos: list[tuple[int, int]]) -> tuple[int, int]:
                 return min(resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1]))
@@ -368,8 +375,10 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     With ``bucket_no_upscale`` a class is split into size tiers, so a small image never shrinks the frame
     of large ones (``area_tolerance``); an image alone in its tier trains single, at its own bucket.
     """
-    reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
-        make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
+    # Classes sort by aspect: the run's own bucket set where it is fine-grained, else sd-scripts' set at
+    # 1024 px (a 256 px run buckets everything into 256x256, which would put portraits beside landscapes).
+    own = buckets.resos if buckets.enable and not buckets.no_upscale else []
+    reference = own if len(own) >= CLASS_BUCKETS else make_bucket_resolutions(Size(1024, 1024), 256, 2048, 64)
     logs = [math.log(w / h) for w, h in reference]
     boxes = tuple(bool(b) for b in boxed) if boxed is not None and max_crop > 0 else ()
 

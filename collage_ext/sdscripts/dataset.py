@@ -28,7 +28,7 @@ from ..config import CollageConfig, split_dataset_config
 from ..framestats import epoch_stats, frame_note, rule_warning
 from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
-from ..policy import FailureLog, check_single, compose, fit_to_aspect
+from ..policy import FailureLog, check_single, compose, cover_to, fit_to_aspect
 from ..plan import SubsetImage, plan_subset, subset_root
 from ..types import Size
 from .captioning import caption_setup
@@ -227,6 +227,18 @@ class _CollageMixin:
         return with_alpha(rendered.image, rendered.mask, frames.pool.config), 0, 0, 0, 0
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
+        """A single image; without bucketing a collage subset's single gets exactly the resolution.
+
+        sd-scripts refuses any other size then ("image size is small" / "image too large"); the sources
+        that keep the scale rule only alone (a square in a square frame) arrive at their own size.
+        """
+        loaded = self._load_single_as_is(subset, image_path, alpha_mask)
+        if (not self.enable_bucket and id(subset) in self._pool_of_subset and not subset.random_crop
+                and not loaded[1]):  # loaded[1]: face_cx (face_crop_aug_range crops to size itself)
+            loaded = (cover_to(loaded[0], (self.width, self.height)), *loaded[1:])
+        return loaded
+
+    def _load_single_as_is(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
         if image_path in self._static:
             restore_static_frame(image_path, *self._static[image_path], self._failures)

@@ -76,6 +76,11 @@ def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyToke
     other_config = toml(tmp_path / other, folder, CONFIGS[name], f'collage_mode = "{other}"')
     report = run_check(load_project(other_config, trainer_args=["--seed", "7"]), text_encoder_for({}, "sdxl"))
     assert report.summary["modes"]["used"] == other and report.summary["modes"][mode]["samples_per_epoch"] == samples
+    if name == "no buckets":  # sd-scripts asserts every sample is exactly the resolution without bucketing:
+        group = dataset  # the single images (squares, small images) arrive cover-cropped to it
+        group.set_current_epoch(1)
+        for i in range(len(group)):
+            assert tuple(group[i]["images"].shape[1:]) == (3, 512, 512)
     if mode == "dynamic":  # the frames the trainer composes keep the rule
         buckets = Buckets.from_params(dataset_resolution(dataset), {
             "enable_bucket": dataset.enable_bucket, "bucket_no_upscale": dataset.bucket_no_upscale,
