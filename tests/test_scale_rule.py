@@ -165,14 +165,15 @@ def test_one_small_image_does_not_shrink_large_frames() -> None:
 
 @pytest.mark.parametrize("params", [{}, {"enable_bucket": True}, {"enable_bucket": True, "bucket_no_upscale": True}])
 def test_frames_per_epoch_do_not_depend_on_the_seed(params: dict[str, object]) -> None:
-    """The run's sample count is the same for every seed (sd-scripts counts steps once)."""
-    buckets = Buckets.from_params(RES, params)
+    """The run's sample count is the same for every seed (sd-scripts counts steps once), in dynamic
+    and static mode, also with collage_rate < 1 (collage_min_span = 0 keeps the old random populations)."""
+    options = {k: v for k, v in params.items() if k == "min_span"}
+    buckets = Buckets.from_params(RES, {k: v for k, v in params.items() if k != "min_span"})
     sizes = photos(50, 5)
-    counts = {pool_of(sizes, buckets, repeats=3, seed=seed).structure.frames_per_epoch for seed in range(12)}
-    assert len(counts) == 1
-    rated = {pool_of(sizes, buckets, repeats=3, seed=seed, rate=0.5).structure.frames_per_epoch
-             for seed in range(12)}
-    assert len(rated) == 1
+    for rate in (1.0, 0.5):
+        pools = [pool_of(sizes, buckets, repeats=3, seed=seed, rate=rate, **options) for seed in range(8)]
+        assert len({p.structure.frames_per_epoch for p in pools}) == 1
+        assert len({len(p.static_groups()) for p in pools}) == 1
 
 
 def test_start_up_line_when_a_forced_grid_breaks_the_rule() -> None:
