@@ -197,11 +197,14 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
         shapes = item.pool.shapes
         sizes = shapes.group_sizes if shapes is not None else group_sizes(config)
         smallest = sizes[0] if sizes else 2
+        alone = alone_images(item.pool)
         for index, source in enumerate(item.pool.sources):
             level = item.pool.structure.level[index]
             if shapes is not None:
                 frame = shapes.frame(shapes.classes[index], smallest)
             m = measures.get(source.path)
+            if level < smallest and alone.get(index, "upscale") != "upscale":
+                continue  # alone for the scale rule or the frame area: trains_alone names it
             if level < smallest:
                 reso, scale = buckets.select(source.size)
                 findings.append(Finding(
@@ -440,7 +443,9 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
         sizes_text[id(item)] = "/".join(str(s) for s in sizes)
         smallest = sizes[0] if sizes else 2
         structure = item.pool.structure
-        small = sum(r.num_repeats for i, r in enumerate(item.pool.records) if structure.level[i] < smallest)
+        alone = alone_images(item.pool)  # no partner of their shape / size: not leftovers of a division
+        small = sum(r.num_repeats for i, r in enumerate(item.pool.records)
+                    if structure.level[i] < smallest or i in alone)
         leftover = sum(structure.single_repeats) - small
         if frameset.mode == "static":
             leftover = sum(1 for _, g in item.static_groups if len(g) == 1) + (
