@@ -249,6 +249,9 @@ def test_fixed_frame_without_collage_keys_keeps_the_rule(tmp_path: Path, capsys:
     assert "only within their shape class" in " ".join(f["message"] for f in by_code(report, "frames"))
     [alone] = by_code(report, "trains_alone")
     assert alone["level"] == "info" and "square_0.png" in alone["message"]
+    # not misreported as too small (they are 512 px in a 512 px frame) or as leftovers of a division
+    assert not [f for f in by_code(report, "too_small_for_collage") if "square_" in f["message"]]
+    assert not by_code(report, "single_leftovers")
     assert "100% of sources span" in by_code(report, "frame_stats")[0]["message"]
 
 
