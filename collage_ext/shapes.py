@@ -22,7 +22,7 @@ from statistics import median
 
 from .buckets import Buckets, make_bucket_resolutions
 from .config import CollageConfig, layout_cell_count
-from .layout import fit_scale, is_line_layout as is_line, layout_cells, line_plan, source_span
+from .layout import fit_scale, is_line_layout as is_line, line_plan, source_span
 from .types import Size
 
 #: Arrangements of one class whose aspects differ by less than this factor share a class when a
