@@ -32,7 +32,7 @@ from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_pr
 from .images import open_image
 from .layout import group_sizes, is_line_layout, layout_cells, layouts_with
 from .run import static_cache_dir
-from .shapes import AREA_TOLERANCE
+from .shapes import area_tolerance
 from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
 from .types import Size
 
@@ -241,11 +241,14 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
         shapes = item.pool.shapes
         sizes = shapes.group_sizes if shapes is not None else group_sizes(config)
         smallest = sizes[0] if sizes else 2
+        alone = alone_images(item.pool)
         for index, source in enumerate(item.pool.sources):
             level = item.pool.structure.level[index]
             if shapes is not None:
                 frame = shapes.frame(shapes.classes[index], smallest)
             m = measures.get(source.path)
+            if level < smallest and alone.get(index, "upscale") != "upscale":
+                continue  # alone for the scale rule or the frame area: trains_alone names it
             if level < smallest:
                 reso, scale = buckets.select(source.size)
                 findings.append(Finding(
@@ -323,10 +326,10 @@ def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[F
         (fw, fh), _ = buckets.select(job.params.layout.frame)
         own = [(_own_area(buckets, s.size), s.path) for s in job.sources]
         ratio = fw * fh / max(a for a, _ in own)
-        if ratio < AREA_TOLERANCE:
+        if ratio < area_tolerance(buckets):
             frames += 1
             worst = min(worst, ratio)
-            small.extend(p for a, p in own if fw * fh < AREA_TOLERANCE * a and p not in small)
+            small.extend(p for a, p in own if fw * fh < area_tolerance(buckets) * a and p not in small)
     if not small:
         return
     if item.subset.config.frame_size is not None:
@@ -482,7 +485,9 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
         sizes_text[id(item)] = "/".join(str(s) for s in sizes)
         smallest = sizes[0] if sizes else 2
         structure = item.pool.structure
-        small = sum(r.num_repeats for i, r in enumerate(item.pool.records) if structure.level[i] < smallest)
+        alone = alone_images(item.pool)  # no partner of their shape / size: not leftovers of a division
+        small = sum(r.num_repeats for i, r in enumerate(item.pool.records)
+                    if structure.level[i] < smallest or i in alone)
         leftover = sum(structure.single_repeats) - small
         if frameset.mode == "static":
             leftover = sum(1 for _, g in item.static_groups if len(g) == 1) + (

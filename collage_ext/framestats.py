@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .fit import plan_fit
-from .shapes import TIER
+from .shapes import TIER, area_tolerance
 from .types import Layout, Size
 
 if TYPE_CHECKING:
@@ -238,3 +238,44 @@ def alone_images(pool: Pool) -> dict[int, str]:
             out[i] = "area" if cls >= TIER or cls in tiered else "shape"
     return out
 
+
+
+def rule_warning(frames: SubsetFrames, buckets: Buckets, mode: str, epoch: int = 1) -> str | None:
+    """One line for the start-up log when a frame breaks the scale rule or trains below a member's own bucket.
+
+    The same test as ``check``'s ``scale_rule`` and ``frame_below_bucket`` warnings (over the frames of
+    ``epoch``, or every static variant, up to ``SUMMARY_FRAMES``); ``None`` when every frame keeps both.
+    """
+    pool, collage = frames.pool, frames.collage
+    config = pool.config
+    if mode == "static":
+        planned = [(g, collage.make_params(frames.sources_of(g), seed=pool.seed, epoch=v, frame=pool.frame_for(g)))
+                   for v, g in pool.static_groups() if len(g) > 1][:SUMMARY_FRAMES]
+    else:
+        groups = frames.groups(epoch)
+        planned = [(groups[s], frames.params(s, epoch)) for s in range(min(frames.slot_count, SUMMARY_FRAMES))]
+    short: list[str] = []
+    small: list[str] = []
+    for group, params in planned:
+        sources = frames.sources_of(group)
+        stats = frame_stats(params.layout, sources, config.fit_mode)
+        if config.min_span > 0:
+            short.extend(s.key for s, span in zip(sources, stats.spans) if span < config.min_span - 1e-9)
+        (fw, fh), _ = buckets.select(params.layout.frame)
+        for s in sources:
+            own = buckets.area if not buckets.enable else (lambda r: r[0] * r[1])(buckets.select(s.size)[0])
+            if fw * fh < area_tolerance(buckets) * own:
+                small.append(s.key)
+    if not short and not small:
+        return None
+    parts = []
+    if short:
+        names = sorted(set(short))
+        parts.append(f"{len(names)} images span less than collage_min_span = {config.min_span:g} of their frame "
+                     f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; collage_layouts / collage_max_crop)")
+    if small:
+        names = sorted(set(small))
+        parts.append(f"{len(names)} images sit in frames smaller than their own bucket "
+                     f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; collage_frame_size / "
+                     "max_bucket_reso / bucket_no_upscale)")
+    return f"collage_ext: {pool.key}: the scale rule is broken: " + "; ".join(parts) + " (collage-ext check names them)"

@@ -146,3 +146,20 @@ def fit_to_aspect(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     new_h = max(1, round(width * target_h / target_w))
     top = (height - new_h) // 2
     return pixels[top:top + new_h]
+
+
+def cover_to(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop ``pixels`` (H x W x C) to the aspect of ``size`` (W, H), then resize to exactly ``size``.
+
+    Without bucketing sd-scripts trains only images of exactly the resolution (``__getitem__`` asserts;
+    its latent cache does this same centre crop and resize). A collage subset's single images (sources
+    that cannot keep the scale rule beside a partner in the fixed frame) arrive at any size, so they get
+    the frame the cache would give them.
+    """
+    if pixels.shape[1] == size[0] and pixels.shape[0] == size[1]:
+        return pixels
+    from PIL import Image
+
+    cut = np.ascontiguousarray(fit_to_aspect(pixels, size))
+    return np.array(Image.fromarray(cut).resize(size, Image.Resampling.LANCZOS))  # writable, like a decode
+

@@ -22,7 +22,7 @@ from statistics import median
 
 from .buckets import Buckets, make_bucket_resolutions
 from .config import CollageConfig, layout_cell_count
-from .layout import fit_scale, is_line_layout as is_line, layout_cells, line_plan, source_span
+from .layout import fit_scale, is_line_layout as is_line, line_plan, source_span
 from .types import Size
 
 #: Arrangements of one class whose aspects differ by less than this factor share a class when a
@@ -32,6 +32,9 @@ MERGE_RATIO = 1.3
 #: Keeping the scale rule may cost padding; below this fill the bucket with the best balance of span
 #: and fill is used instead (only where the bucket steps are coarse for the resolution, e.g. 512 px).
 MIN_RULE_FILL = 0.9
+
+#: Fewest buckets a run's own set needs to sort sources into shape classes (else the 1024 px set is used).
+CLASS_BUCKETS = 16
 
 #: A class whose members spread over aspects takes a frame that keeps the rule for all of them when
 #: its typical pair still fills this share of it (else the best balance of span and fill).
@@ -44,10 +47,19 @@ PAIR_MERGE_RATIO = 1.2
 #: three-wide frame tiny); otherwise a class's odd leftover stays single or pairs across classes.
 GROW_AREA = 0.8
 
-#: A collage frame is never smaller than the bucket its smallest member would get alone in plain
-#: sd-scripts (the technique's rule at the frame level). sd-scripts' own buckets of one resolution differ
-#: in area by up to 6 % (sides are whole steps), so frame and bucket count as equal within this share.
-AREA_TOLERANCE = 0.94
+def area_tolerance(buckets: Buckets) -> float:
+    """The share of a member's own bucket area a collage frame must reach to count as "as large".
+
+    A collage frame is never smaller than the bucket its members would get alone in plain sd-scripts
+    (the technique's rule at the frame level). sd-scripts' own buckets of one resolution differ in area
+    by up to one bucket step on a side (whole steps), so frame and bucket count as equal within that:
+    0.9375 at 1024 px with 64 px steps, 0.875 at 512 px.
+
+    Examples:
+        >>> area_tolerance(Buckets.from_params(Size(1024, 1024), {"enable_bucket": True}))
+        0.9375
+    """
+    return 1 - buckets.steps / math.sqrt(buckets.area)
 
 #: Offset of the shape class of sources with a crop box in a fixed frame: nothing may be cut from
 #: them, so they pair only with each other (a croppable partner cannot take the whole cut).
@@ -182,15 +194,19 @@ class ShapePlan:
 
             def fill(reso: tuple[int, int]) -> float:
                 ratio = reso[0] / reso[1] / target
-                long = 1 / ratio if side or not is_line(name) else ratio  # > 1: padding beside the line
-                return min(1.0, 1 / long) if long >= 1 else min(1.0, span(reso, target))
+                if not is_line(name):
+                    return min(ratio, 1 / ratio)
+                over = ratio if side else 1 / ratio  # > 1: the frame is longer than the line (padding)
+                if over >= 1:
+                    return 1 / over
+                return min(1.0, over / (1 - crop)) if crop < 1 else 1.0  # cropped to fit, then shrunk
 
             def nearest(resos: list[tuple[int, int]]) -> tuple[int, int]:
                 return min(resos, key=lambda r: (abs(math.log(r[0] / r[1] / target)), -r[0] * r[1]))
 
             # Frames at least as large as the class's own buckets (max_bucket_reso can cap a wide shape
             # below the area: a bucket nearer a square, with some crop, may keep it).
-            own = AREA_TOLERANCE * self._own_area[cls]
+            own = area_tolerance(b) * self._own_area[cls]
             large = [r for r in b.resos if r[0] * r[1] >= own] or b.resos
             for resos in (large, b.resos):
                 for arrangement in (extreme, target):
@@ -214,7 +230,7 @@ class ShapePlan:
 
         Its cell in a ``k``-image frame of its class, with partners of the class's typical aspect, must
         not magnify it beyond ``collage_max_upscale``; a content-shaped frame must not be smaller than
-        the bucket the record gets alone (``AREA_TOLERANCE``); in a fixed frame the record must span
+        the bucket the record gets alone (``area_tolerance``); in a fixed frame the record must span
         ``collage_min_span`` of the frame, cropping at most its ``collage_max_crop`` share.
         """
         return self.limit(index)[0]
@@ -237,7 +253,7 @@ class ShapePlan:
                     return best, why
             elif self.cell_scale(name, frame, src, self.aspects[cls]) > self.config.max_upscale + 1e-9:
                 return best, "upscale"
-            if self.fixed is None and frame.area < AREA_TOLERANCE * own:
+            if self.fixed is None and frame.area < area_tolerance(self.buckets) * own:
                 return best, "area"
             best = k
         return best, ""
@@ -357,10 +373,12 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     crop box (``boxed``). ``fixed``: every collage has this frame (``collage_frame_size`` or no
     bucketing); there crops are large, so sources with a crop box form classes of their own.
     With ``bucket_no_upscale`` a class is split into size tiers, so a small image never shrinks the frame
-    of large ones (``AREA_TOLERANCE``); an image alone in its tier trains single, at its own bucket.
+    of large ones (``area_tolerance``); an image alone in its tier trains single, at its own bucket.
     """
-    reference = buckets.resos if buckets.enable and not buckets.no_upscale and len(buckets.resos) > 1 else \
-        make_bucket_resolutions(buckets.resolution, 256, 2 * max(buckets.resolution), buckets.steps)
+    # Classes sort by aspect: the run's own bucket set where it is fine-grained, else sd-scripts' set at
+    # 1024 px (a 256 px run buckets everything into 256x256, which would put portraits beside landscapes).
+    own = buckets.resos if buckets.enable and not buckets.no_upscale else []
+    reference = own if len(own) >= CLASS_BUCKETS else make_bucket_resolutions(Size(1024, 1024), 256, 2048, 64)
     logs = [math.log(w / h) for w, h in reference]
     boxes = tuple(bool(b) for b in boxed) if boxed is not None and max_crop > 0 else ()
 
@@ -435,7 +453,7 @@ def _size_tiers(members: dict[int, list[int]], sizes: Sequence[Size], buckets: B
     """``bucket_no_upscale``: split each class into tiers of similar size (largest first, greedily).
 
     A frame keeps its smallest member's scale, so a member joins a tier only while the pair frame at
-    its scale is at least every tier member's own bucket (within ``AREA_TOLERANCE``).
+    its scale is at least every tier member's own bucket (within ``area_tolerance``).
     """
     out: dict[int, list[int]] = {}
     for c, idx in members.items():
@@ -450,7 +468,7 @@ def _size_tiers(members: dict[int, list[int]], sizes: Sequence[Size], buckets: B
         tier, largest, small_w, small_h = 0, own(order[0]), sizes[order[0]].width, sizes[order[0]].height
         for i in order:
             w, h = min(small_w, sizes[i].width), min(small_h, sizes[i].height)
-            if no_upscale_frame(buckets, target, aspect, w, h).area < AREA_TOLERANCE * largest:
+            if no_upscale_frame(buckets, target, aspect, w, h).area < area_tolerance(buckets) * largest:
                 tier += 1
                 largest, w, h = own(i), sizes[i].width, sizes[i].height
             small_w, small_h = w, h

@@ -233,3 +233,56 @@ def test_content_shaped_defaults_keep_the_rule(tmp_path: Path, capsys: pytest.Ca
     notes = " ".join(f["message"] for f in by_code(report, "frames"))
     assert "content-shaped frames" in notes and "side by side" in notes and "stacked" in notes
     assert "100% of sources span" in by_code(report, "frame_stats")[0]["message"]
+
+
+def test_fixed_frame_without_collage_keys_keeps_the_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18: enable_bucket = false and no collage key: no scale_rule finding; the frames note says the
+    rule is kept within shape classes; squares are named as training alone (info, not a warning)."""
+    folder = write_images(tmp_path / "img", 8)
+    for i in range(2):
+        draw_portrait(Size(512, 512), "red", "azure").save(folder / f"square_{i}.png")
+    toml_path = write_toml(tmp_path / "d.toml", folder, general="")
+    toml_path.write_text(toml_path.read_text(encoding="utf-8").replace("enable_bucket = true", "enable_bucket = false"),
+                         encoding="utf-8")
+    code, report = run_check(toml_path, capsys)
+    assert code == 0 and not by_code(report, "scale_rule") and not by_code(report, "frame_below_bucket")
+    assert "only within their shape class" in " ".join(f["message"] for f in by_code(report, "frames"))
+    [alone] = by_code(report, "trains_alone")
+    assert alone["level"] == "info" and "square_0.png" in alone["message"]
+    # not misreported as too small (they are 512 px in a 512 px frame) or as leftovers of a division
+    assert not [f for f in by_code(report, "too_small_for_collage") if "square_" in f["message"]]
+    assert not by_code(report, "single_leftovers")
+    assert "100% of sources span" in by_code(report, "frame_stats")[0]["message"]
+
+
+def test_frame_below_its_members_buckets_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A collage_frame_size smaller than the resolution with bucket_no_upscale: frames train below the bucket
+    each image gets alone; check warns (counted), names images and the setting."""
+    folder = write_images(tmp_path / "img", 8)
+    toml_path = write_toml(tmp_path / "d.toml", folder, general='collage_frame_size = "256,256"',
+                           dataset="bucket_no_upscale = true")
+    code, report = run_check(toml_path, capsys)
+    [found] = by_code(report, "frame_below_bucket")
+    assert found["level"] == "warning" and "img_0" in found["message"] and "collage_frame_size" in found["message"]
+    assert report["warnings"] >= 1
+
+
+def test_check_prints_both_modes_when_they_differ(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """7 portraits x 3 repeats: dynamic makes pairs and one frame of three; static splits the repeats over
+    variants (7 per variant: three pairs and a frame of three each). check says which the run uses."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for i in range(7):
+        draw_portrait(Size(416, 608), COLORS_[i % 3], "azure").save(folder / f"p{i}.png")
+        (folder / f"p{i}.txt").write_text(f"sks, p{i}\n", encoding="utf-8")
+    toml_path = write_toml(tmp_path / "d.toml", folder, general="collage_max_images = 2", repeats=3)
+    code, report = run_check(toml_path, capsys)
+    modes = report["summary"]["modes"]
+    assert modes["used"] == "dynamic" and modes["dynamic"] != modes["static"]
+    assert modes["dynamic"]["samples_per_epoch"] == 11 and modes["static"]["samples_per_epoch"] == 12
+    main(["check", str(toml_path)])
+    text = capsys.readouterr().out
+    assert "this run uses dynamic mode" in text and "static mode would give 12 samples" in text
+
+
+COLORS_ = ["red", "blue", "green"]

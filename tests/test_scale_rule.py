@@ -21,7 +21,7 @@ from collage_ext.fit import plan_fit
 from collage_ext.framestats import alone_images, frame_note, frame_stats
 from collage_ext.layout import is_line_layout, line_plan
 from collage_ext.pool import Pool
-from collage_ext.shapes import AREA_TOLERANCE
+from collage_ext.shapes import area_tolerance
 from collage_ext.types import Box, Size
 
 RES = Size(1024, 1024)
@@ -147,7 +147,7 @@ def test_no_frame_is_smaller_than_its_members_buckets(params: dict[str, object])
         for sources, p in frames(pool, epoch):
             (fw, fh), _ = buckets.select(p.layout.frame)  # type: ignore[attr-defined]
             own = max((lambda r: r[0] * r[1])(buckets.select(s.size)[0]) for s in sources)
-            assert fw * fh >= AREA_TOLERANCE * own, (p.layout.frame, [s.size for s in sources])  # type: ignore[attr-defined]
+            assert fw * fh >= area_tolerance(buckets) * own, (p.layout.frame, [s.size for s in sources])  # type: ignore[attr-defined]
             seen += 1
     assert seen
 
@@ -165,11 +165,29 @@ def test_one_small_image_does_not_shrink_large_frames() -> None:
 
 @pytest.mark.parametrize("params", [{}, {"enable_bucket": True}, {"enable_bucket": True, "bucket_no_upscale": True}])
 def test_frames_per_epoch_do_not_depend_on_the_seed(params: dict[str, object]) -> None:
-    """The run's sample count is the same for every seed (sd-scripts counts steps once)."""
-    buckets = Buckets.from_params(RES, params)
+    """The run's sample count is the same for every seed (sd-scripts counts steps once), in dynamic
+    and static mode, also with collage_rate < 1 (collage_min_span = 0 keeps the old random populations)."""
+    options = {k: v for k, v in params.items() if k == "min_span"}
+    buckets = Buckets.from_params(RES, {k: v for k, v in params.items() if k != "min_span"})
     sizes = photos(50, 5)
-    counts = {pool_of(sizes, buckets, repeats=3, seed=seed).structure.frames_per_epoch for seed in range(12)}
-    assert len(counts) == 1
-    rated = {pool_of(sizes, buckets, repeats=3, seed=seed, rate=0.5).structure.frames_per_epoch
-             for seed in range(12)}
-    assert len(rated) == 1
+    for rate in (1.0, 0.5):
+        pools = [pool_of(sizes, buckets, repeats=3, seed=seed, rate=rate, **options) for seed in range(8)]
+        assert len({p.structure.frames_per_epoch for p in pools}) == 1
+        assert len({len(p.static_groups()) for p in pools}) == 1
+
+
+def test_start_up_line_when_a_forced_grid_breaks_the_rule() -> None:
+    """The training log's one line (framestats.rule_warning): silent when every frame keeps the rule, a
+    warning naming the images when a listed grid puts them at half size."""
+    from collage_ext.frames import SubsetFrames
+    from collage_ext.framestats import rule_warning
+
+    def frames_of(pool: Pool) -> SubsetFrames:
+        return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
+
+    keeping = pool_of([(1000, 1500)] * 4)
+    assert rule_warning(frames_of(keeping), NO_BUCKETS, "dynamic") is None
+    grids = pool_of([(1024, 1024)] * 4, layouts=("2x2",), min_images=4)
+    line = rule_warning(frames_of(grids), NO_BUCKETS, "dynamic")
+    assert line is not None and "4 images span less than collage_min_span" in line and "img000" in line
+    assert rule_warning(frames_of(grids), NO_BUCKETS, "static") is not None

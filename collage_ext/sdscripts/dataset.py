@@ -25,10 +25,10 @@ from typing import Any
 
 from ..buckets import Buckets
 from ..config import CollageConfig, split_dataset_config
-from ..framestats import epoch_stats, frame_note
+from ..framestats import epoch_stats, frame_note, rule_warning
 from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
-from ..policy import FailureLog, check_single, compose, fit_to_aspect
+from ..policy import FailureLog, check_single, compose, cover_to, fit_to_aspect
 from ..plan import SubsetImage, plan_subset, subset_root
 from ..collage import Source
 from ..singles import cropped_pixels, cropped_single_path
@@ -167,6 +167,9 @@ class _CollageMixin:
                                    "single_samples": sum(singles), "settings": config.to_metadata(),
                                    "stats": epoch_stats(frames, ctx.mode).to_json(),
                                    "frames": frame_note(pool, buckets)})
+        broken = rule_warning(frames, buckets, ctx.mode)
+        if broken:  # one line, the same test as check's scale_rule / frame_below_bucket warnings
+            logger.warning(broken)
 
     def _crop_single(self, key: str, source: Source, config: CollageConfig, alpha: bool, ctx: _BuildContext) -> bool:
         """Let a single sample with a crop box train only its box; False when it failed under ``skip``.
@@ -277,6 +280,18 @@ class _CollageMixin:
         return with_alpha(rendered, frames.pool.config), 0, 0, 0, 0
 
     def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
+        """A single image; without bucketing a collage subset's single gets exactly the resolution.
+
+        sd-scripts refuses any other size then ("image size is small" / "image too large"); the sources
+        that keep the scale rule only alone (a square in a square frame) arrive at their own size.
+        """
+        loaded = self._load_single_as_is(subset, image_path, alpha_mask)
+        if (not self.enable_bucket and id(subset) in self._pool_of_subset and not subset.random_crop
+                and not loaded[1]):  # loaded[1]: face_cx (face_crop_aug_range crops to size itself)
+            loaded = (cover_to(loaded[0], (self.width, self.height)), *loaded[1:])
+        return loaded
+
+    def _load_single_as_is(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
         if image_path in self._static:  # a frame is no source of the pool: it loads as itself under any policy
             return self._load_cached(subset, image_path, alpha_mask,

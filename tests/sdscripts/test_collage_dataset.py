@@ -206,27 +206,30 @@ def test_static_mode_disk_caches_reused_and_invalidated(tmp_path: Path, toks: fa
     flags = ["--cache_latents", "--cache_latents_to_disk", "--cache_text_encoder_outputs",
              "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only", "--lowram"]
 
-    def build_and_cache() -> tuple[set[str], int]:
+    def build_and_cache() -> tuple[set[str], int, int]:
         with fakes.fresh_strategies():
             group, args, trainer = load(tmp_path, toks, config, *flags)
             vae = fakes.make_sdxl_vae()
             cache_all(group, args, trainer, vae, toks)
-            return frame_paths(group), vae.num_encoded
+            # squares in the 256 px square bucket train alone (scale rule): their latents are cached too
+            return frame_paths(group), vae.num_encoded, len(group.image_data) - len(frame_paths(group))
 
-    first, encoded = build_and_cache()
-    assert first and encoded == len(first)
+    first, encoded, singles = build_and_cache()
+    assert first and encoded == len(first) + singles
     cache_dir = tmp_path / "out" / "collage_cache"
     assert all(Path(p).parent == cache_dir for p in first)
-    assert not list(image_dir.glob("*.npz"))  # never next to the sources
+    # frames' caches never next to the sources; the single squares' own caches are where sd-scripts puts them
+    squares = tuple(f"img_{i:02d}_" for i, (w, h) in enumerate(SIZES) if w == h)
+    assert not [p for p in image_dir.glob("*.npz") if not p.name.startswith(squares)]
     npz = {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("*.npz")}
     assert len(npz) == 2 * len(first)  # latents + text-encoder outputs per frame
 
-    again, encoded = build_and_cache()
+    again, encoded, _ = build_and_cache()
     assert again == first and encoded == 0
     assert {p.name: p.stat().st_mtime_ns for p in cache_dir.glob("*.npz")} == npz
 
     (image_dir / "img_03.txt").write_text("sks, id003, changed\n", encoding="utf-8")
-    changed, encoded = build_and_cache()
+    changed, encoded, _ = build_and_cache()
     with_id3 = {p for p in first if "id003" in _REGISTERED[p]}
     assert changed - first and first - changed == with_id3
     assert encoded == len(changed - first)

@@ -86,10 +86,14 @@ keep_tokens = 1
 collage_rate = 1.0
 collage_caption_merge = "tags"
 collage_repeat_phrases = ["mychar"]
+# the crop test's 360x504 box keeps the full frame height only magnified 1.65x (content-shaped frame)
+collage_max_upscale = 2.5
 
 [[datasets]]
 resolution = 1024
 batch_size = 1
+enable_bucket = true
+max_bucket_reso = 2048
 
   [[datasets.subsets]]
   image_dir = "{images.as_posix()}"
