@@ -203,10 +203,10 @@ class _CollageMixin:
         failures = [f"{Path(p).name}: {why}" for p, why in self._failures.failed.items() if p in paths]
         where = f"dataset {self._collage_index}, subset {s_index}" + (
             f" ({subset.metadata_file})" if getattr(subset, "metadata_file", None) else "")
-        msg = (f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its images "
-               f"failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single files: "
-               "fix the paths or files (with a metadata file, its keys must name the image files), or remove the "
-               "subset")
+        msg = (f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its "
+               f"images failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single "
+               "files: fix the paths or files (with a metadata file, its keys must name the image files), or remove "
+               "the subset")
         raise CollageInputError(msg)
 
     def _bucket_settings(self) -> Buckets:

@@ -169,7 +169,8 @@ def cache_pngs(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_cache_file_from_an_earlier_run_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                                  damage: str, caplog: pytest.LogCaptureFixture) -> None:
+                                                                  damage: str,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """A frame or cropped single damaged between runs is rendered again at start-up, never reused by name
     (sd-scripts' latent caching then read it: a raw 'image file is truncated' naming no file)."""
     from test_collage_dataset import cache_all
@@ -254,7 +255,8 @@ def two_datasets(tmp: Path, broken: Path, policy: str = "skip") -> Path:
     path = tmp / "dataset.toml"
     path.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_on_error = "{policy}"\n'
                     f'[[datasets]]\nresolution = 256\nbatch_size = 1\n  [[datasets.subsets]]\n  image_dir = "{good}"\n'
-                    f'[[datasets]]\nresolution = 256\nbatch_size = 1\n  [[datasets.subsets]]\n  image_dir = "{broken}"\n',
+                    f'[[datasets]]\nresolution = 256\nbatch_size = 1\n'
+                    f'  [[datasets.subsets]]\n  image_dir = "{broken}"\n',
                     encoding="utf-8")
     return path
 
@@ -284,7 +286,8 @@ def test_skip_that_empties_a_metadata_subset(tmp_path: Path, toks: fakes.TinyTok
     from collage_ext.errors import CollageInputError
 
     image_dir = write_images(tmp_path / "img", SIZES[:4])
-    meta = {str(p.with_suffix("")): {"caption": f"sks, id{i:03d}"} for i, p in enumerate(sorted(image_dir.glob("*.png")))}
+    meta = {str(p.with_suffix("")): {"caption": f"sks, id{i:03d}"}
+            for i, p in enumerate(sorted(image_dir.glob("*.png")))}
     (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     try:
         group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(image_dir), "--in_json",
