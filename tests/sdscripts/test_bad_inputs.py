@@ -171,7 +171,7 @@ def test_caption_corpus(tmp_path: Path, toks: fakes.TinyTokenizers, case: str) -
     """Odd caption files give frames with sensible captions, or a clear error naming the file."""
     folder = tmp_path / "img"
     good_images(folder, 5)
-    fakes.make_image(160, 160, seed=900).save(folder / "odd_900.png")
+    fakes.make_image(128, 192, seed=900).save(folder / "odd_900.png")  # a portrait: it joins collage frames
     data, outcome = CAPTION_CASES[case]
     if data is not None:
         (folder / "odd_900.txt").write_bytes(data)

@@ -40,8 +40,9 @@ from collage_ext.errors import CollageCacheError, CollageConfigError, CollageInp
 pytestmark = pytest.mark.sdscripts
 SKIP = 'collage_rate = 1.0\ncollage_on_error = "skip"'
 RAISE = "collage_rate = 1.0"
-# (W, H): portraits, landscapes and squares that all fit 256 px frames within the upscale limit.
-SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(160, 160)] * 2
+# (W, H): portraits and landscapes that fit 256 px frames within the upscale limit and keep the scale rule
+# there (squares cannot: with 256 px buckets every frame is square, so they would train alone).
+SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(144, 192)] * 2
 
 
 def write_images(folder: Path, sizes: list[tuple[int, int]] = SIZES) -> Path:
@@ -218,10 +219,10 @@ def test_single_image_replacement_keeps_the_aspect(tmp_path: Path, toks: fakes.T
 
 
 @pytest.mark.parametrize(("before", "after", "fault"), [
-    ("0, 0, 100, 150", "10, 10, 110, 160", True),
-    ("0, 0, 100, 150", "# tightened\n0 0 100 150", False),  # same box: no change
+    ("0, 0, 96, 192", "8, 0, 104, 192", True),
+    ("0, 0, 96, 192", "# tightened\n0 0 96 192", False),  # same box: no change
     (None, "0, 0, 64, 96", True),  # sidecar added
-    ("0, 0, 100, 150", None, True),  # sidecar removed
+    ("0, 0, 96, 192", None, True),  # sidecar removed
 ])
 @pytest.mark.parametrize("policy", ["raise", "skip"])
 def test_crop_sidecar_edited(tmp_path: Path, toks: fakes.TinyTokenizers, before: str | None, after: str | None,
