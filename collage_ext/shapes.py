@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from statistics import median
 
@@ -280,15 +280,16 @@ class ShapePlan:
         boxed = bool(self.boxed) and self.boxed[index]
         cap = 0.0 if boxed else self.max_crop
         partner_cap = 0.0 if boxed and self._boxed_count.get(cls, 0) > 1 else self.max_crop
-        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, self.config,
+        # The line as it would be without the magnification limit: the record must fill its cell
+        # within collage_max_upscale (line_plan would shrink the cell instead) and span the frame.
+        unlimited = replace(self.config, max_upscale=1e9)
+        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, unlimited,
                                    [cap] + [partner_cap] * (k - 1))
         mode = "cover" if cropped else self.config.fit_mode
         if fit_scale(src, cells[0].size, mode) > self.config.max_upscale + 1e-9:
             return "upscale"
         if source_span(src, cells[0], frame, mode) < self.config.min_span - 1e-9:
-            side = name.startswith("1x")
-            reach = (src.height / frame.height) if side else (src.width / frame.width)
-            return "upscale" if reach * self.config.max_upscale < self.config.min_span else "span"
+            return "span"
         return ""
 
     @staticmethod

@@ -219,10 +219,10 @@ def test_single_image_replacement_keeps_the_aspect(tmp_path: Path, toks: fakes.T
 
 
 @pytest.mark.parametrize(("before", "after", "fault"), [
-    ("0, 0, 96, 192", "8, 0, 104, 192", True),
-    ("0, 0, 96, 192", "# tightened\n0 0 96 192", False),  # same box: no change
+    ("0, 0, 100, 150", "10, 10, 110, 160", True),
+    ("0, 0, 100, 150", "# tightened\n0 0 100 150", False),  # same box: no change
     (None, "0, 0, 64, 96", True),  # sidecar added
-    ("0, 0, 96, 192", None, True),  # sidecar removed
+    ("0, 0, 100, 150", None, True),  # sidecar removed
 ])
 @pytest.mark.parametrize("policy", ["raise", "skip"])
 def test_crop_sidecar_edited(tmp_path: Path, toks: fakes.TinyTokenizers, before: str | None, after: str | None,
@@ -232,7 +232,9 @@ def test_crop_sidecar_edited(tmp_path: Path, toks: fakes.TinyTokenizers, before:
     sidecar = folder / "img_000.crop"
     if before is not None:
         sidecar.write_text(before, encoding="utf-8")
-    group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=SKIP if policy == "skip" else RAISE))
+    # collage_min_span = 0: the 100x150 box joins frames (with the rule it cannot reach a 256 px frame's height)
+    general = (SKIP if policy == "skip" else RAISE) + "\ncollage_min_span = 0"
+    group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=general))
     if after is None:
         sidecar.unlink()
     else:
