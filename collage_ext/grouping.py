@@ -197,10 +197,10 @@ def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: 
     rather than join a frame of another shape.
     """
     classes = shapes.classes
-    known: dict[tuple[int, Size], int] = {}
+    known: dict[tuple[int, Size, bool], int] = {}
     levels = []
     for i, record in enumerate(records):
-        key = (classes[i], record.size)
+        key = (classes[i], record.size, bool(shapes.boxed) and shapes.boxed[i])  # a crop box is never cut
         if key not in known:
             known[key] = shapes.level(i)
         levels.append(known[key])

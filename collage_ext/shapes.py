@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from statistics import median
 
@@ -60,10 +60,6 @@ def area_tolerance(buckets: Buckets) -> float:
         0.9375
     """
     return 1 - buckets.steps / math.sqrt(buckets.area)
-
-#: Offset of the shape class of sources with a crop box in a fixed frame: nothing may be cut from
-#: them, so they pair only with each other (a croppable partner cannot take the whole cut).
-BOXED = 100_000
 
 #: Offset of each size tier (``bucket_no_upscale``): tier ``t`` of class ``c`` is ``c + (t + 1) * TIER``.
 TIER = 1_000_000
@@ -129,9 +125,12 @@ class ShapePlan:
         return out
 
     @cached_property
-    def _boxed_classes(self) -> frozenset[int]:
-        """Classes with a member that has a crop box (partners there may not be cut)."""
-        return frozenset(c for c, boxed in zip(self.classes, self.boxed) if boxed)
+    def _boxed_count(self) -> dict[int, int]:
+        """Per class, its members with a crop box."""
+        out: dict[int, int] = {}
+        for c, boxed in zip(self.classes, self.boxed):
+            out[c] = out.get(c, 0) + boxed
+        return out
 
     @cached_property
     def _own_area(self) -> dict[int, int]:
@@ -276,17 +275,21 @@ class ShapePlan:
         low, high = self._spread[cls]
         partner_aspect = high if name.startswith("1x") else low
         partner = Size(max(1, round(8192 * partner_aspect)), 8192)  # large: never limited by max_upscale
-        cap = 0.0 if self.boxed and self.boxed[index] else self.max_crop
-        partner_cap = 0.0 if cls in self._boxed_classes else self.max_crop
-        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, self.config,
+        # A line's cells share one height (width, stacked): if this record spans, so do its partners.
+        # A boxed record is never cut; its partner takes the cut (or another boxed one, which cannot).
+        boxed = bool(self.boxed) and self.boxed[index]
+        cap = 0.0 if boxed else self.max_crop
+        partner_cap = 0.0 if boxed and self._boxed_count.get(cls, 0) > 1 else self.max_crop
+        # The line as it would be without the magnification limit: the record must fill its cell
+        # within collage_max_upscale (line_plan would shrink the cell instead) and span the frame.
+        unlimited = replace(self.config, max_upscale=1e9)
+        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, unlimited,
                                    [cap] + [partner_cap] * (k - 1))
         mode = "cover" if cropped else self.config.fit_mode
         if fit_scale(src, cells[0].size, mode) > self.config.max_upscale + 1e-9:
             return "upscale"
         if source_span(src, cells[0], frame, mode) < self.config.min_span - 1e-9:
-            side = name.startswith("1x")
-            reach = (src.height / frame.height) if side else (src.width / frame.width)
-            return "upscale" if reach * self.config.max_upscale < self.config.min_span else "span"
+            return "span"
         return ""
 
     @staticmethod
@@ -370,8 +373,8 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     bucket range would make it too small) merge too, so their leftovers pair instead of training single.
 
     Lines may crop ``max_crop`` of a source where its shape differs from its cell, never a source with a
-    crop box (``boxed``). ``fixed``: every collage has this frame (``collage_frame_size`` or no
-    bucketing); there crops are large, so sources with a crop box form classes of their own.
+    crop box (``boxed``: its partners take the cut, else it trains alone). ``fixed``: every collage has
+    this frame (``collage_frame_size`` or no bucketing).
     With ``bucket_no_upscale`` a class is split into size tiers, so a small image never shrinks the frame
     of large ones (``area_tolerance``); an image alone in its tier trains single, at its own bucket.
     """
@@ -383,10 +386,10 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     boxes = tuple(bool(b) for b in boxed) if boxed is not None and max_crop > 0 else ()
 
     def log_of(c: int) -> float:
-        return logs[c % TIER % BOXED]
+        return logs[c % TIER]
 
-    def kind(c: int) -> int:  # classes of different kinds (boxed, size tiers) never merge
-        return c - c % TIER % BOXED
+    def kind(c: int) -> int:  # classes of different size tiers never merge
+        return c - c % TIER
 
     known: dict[Size, int] = {}  # datasets repeat a handful of sizes
     classes = []
@@ -394,7 +397,7 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
         if size not in known:
             a = math.log(size.width / size.height)
             known[size] = min(range(len(logs)), key=lambda j: (abs(logs[j] - a), j))
-        classes.append(known[size] + (BOXED if boxes and boxes[i] and fixed is not None else 0))
+        classes.append(known[size])
     members: dict[int, list[int]] = {}
     for i, c in enumerate(classes):
         members.setdefault(c, []).append(i)

@@ -106,7 +106,9 @@ def test_image_corpus_raise_policy(tmp_path: Path, toks: fakes.TinyTokenizers, c
     """Default policy: good frames, or an error that names the odd file (at start-up or load)."""
     folder = corpus(tmp_path, case)
     outcome = IMAGE_CASES[case][1]
-    config = dataset_toml(tmp_path, folder, general="collage_rate = 1.0", repeats=1)
+    # collage_min_span = 0: the odd 160x160 files pair in the 256 px square frame (with the scale rule a
+    # square trains alone there) so they go through the collage path under test
+    config = dataset_toml(tmp_path, folder, general="collage_rate = 1.0\ncollage_min_span = 0", repeats=1)
     if outcome == "header-error":
         with pytest.raises(CollageInputError, match="odd_900"):
             load(tmp_path, toks, config)
@@ -175,7 +177,8 @@ def test_caption_corpus(tmp_path: Path, toks: fakes.TinyTokenizers, case: str) -
     data, outcome = CAPTION_CASES[case]
     if data is not None:
         (folder / "odd_900.txt").write_bytes(data)
-    config = dataset_toml(tmp_path, folder, general="collage_rate = 1.0", subset="enable_wildcard = true")
+    config = dataset_toml(tmp_path, folder, general="collage_rate = 1.0\ncollage_min_span = 0",  # as above
+                          subset="enable_wildcard = true")
     if outcome == "error":
         with pytest.raises(CollageInputError, match=r"odd_900\.txt is (not UTF-8|empty)"):
             load(tmp_path, toks, config)

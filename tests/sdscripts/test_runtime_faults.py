@@ -40,8 +40,9 @@ from collage_ext.errors import CollageCacheError, CollageConfigError, CollageInp
 pytestmark = pytest.mark.sdscripts
 SKIP = 'collage_rate = 1.0\ncollage_on_error = "skip"'
 RAISE = "collage_rate = 1.0"
-# (W, H): portraits, landscapes and squares that all fit 256 px frames within the upscale limit.
-SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(160, 160)] * 2
+# (W, H): portraits and landscapes that fit 256 px frames within the upscale limit and keep the scale rule
+# there (squares cannot: with 256 px buckets every frame is square, so they would train alone).
+SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(144, 192)] * 2
 
 
 def write_images(folder: Path, sizes: list[tuple[int, int]] = SIZES) -> Path:
@@ -231,7 +232,9 @@ def test_crop_sidecar_edited(tmp_path: Path, toks: fakes.TinyTokenizers, before:
     sidecar = folder / "img_000.crop"
     if before is not None:
         sidecar.write_text(before, encoding="utf-8")
-    group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=SKIP if policy == "skip" else RAISE))
+    # collage_min_span = 0: the 100x150 box joins frames (with the rule it cannot reach a 256 px frame's height)
+    general = (SKIP if policy == "skip" else RAISE) + "\ncollage_min_span = 0"
+    group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=general))
     if after is None:
         sidecar.unlink()
     else:
