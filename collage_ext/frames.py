@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +26,7 @@ from .collage import Collage, FrameParams, Source
 from .config import CollageConfig
 from .errors import CollageCacheError, CollageInputError
 from .grouping import Group
+from .parallel import ordered_map
 from .policy import FailureLog, compose
 from .pool import Pool
 from .types import Size
@@ -115,6 +119,19 @@ def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, c
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
+#: zlib level of every frame PNG (preview, export, the static cache). Measured on 1024 px photo frames
+#: (benchmarks/README.md, "PNG level"): level 1 writes in about half the time of Pillow's default 6
+#: for files about 15 % larger; levels 2-3 save almost nothing over 1, 7-9 nothing over 6.
+PNG_LEVEL = 1
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """The frame as PNG bytes at ``PNG_LEVEL`` (lossless: the pixels are exactly the frame's)."""
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=PNG_LEVEL)
+    return out.getvalue()
+
+
 def write_png_atomic(image: Image.Image, path: Path) -> None:
     """Write a PNG so that a reader never sees a partial file (temp file in the same folder, then rename).
 
@@ -128,7 +145,7 @@ def write_png_atomic(image: Image.Image, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", compress_level=1)
+            image.save(handle, format="PNG", compress_level=PNG_LEVEL)
         os.replace(tmp, path)
     except OSError as exc:
         raise CollageCacheError(_cache_message(path.parent, f"cannot write {path.name}", exc)) from exc
@@ -195,6 +212,40 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     pixels = with_alpha(rendered.image, rendered.mask, frames.pool.config) if loss_mask else rendered.image
     write_png_atomic(Image.fromarray(pixels), path)
     return path, caption, True
+
+
+def render_static_frames(frames: SubsetFrames, items: Sequence[tuple[Group, int]], cache_dir: Path,
+                         failures: FailureLog, *, jobs_n: int | None = None,
+                         progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
+                         ) -> Iterator[tuple[Path, str, bool]]:
+    """``render_static_frame`` for every ``(group, variant)``, in order, on ``jobs_n`` processes.
+
+    Each worker writes its frames itself (atomically, under content-hashed names) and sends back the
+    path, caption and the files that failed. A frame whose sources a serial run would already have
+    seen fail (a failure in an earlier frame that the worker did not know of) is planned and rendered
+    again here, so paths, captions and failures are what the serial loop gives.
+    """
+    known = set(failures.failed)
+
+    parent = os.getpid()
+
+    def work(item: tuple[Group, int]) -> tuple[Path, str, bool, dict[str, str], int]:
+        if os.getpid() != parent:
+            failures.quiet = True  # this worker's copy: the parent logs what it is sent
+        before = set(failures.failed)
+        path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
+        return path, caption, new, {p: m for p, m in failures.failed.items() if p not in before}, os.getpid()
+
+    for item, (path, caption, new, failed, pid) in zip(items, ordered_map(work, items, jobs=jobs_n,
+                                                                          progress=progress)):
+        if pid != os.getpid():
+            seen = set(failures.failed) - known
+            if seen & {s.path for s in frames.sources_of(item[0])}:
+                path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
+            else:
+                for key, message in failed.items():
+                    failures.record(key, message)
+        yield path, caption, new
 
 
 def _planned_frame(frames: SubsetFrames, sources: list[Source], variant: int, cache_dir: Path,

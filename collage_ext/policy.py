@@ -27,12 +27,15 @@ class FailureLog:
 
     def __init__(self) -> None:
         self.failed: dict[str, str] = {}
+        #: Set in a worker process (``parallel``): the parent logs the failures it is sent, once.
+        self.quiet = False
 
-    def record(self, path: str, error: Exception) -> None:
+    def record(self, path: str, error: Exception | str) -> None:
         """Log a skipped file the first time it fails."""
         if path not in self.failed:
             self.failed[path] = str(error)
-            logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
+            if not self.quiet:
+                logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
 
 
 def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,

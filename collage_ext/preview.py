@@ -16,6 +16,7 @@ for machines.
 from __future__ import annotations
 
 import html
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -27,7 +28,11 @@ from PIL import Image, ImageDraw
 
 from . import __version__
 from .datasets import Finding, Project
-from .framesets import FrameJob, FrameSet, TextEncoder, progress
+from .frames import encode_png
+from .framesets import FrameJob, FrameSet, TextEncoder
+from .parallel import write_bytes_atomic
+from .render import RenderResult
+from .renderjobs import render_jobs
 from .quality import CaptionTokens, count_caption, phrases_past_budget
 
 logger = logging.getLogger(__name__)
@@ -93,38 +98,57 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
 
 
 def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, masks: bool = True,
-                 desc: str = "rendering frames") -> list[FrameEntry]:
-    """Render each job into ``out/frames`` (PNG, caption, mask, JSON) and a thumbnail into ``out/thumbs``."""
+                 desc: str = "rendering frames", jobs_n: int | None = None) -> list[FrameEntry]:
+    """Render each job into ``out/frames`` (PNG, caption, mask, JSON) and a thumbnail into ``out/thumbs``.
+
+    Frames render on ``jobs_n`` processes (``parallel.default_jobs``); files are written here, in
+    order and atomically, so the output is the same bytes as a serial run's and Ctrl+C leaves no
+    partial file.
+    """
     frames_dir, thumbs_dir = out / "frames", out / "thumbs"
     frames_dir.mkdir(parents=True, exist_ok=True)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for job in progress(jobs, desc, "frame"):
-        rendered = job.render(with_mask=masks)
-        image = Image.fromarray(rendered.image)
-        image.save(frames_dir / f"{job.name}.png", format="PNG")
-        if rendered.mask is not None:
-            Image.fromarray(rendered.mask.astype("uint8") * 255).save(frames_dir / f"{job.name}_mask.png")
+    for job, files, error in render_jobs(jobs, _encode_preview, with_mask=lambda job: masks, jobs_n=jobs_n,
+                                         desc=desc):
+        if error is not None:
+            raise error
+        png, mask_png, thumb_jpg, thumb_size = files
+        write_bytes_atomic(frames_dir / f"{job.name}.png", png)
+        if mask_png is not None:
+            write_bytes_atomic(frames_dir / f"{job.name}_mask.png", mask_png)
         entry = frame_record(job, encoder)
-        (frames_dir / f"{job.name}.txt").write_text(entry.caption + "\n", encoding="utf-8")
-        (frames_dir / f"{job.name}.json").write_text(json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n",
-                                                     encoding="utf-8")
-        thumb = image.copy()
-        thumb.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
-        thumb.save(thumbs_dir / f"{job.name}.jpg", format="JPEG", quality=88)
-        entry.info["thumb_size"] = list(thumb.size)
+        write_bytes_atomic(frames_dir / f"{job.name}.txt", (entry.caption + "\n").encode("utf-8"))
+        write_bytes_atomic(frames_dir / f"{job.name}.json",
+                           (json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+        write_bytes_atomic(thumbs_dir / f"{job.name}.jpg", thumb_jpg)
+        entry.info["thumb_size"] = list(thumb_size)
         for warning in entry.warnings:
             logger.warning(f"{job.name}: {warning}")
         entries.append(entry)
     return entries
 
 
+def _encode_preview(job: FrameJob, rendered: RenderResult) -> tuple[bytes, bytes | None, bytes, tuple[int, int]]:
+    """The frame PNG, its mask PNG, the contact-sheet thumbnail (JPEG) and its size (run in a worker)."""
+    image = Image.fromarray(rendered.image)
+    mask = None
+    if rendered.mask is not None:
+        mask = encode_png(Image.fromarray(rendered.mask.astype("uint8") * 255))
+    thumb = image.copy()
+    thumb.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=88)
+    return encode_png(image), mask, out.getvalue(), thumb.size
+
+
 def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out: Path, *, count: int | None,
-                title: str = "collage-ext preview", notes: Sequence[str] = ()) -> list[FrameEntry]:
+                title: str = "collage-ext preview", notes: Sequence[str] = (),
+                jobs_n: int | None = None) -> list[FrameEntry]:
     """Write the frames (at most ``count``), the contact sheets and the manifest; returns the entries."""
     out.mkdir(parents=True, exist_ok=True)
     jobs = frameset.jobs if count is None else frameset.jobs[:count]
-    entries = write_frames(jobs, out, encoder)
+    entries = write_frames(jobs, out, encoder, jobs_n=jobs_n)
     summary = summarize(project, frameset, encoder, len(jobs))
     all_notes = list(notes)
     if count is not None and count < len(frameset.jobs):

@@ -1,0 +1,140 @@
+"""Ordered, deterministic parallel map for rendering and checking: a fork pool sized to the CPUs.
+
+``preview``, ``export``, ``check`` and static-mode cache builds spend their time decoding and
+resampling one frame (or one image) at a time; each item is independent of the others, so a
+process per CPU divides the wall time by the number of cores.
+
+Decisions:
+
+* **fork, not spawn.** The work items (frame jobs with their planned subsets, collages and
+  sources) are large object graphs; a forked worker inherits them, so only an index goes to the
+  worker and only the result (encoded bytes, a few numbers) comes back. libvips survives the fork
+  because collage_ext only pulls pixels with ``Region.fetch`` (``resample.py``), which starts no
+  thread pool. Where fork is unavailable (Windows, macOS' default), everything runs serially.
+* **Ordered results, parent-side effects.** ``ordered_map`` yields results in input order; the
+  caller writes every file in the parent, in that order, so the output is byte-identical to a
+  serial run (tests/test_parallel.py compares every byte).
+* **Ctrl+C** stops the workers at once (they ignore SIGINT; the parent terminates them) and the
+  parent writes files only through a temporary name and ``os.replace`` (``write_bytes_atomic``),
+  so an interrupted run leaves no partial file under a final name.
+* ``jobs`` = the CPUs this process may run on (``os.sched_getaffinity``: ``taskset -c 0`` means
+  one), or ``COLLAGE_EXT_JOBS``; 1 runs in-process with no pool at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: The work of the pool being started: inherited by the forked workers, never pickled.
+_WORK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (``taskset`` and cgroup CPU sets respected)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_jobs(jobs: int | None = None) -> int:
+    """``jobs`` if given, else ``COLLAGE_EXT_JOBS``, else ``cpu_count()``; 1 where fork is unavailable.
+
+    Raises:
+        ValueError: ``jobs`` or ``COLLAGE_EXT_JOBS`` below 1 or not a whole number.
+    """
+    if jobs is None:
+        env = os.environ.get("COLLAGE_EXT_JOBS")
+        if env:
+            try:
+                jobs = int(env)
+            except ValueError as exc:
+                raise ValueError(f"COLLAGE_EXT_JOBS must be a whole number >= 1, got {env!r}") from exc
+        else:
+            jobs = cpu_count()
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():  # pragma: no cover - not Linux
+        return 1
+    return jobs
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C and terminates the pool
+
+
+def _run(index: int) -> Any:
+    assert _WORK is not None
+    fn, items = _WORK
+    return fn(items[index])
+
+
+def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = None,
+                progress: Callable[[Iterator[R], int], Iterator[R]] | None = None) -> Iterator[R]:
+    """``fn(item)`` for every item, in order, computed by ``jobs`` forked workers.
+
+    ``fn`` and ``items`` reach the workers by fork (they need not pickle); each result is pickled
+    back. Exceptions raised by ``fn`` are re-raised in the parent when their item's turn comes.
+    ``progress`` wraps the result iterator (a tqdm bar) given the item count.
+    """
+    global _WORK
+    n = min(default_jobs(jobs), len(items))
+    results: Iterator[R]
+    if n <= 1:
+        results = (fn(item) for item in items)
+        yield from (progress(results, len(items)) if progress else results)
+        return
+    if _WORK is not None:  # a map inside a worker's map: run it in this process
+        results = (fn(item) for item in items)
+        yield from (progress(results, len(items)) if progress else results)
+        return
+    _WORK = (fn, items)
+    try:
+        pool = multiprocessing.get_context("fork").Pool(n, initializer=_init_worker)
+    finally:
+        _WORK = None
+    try:
+        results = pool.imap(_run, range(len(items)), chunksize=1)
+        yield from (progress(results, len(items)) if progress else results)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # Ctrl+C, an error, or the caller stopped iterating
+        raise
+    finally:
+        pool.join()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name in the same folder, then rename: never a partial file at ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tqdm_progress(desc: str, unit: str) -> Callable[[Iterator[R], int], Iterator[R]]:
+    """A ``progress`` wrapper for ``ordered_map``: a tqdm bar on stderr for 8 items or more."""
+    def wrap(results: Iterator[R], total: int) -> Iterator[R]:
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover - tqdm is installed in every kohya venv
+            return results
+        bar: Iterator[R] = tqdm(results, desc=desc, unit=unit, total=total, disable=total < 8, leave=False)
+        return bar
+    return wrap
