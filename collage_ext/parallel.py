@@ -14,9 +14,10 @@ Decisions:
 * **Ordered results, parent-side effects.** ``ordered_map`` yields results in input order; the
   caller writes every file in the parent, in that order, so the output is byte-identical to a
   serial run (tests/test_parallel.py compares every byte).
-* **Ctrl+C** stops the workers at once (they ignore SIGINT; the parent terminates them) and the
-  parent writes files only through a temporary name and ``os.replace`` (``write_bytes_atomic``),
-  so an interrupted run leaves no partial file under a final name.
+* **Ctrl+C** stops the workers at once (they ignore SIGINT; the parent terminates them, and a
+  terminated worker exits through Python, so a temporary file it was writing is removed), and files
+  are only written through a temporary name and ``os.replace`` (``write_bytes_atomic``), so an
+  interrupted or failed run leaves no partial file under a final name.
 * ``jobs`` = the CPUs this process may run on (``os.sched_getaffinity``: ``taskset -c 0`` means
   one), or ``COLLAGE_EXT_JOBS``; 1 runs in-process with no pool at all.
 """
@@ -73,6 +74,12 @@ def default_jobs(jobs: int | None = None) -> int:
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C and terminates the pool
+    # Pool.terminate() sends SIGTERM: exit through Python so that a write in progress removes its temporary file.
+    signal.signal(signal.SIGTERM, _exit_on_term)
+
+
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run(index: int) -> Any:
