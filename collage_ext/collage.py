@@ -8,7 +8,8 @@ and a training worker that hold the same params produce the same bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Hashable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,13 @@ class Collage:
         return FrameParams(tuple(s.key for s in sources), layout, texts, dropped, seed, epoch)
 
     def render(self, sources: Sequence[Source], params: FrameParams, *,
-               images: Sequence[Image.Image] | None = None, with_mask: bool = False) -> RenderResult:
-        """Fit every source into its cell and paint the frame (no randomness)."""
+               images: Sequence[Image.Image] | None = None, with_mask: bool = False,
+               cells: MutableMapping[Hashable, tuple[Image.Image, Rect]] | None = None) -> RenderResult:
+        """Fit every source into its cell and paint the frame (no randomness).
+
+        ``cells`` (the studio's) keeps decoded cells by file (path, size, mtime), crop box, cell size
+        and decode settings: a frame re-rendered after an edit of one image decodes only that image.
+        """
         placements = []
         gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
         for cell, index in zip(params.layout.cells, params.layout.order):
@@ -178,15 +184,32 @@ class Collage:
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
                     check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
-                    fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
-                                               fill=self.config.fill, draft_gaps=gaps,
-                                               soft_shrink=self.config.decode == "fast", expected=source.size,
-                                               convert_icc=self.config.color_profile == "srgb")
+                    key = self._cell_key(source, cell.size) if cells is not None else None
+                    found = cells.get(key) if cells is not None and key is not None else None
+                    if found is not None:
+                        fitted, rect = found
+                    else:
+                        fitted, rect = load_fitted(source.path, cell.size, self.config.fit_mode, source.crop,
+                                                   fill=self.config.fill, draft_gaps=gaps,
+                                                   soft_shrink=self.config.decode == "fast", expected=source.size,
+                                                   convert_icc=self.config.color_profile == "srgb")
+                        if cells is not None and key is not None:
+                            cells[key] = (fitted, rect)
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise
             placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted))
         return render_frame(params.layout.frame, placements, self.config.fill, with_mask=with_mask)
+
+    def _cell_key(self, source: Source, cell: Size) -> Hashable | None:
+        """What a decoded cell depends on: the file's bytes (path, size, mtime), crop, cell and decode settings."""
+        try:
+            stat = os.stat(source.path)
+        except OSError:
+            return None  # load_fitted reports the missing file
+        c = self.config
+        return (source.path, stat.st_size, stat.st_mtime_ns, source.size, source.crop, tuple(cell), c.fit_mode,
+                tuple(c.fill), c.decode, c.color_profile)
 
     def caption(self, params: FrameParams) -> str:
         """Merge the cells' captions in reading order and repeat key phrases (no randomness)."""

@@ -39,12 +39,14 @@ class FailureLog:
 
 
 def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
-            with_mask: bool = False, spares: Sequence[Source] = ()) -> tuple[RenderResult, FrameParams]:
+            with_mask: bool = False, spares: Sequence[Source] = (),
+            cells: Any = None) -> tuple[RenderResult, FrameParams]:
     """Render a planned frame; when sources fail under ``skip``, re-plan it from the rest.
 
     When every source fails (a frame can hold several repeats of one broken image), the first of
     ``spares`` (the pool's sources, in pool order) that loads fills the frame alone, so the number of
     frames per epoch stays constant; the order is fixed, so the preview picks the same spare.
+    ``cells`` is ``Collage.render``'s cache of decoded cells (the studio's), else None.
 
     Returns the rendered frame and the params actually used, so the caption can follow them.
 
@@ -56,7 +58,7 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
         params = collage.make_params(kept, seed=params.seed, epoch=params.epoch, frame=params.layout.frame)
     while kept:
         try:
-            return collage.render(kept, params, with_mask=with_mask), params
+            return collage.render(kept, params, with_mask=with_mask, cells=cells), params
         except CollageInputError as exc:
             path = getattr(exc, "source_path", None)
             if collage.config.on_error == "raise" or path is None:
@@ -71,7 +73,7 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
             continue
         return compose(collage, [spare], collage.make_params([spare], seed=params.seed, epoch=params.epoch,
                                                             frame=params.layout.frame),
-                       failures, with_mask=with_mask, spares=())
+                       failures, with_mask=with_mask, spares=(), cells=cells)
     msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
     raise CollageInputError(msg)
 
