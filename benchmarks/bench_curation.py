@@ -329,6 +329,58 @@ def studio_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list
     return rows, crop_times
 
 
+def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list[tuple[str, str, str]], list[float]]:
+    """The same edits made in headless chromium (Debian's, through Playwright): drag, type, click, as a user."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.studio.conftest import chromium_path
+    from tests.studio.latency import (caption_until_tokens_change, crop_until_frames_change, drop_until_counted,
+                                      open_editor)
+
+    path = chromium_path()
+    if path is None:
+        return [(f"{name}: browser edits", "skipped", "no chromium (apt-get install chromium)")], []
+    served = Served(dataset, train)
+    served.get("/api/check", epoch=1)  # warm: the page's own first check is not what is timed here
+    sources = served.get("/api/sources", epoch=1)["sources"]
+    gen = random.Random(7)
+    picks = gen.sample([s for s in sources if s["frames"] and s["size"]], min(edits, len(sources)))
+    crops, captions, drops = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context(viewport={"width": 1440, "height": 960}).new_page()
+        page.goto(served.url + "/")
+        page.wait_for_selector(".card[data-id]")
+        page.wait_for_function("document.body.dataset.checked !== undefined", timeout=300_000)
+        for i, s in enumerate(picks):
+            open_editor(page, s["id"], timeout=120_000)
+            a, b = gen.uniform(0.0, 0.2), gen.uniform(0.0, 0.2)
+            k = gen.uniform(0.6, 0.8)  # the image's own aspect, a random part of it
+            seconds, before, after = crop_until_frames_change(page, (a, b, a + k, b + k), timeout=120_000)
+            crops.append(seconds)
+            if i < edits // 2:
+                text = "mychar, " + ", ".join(gen.sample(TAGS, 10)) + f", edited {i}"
+                page.fill("#ed-caption", text)
+                page.wait_for_function("document.querySelector('#ed-tokens').innerText.includes('unsaved')")
+                captions.append(caption_until_tokens_change(page, text, timeout=120_000))
+            if i < 5:
+                drops.append(drop_until_counted(page, timeout=120_000))
+                served.post("/api/restore", {"id": s["id"]})
+                page.reload()
+                page.wait_for_selector(".card[data-id]")
+        browser.close()
+    served.close()
+    rows = [
+        (f"{name}: **browser**: crop drag released -> its frames' new pixels on screen, p50 / p95 of {len(crops)}",
+         f"{pct(crops, .5):.2f} / {pct(crops, .95):.2f} s", "target p95 < 1 s"),
+        (f"{name}: **browser**: caption saved -> token view, p50 / p95 of {len(captions)}",
+         f"{pct(captions, .5):.2f} / {pct(captions, .95):.2f} s", "click to the saved view (a refresh of the page's data)"),
+        (f"{name}: **browser**: drop clicked -> sources count, p50 / p95 of {len(drops)}",
+         f"{pct(drops, .5):.2f} / {pct(drops, .95):.2f} s", ""),
+    ]
+    return rows, crops
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200, help="images per set (default 200)")
@@ -337,6 +389,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="keep the generated photos here (and reuse them next time)")
     parser.add_argument("--skip-cli", action="store_true", help="only the studio rows")
     parser.add_argument("--skip-studio", action="store_true", help="only the CLI rows")
+    parser.add_argument("--skip-browser", action="store_true", help="no edits in headless chromium")
     args = parser.parse_args()
     os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench_curation_"))
@@ -363,6 +416,12 @@ def main() -> int:
             if not args.skip_studio:
                 studio, crop_times[name] = studio_rows(name, dataset, train, args.edits)
                 rows += studio
+                make_camera(folder, args.images) if name == "camera" else make_small(folder, args.images)
+                for crop in folder.glob("*.crop"):
+                    crop.unlink()
+                if not args.skip_browser:
+                    browser, crop_times[f"{name} (browser)"] = browser_rows(name, dataset, train, args.edits)
+                    rows += browser
                 make_camera(folder, args.images) if name == "camera" else make_small(folder, args.images)  # captions back
                 for crop in folder.glob("*.crop"):
                     crop.unlink()

@@ -18,6 +18,7 @@ the page's other requests are answered meanwhile and each frame shows as soon as
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import logging
 import os
@@ -40,6 +41,7 @@ from ..frames import encode_png
 from ..framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
 from ..images import load_fitted, read_image_size
 from ..measurecache import MeasureCache
+from ..parallel import cpu_count
 from ..preview import frame_record
 from ..types import Size
 from .cache import CELL_BUDGET, IMAGE_BUDGET, ByteLRU, KeyLocks, cell_bytes
@@ -107,7 +109,12 @@ class Studio:
         self._rendering = KeyLocks()
         self._described: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._records: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._views: ByteLRU[dict[str, Any]] = ByteLRU(8192, lambda view: 1)  # token views by caption text
         self.measures = MeasureCache()
+        self._epoch = 1  # the epoch the page shows (last asked for): an edit pre-renders its frames there
+        self._background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="studio-prerender")
+        # Decoding (Pillow, libvips) runs without the GIL: one thread per CPU renders the frames of an edit at once.
+        self._renderers = concurrent.futures.ThreadPoolExecutor(cpu_count(), thread_name_prefix="studio-render")
         self.project = self._load()
         self.encoder: TextEncoder = text_encoder_for(self.project.run.values, model)
         self.history = History(self.folders)
@@ -260,8 +267,8 @@ class Studio:
         text = self._caption_text(e)
         g = grammar_of(e.subset.namespace())
         cfg = e.subset.config
-        view = caption_view(text if text is not None else e.caption, self.encoder.budget, self.encoder.counter, g,
-                            cfg.repeat_phrases, cfg.repeat_count) if not e.dropped else None
+        view = self._caption_view(text if text is not None else e.caption, g, cfg.repeat_phrases,
+                                  cfg.repeat_count) if not e.dropped else None
         return {"id": e.id, "name": e.path.name, "path": str(e.path), "subset": f"{e.dataset.index}/{e.subset.index}",
                 "subset_name": e.subset.name, "collage": e.subset.config.enabled, "dropped": e.dropped,
                 "size": list(size) if size else None, "crop": crop, "caption": e.caption,
@@ -315,6 +322,7 @@ class Studio:
         with self.lock:
             self._fresh()
             fs, _ = self._frameset(epoch)
+            self._epoch = epoch
             ids = {str(e.path): e.id for e in self.entries.values()}
             out = []
             fills = []
@@ -345,8 +353,23 @@ class Studio:
             "sources": [{"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
                         for s, span in zip(job.sources, stats.spans)],
             "cells": record.info["cells"],
-            "tokens": token_view(record.caption, self.encoder.budget, self.encoder.counter, g,
-                                 phrases=cfg.repeat_phrases)}
+            "tokens": self._token_view(record.caption, g, cfg.repeat_phrases)}
+
+    def _caption_view(self, text: str, grammar: Any, phrases: Any, count: Any) -> dict[str, Any]:
+        key = ("caption", text, repr(grammar), repr(phrases), count)
+        found = self._views.get(key)
+        if found is None:
+            found = caption_view(text, self.encoder.budget, self.encoder.counter, grammar, phrases, count)
+            self._views[key] = found
+        return found
+
+    def _token_view(self, text: str, grammar: Any, phrases: Any) -> dict[str, Any]:
+        key = ("tokens", text, repr(grammar), repr(phrases))
+        found = self._views.get(key)
+        if found is None:
+            found = token_view(text, self.encoder.budget, self.encoder.counter, grammar, phrases=phrases)
+            self._views[key] = found
+        return found
 
     def _job_key(self, job: FrameJob, settings: dict[int, str] | None = None) -> tuple[Any, ...]:
         """What a frame's pixels and caption are made of: name, params, settings, and each source's file and crop."""
@@ -357,6 +380,12 @@ class Studio:
                                           planned.subset.index, job.slot is None))
         files = tuple((s.path, s.key, s.size, s.crop, s.caption, _stat_key(s.path)) for s in job.sources)
         return (job.name, job.slot, job.variant, job.params, settings[id(planned)], files)
+
+    def _pixel_key(self, job: FrameJob) -> tuple[Any, ...]:
+        """What a frame's pixels are made of: layout, settings, each source's file and crop (not the captions)."""
+        planned = job.planned
+        files = tuple((s.path, s.key, s.size, s.crop, _stat_key(s.path)) for s in job.sources)
+        return (job.params.keys, job.params.layout, repr(planned.subset.config), files)
 
     def frame_image(self, epoch: int, name: str, *, thumb: bool = False) -> bytes:
         """The frame's pixels as PNG (exactly what training sees) or a JPEG thumbnail.
@@ -370,7 +399,7 @@ class Studio:
             job = jobs.get(name)
             if job is None:
                 raise RefusedError(f"no frame {name!r} in epoch {epoch}", 404)
-            key = ("frame", self._job_key(job), thumb)
+            key = ("frame", self._pixel_key(job), thumb)
         # Rendered outside the studio's lock: other requests (and other frames) go on meanwhile. The same
         # frame asked twice at once is rendered once (the second request waits for it, then hits the cache).
         found = self._images.get(key)
@@ -403,6 +432,37 @@ class Studio:
             self._images.put(key, found)
         return found
 
+    # -- after a write: render what the page will ask for before it asks ----------------------------
+    def _warm(self, path: Path | None) -> None:
+        """Start rendering the frames of the shown epoch that hold ``path`` (then the check), in the background.
+
+        The page asks for them after its next round of requests (state, sources, frames); by then they
+        are rendered or rendering (``frame_image`` renders a frame once and lets the page's request wait
+        for it). Only the newest write's work matters: an older one still queued is skipped.
+        """
+        version = self.version
+        self._background.submit(self._prerender, path, version)
+
+    def _prerender(self, path: Path | None, version: int) -> None:
+        try:
+            with self.lock:
+                if self.version != version:
+                    return  # another write came since: its own pre-render follows
+                self._fresh()
+                epoch = self._epoch
+                fs, _ = self._frameset(epoch)
+                names = [j.name for j in fs.jobs if path is not None and any(s.path == str(path) for s in j.sources)]
+
+            def render(name: str) -> None:
+                if self.version == version:
+                    self.frame_image(epoch, name, thumb=True)
+
+            list(self._renderers.map(render, names))
+            if self.version == version:
+                self.check(epoch)
+        except Exception as exc:  # noqa: BLE001 - only a warm-up: the page's own request reports any error
+            logger.debug(f"studio: pre-render after a write failed: {type(exc).__name__}: {exc}")
+
     # -- writing ------------------------------------------------------------------------------
     def _writable(self, e: Entry) -> None:
         if e.subset.params.get("metadata_file"):
@@ -425,6 +485,7 @@ class Studio:
             data = (text.rstrip("\n") + newline).encode("utf-8")
             self.history.write(e.caption_file, data, f"caption of {e.path.name}")
             self._changed()  # the plan is read again when the page asks for frames: this answer is at once
+            self._warm(e.path)
             return self._describe(e, [])
 
     def set_crop(self, eid: object, box: Sequence[Any] | None) -> dict[str, Any]:
@@ -446,6 +507,7 @@ class Studio:
                     raise RefusedError(str(exc)) from exc
                 self.history.write(e.crop_file, (line + "\n").encode("utf-8"), f"crop box of {e.path.name}")
             self._changed()
+            self._warm(e.path)
             return self._describe(e, [])
 
     def drop(self, eid: object) -> None:
@@ -459,6 +521,7 @@ class Studio:
             move_group(files, dropped_folder(Path(e.subset.image_dir)), self.folders)
             logger.info(f"studio: dropped {e.path} (moved to {dropped_folder(Path(e.subset.image_dir))})")
             self._reread()
+            self._warm(None)
 
     def restore(self, eid: object) -> None:
         """Put a dropped image (and its sidecars) back into its image folder."""
@@ -470,12 +533,14 @@ class Studio:
             move_group(files, Path(e.subset.image_dir), self.folders)
             logger.info(f"studio: restored {e.path.name} into {e.subset.image_dir}")
             self._reread()
+            self._warm(Path(e.subset.image_dir) / e.path.name)
 
     def undo(self) -> str | None:
         """Undo the last caption or crop change; returns what was undone."""
         with self.lock:
             change = self.history.undo()
             self._changed()
+            self._warm(None)
             return change.what if change else None
 
     def preview_tokens(self, eid: object, text: str) -> dict[str, Any]:

@@ -108,7 +108,7 @@ function sourceCard(s) {
   for (const f of findingsOf(s.id)) badges.push(`<span class="badge ${esc(f.level)}" title="${esc(f.message)}">${esc(f.code.replaceAll("_", " "))}</span>`);
   if (s.tokens && s.tokens.overflow) badges.push(`<span class="badge warning">${s.tokens.total} tokens</span>`);
   const card = el(`<div class="card ${s.dropped ? "dropped" : ""}" data-id="${esc(s.id)}">
-    <div class="thumb"><div class="inner" style="${innerStyle(s)}"><img src="${srcImg(s.id, true)}" alt="${esc(s.name)}">${cropMark(s)}</div></div>
+    <div class="thumb"><div class="inner" style="${innerStyle(s)}"><img src="${srcImg(s.id, true)}" alt="${esc(s.name)}" loading="lazy">${cropMark(s)}</div></div>
     <div class="meta"><div class="name" title="${esc(s.path)}">${esc(s.name)}</div>
       <div class="muted" style="font-size:12px">${s.size ? s.size.join("×") : "?"} · ${esc(s.subset_name)}</div>
       <div class="cap">${esc(s.caption_text ?? s.caption)}</div><div class="badges">${badges.join("")}</div></div></div>`);
@@ -261,8 +261,9 @@ $("ed-caption").addEventListener("input", () => {
   $("ed-caption").dataset.dirty = "1";
   clearTimeout(typing);
   typing = setTimeout(async () => {
-    const s = current(); if (!s) return;
+    const s = current(); if (!s || $("ed-caption").dataset.dirty !== "1") return;  // saved meanwhile
     const t = await api("/api/tokens", {id: s.id, text: $("ed-caption").value});
+    if ($("ed-caption").dataset.dirty !== "1") return;
     $("ed-tokens").innerHTML = tokenView(t, S.state.encoder + " · unsaved");
   }, 250);
 });
@@ -288,7 +289,7 @@ function renderFrames() {
   for (const fr of f.frames) {
     const chips = fr.sources.map((x) => `<span class="chip ${x.span >= 0.95 ? "full" : ""}" data-src="${esc(x.id)}" title="span ${(100 * x.span).toFixed(0)}% of the frame">${esc(x.name)} · ${(100 * x.span).toFixed(0)}%</span>`).join("");
     const card = el(`<div class="card frame" data-frame="${esc(fr.name)}">
-      <div class="thumb"><a href="${frameImg(fr.name, false)}" target="_blank"><img src="${frameImg(fr.name, true)}" alt="${esc(fr.name)}"></a></div>
+      <div class="thumb"><a href="${frameImg(fr.name, false)}" target="_blank"><img src="${frameImg(fr.name, true)}" alt="${esc(fr.name)}" loading="lazy"></a></div>
       <div class="meta"><div class="row"><b>${esc(fr.layout)}</b><span class="muted">${fr.frame.join("×")}</span><span class="spacer"></span>
         <span title="share of the frame that shows source pixels">fill ${(100 * fr.fill).toFixed(0)}%</span></div>
         <div class="fillbar"><i style="width:${100 * fr.fill}%"></i></div>
