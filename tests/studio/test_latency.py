@@ -51,7 +51,7 @@ def test_a_saved_caption_shows_in_the_token_view(page: Any, server: Server, reco
     assert typed != old
     seconds = caption_until_tokens_change(page, text)
     assert int(page.inner_text("#ed-tokens .toktotal")) == typed
-    assert "new tag 11" in page.inner_text(".edframe .framecap")
+    page.wait_for_function("document.querySelector('.edframe .framecap').innerText.includes('new tag 11')")  # then the frame
     record_property("caption_to_token_view_seconds", round(seconds, 3))
     print(f"caption save -> token view: {seconds:.3f} s")
 

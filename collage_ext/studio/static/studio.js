@@ -28,9 +28,10 @@ function frameImg(name, thumb) { return `/api/frame-image?epoch=${S.epoch}&name=
 
 // ---- loading -------------------------------------------------------------------------------
 async function refresh() {
-  S.state = await api("/api/state");
+  // All three at once: the server reads the dataset again once (for the first), the others wait for it.
+  const [state, src, fr] = await Promise.all([api("/api/state"), api(`/api/sources?epoch=${S.epoch}`), api(`/api/frames?epoch=${S.epoch}`)]);
+  S.state = state;
   renderState();
-  const [src, fr] = await Promise.all([api(`/api/sources?epoch=${S.epoch}`), api(`/api/frames?epoch=${S.epoch}`)]);
   S.sources = src.sources; S.frames = fr;
   renderSources(); renderFrames();
   if (S.open) openEditor(S.open, true);
@@ -269,8 +270,10 @@ $("ed-caption").addEventListener("input", () => {
 });
 async function saveCaption() {
   const s = current(); if (!s) return;
-  await api("/api/caption", {id: s.id, text: $("ed-caption").value});
+  const saved = await api("/api/caption", {id: s.id, text: $("ed-caption").value});
   $("ed-caption").dataset.dirty = "0";
+  // The answer carries the saved caption's token view: show it now, the frames follow with the refresh.
+  if (S.open === s.id && saved.tokens) $("ed-tokens").innerHTML = tokenView(saved.tokens, S.state.encoder);
   toast(`caption saved to ${s.caption_file}`);
   await refresh();
 }
