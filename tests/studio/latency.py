@@ -60,11 +60,14 @@ def crop_until_frames_change(page: Any, box: tuple[float, float, float, float], 
     start = time.perf_counter()
     page.mouse.up()
     if before:
+        # Done when every frame image is new, loaded and some show new pixels, or when the cropped image left
+        # every frame (too small for a cell now: the editor says it trains as a single image).
         sums = [b[2] for b in before]
         page.wait_for_function(
             f"""(() => {{ const now = ({FRAME_PIXELS})(); const old = {sorted(old)!r}; const sums = {sums!r};
-                 return now.length > 0 && now.every((x) => x[1] && !old.includes(x[0]))
-                        && now.some((x) => !sums.includes(x[2])); }})""", timeout=timeout, polling=10)
+                 if (!now.length) return document.getElementById('ed-frames').innerText.includes('single image');
+                 return now.every((x) => x[1] && !old.includes(x[0])) && now.some((x) => !sums.includes(x[2])); }})""",
+            timeout=timeout, polling=10)
     elapsed = time.perf_counter() - start
     return elapsed, before, page.evaluate(FRAME_PIXELS)
 
