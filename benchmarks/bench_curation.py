@@ -444,6 +444,7 @@ def main() -> int:
     parser.add_argument("--skip-cli", action="store_true", help="only the studio rows")
     parser.add_argument("--skip-studio", action="store_true", help="only the CLI rows")
     parser.add_argument("--skip-browser", action="store_true", help="no edits in headless chromium")
+    parser.add_argument("--skip-http", action="store_true", help="no studio rows driven over HTTP (browser only)")
     parser.add_argument("--skip-png", action="store_true", help="no PNG level table")
     args = parser.parse_args()
     os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
@@ -485,8 +486,9 @@ def main() -> int:
                     crop.unlink()
 
             if not args.skip_studio:
-                section("studio", lambda: studio_rows(name, dataset, train, args.edits))
-                reset()
+                if not args.skip_http:
+                    section("studio", lambda: studio_rows(name, dataset, train, args.edits))
+                    reset()
                 if not args.skip_browser:
                     section("browser", lambda: browser_rows(name, dataset, train, args.edits))
                     reset()

@@ -142,8 +142,8 @@ def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSp
             todo.append((path, subset.config.fill))
         else:
             results[path] = found
-    for (path, _), result in zip(todo, ordered_map(_measure_file, todo, jobs=jobs_n,
-                                                   progress=tqdm_progress("checking images", "image"))):
+    for result, (path, _) in zip(ordered_map(_measure_file, todo, jobs=jobs_n,
+                                             progress=tqdm_progress("checking images", "image")), todo):
         results[path] = result
         if cache is not None:
             cache.put(keys[path], result)

@@ -236,8 +236,7 @@ def render_static_frames(frames: SubsetFrames, items: Sequence[tuple[Group, int]
         path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
         return path, caption, new, {p: m for p, m in failures.failed.items() if p not in before}, os.getpid()
 
-    for item, (path, caption, new, failed, pid) in zip(items, ordered_map(work, items, jobs=jobs_n,
-                                                                          progress=progress)):
+    for (path, caption, new, failed, pid), item in zip(ordered_map(work, items, jobs=jobs_n, progress=progress), items):
         if pid != os.getpid():
             seen = set(failures.failed) - known
             if seen & {s.path for s in frames.sources_of(item[0])}:

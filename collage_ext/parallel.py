@@ -18,6 +18,8 @@ Decisions:
   terminated worker exits through Python, so a temporary file it was writing is removed), and files
   are only written through a temporary name and ``os.replace`` (``write_bytes_atomic``), so an
   interrupted or failed run leaves no partial file under a final name.
+* Fork only from a single-threaded process (the CLI, the start of training): a thread holding a lock
+  at the fork leaves it held in the child. The studio, a threaded server, checks on one process.
 * ``jobs`` = the CPUs this process may run on (``os.sched_getaffinity``: ``taskset -c 0`` means
   one), or ``COLLAGE_EXT_JOBS``; 1 runs in-process with no pool at all.
 """
@@ -114,8 +116,10 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = 
         _WORK = None
     try:
         results = pool.imap(_run, range(len(items)), chunksize=1)
-        yield from (progress(results, len(items)) if progress else results)
-        pool.close()
+        for done, result in enumerate(progress(results, len(items)) if progress else results, 1):
+            if done == len(items):
+                pool.close()  # every result is in: the workers exit on their own, before the last one is used
+            yield result
     except BaseException:
         pool.terminate()  # Ctrl+C, an error, or the caller stopped iterating
         raise

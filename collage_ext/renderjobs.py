@@ -75,7 +75,8 @@ def render_jobs(jobs: Sequence[FrameJob], encode: Encoder, *, with_mask: Callabl
             failures.quiet = True  # this worker's copy: the parent logs what it is sent
         return _render(job, encode, with_mask)
 
-    for job, outcome in zip(jobs, ordered_map(work, jobs, jobs=jobs_n, progress=tqdm_progress(desc, "frame"))):
+    # The map first: zip then runs it to its end (its pool closed and joined), never leaving it suspended.
+    for outcome, job in zip(ordered_map(work, jobs, jobs=jobs_n, progress=tqdm_progress(desc, "frame")), jobs):
         if outcome.pid == os.getpid():  # rendered in this process (one job at a time): nothing to apply
             yield job, outcome.encoded, outcome.error
             continue

@@ -294,7 +294,8 @@ class Studio:
                 # Outside the main lock: check decodes every image, and the page must stay usable meanwhile. A
                 # write during the check makes a new project; this report then belongs to the old version only.
                 # Only images not in the quality cache (new or edited files) are decoded: after an edit, one.
-                cached = (version, run_check(project, self.encoder, epoch=epoch, cache=self.measures))
+                # One process: forking a threaded server is unsafe (parallel.py); the first check is the slow one.
+                cached = (version, run_check(project, self.encoder, epoch=epoch, cache=self.measures, jobs_n=1))
         with self.lock:
             if self.version == version:
                 self._check = cached
