@@ -127,12 +127,26 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = 
         pool.join()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it; threads may run later).
+_UMASK = _read_umask()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name in the same folder, then rename: never a partial file at ``path``."""
+    """Write ``data`` under a temporary name in the same folder, then rename: never a partial file at ``path``.
+
+    The file gets the mode ``open()`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -47,6 +47,13 @@ def skipping(tmp_path: Path) -> Path:
     return write_toml(tmp_path / "d.toml", folder, general='collage_rate = 1.0\ncollage_on_error = "skip"')
 
 
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (0600); the final file has open()'s mode, as before (readable by the trainer)."""
+    parallel.write_bytes_atomic(tmp_path / "a.png", b"x")
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~parallel._UMASK
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
 def test_ordered_map_keeps_order_and_raises_in_order() -> None:
     assert list(parallel.ordered_map(lambda x: x * x, list(range(20)), jobs=2)) == [x * x for x in range(20)]
 
