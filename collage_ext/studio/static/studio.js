@@ -33,8 +33,8 @@ async function refresh() {
   S.state = state;
   renderState();
   S.sources = src.sources; S.frames = fr;
+  if (S.open) openEditor(S.open, true);  // first: the edited image's frames start loading before the grids are built
   renderSources(); renderFrames();
-  if (S.open) openEditor(S.open, true);
   document.body.dataset.version = S.state.version;
   loadCheck();
 }
@@ -284,6 +284,8 @@ $("ed-caption").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e
 function renderFrames() {
   const f = S.frames; if (!f) return;
   $("nframes").textContent = f.frames.length;
+  S.framesShown = S.view === "frames";
+  if (!S.framesShown) return;  // the Frames tab is built when it is opened (hundreds of cards: not after every edit)
   $("framesummary").innerHTML = `<span><b>${f.frames.length}</b> collage frames${f.mode === "static" ? " (static: every epoch)" : ` in epoch <b>${f.epoch}</b>`}</span>
     <span><b>${f.singles}</b> single-image samples</span>${f.mean_fill != null ? `<span>mean fill <b>${(100 * f.mean_fill).toFixed(1)}%</b></span>` : ""}
     <span>seed <b>${f.seed}</b></span>`;
@@ -310,6 +312,7 @@ document.querySelectorAll(".tab").forEach((b) => { b.onclick = () => {
   S.view = b.dataset.view;
   document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("active", x === b));
   $("sources").hidden = S.view !== "sources"; $("frames").hidden = S.view !== "frames";
+  if (S.view === "frames" && !S.framesShown) renderFrames();
 }; });
 async function setEpoch(n) { S.epoch = Math.max(1, n | 0); $("epoch").value = S.epoch; await refresh(); }
 $("epoch").onchange = () => setEpoch(+$("epoch").value);
