@@ -240,7 +240,9 @@ def render_static_frames(frames: SubsetFrames, items: Sequence[tuple[Group, int]
         if pid != os.getpid():
             seen = set(failures.failed) - known
             if seen & {s.path for s in frames.sources_of(item[0])}:
+                worker_path, worker_new = path, new
                 path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
+                new = new or (worker_new and worker_path == path)  # the worker wrote this very file: rendered now
             else:
                 for key, message in failed.items():
                     failures.record(key, message)
