@@ -34,7 +34,7 @@ from PIL import Image
 
 from . import __version__
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
-from .errors import CollageConfigError, CollageInputError
+from .errors import CollageConfigError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
 from .frames import encode_png, with_alpha
 from .parallel import write_bytes_atomic
