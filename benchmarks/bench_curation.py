@@ -360,6 +360,13 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
     path = chromium_path()
     if path is None:
         return [(f"{name}: browser edits", "skipped", "no chromium (apt-get install chromium)")], []
+    from collage_ext.check import run_check
+    from collage_ext.datasets import load_project
+    from collage_ext.framesets import text_encoder_for
+    from collage_ext.measurecache import MeasureCache
+
+    project = load_project(dataset, config_file=train, strict=False)
+    run_check(project, text_encoder_for(project.run.values), cache=MeasureCache())  # a first check, on every CPU
     served = Served(dataset, train)
     served.get("/api/check", epoch=1)  # warm: the page's own first check is not what is timed here
     sources = served.get("/api/sources", epoch=1)["sources"]
