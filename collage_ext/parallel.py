@@ -14,8 +14,8 @@ Decisions:
 * **Ordered results, parent-side effects.** ``ordered_map`` yields results in input order; the
   caller writes every file in the parent, in that order, so the output is byte-identical to a
   serial run (tests/test_parallel.py compares every byte).
-* **Ctrl+C** stops the workers at once (they ignore SIGINT; the parent terminates them, and a
-  terminated worker exits through Python, so a temporary file it was writing is removed), and files
+* **Ctrl+C** (or an error) cancels: workers ignore SIGINT, finish the item they are on and skip the
+  rest, then exit (no ``terminate``: a killed worker can die holding the pool's queue lock). Files
   are only written through a temporary name and ``os.replace`` (``write_bytes_atomic``), so an
   interrupted or failed run leaves no partial file under a final name.
 * Fork only from a single-threaded process (the CLI, the start of training): a thread holding a lock
@@ -40,8 +40,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: The work of the pool being started: inherited by the forked workers, never pickled.
-_WORK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+#: The work of the pool being started (function, items, cancel flag): inherited by the forked workers, never pickled.
+_WORK: tuple[Callable[[Any], Any], Sequence[Any], Any] | None = None
+#: What a worker returns for a task it skipped after a cancel.
+_SKIPPED = "collage_ext.parallel: skipped"
 
 
 def cpu_count() -> int:
@@ -75,18 +77,14 @@ def default_jobs(jobs: int | None = None) -> int:
 
 
 def _init_worker() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C and terminates the pool
-    # Pool.terminate() sends SIGTERM: exit through Python so that a write in progress removes its temporary file.
-    signal.signal(signal.SIGTERM, _exit_on_term)
-
-
-def _exit_on_term(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl+C: it cancels, the workers wind down
 
 
 def _run(index: int) -> Any:
     assert _WORK is not None
-    fn, items = _WORK
+    fn, items, cancel = _WORK
+    if cancel.is_set():
+        return _SKIPPED
     return fn(items[index])
 
 
@@ -109,9 +107,11 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = 
         results = (fn(item) for item in items)
         yield from (progress(results, len(items)) if progress else results)
         return
-    _WORK = (fn, items)
+    context = multiprocessing.get_context("fork")
+    cancel = context.Event()
+    _WORK = (fn, items, cancel)
     try:
-        pool = multiprocessing.get_context("fork").Pool(n, initializer=_init_worker)
+        pool = context.Pool(n, initializer=_init_worker)
     finally:
         _WORK = None
     try:
@@ -121,7 +121,11 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = 
                 pool.close()  # every result is in: the workers exit on their own, before the last one is used
             yield result
     except BaseException:
-        pool.terminate()  # Ctrl+C, an error, or the caller stopped iterating
+        # Ctrl+C, an error, or the caller stopped iterating: the tasks not started are skipped, the ones running
+        # finish (each writes through a temporary name), and the workers exit on their own. No SIGTERM: a
+        # terminated worker can die holding the pool's queue lock, and the next one then waits forever.
+        cancel.set()
+        pool.close()
         raise
     finally:
         pool.join()
