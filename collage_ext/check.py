@@ -16,7 +16,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from .framestats import alone_images, frame_note
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
 from .images import open_image
 from .layout import group_sizes, is_line_layout, layout_cells, layouts_with
+from .measurecache import MeasureCache, file_key
+from .parallel import ordered_map, tqdm_progress
 from .run import static_cache_dir
 from .shapes import area_tolerance
 from .quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
@@ -101,11 +103,16 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1) -> CheckReport:
-    """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps."""
+def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: MeasureCache | None = None,
+              jobs_n: int | None = None) -> CheckReport:
+    """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps.
+
+    Images are decoded and measured on ``jobs_n`` processes (``parallel.default_jobs``), except those
+    whose measures ``cache`` holds (by path, size and mtime: ``measurecache``); the report is the same.
+    """
     findings = list(project.findings)
     images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
-    measures, broken = _scan_images(project, images, findings)
+    measures, broken = _scan_images(project, images, findings, cache, jobs_n)
     planned = plan_project(project, encoder, exclude=frozenset(broken))
     mode = "static" if project.mode == "static" else "dynamic"
     frameset = frames_for(planned, mode, epoch)
@@ -166,26 +173,49 @@ def _check_trainable(project: Project, summary: dict[str, Any], findings: list[F
                 findings.append(Finding("error", "cache_not_writable", reason, str(folder)))
 
 
+def _measure_file(item: tuple[str, tuple[int, int, int]]) -> ImageMeasures | str:
+    """Decode and measure one image (in a worker); an unreadable file gives its error message."""
+    path, fill = item
+    try:
+        return measure_image(open_image(path, fill=fill))
+    except CollageInputError as exc:
+        return str(exc)
+
+
 def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
-                 findings: list[Finding]) -> tuple[dict[str, ImageMeasures], set[str]]:
+                 findings: list[Finding], cache: MeasureCache | None = None,
+                 jobs_n: int | None = None) -> tuple[dict[str, ImageMeasures], set[str]]:
     measures: dict[str, ImageMeasures] = {}
     broken: set[str] = set()
-    for path in progress(list(images), "checking images", "image"):
-        _, subset = images[path]
-        try:
-            image = open_image(path, fill=subset.config.fill)
-        except CollageInputError as exc:
-            findings.append(Finding("error", "unreadable_image", f"{exc}", path))
+    results: dict[str, ImageMeasures | str] = {}
+    keys = {path: file_key(path, subset.config.fill) for path, (_, subset) in images.items()}
+    todo = []
+    for path, (_, subset) in images.items():
+        found = cache.get(keys[path]) if cache is not None else None
+        if found is None:
+            todo.append((path, subset.config.fill))
+        else:
+            results[path] = found
+    for result, (path, _) in zip(ordered_map(_measure_file, todo, jobs=jobs_n,
+                                             progress=tqdm_progress("checking images", "image")), todo):
+        results[path] = result
+        if cache is not None:
+            cache.put(keys[path], result)
+    if cache is not None:
+        cache.save()
+    for path, (_, subset) in images.items():
+        m = results[path]
+        if isinstance(m, str):
+            findings.append(Finding("error", "unreadable_image", m, path))
             broken.add(path)
             continue
         if subset.config.enabled:
             try:
-                read_crop_box(path, Size(*image.size), subset.config.crop_extension)
+                read_crop_box(path, m.size, subset.config.crop_extension)
             except CollageError as exc:
                 findings.append(Finding("error", "bad_crop_box", f"{exc}", path))
                 broken.add(path)
                 continue
-        m = measure_image(image)
         measures[path] = m
         if m.contrast < CONTRAST_THRESHOLD:
             findings.append(Finding(

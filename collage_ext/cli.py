@@ -62,6 +62,12 @@ _SEED_HELP = ("collage seed; default: the training arguments' --seed, else the s
               "dataset config")
 
 
+def _jobs_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="processes that render / check in parallel (default: the CPUs this process may use, "
+                             "or COLLAGE_EXT_JOBS); the output is the same bytes for any N")
+
+
 def setup_parser() -> argparse.ArgumentParser:
     """The argument parser (sd-scripts tools expose the same function name)."""
     parser = argparse.ArgumentParser(
@@ -88,6 +94,7 @@ def setup_parser() -> argparse.ArgumentParser:
     preview.add_argument("--epoch", type=int, default=1, help="training epoch, counted from 1 as sd-scripts does "
                                                               "(default 1; static mode shows every frame)")
     preview.add_argument("--count", type=int, help="write at most this many frames (default: all)")
+    _jobs_arg(preview)
 
     export = sub.add_parser("export", help="write collage frames + captions as a plain kohya folder for any trainer")
     _dataset_args(export, seed_help=_SEED_HELP)
@@ -95,11 +102,13 @@ def setup_parser() -> argparse.ArgumentParser:
     export.add_argument("--variants", type=int, help="partner groupings an image's repeats are spread over "
                                                      "(default: collage_variants, 4)")
     export.add_argument("--force", action="store_true", help="write into a non-empty --out")
+    _jobs_arg(export)
 
     check = sub.add_parser("check", help="report problems before training; exit 1 on errors")
     _dataset_args(check, seed_help=_SEED_HELP)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--epoch", type=int, default=1, help="epoch whose collage captions are checked (default 1)")
+    _jobs_arg(check)
 
     studio = sub.add_parser("studio", help="curate the dataset in the browser: crop by dragging, edit captions with "
                                            "their token view, keep or drop images, see the frames of any epoch")
@@ -191,7 +200,8 @@ def run_preview_command(args: argparse.Namespace, trainer_args: Sequence[str]) -
     mode = "static" if project.mode == "static" else "dynamic"
     frameset = frames_for(planned, mode, args.epoch)
     notes = _preview_notes(encoder, mode, args.epoch)
-    entries = run_preview(project, frameset, encoder, args.out, count=args.count, notes=notes)
+    entries = run_preview(project, frameset, encoder, args.out, count=args.count, notes=notes,
+                          jobs_n=_jobs(args))
     warned = sum(1 for e in entries if e.warnings)
     print(f"{len(entries)} collage frames{'' if mode == 'static' else f' of epoch {args.epoch}'} written to "
           f"{args.out / 'frames'}; open {args.out / 'index.html'} in a browser"
@@ -216,13 +226,22 @@ def _preview_notes(encoder: TextEncoder, mode: str, epoch: int) -> list[str]:
     return notes
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from .parallel import default_jobs
+
+    try:
+        return default_jobs(args.jobs)
+    except ValueError as exc:
+        raise CollageConfigError(str(exc)) from exc
+
+
 def run_export_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext export``."""
     from .export import run_export, training_hint
 
     project, encoder = _load(args, trainer_args, strict=False,
                              plan="static plan (export writes fixed variants, whatever the run's mode)")
-    result = run_export(project, encoder, args.out, variants=args.variants, force=args.force)
+    result = run_export(project, encoder, args.out, variants=args.variants, force=args.force, jobs_n=_jobs(args))
     print(training_hint(project, result))
     return 0
 
@@ -230,9 +249,10 @@ def run_export_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
 def run_check_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext check``."""
     from .check import run_check
+    from .measurecache import MeasureCache
 
     project, encoder = _load(args, trainer_args, strict=False)
-    report = run_check(project, encoder, epoch=args.epoch)
+    report = run_check(project, encoder, epoch=args.epoch, jobs_n=_jobs(args), cache=MeasureCache())
     if args.json:
         print(json.dumps(report.to_json(), indent=1, ensure_ascii=False))
     else:

@@ -8,7 +8,8 @@ and a training worker that hold the same params produce the same bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Hashable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,11 +176,15 @@ class Collage:
         return FrameParams(tuple(s.key for s in sources), layout, texts, dropped, seed, epoch)
 
     def render(self, sources: Sequence[Source], params: FrameParams, *,
-               images: Sequence[Image.Image] | None = None, with_mask: bool = False) -> RenderResult:
+               images: Sequence[Image.Image] | None = None, with_mask: bool = False,
+               cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
+               ) -> RenderResult:
         """Fit every source into its cell and paint the frame (no randomness).
 
         With ``alpha_mask`` each source's own alpha is fitted with the same plan as its pixels (crop
-        box, cover trim, resampler) and pasted into ``RenderResult.alpha``.
+        box, cover trim, resampler) and pasted into ``RenderResult.alpha``. ``cells`` (the studio's)
+        keeps decoded cells by file (path, size, mtime), crop box, cell size and decode settings: a
+        frame re-rendered after an edit of one image decodes only that image.
         """
         placements = []
         gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
@@ -195,18 +200,36 @@ class Collage:
             else:
                 try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
                     check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
-                    how = {"fill": self.config.fill, "draft_gaps": gaps, "soft_shrink": self.config.decode == "fast",
-                           "expected": source.size, "convert_icc": self.config.color_profile == "srgb"}
-                    if self.alpha_mask:
-                        fitted, rect, alpha = load_fitted_with_alpha(source.path, cell.size, fit_mode,
-                                                                     source.crop, **how)
+                    key = self._cell_key(source, cell.size, fit_mode) if cells is not None else None
+                    found = cells.get(key) if cells is not None and key is not None else None
+                    if found is not None:
+                        fitted, rect, alpha = found
                     else:
-                        fitted, rect = load_fitted(source.path, cell.size, fit_mode, source.crop, **how)
+                        how = {"fill": self.config.fill, "draft_gaps": gaps,
+                               "soft_shrink": self.config.decode == "fast", "expected": source.size,
+                               "convert_icc": self.config.color_profile == "srgb"}
+                        if self.alpha_mask:
+                            fitted, rect, alpha = load_fitted_with_alpha(source.path, cell.size, fit_mode,
+                                                                         source.crop, **how)
+                        else:
+                            fitted, rect = load_fitted(source.path, cell.size, fit_mode, source.crop, **how)
+                        if cells is not None and key is not None:
+                            cells[key] = (fitted, rect, alpha)
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise
             placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted, alpha))
         return render_frame(params.layout.frame, placements, self.config.fill, with_mask=with_mask)
+
+    def _cell_key(self, source: Source, cell: Size, fit_mode: str) -> Hashable | None:
+        """What a decoded cell depends on: the file's bytes (path, size, mtime), crop, cell and decode settings."""
+        try:
+            stat = os.stat(source.path)
+        except OSError:
+            return None  # load_fitted reports the missing file
+        c = self.config
+        return (source.path, stat.st_size, stat.st_mtime_ns, source.size, source.crop, tuple(cell), fit_mode,
+                tuple(c.fill), c.decode, c.color_profile, self.alpha_mask)
 
     def caption(self, params: FrameParams) -> str:
         """Merge the cells' captions in reading order and repeat key phrases (no randomness)."""

@@ -36,9 +36,11 @@ from PIL import Image
 from . import __version__
 from .buckets import Buckets
 from .datasets import DatasetSpec, Finding, Project, SubsetSpec
-from .errors import CollageConfigError, CollageInputError
+from .errors import CollageConfigError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
-from .frames import frame_pixels, uses_alpha
+from .frames import encode_png, frame_pixels, uses_alpha
+from .parallel import write_bytes_atomic
+from .renderjobs import render_jobs
 from .singles import cropped_pixels
 from .types import Size
 
@@ -90,7 +92,7 @@ def check_out_dir(out: Path, project: Project, *, force: bool) -> None:
 
 
 def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: int | None = None,
-               force: bool = False) -> ExportResult:
+               force: bool = False, jobs_n: int | None = None) -> ExportResult:
     """Write the static frames, the single images and the manifest into ``out``.
 
     Raises:
@@ -115,7 +117,7 @@ def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: i
     frameset = frames_for(planned, "static", 1)
     out.mkdir(parents=True, exist_ok=True)
     folders = _Folders(out, multi=len(project.datasets) > 1)
-    manifest_frames = _write_frames(frameset, folders, result)
+    manifest_frames = _write_frames(frameset, folders, result, jobs_n)
     manifest_singles = _write_singles(frameset, folders, result)
     plain = _copy_plain(project, planned, folders, failed, result)
     result.train_dir = out / "train" if (out / "train").is_dir() else None
@@ -164,29 +166,30 @@ def _clean(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".") or "subset"
 
 
-def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -> list[dict[str, Any]]:
+def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult,
+                  jobs_n: int | None = None) -> list[dict[str, Any]]:
     # A static variant can hold the same frame twice (an image with more repeats than partners of its
-    # shape): one file in an N_ folder with N = its count keeps every repeat.
+    # shape): one file in an N_ folder with N = its count keeps every repeat. Repeats are found by the
+    # planned name; a frame renamed while rendering (a source failed) is written once per planned name.
     counts = collections.Counter((id(job.planned), job.name) for job in frameset.jobs)
-    done: set[tuple[int, str]] = set()
+    first: dict[tuple[int, str], Any] = {}
+    for job in frameset.jobs:
+        first.setdefault((id(job.planned), job.name), job)
+    unique = list(first.values())
+    planned_key = {id(job): (id(job.planned), job.name) for job in unique}
     records = []
-    for job in progress(frameset.jobs, "exporting frames", "frame"):
-        key = (id(job.planned), job.name)
-        if key in done:
-            continue
-        done.add(key)
-        try:
-            rendered = job.render(with_mask=job.planned.subset.config.loss_mask)
-        except CollageInputError as exc:  # export's policy is "warn": leave the frame out, go on
+    for job, png, error in render_jobs(unique, _encode_export, with_mask=lambda job: job.planned.subset.config.loss_mask,
+                                       jobs_n=jobs_n, desc="exporting frames"):
+        key = planned_key[id(job)]
+        if error is not None:  # export's policy is "warn": leave the frame out, go on
             names = " + ".join(Path(s.path).name for s in job.sources)
-            result.findings.append(Finding("warning", "frame_left_out", f"frame {names} left out: {exc}"))
-            logger.warning(f"frame {names} left out of the export: {exc}")
+            result.findings.append(Finding("warning", "frame_left_out", f"frame {names} left out: {error}"))
+            logger.warning(f"frame {names} left out of the export: {error}")
             continue
         folder = folders.get(job.planned.dataset, job.planned.subset, counts[key], "-collage")
         path = folder / f"{job.name}.png"
-        # RGBA when the frame carries loss weights: padding (collage_loss_mask), its sources' own alpha (alpha_mask)
-        Image.fromarray(frame_pixels(rendered, job.planned.subset.config)).save(path, format="PNG")
-        path.with_suffix(".txt").write_text(job.caption + "\n", encoding="utf-8")
+        write_bytes_atomic(path, png)
+        write_bytes_atomic(path.with_suffix(".txt"), (job.caption + "\n").encode("utf-8"))
         layout = job.params.layout
         records.append({
             "file": path.relative_to(folders.out).as_posix(), "repeats": counts[key], "dataset": job.planned.dataset.index,
@@ -200,6 +203,12 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult) -
         })
         result.frames += counts[key]
     return records
+
+
+def _encode_export(job: Any, rendered: Any) -> bytes:
+    """The exported frame as PNG (in a worker): RGBA when it carries loss weights, padding (collage_loss_mask)
+    or its sources' own alpha (alpha_mask)."""
+    return encode_png(Image.fromarray(frame_pixels(rendered, job.planned.subset.config)))
 
 
 def _stats_json(job: Any) -> dict[str, Any]:

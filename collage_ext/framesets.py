@@ -201,8 +201,9 @@ class FrameJob:
             return self.rendered_sources
         return self.planned.frames.sources_of(self.group)
 
-    def render(self, *, with_mask: bool = False) -> RenderResult:
-        """The frame's pixels, exactly as the adapter renders them."""
+    def render(self, *, with_mask: bool = False, cells: Any = None) -> RenderResult:
+        """The frame's pixels, exactly as the adapter renders them (``cells``: a cache of decoded cells, see
+        ``Collage.render``)."""
         collage = self.planned.collage
         planned = self.planned.frames.sources_of(self.group)
         sources = planned
@@ -213,7 +214,7 @@ class FrameJob:
                 self.params = collage.make_params(kept, seed=self.planned.pool.seed, epoch=self.variant,
                                                   frame=self.planned.pool.frame_for(self.group))
         rendered, used = compose(collage, sources, self.params, self.failures, with_mask=with_mask,
-                                 spares=self.planned.pool.sources if self.variant is None else ())
+                                 spares=self.planned.pool.sources if self.variant is None else (), cells=cells)
         self.params = used
         self.rendered_sources = [s for s in sources if s.path not in self.failures.failed] or [
             s for s in self.planned.pool.sources if s.key in used.keys][:1]  # a spare filled the frame

@@ -384,13 +384,28 @@ def read_image_size(path: StrPath) -> Size:
         CollageInputError: as ``open_image``, except for damage in the pixel data.
     """
     name = _check_file(path)
+    stat = os.stat(path)
+    key = (name, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    found = _HEADERS.get(key)
+    if found is not None:
+        return found
     with _reading(path, name, damage="has a corrupt header"), Image.open(path) as raw:
         width, height = raw.size
         orientation = _read_orientation(raw, name, header_only=True)
     if width <= 0 or height <= 0:
         msg = f"image {name} has no pixels ({width}x{height}); remove it from the dataset"
         raise CollageInputError(msg)
-    return Size(height, width) if orientation >= 5 else Size(width, height)
+    size = Size(height, width) if orientation >= 5 else Size(width, height)
+    if len(_HEADERS) >= HEADER_CACHE:
+        _HEADERS.pop(next(iter(_HEADERS)), None)
+    _HEADERS[key] = size
+    return size
+
+
+#: Upright sizes read by ``read_image_size``, by file identity and stat (any write changes the key):
+#: the studio plans again after every edit, and two header reads per image were most of that (issue 21).
+HEADER_CACHE = 100_000
+_HEADERS: dict[tuple[object, ...], Size] = {}
 
 
 def to_rgb(image: Image.Image, *, fill: tuple[int, int, int] = DEFAULT_FILL) -> Image.Image:

@@ -38,16 +38,18 @@ class FailureLog:
 
     def __init__(self, shared: bool = False) -> None:
         self.failed: dict[str, str] = {}
+        #: Set in a worker process (``parallel``): the parent logs the failures it is sent, once.
+        self.quiet = False
         self._marks: str | None = None
         if shared:
             self._marks = tempfile.mkdtemp(prefix="collage_ext_skipped_")
             atexit.register(_remove_marks, self._marks, os.getpid())
 
-    def record(self, path: str, error: Exception) -> None:
+    def record(self, path: str, error: Exception | str) -> None:
         """Log a skipped file the first time it fails in this run."""
         if path not in self.failed:
             self.failed[path] = str(error)
-            if self._first_report(path):
+            if not self.quiet and self._first_report(path):
                 logger.warning(f"collage_ext: skipping {path}: {error} (collage_on_error = 'skip')")
 
     def _first_report(self, path: str) -> bool:
@@ -69,12 +71,14 @@ def _remove_marks(folder: str, owner: int) -> None:
 
 
 def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
-            with_mask: bool = False, spares: Sequence[Source] = ()) -> tuple[RenderResult, FrameParams]:
+            with_mask: bool = False, spares: Sequence[Source] = (),
+            cells: Any = None) -> tuple[RenderResult, FrameParams]:
     """Render a planned frame; when sources fail under ``skip``, re-plan it from the rest.
 
     When every source fails (a frame can hold several repeats of one broken image), the first of
     ``spares`` (the pool's sources, in pool order) that loads fills the frame alone, so the number of
     frames per epoch stays constant; the order is fixed, so the preview picks the same spare.
+    ``cells`` is ``Collage.render``'s cache of decoded cells (the studio's), else None.
 
     Returns the rendered frame and the params actually used, so the caption can follow them.
 
@@ -86,7 +90,7 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
         params = collage.make_params(kept, seed=params.seed, epoch=params.epoch, frame=params.layout.frame)
     while kept:
         try:
-            return collage.render(kept, params, with_mask=with_mask), params
+            return collage.render(kept, params, with_mask=with_mask, cells=cells), params
         except CollageInputError as exc:
             path = getattr(exc, "source_path", None)
             if collage.config.on_error == "raise" or path is None:
@@ -101,7 +105,7 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
             continue
         return compose(collage, [spare], collage.make_params([spare], seed=params.seed, epoch=params.epoch,
                                                             frame=params.layout.frame),
-                       failures, with_mask=with_mask, spares=())
+                       failures, with_mask=with_mask, spares=(), cells=cells)
     msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
     raise CollageInputError(msg)
 

@@ -18,6 +18,7 @@ for machines. Thumbnails show where the loss weight is below 1 as a checkerboard
 from __future__ import annotations
 
 import html
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -30,8 +31,11 @@ from PIL import Image, ImageDraw
 
 from . import __version__
 from .datasets import Finding, Project
-from .frames import frame_pixels
-from .framesets import FrameJob, FrameSet, TextEncoder, progress
+from .frames import encode_png, frame_pixels
+from .framesets import FrameJob, FrameSet, TextEncoder
+from .parallel import write_bytes_atomic
+from .render import RenderResult
+from .renderjobs import render_jobs
 from .quality import CaptionTokens, count_caption, phrases_past_budget
 
 logger = logging.getLogger(__name__)
@@ -117,30 +121,35 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
 
 
 def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, masks: bool = True,
-                 desc: str = "rendering frames") -> list[FrameEntry]:
-    """Render each job into ``out/frames`` (PNG, caption, mask, JSON) and a thumbnail into ``out/thumbs``."""
+                 desc: str = "rendering frames", jobs_n: int | None = None) -> list[FrameEntry]:
+    """Render each job into ``out/frames`` (PNG, caption, mask, JSON) and a thumbnail into ``out/thumbs``.
+
+    Frames render on ``jobs_n`` processes (``parallel.default_jobs``); files are written here, in
+    order and atomically, so the output is the same bytes as a serial run's and Ctrl+C leaves no
+    partial file.
+    """
     frames_dir, thumbs_dir = out / "frames", out / "thumbs"
     frames_dir.mkdir(parents=True, exist_ok=True)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for job in progress(jobs, desc, "frame"):
-        config = job.planned.subset.config
-        rendered = job.render(with_mask=masks or config.loss_mask)
-        image = Image.fromarray(frame_pixels(rendered, config))  # as the adapter hands it (RGBA: loss weights)
-        image.save(frames_dir / f"{job.name}.png", format="PNG")
-        if rendered.mask is not None and masks:
-            Image.fromarray(rendered.mask.astype("uint8") * 255).save(frames_dir / f"{job.name}_mask.png")
-        if image.mode == "RGBA":
-            image.getchannel("A").save(frames_dir / f"{job.name}_weight.png")
+    for job, files, error in render_jobs(jobs, _encode_preview,
+                                         with_mask=lambda job: masks or job.planned.subset.config.loss_mask,
+                                         jobs_n=jobs_n, desc=desc):
+        if error is not None:
+            raise error
+        png, mask_png, weight_png, thumb_jpg, thumb_size = files
+        write_bytes_atomic(frames_dir / f"{job.name}.png", png)
+        if mask_png is not None and masks:
+            write_bytes_atomic(frames_dir / f"{job.name}_mask.png", mask_png)
+        if weight_png is not None:
+            write_bytes_atomic(frames_dir / f"{job.name}_weight.png", weight_png)
         entry = frame_record(job, encoder)
-        entry.info["loss_weight"] = image.mode == "RGBA"
-        (frames_dir / f"{job.name}.txt").write_text(entry.caption + "\n", encoding="utf-8")
-        (frames_dir / f"{job.name}.json").write_text(json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n",
-                                                     encoding="utf-8")
-        thumb = image.copy()
-        thumb.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
-        viewable(thumb).save(thumbs_dir / f"{job.name}.jpg", format="JPEG", quality=88)
-        entry.info["thumb_size"] = list(thumb.size)
+        entry.info["loss_weight"] = weight_png is not None
+        write_bytes_atomic(frames_dir / f"{job.name}.txt", (entry.caption + "\n").encode("utf-8"))
+        write_bytes_atomic(frames_dir / f"{job.name}.json",
+                           (json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+        write_bytes_atomic(thumbs_dir / f"{job.name}.jpg", thumb_jpg)
+        entry.info["thumb_size"] = list(thumb_size)
         for warning in entry.warnings:
             logger.warning(f"{job.name}: {warning}")
         entries.append(entry)
@@ -148,7 +157,7 @@ def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, m
 
 
 #: What a preview writes per frame, under ``frames/`` and ``thumbs/``.
-_FRAME_FILES = (("frames", ".png"), ("frames", "_mask.png"), ("frames", ".txt"), ("frames", ".json"),
+_FRAME_FILES = (("frames", ".png"), ("frames", "_mask.png"), ("frames", "_weight.png"), ("frames", ".txt"), ("frames", ".json"),
                 ("thumbs", ".jpg"))
 
 
@@ -179,13 +188,31 @@ def clear_previous(out: Path) -> int:
     return removed
 
 
+def _encode_preview(job: FrameJob, rendered: RenderResult
+                    ) -> tuple[bytes, bytes | None, bytes | None, bytes, tuple[int, int]]:
+    """The frame PNG (as the adapter hands it: RGBA when it carries loss weights), its padding mask PNG,
+    its weight PNG (the alpha as gray), the contact-sheet thumbnail (JPEG, weights < 1 on a checkerboard)
+    and the thumbnail's size (run in a worker)."""
+    image = Image.fromarray(frame_pixels(rendered, job.planned.subset.config))
+    mask = None
+    if rendered.mask is not None:
+        mask = encode_png(Image.fromarray(rendered.mask.astype("uint8") * 255))
+    weight = encode_png(image.getchannel("A")) if image.mode == "RGBA" else None
+    thumb = image.copy()
+    thumb.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    viewable(thumb).save(out, format="JPEG", quality=88)
+    return encode_png(image), mask, weight, out.getvalue(), thumb.size
+
+
 def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out: Path, *, count: int | None,
-                title: str = "collage-ext preview", notes: Sequence[str] = ()) -> list[FrameEntry]:
+                title: str = "collage-ext preview", notes: Sequence[str] = (),
+                jobs_n: int | None = None) -> list[FrameEntry]:
     """Write the frames (at most ``count``), the contact sheets and the manifest; returns the entries."""
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
     jobs = frameset.jobs if count is None else frameset.jobs[:count]
-    entries = write_frames(jobs, out, encoder)
+    entries = write_frames(jobs, out, encoder, jobs_n=jobs_n)
     summary = summarize(project, frameset, encoder, len(jobs))
     all_notes = list(notes)
     if count is not None and count < len(frameset.jobs):

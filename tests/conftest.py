@@ -20,6 +20,12 @@ def _global_rng_untouched() -> Iterator[None]:
     assert all(np.array_equal(a, b) for a, b in zip(after, np_state)), "global numpy.random state changed"
 
 
+@pytest.fixture(autouse=True)
+def _private_measure_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own quality cache folder (measurecache): none is read from or written to ~/.cache."""
+    monkeypatch.setenv("COLLAGE_EXT_CACHE_DIR", str(tmp_path_factory.mktemp("collage-cache")))
+
+
 @pytest.fixture
 def pillow_resampler(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resample with Pillow's LANCZOS only, as when libvips cannot load (collage_ext/resample.py)."""

@@ -487,3 +487,21 @@ def test_errors_are_value_errors(tmp_path: Path) -> None:
     """CollageInputError is a ValueError, so existing `except ValueError` handlers keep working."""
     with pytest.raises(ValueError, match="does not exist"):
         open_image(tmp_path / "missing.webp")
+
+
+def test_read_image_size_reads_a_header_once_per_file_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header memo (the studio re-plans after each edit) follows every write of the file."""
+    import os
+
+    from collage_ext import images
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (30, 20)).save(path)
+    opened = []
+    real_open = images.Image.open
+    monkeypatch.setattr(images.Image, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    assert images.read_image_size(path) == (30, 20) and images.read_image_size(path) == (30, 20)
+    assert len(opened) == 1
+    Image.new("RGB", (20, 40)).save(path)
+    os.utime(path, ns=(1, 1))  # even with an old mtime: size, inode or ctime differ
+    assert images.read_image_size(path) == (20, 40) and len(opened) == 2

@@ -42,7 +42,7 @@ from ..frames import (
     ensure_cached_png,
     write_checked_png,
     ensure_writable,
-    render_static_frame,
+    render_static_frames,
     restore_static_frame,
     uses_alpha,
     with_alpha,
@@ -241,11 +241,13 @@ class _CollageMixin:
         variants = frames.pool.static_groups()
         rendered = 0
         count = 0
-        for variant, group in _progress(variants, "collage_ext: static frames"):
+        for variant, group in variants:
             if len(group) == 1:  # a variant's leftover: train it as a single image
                 singles[group[0]] += 1
-                continue
-            path, caption, new = render_static_frame(frames, group, variant, cache, self._failures)
+        collages = [(group, variant) for variant, group in variants if len(group) > 1]
+        # Frames not in the cache yet render on every CPU (frames.render_static_frames), in order.
+        rendering = render_static_frames(frames, collages, cache, self._failures, progress=_static_progress)
+        for (group, variant), (path, caption, new) in zip(collages, rendering):
             count += 1
             if str(path) in self._static:  # the same frame twice in a variant: one image, two repeats
                 self.image_data[str(path)].num_repeats += 1
@@ -583,12 +585,12 @@ def _version() -> str:
     return __version__
 
 
-def _progress(items: list[Any], desc: str) -> Any:
+def _static_progress(results: Any, total: int) -> Any:
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - sd-scripts depends on tqdm
-        return items
-    return tqdm(items, desc=desc, disable=len(items) < 8)
+        return results
+    return tqdm(results, desc="collage_ext: static frames", total=total, disable=total < 8)
 
 
 def attach_epoch_value(epoch_value: Any) -> None:

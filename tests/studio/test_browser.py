@@ -231,7 +231,9 @@ def test_screenshot_of_the_studio(page: Any, server: Server, tmp_path: Path) -> 
     page.reload()
     page.wait_for_function("document.body.dataset.checked !== undefined")
     open_editor(page, "0/0/mychar_04.png")
-    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    # Every image on screen has loaded (images off screen load lazily, when scrolled to: they never do here).
+    page.wait_for_function("[...document.images].filter(i => i.loading !== 'lazy' || (i.offsetParent !== null && "
+                           "i.getBoundingClientRect().top < innerHeight)).every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(target))
     with Image.open(target) as shot:
         assert shot.size == (1440, 960)

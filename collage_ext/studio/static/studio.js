@@ -30,12 +30,13 @@ function frameImg(name, thumb) { return `/api/frame-image?epoch=${S.epoch}&name=
 
 // ---- loading -------------------------------------------------------------------------------
 async function refresh() {
-  S.state = await api("/api/state");
+  // All three at once: the server reads the dataset again once (for the first), the others wait for it.
+  const [state, src, fr] = await Promise.all([api("/api/state"), api(`/api/sources?epoch=${S.epoch}`), api(`/api/frames?epoch=${S.epoch}`)]);
+  S.state = state;
   renderState();
-  const [src, fr] = await Promise.all([api(`/api/sources?epoch=${S.epoch}`), api(`/api/frames?epoch=${S.epoch}`)]);
   S.sources = src.sources; S.frames = fr;
+  if (S.open) openEditor(S.open, true);  // first: the edited image's frames start loading before the grids are built
   renderSources(); renderFrames();
-  if (S.open) openEditor(S.open, true);
   document.body.dataset.version = S.state.version;
   loadCheck();
 }
@@ -110,7 +111,7 @@ function sourceCard(s) {
   for (const f of findingsOf(s.id)) badges.push(`<span class="badge ${esc(f.level)}" title="${esc(f.message)}">${esc(f.code.replaceAll("_", " "))}</span>`);
   if (s.tokens && s.tokens.overflow) badges.push(`<span class="badge warning">${s.tokens.total} tokens</span>`);
   const card = el(`<div class="card ${s.dropped ? "dropped" : ""}" data-id="${esc(s.id)}">
-    <div class="thumb"><div class="inner" style="${innerStyle(s)}"><img src="${srcImg(s.id, true)}" alt="${esc(s.name)}">${cropMark(s)}</div></div>
+    <div class="thumb"><div class="inner" style="${innerStyle(s)}"><img src="${srcImg(s.id, true)}" alt="${esc(s.name)}" loading="lazy">${cropMark(s)}</div></div>
     <div class="meta"><div class="name" title="${esc(s.path)}">${esc(s.name)}</div>
       <div class="muted" style="font-size:12px">${s.size ? s.size.join("×") : "?"} · ${esc(s.subset_name)}</div>
       <div class="cap">${esc(s.caption_text ?? s.caption)}</div><div class="badges">${badges.join("")}</div></div></div>`);
@@ -265,17 +266,21 @@ $("ed-caption").addEventListener("input", () => {
   $("ed-caption").dataset.dirty = "1";
   clearTimeout(typing);
   typing = setTimeout(async () => {
-    const s = current(); if (!s) return;
+    const s = current(); if (!s || $("ed-caption").dataset.dirty !== "1") return;  // saved meanwhile
     const t = await api("/api/tokens", {id: s.id, text: $("ed-caption").value});
+    if ($("ed-caption").dataset.dirty !== "1") return;
     $("ed-tokens").innerHTML = tokenView(t, S.state.encoder + " · unsaved");
   }, 250);
 });
 async function saveCaption() {
   const s = current(); if (!s) return;
+  let saved;
   try {
-    await api("/api/caption", {id: s.id, text: $("ed-caption").value, version: $("ed-caption").dataset.version || null});
+    saved = await api("/api/caption", {id: s.id, text: $("ed-caption").value, version: $("ed-caption").dataset.version || null});
   } catch (err) { $("ed-caption").dataset.conflict = "1"; return; }  // the toast says why (a 409: changed elsewhere)
   $("ed-caption").dataset.dirty = "0"; $("ed-caption").dataset.conflict = "0";
+  // The answer carries the saved caption's token view: show it now, the frames follow with the refresh.
+  if (S.open === s.id && saved && saved.tokens) $("ed-tokens").innerHTML = tokenView(saved.tokens, S.state.encoder);
   toast(`caption saved to ${s.caption_file}`);
   await refresh();
 }
@@ -286,6 +291,8 @@ $("ed-caption").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e
 function renderFrames() {
   const f = S.frames; if (!f) return;
   $("nframes").textContent = f.frames.length;
+  S.framesShown = S.view === "frames";
+  if (!S.framesShown) return;  // the Frames tab is built when it is opened (hundreds of cards: not after every edit)
   $("framesummary").innerHTML = `<span><b>${f.frames.length}</b> collage frames${f.mode === "static" ? " (static: every epoch)" : ` in epoch <b>${f.epoch}</b>`}</span>
     <span><b>${f.singles}</b> single-image samples</span>${f.mean_fill != null ? `<span>mean fill <b>${(100 * f.mean_fill).toFixed(1)}%</b></span>` : ""}
     <span>seed <b>${f.seed}</b></span>`;
@@ -294,7 +301,7 @@ function renderFrames() {
   for (const fr of f.frames) {
     const chips = fr.sources.map((x) => `<span class="chip ${x.span >= 0.95 ? "full" : ""}" data-src="${esc(x.id)}" title="span ${(100 * x.span).toFixed(0)}% of the frame">${esc(x.name)} · ${(100 * x.span).toFixed(0)}%</span>`).join("");
     const card = el(`<div class="card frame" data-frame="${esc(fr.name)}">
-      <div class="thumb"><a href="${frameImg(fr.name, false)}" target="_blank"><img src="${frameImg(fr.name, true)}" alt="${esc(fr.name)}"></a></div>
+      <div class="thumb"><a href="${frameImg(fr.name, false)}" target="_blank"><img src="${frameImg(fr.name, true)}" alt="${esc(fr.name)}" loading="lazy"></a></div>
       <div class="meta"><div class="row"><b>${esc(fr.layout)}</b><span class="muted">${fr.frame.join("×")}</span><span class="spacer"></span>
         <span title="share of the frame that shows source pixels">fill ${(100 * fr.fill).toFixed(0)}%</span></div>
         <div class="fillbar"><i style="width:${100 * fr.fill}%"></i></div>
@@ -312,6 +319,7 @@ document.querySelectorAll(".tab").forEach((b) => { b.onclick = () => {
   S.view = b.dataset.view;
   document.querySelectorAll(".tab").forEach((x) => x.classList.toggle("active", x === b));
   $("sources").hidden = S.view !== "sources"; $("frames").hidden = S.view !== "frames";
+  if (S.view === "frames" && !S.framesShown) renderFrames();
 }; });
 async function setEpoch(n) { S.epoch = Math.max(1, n | 0); $("epoch").value = S.epoch; await refresh(); }
 $("epoch").onchange = () => setEpoch(+$("epoch").value);
