@@ -223,13 +223,14 @@ class Served:
     def __init__(self, dataset: Path, train: Path) -> None:
         import uvicorn
 
-        from collage_ext.studio.app import allowed_hosts, bind, create_app
+        from collage_ext.studio.app import allowed_hosts, bind, create_app, new_token
         from collage_ext.studio.model import Studio
 
         self.studio = Studio(dataset, config=train)
         sock = bind("127.0.0.1", 0)
         port = sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.studio, allowed_hosts("127.0.0.1", port)),
+        self.token = new_token()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(self.studio, allowed_hosts("127.0.0.1", port), self.token),
                                                     log_level="warning", access_log=False, lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
@@ -238,7 +239,8 @@ class Served:
         self.url = f"http://127.0.0.1:{port}"
         import httpx
 
-        self.http = httpx.Client(base_url=self.url, timeout=300, headers={"Origin": self.url})
+        self.http = httpx.Client(base_url=self.url, timeout=300,
+                                 headers={"Origin": self.url, "Authorization": f"token {self.token}"})
         self.pool = concurrent.futures.ThreadPoolExecutor(6)
 
     def get(self, path: str, **params: Any) -> Any:
@@ -376,7 +378,7 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_context(viewport={"width": 1440, "height": 960}).new_page()
-        page.goto(served.url + "/")
+        page.goto(f"{served.url}/?token={served.token}")
         page.wait_for_selector(".card[data-id]")
         page.wait_for_function("document.body.dataset.checked !== undefined", timeout=300_000)
         for i, s in enumerate(picks):

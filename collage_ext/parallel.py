@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .progress import progress as show_progress
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -158,12 +160,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def tqdm_progress(desc: str, unit: str) -> Callable[[Iterator[R], int], Iterator[R]]:
-    """A ``progress`` wrapper for ``ordered_map``: a tqdm bar on stderr for 8 items or more."""
+    """A ``progress`` wrapper for ``ordered_map``: ``progress.progress`` (a bar on a terminal, else one line)."""
     def wrap(results: Iterator[R], total: int) -> Iterator[R]:
-        try:
-            from tqdm import tqdm
-        except ImportError:  # pragma: no cover - tqdm is installed in every kohya venv
-            return results
-        bar: Iterator[R] = tqdm(results, desc=desc, unit=unit, total=total, disable=total < 8, leave=False)
-        return bar
+        return iter(show_progress(results, desc, unit, total=total))
     return wrap

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 logger = logging.getLogger(__name__)
@@ -42,9 +42,13 @@ def on_terminal() -> bool:
         return False
 
 
-def progress(items: Sequence[T], desc: str, unit: str = "it") -> Iterable[T]:
-    """``items``, with a tqdm bar on a terminal or one summary log line when the loop ends."""
-    if len(items) < MIN_ITEMS:
+def progress(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None) -> Iterable[T]:
+    """``items``, with a tqdm bar on a terminal or one summary log line when the loop ends.
+
+    ``total`` counts an iterator's items (a process pool's results); a sequence counts itself.
+    """
+    count = len(items) if total is None else total  # type: ignore[arg-type]
+    if count < MIN_ITEMS:
         return items
     if not _quiet and on_terminal():
         try:
@@ -52,15 +56,14 @@ def progress(items: Sequence[T], desc: str, unit: str = "it") -> Iterable[T]:
         except ImportError:  # pragma: no cover - tqdm is installed in every kohya venv
             pass
         else:
-            bar: Iterable[T] = tqdm(items, desc=desc, unit=unit, leave=False)
+            bar: Iterable[T] = tqdm(items, desc=desc, unit=unit, total=count, leave=False)
             return bar
-    return _summarised(items, desc, unit)
+    return _summarised(items, count, desc, unit)
 
 
-def _summarised(items: Sequence[T], desc: str, unit: str) -> Iterator[T]:
+def _summarised(items: Iterable[T], count: int, desc: str, unit: str) -> Iterator[T]:
     start = time.perf_counter()
     yield from items
     seconds = time.perf_counter() - start
-    count = len(items)
     logger.log(logging.DEBUG if _quiet else logging.INFO,
                f"{desc}: {count} {unit}{'s' * (count != 1)} in {seconds:.1f} s")

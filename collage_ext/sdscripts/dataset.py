@@ -30,6 +30,7 @@ from ..errors import CollageConfigError, CollageInputError
 from ..images import load_fitted
 from ..policy import FailureLog, check_single, compose, cover_to, fit_to_aspect
 from ..plan import SubsetImage, plan_subset, subset_root
+from ..progress import progress
 from ..collage import Source
 from ..singles import cropped_pixels, cropped_single_path
 from ..types import Size
@@ -586,11 +587,7 @@ def _version() -> str:
 
 
 def _static_progress(results: Any, total: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - sd-scripts depends on tqdm
-        return results
-    return tqdm(results, desc="collage_ext: static frames", total=total, disable=total < 8)
+    return progress(results, "collage_ext: static frames", "frame", total=total)
 
 
 def attach_epoch_value(epoch_value: Any) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 
 
 from .conftest import Server, need_extra
@@ -21,7 +20,7 @@ need_extra()
 
 def framed_image(server: Server) -> str:
     """An image that sits in a collage frame of epoch 1 (the epoch the page shows)."""
-    frames = httpx.get(f"{server.url}/api/frames", params={"epoch": 1}).json()["frames"]
+    frames = server.http.get(f"{server.url}/api/frames", params={"epoch": 1}).json()["frames"]
     assert frames, "the test dataset plans no collage frame in epoch 1"
     return str(frames[0]["sources"][0]["id"])
 
