@@ -280,6 +280,9 @@ class ShapePlan:
         boxed = bool(self.boxed) and self.boxed[index]
         cap = 0.0 if boxed else self.max_crop
         partner_cap = 0.0 if boxed and self._boxed_count.get(cls, 0) > 1 else self.max_crop
+        if self.config.min_span <= 0:  # the rule is off: only the magnification of the natural line counts
+            too_big = self.cell_scale(name, frame, src, partner_aspect) > self.config.max_upscale + 1e-9
+            return "upscale" if too_big else ""
         # The line as it would be without the magnification limit: the record must fill its cell
         # within collage_max_upscale (line_plan would shrink the cell instead) and span the frame.
         unlimited = replace(self.config, max_upscale=1e9)
