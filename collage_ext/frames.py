@@ -291,12 +291,14 @@ def frame_pixels(rendered: RenderResult, config: CollageConfig) -> np.ndarray:
 
 
 def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path,
-                        failures: FailureLog) -> tuple[Path, str, bool]:
+                        failures: FailureLog, warnings: list[str] | None = None) -> tuple[Path, str, bool]:
     """Plan, render (unless cached) and caption one static frame; returns (path, caption, rendered).
 
-    The cache check needs no decoding: the file name is a hash of the plan and the sources'
-    fingerprints. A source that fails to decode under ``skip`` changes the plan, so the rebuilt
-    frame gets its own name.
+    The file name is a hash of the plan and the sources' fingerprints; a file of that name is reused
+    only when it holds the pixels it was written with (``cached_png_problem``), else it is rendered
+    again with a warning (appended to ``warnings`` when given: a pool worker hands it to the parent,
+    whose log the user reads). A source that fails to decode under ``skip`` changes the plan, so the
+    rebuilt frame gets its own name.
     """
     collage = frames.collage
     sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
@@ -306,7 +308,11 @@ def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_
     if problem is None:
         return path, caption, False
     if problem != "is missing":
-        logger.warning(f"collage_ext: static frame {path} {problem}; rendering it again")
+        message = f"collage_ext: static frame {path} {problem}; rendering it again"
+        if warnings is None:
+            logger.warning(message)
+        else:
+            warnings.append(message)
     rendered, used = compose(collage, sources, params, failures, with_mask=frames.pool.config.loss_mask)
     if used is not params:
         kept = [s for s in sources if s.path not in failures.failed]
@@ -331,23 +337,28 @@ def render_static_frames(frames: SubsetFrames, items: Sequence[tuple[Group, int]
 
     parent = os.getpid()
 
-    def work(item: tuple[Group, int]) -> tuple[Path, str, bool, dict[str, str], int]:
+    def work(item: tuple[Group, int]) -> tuple[Path, str, bool, dict[str, str], list[str], int]:
         if os.getpid() != parent:
             failures.quiet = True  # this worker's copy: the parent logs what it is sent
         before = set(failures.failed)
-        path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
-        return path, caption, new, {p: m for p, m in failures.failed.items() if p not in before}, os.getpid()
+        notes: list[str] = []
+        path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures, notes)
+        return path, caption, new, {p: m for p, m in failures.failed.items() if p not in before}, notes, os.getpid()
 
-    for (path, caption, new, failed, pid), item in zip(ordered_map(work, items, jobs=jobs_n, progress=progress), items):
+    results = ordered_map(work, items, jobs=jobs_n, progress=progress)
+    for (path, caption, new, failed, notes, pid), item in zip(results, items):
         if pid != os.getpid():
             seen = set(failures.failed) - known
             if seen & {s.path for s in frames.sources_of(item[0])}:
                 worker_path, worker_new = path, new
                 path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
                 new = new or (worker_new and worker_path == path)  # the worker wrote this very file: rendered now
+                notes = []  # the frame was planned again here, and said so
             else:
                 for key, message in failed.items():
                     failures.record(key, message)
+        for note in notes:
+            logger.warning(note)
         yield path, caption, new
 
 

@@ -91,7 +91,7 @@ def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | Non
     zero, one = [], []
     for cell, index in zip(params.layout.cells, params.layout.order):
         source = sources[index]
-        plan = plan_fit(source.size, cell.size, frames.pool.config.fit_mode, source.crop)
+        plan = plan_fit(source.size, cell.size, params.layout.fit or frames.pool.config.fit_mode, source.crop)
         box, dst = plan.src_box, plan.dst
 
         def to_frame(x0: float, x1: float) -> slice:
