@@ -152,7 +152,8 @@ enable_bucket = true
   num_repeats = 2
 """, encoding="utf-8")
     train = root / "train.toml"
-    train.write_text("[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n", encoding="utf-8")
+    train.write_text("[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n"
+                     "dataset_class = \"collage_ext.CollageDataset\"\n", encoding="utf-8")
     return dataset, train
 
 

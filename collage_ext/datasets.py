@@ -29,7 +29,6 @@ next to the dataset TOML is used from there, with a note.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import json
 import logging
@@ -368,6 +367,8 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
 
 #: The value of sd-scripts' ``--dataset_class`` that turns collage training on.
 DATASET_CLASS = "collage_ext.CollageDataset"
+#: Warnings already logged by this process: the studio reads the project again after every edit.
+_said: set[str] = set()
 
 
 def _dataset_class_finding(run: RunArgs, where: str) -> list[Finding]:
@@ -380,7 +381,9 @@ def _dataset_class_finding(run: RunArgs, where: str) -> list[Finding]:
                f"add dataset_class = \"{DATASET_CLASS}\" to the training TOML, or (kohya_ss GUI, whose saved TOML "
                f"never has it) type --dataset_class {DATASET_CLASS} into Parameters > Advanced > Additional "
                f"parameters and add it here after --: -- --dataset_class {DATASET_CLASS}")
-    logger.warning(message)
+    if message not in _said:  # once per process; the finding stays in every report
+        _said.add(message)
+        logger.warning(message)
     return [Finding("warning", "no_dataset_class", message)]
 
 
@@ -728,8 +731,18 @@ def image_extensions() -> tuple[str, ...]:
 
 
 def glob_images(directory: str) -> list[str]:
-    """``train_util.glob_images(directory, "*")``: non-recursive, de-duplicated, sorted."""
-    found: set[str] = set()
-    for ext in image_extensions():
-        found.update(glob.glob(os.path.join(glob.escape(directory), "*" + ext)))
+    """``train_util.glob_images(directory, "*")``: non-recursive, de-duplicated, sorted.
+
+    sd-scripts globs ``*<ext>`` once per extension (20 listings of the folder); one listing filtered
+    the way ``glob`` matches (names ending in an extension, case as the file system compares names,
+    hidden names skipped) gives the same list, which matters where the studio re-reads the folder
+    after every edit.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:  # glob: a missing or unreadable folder matches nothing
+        return []
+    extensions = tuple(os.path.normcase(e) for e in image_extensions())
+    found = {os.path.join(directory, n) for n in names
+             if not n.startswith(".") and os.path.normcase(n).endswith(extensions)}
     return sorted(found)

@@ -77,6 +77,14 @@ class RefusedError(CollageError):
         self.status = status
 
 
+def _under(real: Path, roots: Iterable[Path]) -> Path | None:
+    """The root of ``roots`` that is ``real`` or one of its folders, or ``None``."""
+    for root in roots:
+        if real == root or root in real.parents:
+            return root
+    return None
+
+
 class Folders:
     """The dataset's image folders, resolved once; every read and write is checked against them."""
 
@@ -87,6 +95,26 @@ class Folders:
         self.files: frozenset[Path] = frozenset(Path(os.path.realpath(f)) for f in files)
         #: Image folders shown but never written (subsets read from a ``metadata_file``).
         self.read_roots: tuple[Path, ...] = tuple(sorted({Path(os.path.realpath(f)) for f in read_only}))
+        #: Resolved folders (``_real``): a dataset's files share a few folders, and the studio asks about
+        #: every file after every edit. Built anew with the project (``Studio._load``).
+        self._dirs: dict[str, str] = {}
+
+    def _real(self, path: str | os.PathLike[str]) -> Path:
+        """``os.path.realpath(path)``, with the folder part resolved once per folder.
+
+        A file that is itself a symlink, or a path with ``..`` (which ``realpath`` resolves after the
+        links before it), is resolved in full; otherwise one ``lstat`` says the file is no link and its
+        folder's resolution is reused: a full ``realpath`` costs an ``lstat`` per path component, and
+        after every edit the studio asks about every image and sidecar of the dataset.
+        """
+        text = os.fspath(path)
+        if ".." in Path(text).parts or os.path.islink(text):
+            return Path(os.path.realpath(text))
+        folder, name = os.path.split(os.path.abspath(text))
+        real = self._dirs.get(folder)
+        if real is None:
+            real = self._dirs[folder] = os.path.realpath(folder)
+        return Path(real, name)
 
     def allowed_folders(self) -> set[Path]:
         """The folders the studio writes into: the image folders and its two sub-folders of each (and the
@@ -96,11 +124,7 @@ class Folders:
 
     def root_of(self, path: str | os.PathLike[str]) -> Path | None:
         """The image folder that really holds ``path`` (symlinks resolved), or ``None``."""
-        real = Path(os.path.realpath(path))
-        for root in self.roots:
-            if real == root or root in real.parents:
-                return root
-        return None
+        return _under(self._real(path), self.roots)
 
     def readable(self, path: str | os.PathLike[str]) -> Path:
         """``path`` resolved, when it is a file of the dataset.
@@ -108,8 +132,8 @@ class Folders:
         Raises:
             RefusedError: it lies outside every image folder (``..``, an absolute path, a symlink out).
         """
-        real = Path(os.path.realpath(path))
-        if self.root_of(path) is None and not any(real == r or r in real.parents for r in self.read_roots):
+        real = self._real(path)
+        if _under(real, self.roots) is None and _under(real, self.read_roots) is None:
             raise RefusedError(f"{path} is not inside the dataset's image folders (or is a symlink leading out "
                                "of them); the studio only shows the dataset's own files")
         return real

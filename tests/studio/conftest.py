@@ -100,7 +100,8 @@ max_bucket_reso = 2048
   num_repeats = 1
 """, encoding="utf-8")
     train = root / "train.toml"
-    train.write_text("# my training run\n[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n", encoding="utf-8")
+    train.write_text("# my training run\n[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n"
+                     "dataset_class = \"collage_ext.CollageDataset\"\n", encoding="utf-8")
     return Dataset(root, images, toml, train)
 
 
