@@ -39,7 +39,7 @@ from .datasets import DatasetSpec, Finding, Project, SubsetSpec
 from .errors import CollageConfigError
 from .framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
 from .frames import encode_png, frame_pixels, uses_alpha
-from .parallel import write_bytes_atomic
+from .filemodes import write_bytes_atomic
 from .renderjobs import render_jobs
 from .singles import cropped_pixels
 from .types import Size

@@ -10,6 +10,7 @@ the process may, the owner and group) the final file should have, before it is r
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -60,3 +61,24 @@ def match_mode(fd: int, target: str | os.PathLike[str]) -> None:
 def mode_of(path: str | os.PathLike[str]) -> int:
     """Permission bits of ``path`` (for tests and messages), e.g. ``0o644``."""
     return Path(path).stat().st_mode & 0o7777
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Write ``data`` under a temporary name in ``path``'s folder, then rename: never a partial file at ``path``.
+
+    The file keeps ``path``'s mode, or gets the umask's for a new file (``match_mode``), not
+    ``mkstemp``'s private 0600. ``sync`` flushes it to disk before the rename (the user's own files:
+    captions, crop boxes, the training TOML). A failed or interrupted write removes its temporary file.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        match_mode(fd, path)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

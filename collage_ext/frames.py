@@ -26,7 +26,7 @@ from . import __version__
 from .collage import Collage, FrameParams, Source
 from .config import CollageConfig
 from .errors import CollageCacheError, CollageInputError
-from .filemodes import match_mode
+from .filemodes import write_bytes_atomic
 from .grouping import Group
 from .parallel import ordered_map
 from .policy import FailureLog, compose
@@ -130,10 +130,10 @@ def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, c
 PNG_LEVEL = 1
 
 
-def encode_png(image: Image.Image) -> bytes:
+def encode_png(image: Image.Image, pnginfo: PngInfo | None = None) -> bytes:
     """The frame as PNG bytes at ``PNG_LEVEL`` (lossless: the pixels are exactly the frame's)."""
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=PNG_LEVEL)
+    image.save(out, format="PNG", compress_level=PNG_LEVEL, pnginfo=pnginfo)
     return out.getvalue()
 
 
@@ -145,19 +145,11 @@ def write_png_atomic(image: Image.Image, path: Path, pnginfo: PngInfo | None = N
     file or a complete one. A failed write (disk full, folder gone read-only) removes its
     temporary file and raises ``CollageCacheError``: nothing partial is left under a final name.
     """
-    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        match_mode(fd, path)  # mkstemp makes 0600: a trainer running as another user must read the frame
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", compress_level=PNG_LEVEL, pnginfo=pnginfo)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, encode_png(image, pnginfo))
     except OSError as exc:
         raise CollageCacheError(_cache_message(path.parent, f"cannot write {path.name}", exc)) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            Path(tmp).unlink(missing_ok=True)
 
 
 #: PNG text chunk holding the sha256 of a cached file's pixels: a file is reused only when they match.

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .parallel import write_bytes_atomic
+from .filemodes import write_bytes_atomic
 from .quality import ImageMeasures
 from .types import Size
 

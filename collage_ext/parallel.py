@@ -16,7 +16,7 @@ Decisions:
   serial run (tests/test_parallel.py compares every byte).
 * **Ctrl+C** (or an error) cancels: workers ignore SIGINT, finish the item they are on and skip the
   rest, then exit (no ``terminate``: a killed worker can die holding the pool's queue lock). Files
-  are only written through a temporary name and ``os.replace`` (``write_bytes_atomic``), so an
+  are only written through a temporary name and ``os.replace`` (``filemodes.write_bytes_atomic``), so an
   interrupted or failed run leaves no partial file under a final name.
 * Fork only from a single-threaded process (the CLI, the start of training): a thread holding a lock
   at the fork leaves it held in the child. The studio, a threaded server, checks on one process.
@@ -30,9 +30,7 @@ import logging
 import multiprocessing
 import os
 import signal
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .progress import progress as show_progress
@@ -131,32 +129,6 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = 
         raise
     finally:
         pool.join()
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: The process's umask, read once at import (reading it means setting it; threads may run later).
-_UMASK = _read_umask()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name in the same folder, then rename: never a partial file at ``path``.
-
-    The file gets the mode ``open()`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def tqdm_progress(desc: str, unit: str) -> Callable[[Iterator[R], int], Iterator[R]]:

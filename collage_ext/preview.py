@@ -33,7 +33,7 @@ from . import __version__
 from .datasets import Finding, Project
 from .frames import encode_png, frame_pixels
 from .framesets import FrameJob, FrameSet, TextEncoder
-from .parallel import write_bytes_atomic
+from .filemodes import write_bytes_atomic
 from .render import RenderResult
 from .renderjobs import render_jobs
 from .quality import CaptionTokens, count_caption, phrases_past_budget

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext import check, parallel
+from collage_ext import check, filemodes, parallel
 from collage_ext.check import run_check
 from collage_ext.cli import main
 from collage_ext.datasets import load_project
@@ -49,8 +49,8 @@ def skipping(tmp_path: Path) -> Path:
 
 def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
     """Atomic writes go through mkstemp (0600); the final file has open()'s mode, as before (readable by the trainer)."""
-    parallel.write_bytes_atomic(tmp_path / "a.png", b"x")
-    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~parallel._UMASK
+    filemodes.write_bytes_atomic(tmp_path / "a.png", b"x")
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == filemodes.new_file_mode()
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
 
 

@@ -27,14 +27,13 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollageError
-from ..filemodes import match_mode
+from ..filemodes import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -174,19 +173,8 @@ class Folders:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and one rename."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        match_mode(handle, path)  # keep the file's mode (mkstemp makes 0600); a new file follows the umask
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    """Write a file of the user's through a temporary file in the same folder and one rename, synced to disk."""
+    write_bytes_atomic(path, data, sync=True)
 
 
 @dataclass(frozen=True)
