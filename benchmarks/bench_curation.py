@@ -418,7 +418,9 @@ def png_rows(name: str, dataset: Path, train: Path, frames: int = 6) -> list[tup
     import io
 
     from collage_ext.kohya.datasets import load_project
-    from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
+    from collage_ext.plan.framesets import text_encoder_for
+    from collage_ext.plan.jobs import frames_for
+    from collage_ext.plan.project import plan_project
 
     project = load_project(dataset, config_file=train, strict=False)
     jobs = frames_for(plan_project(project, text_encoder_for(project.run.values)), "dynamic", 1).jobs[:frames]

@@ -2,7 +2,7 @@
 
 Builds photo sets from the pictures scikit-image and scikit-learn ship (nothing is downloaded), writes
 a dataset TOML per configuration and plans it through the CLI's own path (``datasets.load_project``
--> ``framesets.plan_project`` -> ``frames_for``), exactly the frames ``CollageDataset`` feeds
+-> ``plan.project.plan_project`` -> ``plan.jobs.frames_for``), exactly the frames ``CollageDataset`` feeds
 sd-scripts. The matrix (issue 18):
 
     {bucketing on, off} x {bucket_no_upscale on, off} x {max_bucket_reso = resolution, 2x resolution}
@@ -43,7 +43,9 @@ os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
 from collage_ext.geometry.buckets import Buckets  # noqa: E402
 from collage_ext.kohya.datasets import load_project  # noqa: E402
 from collage_ext.pixels.fit import plan_fit  # noqa: E402
-from collage_ext.plan.framesets import FrameSet, frames_for, plan_project, text_encoder_for  # noqa: E402
+from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
+from collage_ext.plan.jobs import FrameSet, frames_for  # noqa: E402
+from collage_ext.plan.project import plan_project  # noqa: E402
 from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
 
 MIXED: tuple[tuple[int, int], ...] = ((2, 3), (3, 2), (1, 1), (3, 4), (4, 3), (9, 16), (16, 9))

@@ -190,7 +190,8 @@ def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool
 
 def run_preview_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext preview``."""
-    from collage_ext.plan.framesets import frames_for, plan_project
+    from collage_ext.plan.jobs import frames_for
+    from collage_ext.plan.project import plan_project
     from collage_ext.commands.preview import run_preview
 
     if args.count is not None and args.count < 1:
@@ -310,7 +311,9 @@ def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """Generate a demo dataset with its dataset TOML, then preview one epoch of its collage frames."""
     from collage_ext.kohya.datasets import load_project
     from collage_ext.commands.demo import make_demo_dataset
-    from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
+    from collage_ext.plan.framesets import text_encoder_for
+    from collage_ext.plan.jobs import frames_for
+    from collage_ext.plan.project import plan_project
     from collage_ext.commands.preview import run_preview
 
     if args.count < 2:

@@ -20,7 +20,8 @@ from PIL import Image
 from collage_ext.plan.collage import Collage, Source, load_source
 from collage_ext.core.config import CollageConfig
 from collage_ext.pixels.fit import plan_fit
-from collage_ext.plan.frames import frame_digest, frame_pixels, uses_alpha, with_alpha
+from collage_ext.plan.frames import frame_pixels, uses_alpha, with_alpha
+from collage_ext.plan.jobs import frame_digest
 from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, to_rgb
 from collage_ext.commands.preview import CHECKER, viewable
 from collage_ext.core.types import Box, Size

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from collage_ext.plan.collage import Collage
 from collage_ext.core.config import split_dataset_config
 from collage_ext.kohya.datasets import build_run
 from collage_ext.commands.demo import draw_landscape, draw_portrait
-from collage_ext.plan.subsets import SubsetImage, plan_subset
+from collage_ext.plan.subsets import SubsetImage, SubsetInput, plan_subset
 from collage_ext.plan.run import resolve_seed
 from collage_ext.core.types import Size
 
@@ -116,8 +117,8 @@ def test_preview_equals_a_direct_plan(dataset: Path, tmp_path: Path) -> None:
     folder = Path(data["datasets"][0]["subsets"][0]["image_dir"])
     images = [SubsetImage(str(p), p.with_suffix(".txt").read_text().strip(), 2) for p in sorted(folder.glob("*.png"))]
     buckets = Buckets.from_params(Size(512, 512), data["datasets"][0])
-    plan = plan_subset(images[::-1], root=str(folder), config=tree.subsets[0][0], resolution=Size(512, 512),
-                       buckets=buckets, dataset_index=0, subset_index=0, seed=5)
+    given = SubsetInput(images[::-1], str(folder), tree.subsets[0][0], Size(512, 512), buckets, 0, 0, SimpleNamespace())
+    plan = plan_subset(given, seed=5)
     assert plan.pool.shaped  # enable_bucket = true and no collage_frame_size: content-shaped frames
     collage = Collage(tree.subsets[0][0], plan.pool.frame, shaped=True, max_crop=plan.pool.max_crop)
     groups = plan.pool.collage_groups(2)

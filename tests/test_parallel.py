@@ -170,9 +170,9 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("broken", [False, True])
 def test_static_cache_build_on_two_processes_writes_the_serial_files(tmp_path: Path, broken: bool) -> None:
-    """frames.render_static_frames (the adapter's static-mode build): same files, paths, captions, failures."""
-    from collage_ext.plan.frames import render_static_frames
-    from collage_ext.plan.framesets import plan_project
+    """staticframes.render_static_frames (the adapter's static-mode build): same files, paths, captions, failures."""
+    from collage_ext.plan.project import plan_project
+    from collage_ext.sdscripts.staticframes import render_static_frames
     from collage_ext.plan.policy import FailureLog
 
     folder = write_images(tmp_path / "img", 12)
@@ -181,13 +181,12 @@ def test_static_cache_build_on_two_processes_writes_the_serial_files(tmp_path: P
     config = write_toml(tmp_path / "d.toml", folder, general='collage_rate = 1.0\ncollage_on_error = "skip"')
     project = load_project(config, strict=False)
     planned = plan_project(project, text_encoder_for(project.run.values))[0]
-    items = [(group, variant) for variant, group in planned.pool.static_groups() if len(group) > 1]
     results = {}
     for jobs in (1, 2):
         cache, failures = tmp_path / f"cache{jobs}", FailureLog()
         cache.mkdir()
         out = [(p.name, caption, new) for p, caption, new in
-               render_static_frames(planned.frames, items, cache, failures, jobs_n=jobs)]
+               render_static_frames(planned.jobs("static", 1, failures), cache, jobs_n=jobs)]
         results[jobs] = (out, dict(failures.failed), tree(cache))
     assert results[1][0] and results[1] == results[2]
     assert bool(results[1][1]) == broken

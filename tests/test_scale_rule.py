@@ -181,11 +181,11 @@ def test_frames_per_epoch_do_not_depend_on_the_seed(params: dict[str, object]) -
 def test_start_up_line_when_a_forced_grid_breaks_the_rule() -> None:
     """The training log's one line (framestats.rule_warning): silent when every frame keeps the rule, a
     warning naming the images when a listed grid puts them at half size."""
-    from collage_ext.plan.frames import SubsetFrames
+    from collage_ext.plan.subsets import PlannedSubset
     from collage_ext.plan.framestats import rule_warning
 
-    def frames_of(pool: Pool) -> SubsetFrames:
-        return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
+    def frames_of(pool: Pool) -> PlannedSubset:
+        return PlannedSubset(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
 
     keeping = pool_of([(1000, 1500)] * 4)
     assert rule_warning(frames_of(keeping), NO_BUCKETS, "dynamic") is None

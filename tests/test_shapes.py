@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
 from collage_ext.plan.collage import Collage, Source
 from collage_ext.core.config import CollageConfig, split_dataset_config
-from collage_ext.plan.frames import SubsetFrames
+from collage_ext.plan.subsets import PlannedSubset
 from collage_ext.plan.framestats import epoch_stats, frame_note, frame_stats
 from collage_ext.geometry.layout import check_partition, line_cells, plan_layout
 from collage_ext.plan.pool import Pool
@@ -49,9 +49,9 @@ def shaped_pool(sizes: list[tuple[int, int]], buckets: Buckets = WIDE, repeats: 
     return Pool("0/0:photos", sources(sizes), config, RES, seed=7, repeats=repeats or [], buckets=buckets)
 
 
-def frames_of(pool: Pool) -> SubsetFrames:
+def frames_of(pool: Pool) -> PlannedSubset:
     """The pool's frames, as the adapter builds them."""
-    return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
+    return PlannedSubset(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))
 
 
 # -- buckets and shape classes ---------------------------------------------------------------------

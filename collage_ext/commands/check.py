@@ -28,7 +28,11 @@ from collage_ext.core.errors import CollageError, CollageInputError
 from collage_ext.pixels.fit import upscale_factor
 from collage_ext.plan.frames import unwritable_reason
 from collage_ext.plan.framestats import alone_images, frame_note
-from collage_ext.plan.framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
+from collage_ext.core.progress import progress
+from collage_ext.plan.framesets import TextEncoder
+from collage_ext.plan.jobs import FrameSet, frames_for
+from collage_ext.plan.project import plan_project
+from collage_ext.plan.subsets import PlannedSubset
 from collage_ext.pixels.images import open_image
 from collage_ext.geometry.layout import group_sizes, is_line_layout, layout_cells, layouts_with
 from collage_ext.commands.measurecache import MeasureCache, file_key
@@ -520,7 +524,7 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
                     if structure.level[i] < smallest or i in alone)
         leftover = sum(structure.single_repeats) - small
         if frameset.mode == "static":
-            leftover = sum(1 for _, g in item.static_groups if len(g) == 1) + (
+            leftover = item.static_leftovers + (
                 sum(structure.single_repeats) - small if config.rate >= 1 else 0)
         if config.rate >= 1 and leftover > 0:
             findings.append(Finding(

@@ -37,7 +37,11 @@ from collage_ext.core.version import __version__
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.kohya.datasets import DatasetSpec, Finding, Project, SubsetSpec
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.plan.framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress, read_failures
+from collage_ext.core.progress import progress
+from collage_ext.plan.framesets import TextEncoder
+from collage_ext.plan.jobs import FrameSet, frames_for
+from collage_ext.plan.project import plan_project, read_failures
+from collage_ext.plan.subsets import PlannedSubset
 from collage_ext.plan.frames import encode_png, frame_pixels, uses_alpha
 from collage_ext.core.filemodes import write_bytes_atomic
 from collage_ext.commands.renderjobs import render_jobs

@@ -32,7 +32,8 @@ from PIL import Image, ImageDraw
 from collage_ext.core.version import __version__
 from collage_ext.kohya.datasets import Finding, Project
 from collage_ext.plan.frames import encode_png, frame_pixels
-from collage_ext.plan.framesets import FrameJob, FrameSet, TextEncoder
+from collage_ext.plan.framesets import TextEncoder
+from collage_ext.plan.jobs import FrameJob, FrameSet
 from collage_ext.core.filemodes import write_bytes_atomic
 from collage_ext.pixels.render import RenderResult
 from collage_ext.commands.renderjobs import render_jobs

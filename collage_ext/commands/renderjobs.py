@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collage_ext.core.errors import CollageInputError
-from collage_ext.plan.framesets import FrameJob
+from collage_ext.plan.jobs import FrameJob
 from collage_ext.core.parallel import ordered_map, tqdm_progress
 from collage_ext.pixels.render import RenderResult
 
@@ -45,7 +45,7 @@ class _Outcome:
 
 def _render(job: FrameJob, encode: Encoder, with_mask: Callable[[FrameJob], bool]) -> _Outcome:
     before = set(job.failures.failed)
-    planned = {s.path for s in job.planned.frames.sources_of(job.group)}
+    planned = {s.path for s in job.planned.sources_of(job.group)}
     try:
         rendered = job.render(with_mask=with_mask(job))
     except CollageInputError as exc:
@@ -81,7 +81,7 @@ def render_jobs(jobs: Sequence[FrameJob], encode: Encoder, *, with_mask: Callabl
             yield job, outcome.encoded, outcome.error
             continue
         new = set(failures.failed) - known
-        planned = {s.path for s in job.planned.frames.sources_of(job.group)}
+        planned = {s.path for s in job.planned.sources_of(job.group)}
         if new and (outcome.spare or new & planned):  # the worker did not know of a failure a serial run had seen
             outcome = _render(job, encode, with_mask)
         else:

@@ -6,7 +6,7 @@ terminal; otherwise the loop logs one line when it ends (``checking images: 115 
 Loops of fewer than ``MIN_ITEMS`` items show nothing. ``set_quiet(True)`` (the studio, which
 re-plans after each edit) turns the summaries into DEBUG lines and the bars off.
 
-Every long loop of the CLI goes through ``progress`` (also re-exported by ``framesets``).
+Every long loop of the CLI goes through ``progress`` .
 """
 
 from __future__ import annotations

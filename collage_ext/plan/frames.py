@@ -1,7 +1,7 @@
-"""Collage frames of one sd-scripts subset: planning, slots, static files. No sd-scripts import.
+"""A frame as a file: PNG encoding, cache files checked by content, cache folders, and the alpha a frame carries.
 
-The adapter in ``dataset.py`` turns each enabled subset into a ``SubsetFrames``; everything here is
-plain Python so it is testable without torch or sd-scripts.
+Preview, export, the studio and static mode's cache (``sdscripts/staticframes.py``) all write frames
+through here, so a frame is the same bytes wherever it is written. No sd-scripts import.
 """
 
 from __future__ import annotations
@@ -9,119 +9,22 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from collage_ext.core.version import __version__
-from collage_ext.plan.collage import Collage, FrameParams, Source
 from collage_ext.core.config import CollageConfig
-from collage_ext.core.errors import CollageCacheError, CollageInputError
+from collage_ext.core.errors import CollageCacheError
 from collage_ext.core.filemodes import write_bytes_atomic
-from collage_ext.geometry.grouping import Group
-from collage_ext.core.parallel import ordered_map
-from collage_ext.plan.policy import FailureLog, compose
-from collage_ext.plan.pool import Pool
 from collage_ext.pixels.render import RenderResult
-from collage_ext.core.types import Size
 
 logger = logging.getLogger(__name__)
-
-
-class SlotCaption(str):
-    """A caption string that remembers which collage slot it belongs to.
-
-    sd-scripts hands ``process_caption`` only the caption string; this subclass carries the slot
-    key through that call so the adapter can build the frame's merged caption there.
-    """
-
-    slot: str
-
-    def __new__(cls, text: str, slot: str) -> SlotCaption:
-        obj = super().__new__(cls, text)
-        obj.slot = slot
-        return obj
-
-    def __reduce__(self) -> tuple[object, ...]:  # keep the slot through pickling into DataLoader workers
-        return (SlotCaption, (str(self), self.slot))
-
-
-@dataclass
-class SubsetFrames:
-    """The collage plan of one subset and the frames it yields."""
-
-    pool: Pool
-    collage: Collage
-    _epoch_groups: tuple[int, list[Group]] | None = field(default=None, repr=False)
-    _params: dict[tuple[int, int], FrameParams] = field(default_factory=dict, repr=False)
-
-    @property
-    def slot_count(self) -> int:
-        """Collage frames per epoch (dynamic mode): constant across epochs by construction."""
-        return len(self.pool.structure.sizes)
-
-    def groups(self, epoch: int) -> list[Group]:
-        """The epoch's collage groups, computed once per epoch per process."""
-        if self._epoch_groups is None or self._epoch_groups[0] != epoch:
-            self._epoch_groups = (epoch, self.pool.collage_groups(epoch))
-            self._params.clear()
-        return self._epoch_groups[1]
-
-    def sources_of(self, group: Group) -> list[Source]:
-        """The sources of a group, in planning order."""
-        return [self.pool.sources[i] for i in group]
-
-    def params(self, slot: int, epoch: int) -> FrameParams:
-        """The frame parameters of a dynamic slot in an epoch (cached so image and caption agree)."""
-        group = self.groups(epoch)[slot]
-        key = (slot, epoch)
-        if key not in self._params:
-            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch,
-                                                         frame=self.pool.slot_frame(slot))
-        return self._params[key]
-
-
-    def remember(self, slot: int, epoch: int, params: FrameParams) -> None:
-        """Keep the params a frame was actually rendered with (a rebuilt frame's caption follows them)."""
-        self._params[(slot, epoch)] = params
-
-
-def frame_digest(params: FrameParams, sources: list[Source], collage: Collage, caption: str) -> str:
-    """A content hash of everything that decides a static frame's pixels and caption.
-
-    Source files are fingerprinted by size and modification time, so an edited image, caption,
-    crop box, layout or setting gives a new file name and no stale cache is ever reused.
-    """
-    files = []
-    for source in sources:
-        try:
-            stat = os.stat(source.path)
-        except OSError as exc:
-            error = CollageInputError(f"image {source.path} cannot be read any more ({exc.strerror or exc}); it was "
-                                      "there when the dataset was read: put it back or restart training")
-            error.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
-            raise error from exc
-        files.append([source.key, stat.st_size, stat.st_mtime_ns, list(source.crop) if source.crop else None])
-    payload = {
-        "v": __version__,
-        "params": params.to_json(),
-        "files": files,
-        "config": collage.config.to_metadata(),
-        "frame": list(collage.frame),
-        "caption": caption,
-    }
-    if collage.alpha_mask:  # the sources' alpha is in the file's alpha channel (absent: the names stay as before)
-        payload["alpha_mask"] = True
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
 #: zlib level of every frame PNG (preview, export, the static cache). Measured on 1024 px photo frames
@@ -280,112 +183,3 @@ def frame_pixels(rendered: RenderResult, config: CollageConfig) -> np.ndarray:
     if (config.loss_mask and rendered.mask is not None) or rendered.alpha is not None:
         return with_alpha(rendered, config)
     return rendered.image
-
-
-def render_static_frame(frames: SubsetFrames, group: Group, variant: int, cache_dir: Path,
-                        failures: FailureLog, warnings: list[str] | None = None) -> tuple[Path, str, bool]:
-    """Plan, render (unless cached) and caption one static frame; returns (path, caption, rendered).
-
-    The file name is a hash of the plan and the sources' fingerprints; a file of that name is reused
-    only when it holds the pixels it was written with (``cached_png_problem``), else it is rendered
-    again with a warning (appended to ``warnings`` when given: a pool worker hands it to the parent,
-    whose log the user reads). A source that fails to decode under ``skip`` changes the plan, so the
-    rebuilt frame gets its own name.
-    """
-    collage = frames.collage
-    sources = [s for s in frames.sources_of(group) if s.path not in failures.failed]
-    sources, params, path, caption = _planned_frame(frames, sources, variant, cache_dir, failures,
-                                                    frame=frames.pool.frame_for(group))
-    problem = cached_png_problem(path)
-    if problem is None:
-        return path, caption, False
-    if problem != "is missing":
-        message = f"collage_ext: static frame {path} {problem}; rendering it again"
-        if warnings is None:
-            logger.warning(message)
-        else:
-            warnings.append(message)
-    rendered, used = compose(collage, sources, params, failures, with_mask=frames.pool.config.loss_mask)
-    if used is not params:
-        kept = [s for s in sources if s.path not in failures.failed]
-        caption = collage.caption(used)
-        path = cache_dir / f"collage_{frame_digest(used, kept, collage, caption)}.png"
-    write_checked_png(frame_pixels(rendered, frames.pool.config), path)
-    return path, caption, True
-
-
-def render_static_frames(frames: SubsetFrames, items: Sequence[tuple[Group, int]], cache_dir: Path,
-                         failures: FailureLog, *, jobs_n: int | None = None,
-                         progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
-                         ) -> Iterator[tuple[Path, str, bool]]:
-    """``render_static_frame`` for every ``(group, variant)``, in order, on ``jobs_n`` processes.
-
-    Each worker writes its frames itself (atomically, under content-hashed names) and sends back the
-    path, caption and the files that failed. A frame whose sources a serial run would already have
-    seen fail (a failure in an earlier frame that the worker did not know of) is planned and rendered
-    again here, so paths, captions and failures are what the serial loop gives.
-    """
-    known = set(failures.failed)
-
-    parent = os.getpid()
-
-    def work(item: tuple[Group, int]) -> tuple[Path, str, bool, dict[str, str], list[str], int]:
-        if os.getpid() != parent:
-            failures.quiet = True  # this worker's copy: the parent logs what it is sent
-        before = set(failures.failed)
-        notes: list[str] = []
-        path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures, notes)
-        return path, caption, new, {p: m for p, m in failures.failed.items() if p not in before}, notes, os.getpid()
-
-    results = ordered_map(work, items, jobs=jobs_n, progress=progress)
-    for (path, caption, new, failed, notes, pid), item in zip(results, items):
-        if pid != os.getpid():
-            seen = set(failures.failed) - known
-            if seen & {s.path for s in frames.sources_of(item[0])}:
-                worker_path, worker_new = path, new
-                path, caption, new = render_static_frame(frames, item[0], item[1], cache_dir, failures)
-                new = new or (worker_new and worker_path == path)  # the worker wrote this very file: rendered now
-                notes = []  # the frame was planned again here, and said so
-            else:
-                for key, message in failed.items():
-                    failures.record(key, message)
-        for note in notes:
-            logger.warning(note)
-        yield path, caption, new
-
-
-def _planned_frame(frames: SubsetFrames, sources: list[Source], variant: int, cache_dir: Path,
-                   failures: FailureLog, *, frame: Size | None) -> tuple[list[Source], FrameParams, Path, str]:
-    """Params, cache path and caption of a static frame; a source gone since planning follows the policy."""
-    collage = frames.collage
-    while True:
-        params = collage.make_params(sources, seed=frames.pool.seed, epoch=variant, frame=frame)
-        caption = collage.caption(params)
-        try:
-            digest = frame_digest(params, sources, collage, caption)
-            return sources, params, cache_dir / f"collage_{digest}.png", caption
-        except CollageInputError as exc:
-            path = getattr(exc, "source_path", None)
-            if collage.config.on_error == "raise" or path is None or len(sources) < 2:
-                raise
-            failures.record(path, exc)
-            sources = [s for s in sources if s.path != path]
-
-
-def restore_static_frame(path: str, frames: SubsetFrames, group: Group, variant: int, failures: FailureLog,
-                         problem: str = "was deleted from the cache") -> None:
-    """Render a static frame again when its file vanished or went bad while training.
-
-    The name is a hash of the frame's content, so the same sources give the same file back. When
-    they changed too, the frame can no longer be the one sd-scripts bucketed and cached.
-
-    Raises:
-        CollageInputError: the frame's sources changed since start-up as well; names the frame and the fix.
-    """
-    Path(path).unlink(missing_ok=True)  # a bad file under the name would be taken as rendered
-    rendered, _, _ = render_static_frame(frames, group, variant, Path(path).parent, failures)
-    if str(rendered) != path:
-        msg = (f"static frame {path} {problem} while training, and its source images changed since start-up, so it "
-               "cannot be rendered again as planned; restart training")
-        raise CollageInputError(msg)
-    logger.warning(f"collage_ext: static frame {path} {problem} while training; rendered it again")

@@ -6,8 +6,8 @@
   keeps the full frame height.
 
 One function computes these for a frame (``frame_stats``), one sums them up for a subset
-(``epoch_stats``); the start-up log, ``check``, ``preview`` and ``export`` all call them, so every
-report shows the same numbers.
+(``epoch_stats``, over the frames ``PlannedSubset.jobs`` lists); the start-up log, ``check``,
+``preview`` and ``export`` all call them, so every report shows the same numbers.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from collage_ext.core.types import Layout, Size
 if TYPE_CHECKING:
     from collage_ext.geometry.buckets import Buckets
     from collage_ext.plan.collage import Source
-    from collage_ext.plan.frames import SubsetFrames
     from collage_ext.plan.pool import Pool
+    from collage_ext.plan.subsets import PlannedSubset
 
 #: Frames looked at for a subset's summary; beyond this the summary is a deterministic sample.
 SUMMARY_FRAMES = 2000
@@ -144,26 +144,11 @@ def summarize(stats: Iterable[FrameStats], min_span: float, *, singles: int = 0,
     return SummaryStats(frames, sources, singles, total, worst, at, min_span, sampled)
 
 
-def epoch_stats(frames: SubsetFrames, mode: str, epoch: int = 1) -> SummaryStats:
-    """A subset's summary: the frames of ``epoch`` (dynamic) or of every static variant."""
-    pool, collage = frames.pool, frames.collage
-    fit_mode = pool.config.fit_mode
-    singles = sum(pool.structure.single_repeats)
-    if mode == "static":
-        groups = [(v, g) for v, g in pool.static_groups()]
-        singles += sum(1 for _, g in groups if len(g) == 1)
-        groups = [(v, g) for v, g in groups if len(g) > 1]
-        sampled = len(groups) > SUMMARY_FRAMES
-        items = (frame_stats(collage.make_params(frames.sources_of(g), seed=pool.seed, epoch=v,
-                                                 frame=pool.frame_for(g)).layout, frames.sources_of(g), fit_mode)
-                 for v, g in groups[:SUMMARY_FRAMES])
-        return summarize(items, pool.config.min_span, singles=singles, sampled=sampled)
-    count = frames.slot_count
-    sampled = count > SUMMARY_FRAMES
-    groups = frames.groups(epoch)
-    items = (frame_stats(frames.params(slot, epoch).layout, frames.sources_of(groups[slot]), fit_mode)
-             for slot in range(min(count, SUMMARY_FRAMES)))
-    return summarize(items, pool.config.min_span, singles=singles, sampled=sampled)
+def epoch_stats(planned: PlannedSubset, mode: str, epoch: int = 1) -> SummaryStats:
+    """A subset's summary: the frames of ``epoch`` (dynamic) or of every static variant (``PlannedSubset.jobs``)."""
+    jobs = planned.jobs(mode, epoch, limit=SUMMARY_FRAMES)
+    return summarize((job.stats for job in jobs), planned.pool.config.min_span,
+                     singles=sum(planned.single_repeats(mode)), sampled=planned.frame_count(mode) > SUMMARY_FRAMES)
 
 
 def frame_note(pool: Pool, buckets: Buckets | None) -> list[str]:
@@ -240,28 +225,22 @@ def alone_images(pool: Pool) -> dict[int, str]:
 
 
 
-def rule_warning(frames: SubsetFrames, buckets: Buckets, mode: str, epoch: int = 1) -> str | None:
+def rule_warning(planned: PlannedSubset, buckets: Buckets, mode: str, epoch: int = 1) -> str | None:
     """One line for the start-up log when a frame breaks the scale rule or trains below a member's own bucket.
 
     The same test as ``check``'s ``scale_rule`` and ``frame_below_bucket`` warnings (over the frames of
     ``epoch``, or every static variant, up to ``SUMMARY_FRAMES``); ``None`` when every frame keeps both.
     """
-    pool, collage = frames.pool, frames.collage
+    pool = planned.pool
     config = pool.config
-    if mode == "static":
-        planned = [(g, collage.make_params(frames.sources_of(g), seed=pool.seed, epoch=v, frame=pool.frame_for(g)))
-                   for v, g in pool.static_groups() if len(g) > 1][:SUMMARY_FRAMES]
-    else:
-        groups = frames.groups(epoch)
-        planned = [(groups[s], frames.params(s, epoch)) for s in range(min(frames.slot_count, SUMMARY_FRAMES))]
     short: list[str] = []
     small: list[str] = []
-    for group, params in planned:
-        sources = frames.sources_of(group)
-        stats = frame_stats(params.layout, sources, config.fit_mode)
+    for job in planned.jobs(mode, epoch, limit=SUMMARY_FRAMES):
+        sources = job.sources
+        stats = job.stats
         if config.min_span > 0:
             short.extend(s.key for s, span in zip(sources, stats.spans) if span < config.min_span - 1e-9)
-        (fw, fh), _ = buckets.select(params.layout.frame)
+        (fw, fh), _ = buckets.select(job.params.layout.frame)
         for s in sources:
             own = buckets.area if not buckets.enable else (lambda r: r[0] * r[1])(buckets.select(s.size)[0])
             if fw * fh < area_tolerance(buckets) * own:

@@ -1,4 +1,4 @@
-"""Caption settings for one subset: sd-scripts' grammar and the trainer's real tokenizer.
+"""Token counting for phrase repetition with the trainer's real tokenizer.
 
 Phrase repetition needs real token positions. The trainer already holds its tokenizer: on main
 through ``strategy_base.TokenizeStrategy.get_strategy()`` (set before the dataset is built), on
@@ -12,10 +12,7 @@ import logging
 from typing import Any
 
 from collage_ext.captions import TokenBudget, TokenCounter, clip_budget, t5_budget
-from collage_ext.captions.subset import check_caption_combination, grammar_of
-from collage_ext.plan.collage import Collage
 from collage_ext.core.config import CollageConfig
-from collage_ext.core.types import Size
 from collage_ext.kohya.runargs import RunArgs
 
 logger = logging.getLogger(__name__)
@@ -35,13 +32,14 @@ def token_tools(run: RunArgs, tokenizer: Any) -> tuple[TokenBudget, TokenCounter
     return budget, _counter(first) if first is not None else None
 
 
-def caption_setup(config: CollageConfig, frame: Size, subset: Any, run: RunArgs, tokenizer: Any) -> Collage:
-    """A ``Collage`` for one subset, with its grammar, budget and (when repeating phrases) token counter."""
-    check_caption_combination(config, subset, f"subset {getattr(subset, 'image_dir', '')!r}")
-    budget, counter = token_tools(run, tokenizer) if config.repeat_phrases else (None, None)
-    if config.repeat_phrases and counter is None:
+def caption_tokens(config: CollageConfig, run: RunArgs, tokenizer: Any) -> tuple[TokenBudget | None, TokenCounter | None]:
+    """The token budget and counter a subset's phrase repetition uses (none without ``collage_repeat_phrases``)."""
+    if not config.repeat_phrases:
+        return None, None
+    budget, counter = token_tools(run, tokenizer)
+    if counter is None:
         logger.warning("collage_ext: no trainer tokenizer found; phrase positions use a token ESTIMATE")
-    return Collage(config, frame, grammar=grammar_of(subset), budget=budget, counter=counter)
+    return budget, counter
 
 
 def _tokenize_strategy() -> Any:

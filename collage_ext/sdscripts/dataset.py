@@ -5,13 +5,8 @@ recovers the run's arguments, builds the datasets through sd-scripts' own ``conf
 kohya key is validated by kohya's sanitizer and means what it always meant), and returns a genuine
 ``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses.
 
-How frames reach the trainer:
-- **dynamic** mode registers one virtual image per collage slot; ``load_image_with_face_info``
-  composes the slot's frame for the current epoch and ``process_caption`` merges its caption.
-  Which images are single stays fixed, so sd-scripts' buckets and step counts stay valid.
-- **static** mode renders planned frames once into a dedicated cache folder under content-hashed
-  names and registers them as ordinary images, so sd-scripts' latent and text-encoder caches work
-  unchanged (and a changed source, caption or setting can never reuse a stale cache).
+The frames themselves are the producer's (``collage_ext.plan``): ``sdscripts/mapper.py`` hands
+each collage subset to it and registers the frame jobs it lists as sd-scripts images.
 """
 
 from __future__ import annotations
@@ -20,39 +15,16 @@ import inspect
 import logging
 import weakref
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from collage_ext.geometry.buckets import Buckets
-from collage_ext.core.config import CollageConfig, split_dataset_config
-from collage_ext.plan.framestats import epoch_stats, frame_note, rule_warning
-from collage_ext.core.errors import CollageConfigError, CollageInputError
-from collage_ext.pixels.images import load_fitted
-from collage_ext.plan.policy import FailureLog, check_single, compose, cover_to, fit_to_aspect
-from collage_ext.plan.subsets import SubsetImage, plan_subset, subset_root
-from collage_ext.core.progress import progress
-from collage_ext.plan.collage import Source
-from collage_ext.plan.singles import cropped_pixels, cropped_single_path
-from collage_ext.core.types import Size
-from collage_ext.sdscripts.captioning import caption_setup
+from collage_ext.core.config import split_dataset_config
+from collage_ext.core.errors import CollageConfigError
 from collage_ext.kohya.caption_files import check_caption_files, check_crop_extensions
-from collage_ext.plan.frames import (
-    SlotCaption,
-    SubsetFrames,
-    cached_png_problem,
-    ensure_cached_png,
-    write_checked_png,
-    ensure_writable,
-    render_static_frames,
-    restore_static_frame,
-    uses_alpha,
-    with_alpha,
-)
 from collage_ext.kohya.runargs import RunArgs, find_run_args
-from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, take_over_dropout
-from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
-                   static_cache_dir)
-from collage_ext.sdscripts import seams
+from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode,
+                                  resolve_seed)
+from collage_ext.sdscripts import mapper, seams
+from collage_ext.sdscripts.mapper import BuildContext, CollageMixin, strategy_era
 from collage_ext.sdscripts.trainers import refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
@@ -61,370 +33,18 @@ _SEAMS = seams.require()
 DatasetGroup = _SEAMS["DatasetGroup"]
 DreamBoothDataset = _SEAMS["DreamBoothDataset"]
 FineTuningDataset = _SEAMS["FineTuningDataset"]
-ImageInfo = _SEAMS["ImageInfo"]
 from library import config_util  # type: ignore[import-not-found]  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
-_PENDING: list[_BuildContext] = []
 
 
-class _BuildContext:
-    """What the dataset subclasses need while sd-scripts' ``generate_dataset_group_by_blueprint`` runs."""
-
-    def __init__(self, run: RunArgs, configs: tuple[tuple[CollageConfig, ...], ...], seed: int, mode: str,
-                 tokenizer: Any) -> None:
-        self.run, self.configs, self.seed, self.mode, self.tokenizer = run, configs, seed, mode, tokenizer
-        self.next_dataset = 0
-
-    def take(self, is_training: bool) -> tuple[int, tuple[CollageConfig, ...]]:
-        """Configs of the next training dataset; validation datasets stay plain."""
-        if not is_training:
-            return -1, ()
-        index = self.next_dataset
-        self.next_dataset += 1
-        return index, self.configs[index] if index < len(self.configs) else ()
-
-
-class _CollageMixin:
-    """Adds collage frames to an sd-scripts dataset after it registered its source images."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        given = _constructor_arguments(type(self), args, kwargs)
-        subsets = list(given.get("subsets") or [])
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
-        ctx = _PENDING[-1]
-        index, configs = ctx.take(given.get("is_training_dataset", True))
-        by_subset = {id(s): c for s, c in zip(subsets, configs)}
-        self._collage_index = index
-        self._collage_seed = ctx.seed
-        self._collage_mode = ctx.mode
-        self._epoch_value: Any = None
-        self._frames: dict[str, tuple[SubsetFrames, int]] = {}  # slot path -> (frames, slot index)
-        self._static: dict[str, tuple[SubsetFrames, tuple[int, ...], int]] = {}  # path -> (frames, group, variant)
-        self._collage_info: list[dict[str, Any]] = []
-        self._failures = FailureLog(shared=any(c.on_error == "skip" for c in configs))  # once across workers
-        self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
-        self._cropped: dict[str, tuple[Source, CollageConfig, bool]] = {}  # static: cropped single's cache file -> source
-        self._pool_of_subset: dict[int, SubsetFrames] = {}
-        for s_index, subset in enumerate(self.subsets):
-            config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
-            if config.enabled:
-                self._setup_subset(s_index, subset, config, ctx)
-        self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, _strategy_era())
-        self._te_cache_dir = static_cache_dir(list(configs) or [CollageConfig(rate=0.0)], ctx.run)
-        self._empty_te: list[Any] | None = None
-
-    # -- planning ----------------------------------------------------------------------------
-    def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: _BuildContext) -> None:
-        keys = [k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data]
-        root = subset_root(subset.image_dir, getattr(subset, "metadata_file", None))
-        images = [SubsetImage(self.image_data[k].absolute_path, self.image_data[k].caption or "",
-                              self.image_data[k].num_repeats) for k in keys]
-
-        def skipped(index: int, exc: CollageInputError) -> None:  # collage_on_error = "skip"
-            self._failures.record(images[index].path, exc)
-            del self.image_data[keys[index]]
-
-        buckets = self._bucket_settings()
-        # The same function the CLI uses, so `collage-ext preview` shows exactly these frames.
-        plan = plan_subset(images, root=root, config=config, resolution=Size(self.width, self.height),
-                           buckets=buckets, dataset_index=self._collage_index, subset_index=s_index, seed=ctx.seed,
-                           on_error=skipped if config.on_error == "skip" else None)
-        self._refuse_emptied(subset, s_index, root, images, len(plan.order))
-        keys = [keys[i] for i in plan.order]
-        pool, frame, pool_key, sources = plan.pool, plan.pool.frame, plan.pool.key, plan.pool.sources
-        collage = caption_setup(config, frame, subset, ctx.run, ctx.tokenizer)
-        collage.shaped, collage.max_crop = pool.lines, pool.max_crop
-        if config.loss_mask and not subset.alpha_mask:
-            subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
-            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true): the padding "
-                        "weight and every image's own alpha channel are loss weights, alone and in frames")
-        collage.alpha_mask = uses_alpha(subset.alpha_mask, config)  # cells carry their sources' alpha
-        frames = SubsetFrames(pool, collage)
-        singles = list(pool.structure.single_repeats)
-        if ctx.mode == "static":
-            added = self._register_static(frames, subset, singles, ctx)
-        else:
-            added = self._register_dynamic(frames, subset, pool_key, ctx)
-        for key, count, source in zip(keys, singles, sources):
-            if count:
-                info = self.image_data[key]
-                info.num_repeats = count
-                if source.crop is not None and not self._crop_single(key, source, config, collage.alpha_mask, ctx):
-                    continue
-                if config.on_error == "skip":  # a replacement image must bring its own caption
-                    info.caption = SlotCaption(info.caption or "", info.absolute_path)
-            else:
-                del self.image_data[key]
-        if config.on_error == "skip" and ctx.mode == "static":
-            self._verify_singles(keys, singles)  # sd-scripts' own caching would crash on them
-            left = added + sum(1 for key in keys if key in self.image_data)
-            self._refuse_emptied(subset, s_index, root, images, left)
-        self._pool_of_subset[id(subset)] = frames
-        self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
-                                   "frames_per_epoch": added + sum(singles), "collage_frames": added,
-                                   "single_samples": sum(singles), "settings": config.to_metadata(),
-                                   "stats": epoch_stats(frames, ctx.mode).to_json(),
-                                   "frames": frame_note(pool, buckets)})
-        broken = rule_warning(frames, buckets, ctx.mode)
-        if broken:  # one line, the same test as check's scale_rule / frame_below_bucket warnings
-            logger.warning(broken)
-
-    def _crop_single(self, key: str, source: Source, config: CollageConfig, alpha: bool, ctx: _BuildContext) -> bool:
-        """Let a single sample with a crop box train only its box; False when it failed under ``skip``.
-
-        sd-scripts buckets ``image_size``, so it becomes the box's size. Dynamic mode crops in
-        ``_load_single``; static mode writes the cropped image into the cache folder, because
-        sd-scripts' latent caching reads the file itself.
-        """
-        info = self.image_data[key]
-        info.image_size = (source.effective_size.width, source.effective_size.height)
-        if ctx.mode != "static":
-            return True
-        path = cropped_single_path(source, config, _cache_dir(config, ctx.run), alpha)
-        try:
-            ensure_cached_png(path, lambda: cropped_pixels(source, config, alpha))
-        except CollageInputError as exc:
-            if config.on_error == "raise":
-                raise
-            self._failures.record(source.path, exc)
-            del self.image_data[key]
-            return False
-        self._cropped[str(path)] = (source, config, alpha)
-        info.absolute_path = str(path)
-        return True
-
-    def _refuse_emptied(self, subset: Any, s_index: int, root: str, images: list[SubsetImage], left: int) -> None:
-        """Stop when ``skip`` left a subset with no image: the run would train on without it, unannounced."""
-        if left or not images:
-            return
-        paths = {image.path for image in images}
-        failures = [f"{Path(p).name}: {why}" for p, why in self._failures.failed.items() if p in paths]
-        where = f"dataset {self._collage_index}, subset {s_index}" + (
-            f" ({subset.metadata_file})" if getattr(subset, "metadata_file", None) else "")
-        msg = (f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its "
-               f"images failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single "
-               "files: fix the paths or files (with a metadata file, its keys must name the image files), or remove "
-               "the subset")
-        raise CollageInputError(msg)
-
-    def _bucket_settings(self) -> Buckets:
-        """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
-        params = {"enable_bucket": self.enable_bucket, "min_bucket_reso": self.min_bucket_reso,
-                  "max_bucket_reso": self.max_bucket_reso, "bucket_reso_steps": self.bucket_reso_steps,
-                  "bucket_no_upscale": self.bucket_no_upscale}
-        return Buckets.from_params(Size(self.width, self.height), params)
-
-    def _verify_singles(self, keys: list[str], singles: list[int]) -> None:
-        for key, count in zip(keys, singles):
-            if count and key in self.image_data:
-                path = self.image_data[key].absolute_path
-                try:  # a tiny draft-mode decode still reads every byte of the file
-                    load_fitted(path, Size(64, 64))
-                except CollageInputError as exc:
-                    self._failures.record(path, exc)
-                    del self.image_data[key]
-
-    def _register_dynamic(self, frames: SubsetFrames, subset: Any, pool_key: str, ctx: _BuildContext) -> int:
-        slot_dir = _cache_dir(frames.pool.config, ctx.run) / "dynamic"
-        for slot in range(frames.slot_count):
-            path = str(slot_dir / f"{_safe(pool_key)}_slot{slot:05d}.png")  # virtual: never written
-            info = self._new_info(path, SlotCaption("", path), subset, frames.pool.slot_frame(slot))
-            self._frames[path] = (frames, slot)
-            self.register_image(info, subset)
-        return frames.slot_count
-
-    def _register_static(self, frames: SubsetFrames, subset: Any, singles: list[int], ctx: _BuildContext) -> int:
-        cache = _cache_dir(frames.pool.config, ctx.run)
-        ensure_writable(cache)  # read-only or missing: say so now, before sd-scripts loads any model
-        variants = frames.pool.static_groups()
-        rendered = 0
-        count = 0
-        for variant, group in variants:
-            if len(group) == 1:  # a variant's leftover: train it as a single image
-                singles[group[0]] += 1
-        collages = [(group, variant) for variant, group in variants if len(group) > 1]
-        # Frames not in the cache yet render on every CPU (frames.render_static_frames), in order.
-        rendering = render_static_frames(frames, collages, cache, self._failures, progress=_static_progress)
-        for (group, variant), (path, caption, new) in zip(collages, rendering):
-            count += 1
-            if str(path) in self._static:  # the same frame twice in a variant: one image, two repeats
-                self.image_data[str(path)].num_repeats += 1
-                continue
-            self._static[str(path)] = (frames, group, variant)
-            rendered += new
-            self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame_for(group)), subset)
-        logger.info(f"collage_ext: {count} static frames in {cache} ({rendered} rendered, {count - rendered} reused)")
-        return count
-
-    def _new_info(self, path: str, caption: str, subset: Any, frame: Size) -> Any:
-        info = ImageInfo(path, 1, caption, getattr(subset, "is_reg", False), path)  # FineTuningSubset has none
-        info.image_size = (frame.width, frame.height)
-        if hasattr(self, "resize_interpolation"):
-            info.resize_interpolation = subset.resize_interpolation or self.resize_interpolation
-        return info
-
-    # -- sd-scripts hooks --------------------------------------------------------------------
-    def load_image_with_face_info(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
-        """Compose the slot's frame for the current epoch; other images load as sd-scripts does."""
-        entry = self._frames.get(image_path)
-        if entry is None:
-            return self._load_single(subset, image_path, alpha_mask)
-        frames, slot = entry
-        params = frames.params(slot, self.current_epoch)
-        sources = frames.sources_of(frames.groups(self.current_epoch)[slot])
-        rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask,
-                                 spares=frames.pool.sources)
-        frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
-        if not alpha_mask:
-            return rendered.image, 0, 0, 0, 0
-        return with_alpha(rendered, frames.pool.config), 0, 0, 0, 0
-
-    def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
-        """A single image; without bucketing a collage subset's single gets exactly the resolution.
-
-        sd-scripts refuses any other size then ("image size is small" / "image too large"); the sources
-        that keep the scale rule only alone (a square in a square frame) arrive at their own size.
-        """
-        loaded = self._load_single_as_is(subset, image_path, alpha_mask)
-        if (not self.enable_bucket and id(subset) in self._pool_of_subset and not subset.random_crop
-                and not loaded[1]):  # loaded[1]: face_cx (face_crop_aug_range crops to size itself)
-            loaded = (cover_to(loaded[0], (self.width, self.height)), *loaded[1:])
-        return loaded
-
-    def _load_single_as_is(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
-        """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
-        if image_path in self._static:  # a frame is no source of the pool: it loads as itself under any policy
-            return self._load_cached(subset, image_path, alpha_mask,
-                                     lambda problem: restore_static_frame(image_path, *self._static[image_path],
-                                                                          self._failures, problem))
-        if image_path in self._cropped:  # static mode: a cropped single, written at start-up
-            source, config, alpha = self._cropped[image_path]
-            return self._load_cached(subset, image_path, alpha_mask,
-                                     lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem))
-        frames = self._pool_of_subset.get(id(subset))
-        if frames is None:
-            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
-        planned = self._planned_sizes().get(image_path)
-        if frames.pool.config.on_error == "raise":
-            try:
-                loaded = self._load_source(subset, frames, image_path, alpha_mask)
-            except CollageInputError:
-                raise
-            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
-                check_single(image_path, None, planned, exc)
-            check_single(image_path, loaded[0], planned)
-            return loaded
-        sources = frames.pool.sources
-        start = _index_of(frames).get(image_path, 0)  # a dict: a scan per load would be quadratic per epoch
-        for step in range(len(sources)):
-            candidate = sources[(start + step) % len(sources)].path
-            if candidate in self._failures.failed:
-                continue
-            try:
-                loaded = self._load_source(subset, frames, candidate, alpha_mask)
-                if candidate == image_path:
-                    check_single(image_path, loaded[0], planned)
-            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
-                self._failures.record(candidate, exc)
-                continue
-            if candidate != image_path:
-                self._replaced[image_path] = candidate
-                if planned is not None:  # sd-scripts resizes to the original's bucket: keep its aspect
-                    loaded = (fit_to_aspect(loaded[0], planned), *loaded[1:])
-            return loaded
-        msg = f"no readable image left in subset {subset.image_dir!r} (collage_on_error = 'skip')"
-        raise CollageInputError(msg)
-
-    def _load_cached(self, subset: Any, path: str, alpha_mask: bool, rebuild: Any) -> Any:
-        """sd-scripts' loading of a file collage_ext wrote, checked by content; a bad file is written again."""
-        try:
-            loaded = super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-            problem = cached_png_problem(path, loaded[0])
-        except FileNotFoundError:
-            problem = "was deleted from the cache"
-        except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
-            problem = f"cannot be read ({type(exc).__name__}: {exc})"
-        if problem is None:
-            return loaded
-        rebuild(problem)
-        return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-
-    def _load_source(self, subset: Any, frames: SubsetFrames, path: str, alpha_mask: bool) -> Any:
-        """A pool source as a single sample: sd-scripts' loader, or its crop box when it has one."""
-        index = _index_of(frames).get(path)
-        source = frames.pool.sources[index] if index is not None else None
-        if source is None or source.crop is None:
-            return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-        return cropped_pixels(source, frames.pool.config, alpha=alpha_mask), 0, 0, 0, 0
-
-    def _planned_sizes(self) -> dict[str, tuple[int, int]]:
-        """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
-        sizes = getattr(self, "_sizes_cache", None)
-        if sizes is None:
-            sizes = {i.absolute_path: tuple(i.image_size) for i in self.image_data.values() if i.image_size}
-            self._sizes_cache = sizes
-        return sizes
-
-    def process_caption(self, subset: Any, caption: str) -> str:
-        """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
-        if isinstance(caption, SlotCaption) and caption.slot in self._frames:
-            frames, slot = self._frames[caption.slot]
-            caption = frames.collage.caption(frames.params(slot, self.current_epoch))
-        elif isinstance(caption, SlotCaption) and caption.slot in self._replaced:
-            frames = self._pool_of_subset[id(subset)]
-            replacement = self._replaced[caption.slot]
-            caption = frames.pool.sources[_index_of(frames)[replacement]].caption
-        return super().process_caption(subset, caption)  # type: ignore[misc]
-
-    def is_latent_cacheable(self) -> bool:
-        """Dynamic collage frames change every epoch, so they cannot be cached."""
-        return not self._frames and super().is_latent_cacheable()  # type: ignore[misc]
-
-    def make_buckets(self) -> None:
-        """sd-scripts' bucketing, plus the collage settings in ``bucket_info`` (it lands in LoRA metadata)."""
-        super().make_buckets()  # type: ignore[misc]
-        if self._collage_info:
-            info = self.bucket_info if isinstance(getattr(self, "bucket_info", None), dict) else {}
-            info["collage_ext"] = {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
-                                   "subsets": self._collage_info}
-            self.bucket_info = info
-
-    def new_cache_text_encoder_outputs(self, models: list[Any], accelerator: Any) -> None:
-        """sd-scripts' caching, plus the empty-caption encoding that dropped samples get."""
-        super().new_cache_text_encoder_outputs(models, accelerator)  # type: ignore[misc]
-        if self._te_dropout:
-            self._empty_te = encode_empty_caption(models, self._te_cache_dir)
-            logger.info(f"collage_ext: caption dropout up to {self._te_dropout:g} on cached text-encoder outputs "
-                        "(empty-caption encoding cached)")
-
-    def __getitem__(self, index: int) -> Any:
-        self._sync_epoch()
-        example = super().__getitem__(index)  # type: ignore[misc]
-        if self._te_dropout and isinstance(example, dict) and example.get("text_encoder_outputs_list") is not None:
-            if self._empty_te is None:
-                msg = ("internal: caption dropout with cached text-encoder outputs, but the empty-caption encoding "
-                       "was never cached (new_cache_text_encoder_outputs was not called)")
-                raise RuntimeError(msg)
-            substitute(example, self, index, self._empty_te, self._collage_seed)
-        return example
-
-    def _sync_epoch(self) -> None:
-        # sd-scripts' collator sets the epoch *after* the first batch of an epoch, so that batch
-        # would use last epoch's order and frames; reading the trainer's shared epoch value first
-        # keeps every batch of an epoch on one plan (exact coverage, no duplicates).
-        value = self._epoch_value
-        if value is not None and value.value > self.current_epoch:
-            self.set_current_epoch(value.value)  # type: ignore[attr-defined]
-
-
-class CollageDreamBoothDataset(_CollageMixin, DreamBoothDataset):  # type: ignore[misc]
+class CollageDreamBoothDataset(CollageMixin, DreamBoothDataset):  # type: ignore[misc]
     """sd-scripts' DreamBooth dataset (folders of images + caption files) with collage frames."""
 
 
-class CollageFineTuningDataset(_CollageMixin, FineTuningDataset):  # type: ignore[misc]
+class CollageFineTuningDataset(CollageMixin, FineTuningDataset):  # type: ignore[misc]
     """sd-scripts' fine-tuning dataset (``--in_json`` / ``metadata_file``) with collage frames."""
 
 
@@ -449,7 +69,7 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
         seed, seed_why = resolve_seed(run, tree.kohya)
         check_caption_files(tree.kohya, run)
         check_crop_extensions(tree.kohya, tree.subsets, run)
-        ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
+        ctx = BuildContext(run, tree.subsets, seed, mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
         if not sum(getattr(d, "num_train_images", 0) + getattr(d, "num_reg_images", 0) for d in datasets):
             raise CollageConfigError(_no_samples_message(tree.kohya))
@@ -480,7 +100,7 @@ def _no_samples_message(kohya_config: dict[str, Any]) -> str:
     return f"no sample to train: {why}; give a subset images and num_repeats >= 1"
 
 
-def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> tuple[list[Any], Any]:
+def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: BuildContext) -> tuple[list[Any], Any]:
     args = run.namespace
     if args is None:
         msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
@@ -496,7 +116,7 @@ def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) ->
 
 
 @contextmanager
-def _collage_classes(ctx: _BuildContext) -> Any:
+def _collage_classes(ctx: BuildContext) -> Any:
     """Let sd-scripts' own ``generate_dataset_group_by_blueprint`` build our subclasses.
 
     That function names ``DreamBoothDataset`` / ``FineTuningDataset`` directly; swapping the names
@@ -505,38 +125,21 @@ def _collage_classes(ctx: _BuildContext) -> Any:
     """
     saved = (config_util.DreamBoothDataset, config_util.FineTuningDataset)
     config_util.DreamBoothDataset, config_util.FineTuningDataset = CollageDreamBoothDataset, CollageFineTuningDataset
-    _PENDING.append(ctx)
+    mapper._PENDING.append(ctx)
     try:
         yield
     finally:
-        _PENDING.pop()
+        mapper._PENDING.pop()
         config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
-
-
-def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """sd-scripts' dataset constructor arguments by name, whether passed by keyword or by position.
-
-    Their positional order changes between releases (v0.11 inserted ``train_inpainting``), so the
-    adapter never relies on a position.
-    """
-    base = next(c for c in cls.__mro__ if c in (DreamBoothDataset, FineTuningDataset))
-    try:
-        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
-    except TypeError:  # let sd-scripts' own constructor report the bad call
-        return dict(kwargs)
 
 
 def _current_tokenize_strategy() -> Any:
     """The tokenize strategy the script set before building the dataset (main), else None."""
-    if not _strategy_era():
+    if not strategy_era():
         return None
     from library import strategy_base  # type: ignore[import-not-found]
 
     return strategy_base.TokenizeStrategy.get_strategy()
-
-
-def _strategy_era() -> bool:
-    return hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
 
 
 def _wants_tokenizer() -> bool:
@@ -557,44 +160,11 @@ def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
     return {"datasets": [{"subsets": subsets}]}, where
 
 
-def _index_of(frames: SubsetFrames) -> dict[str, int]:
-    """``path -> position`` in the subset's pool, built once per pool and process."""
-    index = getattr(frames, "_path_index", None)
-    if index is None:
-        index = {s.path: i for i, s in enumerate(frames.pool.sources)}
-        frames._path_index = index  # type: ignore[attr-defined]
-    return index
-
-
-def _rewrite_cropped(path: str, source: Source, config: CollageConfig, alpha: bool, problem: str) -> None:
-    write_checked_png(cropped_pixels(source, config, alpha), Path(path))
-    logger.warning(f"collage_ext: cropped single {path} (of {source.path}) {problem} while training; "
-                   "rendered it again")
-
-
-def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:
-    return static_cache_dir([config], run)
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
-def _version() -> str:
-    from collage_ext.core.version import __version__
-
-    return __version__
-
-
-def _static_progress(results: Any, total: int) -> Any:
-    return progress(results, "collage_ext: static frames", "frame", total=total)
-
-
 def attach_epoch_value(epoch_value: Any) -> None:
     """Give every live CollageDataset the trainer's shared epoch counter (see ``_sync_epoch``)."""
     for group in list(_LIVE):
         for dataset in group.datasets:
-            if isinstance(dataset, _CollageMixin):
+            if isinstance(dataset, CollageMixin):
                 dataset._epoch_value = epoch_value
 
 

@@ -2,7 +2,7 @@
 
 Everything is read through the CLI's own functions, so the page shows what ``preview`` and
 ``check`` show: ``datasets.load_project`` (dataset TOML, training TOML, trainer arguments),
-``framesets.plan_project`` / ``frames_for`` (the frames of an epoch), ``preview.frame_record``
+``plan.project.plan_project`` / ``plan.jobs.frames_for`` (the frames of an epoch), ``preview.frame_record``
 (captions, token counts, caption warnings) and ``check.run_check`` (findings). After every write
 the project is read again (on the next read, so the write itself answers at once), so the next frame
 the page asks for is rendered from the new files.
@@ -38,7 +38,10 @@ from collage_ext.pixels.crops import crop_path_for, parse_crop_box, read_crop_bo
 from collage_ext.kohya.datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_project
 from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError
 from collage_ext.plan.frames import encode_png
-from collage_ext.plan.framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
+from collage_ext.plan.framesets import TextEncoder, text_encoder_for
+from collage_ext.plan.jobs import FrameJob, FrameSet, frames_for
+from collage_ext.plan.project import plan_project
+from collage_ext.plan.subsets import PlannedSubset
 from collage_ext.plan.frames import frame_pixels
 from collage_ext.pixels.images import load_fitted, read_image_size
 from collage_ext.commands.measurecache import MeasureCache

@@ -239,15 +239,15 @@ _REGISTERED: dict[str, str] = {}  # static frame path -> the caption it was regi
 @pytest.fixture(autouse=True)
 def _record_captions(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remember each static frame's caption as it is registered (for the invalidation test)."""
-    from collage_ext.sdscripts import dataset as adapter
+    from collage_ext.sdscripts import mapper
 
-    original = adapter._CollageMixin._new_info
+    original = mapper.CollageMixin._new_info
 
     def recording(self: Any, path: str, caption: str, subset: Any, frame: Any) -> Any:
         _REGISTERED[path] = str(caption)
         return original(self, path, caption, subset, frame)
 
-    monkeypatch.setattr(adapter._CollageMixin, "_new_info", recording)
+    monkeypatch.setattr(mapper.CollageMixin, "_new_info", recording)
 
 
 def test_metadata_carries_collage_settings(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:

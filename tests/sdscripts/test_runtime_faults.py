@@ -315,16 +315,16 @@ def test_source_deleted_between_planning_and_rendering(tmp_path: Path, toks: fak
                                                        monkeypatch: pytest.MonkeyPatch, policy: str,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Static mode: a file that vanishes after its header was read follows the policy while frames render."""
-    from collage_ext.sdscripts import dataset as adapter
+    from collage_ext.sdscripts import mapper
 
     folder = write_images(tmp_path / "img")
-    original = adapter._CollageMixin._register_static
+    original = mapper.CollageMixin._register_static
 
     def delete_first(self: Any, *args: Any, **kwargs: Any) -> int:
         (folder / "img_003.png").unlink()
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(adapter._CollageMixin, "_register_static", delete_first)
+    monkeypatch.setattr(mapper.CollageMixin, "_register_static", delete_first)
     config = dataset_toml(tmp_path, folder, general=SKIP if policy == "skip" else RAISE)
     if policy == "raise":
         with pytest.raises(CollageInputError, match=r"img_003\.png cannot be read any more .*put it back or restart"):

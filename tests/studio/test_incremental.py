@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from collage_ext.commands import check
-from collage_ext.plan import framesets
-from collage_ext.plan.framesets import FrameJob
+from collage_ext.plan import jobs
+from collage_ext.plan.jobs import FrameJob
 from collage_ext.studio.cache import ByteLRU
 from collage_ext.studio.model import Studio
 
@@ -29,7 +29,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         seen["render"].append([s.path for s in self.sources])
         return render(self, **kwargs)
 
-    monkeypatch.setattr(framesets.FrameJob, "render", counting_render)
+    monkeypatch.setattr(jobs.FrameJob, "render", counting_render)
     monkeypatch.setattr(check, "_measure_file", lambda item: seen["measure"].append(item[0]) or measure(item))
     return seen
 

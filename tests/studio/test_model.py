@@ -11,7 +11,9 @@ import pytest
 from collage_ext.captions import CaptionGrammar, clip_budget, estimate_tokens, t5_budget
 from collage_ext.cli import main
 from collage_ext.kohya.datasets import glob_images, load_project
-from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
+from collage_ext.plan.framesets import text_encoder_for
+from collage_ext.plan.jobs import frames_for
+from collage_ext.plan.project import plan_project
 from collage_ext.studio import files as studio_files
 from collage_ext.studio.files import Folders, History, RefusedError
 from collage_ext.studio.model import Studio
