@@ -107,8 +107,3 @@ class Pool:
         plans = static_variants(self.structure, self.records, seed=self.seed, variants=self.config.variants,
                                 pool_key=self.key)
         return [(v, g) for v, plan in enumerate(plans) for g in plan]
-
-    def frames(self, epoch: int) -> list[Group]:
-        """Every sample of an epoch: collage groups, then single images once per single repeat."""
-        singles = [(i,) for i, n in enumerate(self.structure.single_repeats) for _ in range(n)]
-        return self.collage_groups(epoch) + singles

@@ -29,16 +29,16 @@ from collage_ext.geometry.buckets import Buckets
 from collage_ext.kohya.runargs import RunArgs
 from collage_ext.pixels.images import load_fitted
 from collage_ext.plan.collage import Source
-from collage_ext.plan.frames import cached_png_problem, ensure_cached_png, ensure_writable, with_alpha, write_checked_png
+from collage_ext.plan.frames import ensure_cached_png, ensure_writable
 from collage_ext.plan.framestats import epoch_stats, frame_note, rule_warning
-from collage_ext.plan.jobs import slot_job, static_job
-from collage_ext.plan.policy import FailureLog, check_single, cover_to, fit_to_aspect
+from collage_ext.plan.policy import FailureLog
 from collage_ext.plan.run import static_cache_dir
 from collage_ext.plan.singles import cropped_pixels, cropped_single_path
 from collage_ext.plan.subsets import PlannedSubset, SubsetImage, SubsetInput, plan_subset, subset_root
 from collage_ext.sdscripts import seams
 from collage_ext.sdscripts.captioning import caption_tokens
-from collage_ext.sdscripts.staticframes import render_static_frames, restore_static_frame
+from collage_ext.sdscripts.loading import LoadingMixin
+from collage_ext.sdscripts.staticframes import render_static_frames
 from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, take_over_dropout
 
 _SEAMS = seams.require()
@@ -88,7 +88,7 @@ class BuildContext:
         return index, self.configs[index] if index < len(self.configs) else ()
 
 
-class CollageMixin:
+class CollageMixin(LoadingMixin):
     """Adds collage frames to an sd-scripts dataset after it registered its source images."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -172,13 +172,15 @@ class CollageMixin:
             logger.warning(broken)
 
     def _register_dynamic(self, planned: PlannedSubset, subset: Any, ctx: BuildContext) -> int:
+        """One virtual image per slot: its name and frame are the same in every epoch, its content is not."""
         slot_dir = _cache_dir(planned.pool.config, ctx.run) / "dynamic"
-        for slot in range(planned.slot_count):
-            path = str(slot_dir / f"{planned.slot_name(slot)}.png")  # virtual: never written
-            info = self._new_info(path, SlotCaption("", path), subset, planned.slot_frame(slot))
-            self._frames[path] = (planned, slot)
-            self.register_image(info, subset)
-        return planned.slot_count
+        jobs = planned.jobs("dynamic", 1, self._failures)
+        for job in jobs:
+            assert job.slot is not None
+            path = str(slot_dir / f"{job.name}.png")  # virtual: never written
+            self._frames[path] = (planned, job.slot)
+            self.register_image(self._new_info(path, SlotCaption("", path), subset, job.frame), subset)
+        return len(jobs)
 
     def _register_static(self, planned: PlannedSubset, subset: Any, ctx: BuildContext) -> int:
         cache = _cache_dir(planned.pool.config, ctx.run)
@@ -261,104 +263,7 @@ class CollageMixin:
             info.resize_interpolation = subset.resize_interpolation or self.resize_interpolation
         return info
 
-    # -- sd-scripts hooks: answered by looking the job up --------------------------------------
-    def load_image_with_face_info(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
-        """Render the slot's job for the current epoch; other images load as sd-scripts loads them."""
-        entry = self._frames.get(image_path)
-        if entry is None:
-            return self._load_single(subset, image_path, alpha_mask)
-        planned, slot = entry
-        rendered = slot_job(planned, slot, self.current_epoch, self._failures).render(with_mask=alpha_mask)
-        if not alpha_mask:
-            return rendered.image, 0, 0, 0, 0
-        return with_alpha(rendered, planned.pool.config), 0, 0, 0, 0
-
-    def _load_single(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
-        """A single image; without bucketing a collage subset's single gets exactly the resolution.
-
-        sd-scripts refuses any other size then ("image size is small" / "image too large"); the sources
-        that keep the scale rule only alone (a square in a square frame) arrive at their own size.
-        """
-        loaded = self._load_single_as_is(subset, image_path, alpha_mask)
-        if (not self.enable_bucket and id(subset) in self._pool_of_subset and not subset.random_crop
-                and not loaded[1]):  # loaded[1]: face_cx (face_crop_aug_range crops to size itself)
-            loaded = (cover_to(loaded[0], (self.width, self.height)), *loaded[1:])
-        return loaded
-
-    def _load_single_as_is(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
-        """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
-        if image_path in self._static:  # a frame is no source of the pool: it loads as itself under any policy
-            planned, group, variant = self._static[image_path]
-            return self._load_cached(subset, image_path, alpha_mask, lambda problem: restore_static_frame(
-                image_path, static_job(planned, group, variant, self._failures), problem))
-        if image_path in self._cropped:  # static mode: a cropped single, written at start-up
-            source, config, alpha = self._cropped[image_path]
-            return self._load_cached(subset, image_path, alpha_mask,
-                                     lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem))
-        planned = self._pool_of_subset.get(id(subset))
-        if planned is None:
-            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
-        size = self._planned_sizes().get(image_path)
-        if planned.pool.config.on_error == "raise":
-            try:
-                loaded = self._load_source(subset, planned, image_path, alpha_mask)
-            except CollageInputError:
-                raise
-            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
-                check_single(image_path, None, size, exc)
-            check_single(image_path, loaded[0], size)
-            return loaded
-        sources = planned.pool.sources
-        start = planned.index_of(image_path) or 0  # a dict: a scan per load would be quadratic per epoch
-        for step in range(len(sources)):
-            candidate = sources[(start + step) % len(sources)].path
-            if candidate in self._failures.failed:
-                continue
-            try:
-                loaded = self._load_source(subset, planned, candidate, alpha_mask)
-                if candidate == image_path:
-                    check_single(image_path, loaded[0], size)
-            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
-                self._failures.record(candidate, exc)
-                continue
-            if candidate != image_path:
-                self._replaced[image_path] = candidate
-                if size is not None:  # sd-scripts resizes to the original's bucket: keep its aspect
-                    loaded = (fit_to_aspect(loaded[0], size), *loaded[1:])
-            return loaded
-        msg = f"no readable image left in subset {subset.image_dir!r} (collage_on_error = 'skip')"
-        raise CollageInputError(msg)
-
-    def _load_cached(self, subset: Any, path: str, alpha_mask: bool, rebuild: Any) -> Any:
-        """sd-scripts' loading of a file collage_ext wrote, checked by content; a bad file is written again."""
-        try:
-            loaded = super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-            problem = cached_png_problem(path, loaded[0])
-        except FileNotFoundError:
-            problem = "was deleted from the cache"
-        except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
-            problem = f"cannot be read ({type(exc).__name__}: {exc})"
-        if problem is None:
-            return loaded
-        rebuild(problem)
-        return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-
-    def _load_source(self, subset: Any, planned: PlannedSubset, path: str, alpha_mask: bool) -> Any:
-        """A pool source as a single sample: sd-scripts' loader, or its crop box when it has one."""
-        index = planned.index_of(path)
-        source = planned.pool.sources[index] if index is not None else None
-        if source is None or source.crop is None:
-            return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
-        return cropped_pixels(source, planned.pool.config, alpha=alpha_mask), 0, 0, 0, 0
-
-    def _planned_sizes(self) -> dict[str, tuple[int, int]]:
-        """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
-        sizes = getattr(self, "_sizes_cache", None)
-        if sizes is None:
-            sizes = {i.absolute_path: tuple(i.image_size) for i in self.image_data.values() if i.image_size}
-            self._sizes_cache = sizes
-        return sizes
-
+    # -- sd-scripts hooks: answered by looking the job up (loading: sdscripts/loading.py) ------
     def process_caption(self, subset: Any, caption: str) -> str:
         """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
         if isinstance(caption, SlotCaption) and caption.slot in self._frames:
@@ -428,12 +333,6 @@ def constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, An
 def strategy_era() -> bool:
     """True on sd-scripts main (strategies, text-encoder caching on the dataset group), False on v0.9.1."""
     return hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
-
-
-def _rewrite_cropped(path: str, source: Source, config: CollageConfig, alpha: bool, problem: str) -> None:
-    write_checked_png(cropped_pixels(source, config, alpha), Path(path))
-    logger.warning(f"collage_ext: cropped single {path} (of {source.path}) {problem} while training; "
-                   "rendered it again")
 
 
 def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:
