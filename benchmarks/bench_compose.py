@@ -48,8 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.fit import choose_draft_scale, plan_fit
-from collage_ext.geometry.grouping import Record, group_instances, plan_structure
+from collage_ext.pixels.fit import choose_draft_scale, cell_fit
+from collage_ext.geometry.grouping import Record, group_instances, pool_structure
 from collage_ext.plan.collage import FAST_DRAFT_GAPS
 from collage_ext.pixels.images import load_fitted, open_image, read_image_size
 from collage_ext.geometry.layout import layout_cells
@@ -331,7 +331,7 @@ def _kinds(fx: Fixtures) -> list[Kind]:
 def measure_kind(kind: Kind, sd: tuple[Callable[..., Any], ...], rounds: int, quality_files: int) -> Measured:
     load_image, trim_and_resize, _ = sd
     size = read_image_size(kind.paths[0])
-    dst = plan_fit(size, kind.cell, "contain").dst
+    dst = cell_fit(size, kind.cell, "contain").dst
     scale = choose_draft_scale(size, kind.cell, "contain")
 
     def sd_cell(path: Path, out: tuple[int, int]) -> Any:
@@ -360,7 +360,7 @@ def measure_kind(kind: Kind, sd: tuple[Callable[..., Any], ...], rounds: int, qu
             value = psnr(f(path, kind.cell, (dst.width, dst.height)), reference)
             quality[name] = min(quality.get(name, float("inf")), value)
     zone_n = read_image_size(kind.zone).width
-    zone_dst = plan_fit(Size(zone_n, zone_n), kind.zone_cell, "contain").dst
+    zone_dst = cell_fit(Size(zone_n, zone_n), kind.zone_cell, "contain").dst
     residue = {name: stop_band_residue(f(kind.zone, kind.zone_cell, (zone_dst.width, zone_dst.height)), zone_n)
                for name, f in paths_of.items()}
     residue["float LANCZOS reference"] = stop_band_residue(
@@ -468,7 +468,7 @@ def bench_planning(count: int, fx: Fixtures) -> tuple[list[Row], list[str]]:
     config = CollageConfig(rate=1.0)
 
     def plan() -> tuple[Any, Any]:
-        structure = plan_structure(records, FRAME, config, seed=1, pool_key="bench")
+        structure = pool_structure(records, FRAME, config, seed=1, pool_key="bench")
         return structure, group_instances(structure, records, seed=1, epoch=1, pool_key="bench")
 
     times = []
@@ -486,7 +486,7 @@ def bench_planning(count: int, fx: Fixtures) -> tuple[list[Row], list[str]]:
     header = statistics.median(_header_seconds(p) for p in fx.jpegs + fx.pngs)
     seconds = min(times)
     rows = [
-        Row("P3", f"plan_structure + group_instances, {count:,} records: seconds", "-", f"{seconds:.2f} s", "-",
+        Row("P3", f"pool_structure + group_instances, {count:,} records: seconds", "-", f"{seconds:.2f} s", "-",
             "<= 2 s", _yes(seconds <= 2)),
         Row("P3", f"plan memory per image ({count:,} records, tracemalloc)", "-",
             f"{retained / count:.0f} B kept, {peak / count:.0f} B peak", "-", "<= 1 KB", _yes(peak / count <= 1024)),

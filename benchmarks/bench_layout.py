@@ -42,7 +42,7 @@ os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
 
 from collage_ext.geometry.buckets import Buckets  # noqa: E402
 from collage_ext.kohya.datasets import load_project  # noqa: E402
-from collage_ext.pixels.fit import plan_fit  # noqa: E402
+from collage_ext.pixels.fit import cell_fit  # noqa: E402
 from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
 from collage_ext.plan.jobs import FrameSet, frames_for  # noqa: E402
 from collage_ext.plan.project import plan_project  # noqa: E402
@@ -174,7 +174,7 @@ def measure(folder: Path, cell: Cell, work: Path, extra: str = "") -> dict[str, 
         layout = job.params.layout
         for cell, index in zip(layout.cells, layout.order):
             source = job.sources[index]
-            box = plan_fit(source.size, cell.size, layout.fit or job.planned.subset.config.fit_mode, source.crop).src_box
+            box = cell_fit(source.size, cell.size, layout.fit or job.planned.subset.config.fit_mode, source.crop).src_box
             region = source.effective_size
             kept.append(box.width * box.height / (region.width * region.height))
     instances = sum(len(j.sources) for j in dynamic.jobs) + sum(n for _, _, n in dynamic.singles)

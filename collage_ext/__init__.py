@@ -18,11 +18,16 @@ from typing import Any
 
 from collage_ext.core.config import OPTIONS, CollageConfig, parse_color, resolve_config
 from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError, LayoutError
-from collage_ext.geometry.grouping import PoolStructure, Record, group_instances, plan_structure, static_variants
-from collage_ext.geometry.layout import layout_cells, max_group_size, plan_layout
+from collage_ext.geometry.grouping import PoolStructure, Record, group_instances, pool_structure, static_variants
+from collage_ext.geometry.layout import choose_layout, layout_cells, max_group_size
 from collage_ext.core.rng import derive_rng, sample_key
 from collage_ext.core.types import Box, Layout, Rect, Size
 from collage_ext.core.version import __version__
+
+#: Earlier names of ``choose_layout`` and ``pool_structure`` ("plan" now means only the frames of a run,
+#: ``collage_ext.plan``); kept so code written against them keeps working.
+plan_layout = choose_layout
+plan_structure = pool_structure
 
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "Record",
     "Rect",
     "Size",
+    "choose_layout",
     "derive_rng",
     "group_instances",
     "layout_cells",
@@ -47,6 +53,7 @@ __all__ = [
     "parse_color",
     "plan_layout",
     "plan_structure",
+    "pool_structure",
     "resolve_config",
     "sample_key",
     "static_variants",

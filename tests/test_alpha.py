@@ -19,7 +19,7 @@ from PIL import Image
 
 from collage_ext.plan.collage import Collage, Source, load_source
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.fit import plan_fit
+from collage_ext.pixels.fit import cell_fit
 from collage_ext.plan.frames import frame_pixels, uses_alpha, with_alpha
 from collage_ext.plan.jobs import frame_digest
 from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, to_rgb
@@ -167,7 +167,7 @@ def test_alpha_is_fitted_like_the_pixels(tmp_path: Path, geometry: tuple[Any, ..
 
 
 def test_transparent_block_is_zero_where_the_plan_puts_it(tmp_path: Path) -> None:
-    """Independent of the resampler: the block mapped through plan_fit is 0 inside, and the cover trim cuts it."""
+    """Independent of the resampler: the block mapped through cell_fit is 0 inside, and the cover trim cuts it."""
     alpha_png, _, _ = _twin_files(tmp_path)
     cell = Size(48, 32)  # exactly half size: the block [0, 24) x [0, 21) lands on [0, 12) x [0, 10.5)
     _, rect, alpha = load_fitted_with_alpha(alpha_png, cell, "contain")
@@ -176,7 +176,7 @@ def test_transparent_block_is_zero_where_the_plan_puts_it(tmp_path: Path) -> Non
     assert (values[:7, :9] == 0).all()  # inside the block, 3 px from its edges (Lanczos-3's reach at a 2x shrink)
     assert (values[:7, 15:] > 0).any(axis=1).all()  # beside the block each row has weight again
     cover_cell = Size(20, 40)  # cover trims the sides: a 32-px wide central strip, clear of the block
-    plan = plan_fit(Size(W, H), cover_cell, "cover")
+    plan = cell_fit(Size(W, H), cover_cell, "cover")
     assert plan.src_box.left >= W // 4
     _, _, trimmed = load_fitted_with_alpha(alpha_png, cover_cell, "cover")
     assert trimmed is not None and not (np.asarray(trimmed)[:10] == 0).all(axis=1).any()
@@ -247,7 +247,7 @@ def test_cells_carry_their_sources_alpha(tmp_path: Path) -> None:
     rendered = collage.render(sources, params, with_mask=True)
     assert rendered.alpha is not None
     for cell, index in zip(params.layout.cells, params.layout.order):
-        plan = plan_fit(sources[index].size, cell.size, "contain")
+        plan = cell_fit(sources[index].size, cell.size, "contain")
         x0 = cell.x + plan.dst.x
         scale = plan.dst.width / sources[index].size.width
         rows = slice(cell.y + plan.dst.y, cell.y + plan.dst.bottom)

@@ -21,12 +21,12 @@ from PIL import Image, JpegImagePlugin
 from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
 from collage_ext.pixels.fit import (
     DRAFT_GAPS,
-    ScaledFitPlan,
+    ScaledCellFit,
     apply_fit,
     choose_draft_scale,
     fit_image,
-    plan_fit,
-    plan_scaled_fit,
+    cell_fit,
+    scaled_cell_fit,
 )
 from collage_ext.pixels.images import _REVERSED_AXES, _TRANSPOSE_FOR_ORIENTATION, load_fitted, open_image
 from collage_ext.core.types import Box, Rect, Size
@@ -76,7 +76,7 @@ def drafts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield calls
 
 
-# --- geometry: choose_draft_scale / plan_scaled_fit ---------------------------------------------
+# --- geometry: choose_draft_scale / scaled_cell_fit ---------------------------------------------
 
 GRID = list(itertools.product([7, 100, 333, 1001, 4000], [9, 240, 999, 3000], [1, 40, 100, 513], [1, 64, 333]))
 
@@ -88,9 +88,9 @@ def test_draft_scale_never_leaves_fewer_pixels_than_needed(mode: str) -> None:
         src, cell = Size(sw, sh), Size(cw, ch)
         for flipped in itertools.product([False, True], repeat=2):
             scale = choose_draft_scale(src, cell, mode, flipped=flipped)  # type: ignore[arg-type]
-            plan = plan_scaled_fit(src, cell, mode, scale=scale, flipped=flipped)  # type: ignore[arg-type]
+            plan = scaled_cell_fit(src, cell, mode, scale=scale, flipped=flipped)  # type: ignore[arg-type]
             where = f"{mode} {src} -> {cell} flipped={flipped}: {plan}"
-            assert plan.dst == plan_fit(src, cell, mode).dst, where  # type: ignore[arg-type]
+            assert plan.dst == cell_fit(src, cell, mode).dst, where  # type: ignore[arg-type]
             if scale > 1:
                 assert plan.box.width >= DRAFT_GAPS[scale] * plan.dst.width, where
                 assert plan.box.height >= DRAFT_GAPS[scale] * plan.dst.height, where
@@ -100,13 +100,13 @@ def test_draft_scale_never_leaves_fewer_pixels_than_needed(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_scale_one_is_plan_fit(mode: str) -> None:
-    """At full size the scaled plan is plan_fit itself (box relative to the crop)."""
+def test_scale_one_is_cell_fit(mode: str) -> None:
+    """At full size the scaled plan is cell_fit itself (box relative to the crop)."""
     for sw, sh, cw, ch in GRID:
         src, cell = Size(sw, sh), Size(cw, ch)
         crop = Box(sw // 5, sh // 7, sw - sw // 9, sh) if sw >= 9 and sh >= 9 else None
-        plan = plan_fit(src, cell, mode, crop)  # type: ignore[arg-type]
-        scaled = plan_scaled_fit(src, cell, mode, crop)  # type: ignore[arg-type]
+        plan = cell_fit(src, cell, mode, crop)  # type: ignore[arg-type]
+        scaled = scaled_cell_fit(src, cell, mode, crop)  # type: ignore[arg-type]
         region = crop or Box(0, 0, sw, sh)
         assert scaled.cut == region
         assert scaled.box == Box(plan.src_box.left - region.left, plan.src_box.top - region.top,
@@ -116,17 +116,17 @@ def test_scale_one_is_plan_fit(mode: str) -> None:
 SCALED_CASES = [
     # src, cell, mode, crop, scale, flipped, expected plan
     ((3000, 4000), (512, 1024), "contain", None, 2, (False, False),
-     ScaledFitPlan(2, Box(0, 0, 1500, 2000), Box(0, 0, 1500, 2000), Rect(0, 170, 512, 683))),
+     ScaledCellFit(2, Box(0, 0, 1500, 2000), Box(0, 0, 1500, 2000), Rect(0, 170, 512, 683))),
     ((3001, 4000), (100, 100), "contain", None, 8, (False, False),
-     ScaledFitPlan(8, Box(0, 0, 376, 500), Box(0, 0, 375.125, 500), Rect(12, 0, 75, 100))),
+     ScaledCellFit(8, Box(0, 0, 376, 500), Box(0, 0, 375.125, 500), Rect(12, 0, 75, 100))),
     ((3001, 4000), (100, 100), "contain", None, 8, (True, False),
-     ScaledFitPlan(8, Box(0, 0, 376, 500), Box(0.875, 0, 376, 500), Rect(12, 0, 75, 100))),
+     ScaledCellFit(8, Box(0, 0, 376, 500), Box(0.875, 0, 376, 500), Rect(12, 0, 75, 100))),
     ((4000, 3000), (64, 64), "cover", None, 4, (False, False),
-     ScaledFitPlan(4, Box(0, 0, 1000, 750), Box(125, 0, 875, 750), Rect(0, 0, 64, 64))),
+     ScaledCellFit(4, Box(0, 0, 1000, 750), Box(125, 0, 875, 750), Rect(0, 0, 64, 64))),
     ((1000, 1000), (50, 50), "contain", Box(3, 10, 997, 1000), 4, (False, False),
-     ScaledFitPlan(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50))),
+     ScaledCellFit(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50))),
     ((1000, 1000), (50, 50), "contain", Box(3, 10, 997, 1000), 4, (True, True),
-     ScaledFitPlan(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50))),
+     ScaledCellFit(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50))),
 ]
 
 
@@ -134,18 +134,18 @@ SCALED_CASES = [
                          ids=["half", "eighth-partial-pixel", "eighth-flipped-offset", "quarter-cover",
                               "crop-rounds-inward", "crop-inward-flipped"])
 def test_plan_scaled_fit_table(src: tuple[int, int], cell: tuple[int, int], mode: str, crop: Box | None,
-                               scale: int, flipped: tuple[bool, bool], expected: ScaledFitPlan) -> None:
+                               scale: int, flipped: tuple[bool, bool], expected: ScaledCellFit) -> None:
     """Exact reduced plans: partial last pixels, flipped offsets, crops cut inward."""
-    plan = plan_scaled_fit(Size(*src), Size(*cell), mode, crop, scale=scale, flipped=flipped)  # type: ignore[arg-type]
+    plan = scaled_cell_fit(Size(*src), Size(*cell), mode, crop, scale=scale, flipped=flipped)  # type: ignore[arg-type]
     assert plan == expected
 
 
 def test_plan_scaled_fit_errors() -> None:
     """A crop thinner than one reduced pixel, or a bad scale, is refused with the reason."""
     with pytest.raises(LayoutError, match=r"smaller than one decoded pixel at scale 1/8"):
-        plan_scaled_fit(Size(100, 100), Size(4, 4), "contain", Box(3, 3, 9, 50), scale=8)
+        scaled_cell_fit(Size(100, 100), Size(4, 4), "contain", Box(3, 3, 9, 50), scale=8)
     with pytest.raises(ValueError, match=r"scale must be a positive integer, got 0"):
-        plan_scaled_fit(Size(100, 100), Size(4, 4), "contain", scale=0)
+        scaled_cell_fit(Size(100, 100), Size(4, 4), "contain", scale=0)
     with pytest.raises(CollageConfigError, match="got 'fill'"):
         choose_draft_scale(Size(100, 100), Size(4, 4), "fill")  # type: ignore[arg-type]
 
@@ -254,7 +254,7 @@ def test_reduced_decode_close_to_reference_every_orientation(tmp_path: Path, ori
 def float_reference(path: Path, cell: Size) -> Image.Image:
     """What every path approximates: full decode, LANCZOS per channel in 32-bit float (contain)."""
     image = open_image(path)
-    dst = plan_fit(Size(*image.size), cell, "contain").dst
+    dst = cell_fit(Size(*image.size), cell, "contain").dst
     return float_lanczos(image, (dst.width, dst.height))
 
 
@@ -293,7 +293,7 @@ def test_zone_plate_aliases_without_the_gap(tmp_path: Path, drafts: list[int]) -
     with Image.open(path) as raw:
         raw.draft(None, (n // 4, n // 4))
         reduced = raw.convert("RGB")
-    plan = plan_scaled_fit(Size(n, n), Size(400, 400), "contain", scale=4)
+    plan = scaled_cell_fit(Size(n, n), Size(400, 400), "contain", scale=4)
     naive = apply_fit(reduced, plan)
     expected, _ = reference(path, Size(400, 400), "contain")
     assert stop_band_residue(naive, n) > stop_band_residue(expected, n) + 4 * ALIAS_MARGIN

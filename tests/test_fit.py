@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
-from collage_ext.pixels.fit import FitPlan, fit_image, plan_fit, upscale_factor
+from collage_ext.pixels.fit import CellFit, fit_image, cell_fit, upscale_factor
 from collage_ext.pixels.resample import REDUCING_GAP
 from collage_ext.pixels.render import render_frame
 from collage_ext.core.types import Box, Rect, Size
@@ -62,8 +62,8 @@ CONTAIN_IDS = [
 @pytest.mark.parametrize(("src", "cell", "expected"), CONTAIN_CASES, ids=CONTAIN_IDS)
 def test_plan_contain_table(src: tuple[int, int], cell: tuple[int, int], expected: Rect) -> None:
     """Contain keeps the whole image, centres it, and never produces a 0-px side."""
-    plan = plan_fit(Size(*src), Size(*cell), "contain")
-    assert plan == FitPlan(Box(0, 0, *src), expected)
+    plan = cell_fit(Size(*src), Size(*cell), "contain")
+    assert plan == CellFit(Box(0, 0, *src), expected)
 
 
 COVER_CASES = [
@@ -93,8 +93,8 @@ COVER_IDS = [
 @pytest.mark.parametrize(("src", "cell", "expected_box"), COVER_CASES, ids=COVER_IDS)
 def test_plan_cover_table(src: tuple[int, int], cell: tuple[int, int], expected_box: Box) -> None:
     """Cover fills the whole cell from a centred, whole-pixel source box."""
-    plan = plan_fit(Size(*src), Size(*cell), "cover")
-    assert plan == FitPlan(expected_box, Rect(0, 0, *cell))
+    plan = cell_fit(Size(*src), Size(*cell), "cover")
+    assert plan == CellFit(expected_box, Rect(0, 0, *cell))
 
 
 CROP_CASES = [
@@ -122,14 +122,14 @@ def test_plan_with_crop_table(
     mode: str, src: tuple[int, int], crop: Box, cell: tuple[int, int], expected_box: Box, expected_dst: Rect
 ) -> None:
     """The crop box replaces the image bounds as the source region."""
-    plan = plan_fit(Size(*src), Size(*cell), mode, crop)  # type: ignore[arg-type]
-    assert plan == FitPlan(expected_box, expected_dst)
+    plan = cell_fit(Size(*src), Size(*cell), mode, crop)  # type: ignore[arg-type]
+    assert plan == CellFit(expected_box, expected_dst)
     assert all(type(v) is int for v in plan.src_box)
 
 
 def test_plan_stretch_uses_whole_source() -> None:
     """Stretch maps the whole source onto the whole cell."""
-    assert plan_fit(Size(7, 3), Size(4, 9), "stretch") == FitPlan(Box(0, 0, 7, 3), Rect(0, 0, 4, 9))
+    assert cell_fit(Size(7, 3), Size(4, 9), "stretch") == CellFit(Box(0, 0, 7, 3), Rect(0, 0, 4, 9))
 
 
 UPSCALE_CASES = [
@@ -166,7 +166,7 @@ def test_plan_invariants(mode: str) -> None:
     """For every size pair: dst inside the cell, sides >= 1, src box inside the source."""
     for sw, sh, cw, ch in GRID:
         src, cell = Size(sw, sh), Size(cw, ch)
-        plan = plan_fit(src, cell, mode)  # type: ignore[arg-type]
+        plan = cell_fit(src, cell, mode)  # type: ignore[arg-type]
         dst, box = plan.dst, plan.src_box
         where = f"{mode} {src} -> {cell}: {plan}"
         assert dst.width >= 1 and dst.height >= 1, where
@@ -182,7 +182,7 @@ def test_plan_invariants(mode: str) -> None:
 def test_contain_aspect_error_is_below_half_a_pixel() -> None:
     """Contain keeps the aspect ratio up to rounding (unless clamped to 1 px)."""
     for sw, sh, cw, ch in GRID:
-        dst = plan_fit(Size(sw, sh), Size(cw, ch), "contain").dst
+        dst = cell_fit(Size(sw, sh), Size(cw, ch), "contain").dst
         exact_h = Fraction(sh * dst.width, sw)
         exact_w = Fraction(sw * dst.height, sh)
         assert min(abs(dst.height - exact_h), abs(dst.width - exact_w)) <= Fraction(1, 2) or 1 in dst.size
@@ -191,7 +191,7 @@ def test_contain_aspect_error_is_below_half_a_pixel() -> None:
 def test_cover_box_aspect_is_closest_whole_pixel() -> None:
     """The cover box's aspect matches the cell's within half a source pixel."""
     for sw, sh, cw, ch in GRID:
-        box = plan_fit(Size(sw, sh), Size(cw, ch), "cover").src_box
+        box = cell_fit(Size(sw, sh), Size(cw, ch), "cover").src_box
         width, height = box.right - box.left, box.bottom - box.top
         if width == sw and height < sh:
             assert abs(height - Fraction(sw * ch, cw)) <= Fraction(1, 2) or height == 1
@@ -205,7 +205,7 @@ def test_cover_box_aspect_is_closest_whole_pixel() -> None:
 def test_unknown_mode_raises() -> None:
     """An unknown fit mode names the option, the valid values and the bad value."""
     with pytest.raises(CollageConfigError, match=r"fit_mode must be one of 'contain', 'cover', 'stretch', got 'fill'"):
-        plan_fit(Size(4, 4), Size(2, 2), "fill")  # type: ignore[arg-type]
+        cell_fit(Size(4, 4), Size(2, 2), "fill")  # type: ignore[arg-type]
     with pytest.raises(CollageConfigError, match="got 'fill'"):
         upscale_factor(Size(4, 4), Size(2, 2), "fill")  # type: ignore[arg-type]
 
@@ -227,7 +227,7 @@ def test_plan_errors(
 ) -> None:
     """Bad sizes and crop boxes raise typed errors that say what was wrong."""
     with pytest.raises(error, match=pattern):
-        plan_fit(Size(*src), Size(*cell), "contain", crop)
+        cell_fit(Size(*src), Size(*cell), "contain", crop)
 
 
 def test_fit_image_rejects_palette_images() -> None:
@@ -247,7 +247,7 @@ def test_fit_image_solid_matches_plan(mode: str, src: tuple[int, int], cell: tup
     """The output has the planned size, the input's mode and (for a solid input) its exact colour."""
     image = make_image(src, RED)
     fitted, rect = fit_image(image, Size(*cell), mode)  # type: ignore[arg-type]
-    assert rect == plan_fit(Size(*src), Size(*cell), mode).dst  # type: ignore[arg-type]
+    assert rect == cell_fit(Size(*src), Size(*cell), mode).dst  # type: ignore[arg-type]
     assert fitted.size == (rect.width, rect.height)
     assert fitted.mode == "RGB"
     assert solid_color_at(np.asarray(fitted), Rect(0, 0, rect.width, rect.height)) == RED
@@ -322,7 +322,7 @@ def test_contain_size_matches_imageops_contain() -> None:
     compared = 0
     for sw, sh, cw, ch in GRID:
         reference = _pillow_contain_size((sw, sh), (cw, ch))
-        ours = plan_fit(Size(sw, sh), Size(cw, ch), "contain").dst
+        ours = cell_fit(Size(sw, sh), Size(cw, ch), "contain").dst
         tie = _is_tie(sh * cw, sw) or _is_tie(sw * ch, sh)
         if reference is None or tie:
             assert ours.width >= 1
@@ -336,9 +336,9 @@ def test_contain_size_matches_imageops_contain() -> None:
 def test_contain_differs_from_pillow_on_purpose() -> None:
     """Pillow gives a 0-px side for 1x50 in 10x10 and rounds 2.5 to 2; we give 1 px and round up."""
     assert _pillow_contain_size((1, 50), (10, 10)) is None
-    assert plan_fit(Size(1, 50), Size(10, 10), "contain").dst.width == 1
+    assert cell_fit(Size(1, 50), Size(10, 10), "contain").dst.width == 1
     assert ImageOps.contain(make_image((8, 5), RED), (4, 4)).size == (4, 2)
-    assert plan_fit(Size(8, 5), Size(4, 4), "contain").dst.size == Size(4, 3)
+    assert cell_fit(Size(8, 5), Size(4, 4), "contain").dst.size == Size(4, 3)
 
 
 @pytest.mark.usefixtures("pillow_resampler")  # byte-equal to ImageOps: Pillow's resampler

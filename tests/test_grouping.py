@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collage_ext.core.config import CollageConfig
-from collage_ext.geometry.grouping import Record, group_instances, plan_structure, static_variants
+from collage_ext.geometry.grouping import Record, group_instances, pool_structure, static_variants
 from collage_ext.core.types import Size
 
 FRAME = Size(1024, 1024)
@@ -42,7 +42,7 @@ def test_exact_coverage_constant_frames(n: int, rate: float, seed: int, max_imag
     """Every image appears exactly num_repeats times per epoch, and frames/epoch never changes."""
     records = make_records(n, seed)
     cfg = CollageConfig(min_span=0.0, rate=rate, max_images=max_images)
-    structure = plan_structure(records, FRAME, cfg, seed=seed, pool_key="p")
+    structure = pool_structure(records, FRAME, cfg, seed=seed, pool_key="p")
     frame_counts = set()
     for epoch in range(4):
         groups = group_instances(structure, records, seed=seed, epoch=epoch, pool_key="p")
@@ -55,7 +55,7 @@ def test_exact_coverage_constant_frames(n: int, rate: float, seed: int, max_imag
 def test_partners_change_every_epoch() -> None:
     """Dynamic mode: most frames differ between consecutive epochs."""
     records = make_records(40, repeats=(1,))
-    structure = plan_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0), seed=3, pool_key="p")
+    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0), seed=3, pool_key="p")
     e0 = {frozenset(g) for g in group_instances(structure, records, seed=3, epoch=0, pool_key="p")}
     e1 = {frozenset(g) for g in group_instances(structure, records, seed=3, epoch=1, pool_key="p")}
     assert len(e0 & e1) < len(e0) // 4
@@ -64,21 +64,21 @@ def test_partners_change_every_epoch() -> None:
 def test_rate_zero_is_plain_sd_scripts() -> None:
     """collage_rate 0: every repeat is a single sample."""
     records = make_records(10)
-    structure = plan_structure(records, FRAME, CollageConfig(rate=0.0), seed=0, pool_key="p")
+    structure = pool_structure(records, FRAME, CollageConfig(rate=0.0), seed=0, pool_key="p")
     assert structure.sizes == () and list(structure.single_repeats) == [r.num_repeats for r in records]
 
 
 def test_rate_one_leaves_no_needless_singles() -> None:
     """collage_rate 1 with odd counts: leftovers join a larger frame instead of staying single."""
     records = [Record(f"{i}.png", Size(1024, 1024)) for i in range(7)]
-    structure = plan_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0), seed=0, pool_key="p")
+    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0), seed=0, pool_key="p")
     assert sum(structure.single_repeats) == 0 and sum(structure.sizes) == 7
 
 
 def test_rate_is_share_of_frames() -> None:
     """collage_rate is (about) the share of frames that are collages."""
     records = [Record(f"{i}.png", Size(1024, 1024)) for i in range(2000)]
-    structure = plan_structure(records, FRAME, CollageConfig(min_span=0.0, rate=0.5, max_images=2), seed=0, pool_key="p")
+    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=0.5, max_images=2), seed=0, pool_key="p")
     share = len(structure.sizes) / structure.frames_per_epoch
     assert abs(share - 0.5) < 0.01
 
@@ -86,14 +86,14 @@ def test_rate_is_share_of_frames() -> None:
 def test_small_images_stay_single() -> None:
     """Images too small for any cell under max_upscale are never grouped."""
     records = [Record("tiny.png", Size(100, 100), 3)] + [Record(f"{i}.png", Size(1024, 1024)) for i in range(6)]
-    structure = plan_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0), seed=0, pool_key="p")
+    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0), seed=0, pool_key="p")
     assert structure.single_repeats[0] == 3 and 0 not in structure.collage_instances
 
 
 def test_no_image_twice_in_a_frame() -> None:
     """Repeats of one image land in different frames when the pool allows it."""
     records = [Record(f"{i}.png", Size(1024, 1024), 5) for i in range(4)]
-    structure = plan_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0, max_images=2, layouts=("1x2",)), seed=1,
+    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0, max_images=2, layouts=("1x2",)), seed=1,
                                pool_key="p")
     for epoch in range(5):
         groups = group_instances(structure, records, seed=1, epoch=epoch, pool_key="p")
@@ -104,7 +104,7 @@ def test_portraits_pair_with_portraits() -> None:
     """Orientation-aware grouping: pairs are mostly same-orientation."""
     records = [Record(f"{i}.png", Size(832, 1216) if i % 2 else Size(1216, 832)) for i in range(40)]
     cfg = CollageConfig(min_span=0.0, rate=1.0, max_images=2)
-    structure = plan_structure(records, FRAME, cfg, seed=0, pool_key="p")
+    structure = pool_structure(records, FRAME, cfg, seed=0, pool_key="p")
     groups = group_instances(structure, records, seed=0, epoch=0, pool_key="p")
     mixed = sum(len({records[i].size for i in g}) > 1 for g in groups)
     assert mixed <= 1
@@ -114,7 +114,7 @@ def test_static_variants_cover_repeats_exactly() -> None:
     """Static mode: repeats spread over variants; the union covers every repeat exactly once."""
     records = make_records(30, seed=2, repeats=(3, 4))
     cfg = CollageConfig(min_span=0.0, rate=1.0)
-    structure = plan_structure(records, FRAME, cfg, seed=2, pool_key="p")
+    structure = pool_structure(records, FRAME, cfg, seed=2, pool_key="p")
     plans = static_variants(structure, records, seed=2, variants=3, pool_key="p")
     assert len(plans) == 3
     union = coverage(structure, [g for plan in plans for g in plan])
@@ -127,16 +127,16 @@ def test_plan_identical_across_processes(hash_seed: str) -> None:
     code = (
         "import json\n"
         "from collage_ext.core.config import CollageConfig\n"
-        "from collage_ext.geometry.grouping import Record, plan_structure, group_instances\n"
+        "from collage_ext.geometry.grouping import Record, pool_structure, group_instances\n"
         "from collage_ext.core.types import Size\n"
         "r=[Record(f'{i}.png', Size(800+i*7, 1000), 1+i%3) for i in range(25)]\n"
-        "s=plan_structure(r, Size(1024,1024), CollageConfig(min_span=0.0, rate=0.8), seed=9, pool_key='k')\n"
+        "s=pool_structure(r, Size(1024,1024), CollageConfig(min_span=0.0, rate=0.8), seed=9, pool_key='k')\n"
         "print(json.dumps(group_instances(s, r, seed=9, epoch=4, pool_key='k')))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     records = [Record(f"{i}.png", Size(800 + i * 7, 1000), 1 + i % 3) for i in range(25)]
-    structure = plan_structure(records, Size(1024, 1024), CollageConfig(min_span=0.0, rate=0.8), seed=9, pool_key="k")
+    structure = pool_structure(records, Size(1024, 1024), CollageConfig(min_span=0.0, rate=0.8), seed=9, pool_key="k")
     here = group_instances(structure, records, seed=9, epoch=4, pool_key="k")
     assert json.loads(out) == [list(g) for g in here]
 
@@ -165,7 +165,7 @@ def test_plans_pinned(n: int, seed: int, repeats: tuple[int, ...], options: dict
 
     rng = random.Random(seed)
     records = [Record(f"d/{i:06d}.png", rng.choice(PINNED_SIZES), rng.choice(repeats)) for i in range(n)]
-    structure = plan_structure(records, FRAME, CollageConfig(**{"min_span": 0.0, **options}), seed=seed, pool_key=f"pool{seed}")  # type: ignore[arg-type]
+    structure = pool_structure(records, FRAME, CollageConfig(**{"min_span": 0.0, **options}), seed=seed, pool_key=f"pool{seed}")  # type: ignore[arg-type]
     plan: list[object] = [list(structure.single_repeats), list(structure.collage_instances), list(structure.level),
                           list(structure.sizes)]
     for epoch in (0, 1, 7):

@@ -14,7 +14,7 @@ from collage_ext.geometry.layout import (
     check_partition,
     layout_cells,
     max_group_size,
-    plan_layout,
+    choose_layout,
     position_names,
     split_span,
 )
@@ -65,7 +65,7 @@ def test_split_span_rejects_impossible_gutter() -> None:
 )
 def test_orientation_rules(sizes: list[Size], layout: str, full_height: int, full_width: int) -> None:
     """The technique's rules: portraits keep full height, landscapes full width."""
-    plan = plan_layout(sizes, FRAME, ON, rng=random.Random(0))
+    plan = choose_layout(sizes, FRAME, ON, rng=random.Random(0))
     assert plan.name == layout
     assert sum(c.height == FRAME.height for c in plan.cells) == full_height
     assert sum(c.width == FRAME.width for c in plan.cells) == full_width
@@ -73,22 +73,22 @@ def test_orientation_rules(sizes: list[Size], layout: str, full_height: int, ful
 
 def test_three_mixed_use_full_height_cell() -> None:
     """Three portraits of 2:3 get one full-height cell beside two stacked ones."""
-    plan = plan_layout([PORTRAIT] * 3, FRAME, ON, rng=random.Random(0))
+    plan = choose_layout([PORTRAIT] * 3, FRAME, ON, rng=random.Random(0))
     assert plan.name in ("1+2", "2+1")
     assert any(c.height == FRAME.height for c in plan.cells)
 
 
 def test_mirror_ties_use_rng() -> None:
     """Equal-scoring mirror layouts and assignments vary with the RNG."""
-    names = {plan_layout([PORTRAIT] * 3, FRAME, ON, rng=random.Random(s)).name for s in range(20)}
-    orders = {plan_layout([PORTRAIT] * 2, FRAME, ON, rng=random.Random(s)).order for s in range(20)}
+    names = {choose_layout([PORTRAIT] * 3, FRAME, ON, rng=random.Random(s)).name for s in range(20)}
+    orders = {choose_layout([PORTRAIT] * 2, FRAME, ON, rng=random.Random(s)).order for s in range(20)}
     assert names == {"1+2", "2+1"} and orders == {(0, 1), (1, 0)}
 
 
 def test_upscale_limit_refuses() -> None:
     """A source too small for every cell raises a LayoutError naming the limit."""
     with pytest.raises(LayoutError, match="collage_max_upscale=1.5"):
-        plan_layout([Size(100, 100), Size(100, 100)], FRAME, ON, rng=random.Random(0))
+        choose_layout([Size(100, 100), Size(100, 100)], FRAME, ON, rng=random.Random(0))
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_planned_layouts_valid(dims: list[tuple[int, int]], fit_mode: str, seed:
     """Any plan is a valid partition honouring the upscale limit, with a cell spanning the frame or a full grid."""
     sizes = [Size(w, h) for w, h in dims]
     cfg = CollageConfig(min_span=0.0, rate=1.0, fit_mode=fit_mode, max_upscale=16)  # type: ignore[arg-type]
-    plan = plan_layout(sizes, FRAME, cfg, rng=random.Random(seed))
+    plan = choose_layout(sizes, FRAME, cfg, rng=random.Random(seed))
     check_partition(plan)
     assert len(plan.cells) == len(sizes)
     end_to_end = any(c.width == FRAME.width or c.height == FRAME.height for c in plan.cells)

@@ -17,7 +17,7 @@ import pytest
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.plan.collage import Collage, Source
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.fit import plan_fit
+from collage_ext.pixels.fit import cell_fit
 from collage_ext.plan.framestats import alone_images, frame_note, frame_stats
 from collage_ext.geometry.layout import is_line_layout, line_plan
 from collage_ext.plan.pool import Pool
@@ -94,7 +94,7 @@ def test_fixed_frame_crop_is_bounded_and_centred() -> None:
     layout = params.layout  # type: ignore[attr-defined]
     assert layout.fit == "cover" and layout.name == "1x2"
     for cell, index in zip(layout.cells, layout.order):
-        box = plan_fit(sources[index].size, cell.size, "cover").src_box
+        box = cell_fit(sources[index].size, cell.size, "cover").src_box
         kept = box.width / sources[index].size.width
         assert abs(kept - 0.75) < 0.01 and abs(box.left - (1000 - box.width) / 2) <= 1 and cell.height == 1024
     tight = pool_of([(1000, 1500)] * 2, max_crop=0.2)
@@ -117,7 +117,7 @@ def test_crop_never_cuts_into_a_crop_box() -> None:
         for cell, index in zip(layout.cells, layout.order):
             source = sources[index]
             if source.crop is not None:
-                box = plan_fit(source.size, cell.size, layout.fit or "contain", source.crop).src_box
+                box = cell_fit(source.size, cell.size, layout.fit or "contain", source.crop).src_box
                 assert box.width * box.height >= source.crop.width * source.crop.height * 0.995
                 seen += 1
         assert min(frame_stats(layout, sources, "contain").spans) >= 0.95

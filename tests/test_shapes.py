@@ -14,11 +14,11 @@ from collage_ext.plan.collage import Collage, Source
 from collage_ext.core.config import CollageConfig, split_dataset_config
 from collage_ext.plan.subsets import PlannedSubset
 from collage_ext.plan.framestats import epoch_stats, frame_note, frame_stats
-from collage_ext.geometry.layout import check_partition, line_cells, plan_layout
+from collage_ext.geometry.layout import check_partition, line_cells, choose_layout
 from collage_ext.plan.pool import Pool
 from collage_ext.plan.run import default_rate_note
 from collage_ext.plan.framestats import alone_images
-from collage_ext.geometry.shapes import area_tolerance, plan_shapes
+from collage_ext.geometry.shapes import area_tolerance, shape_classes
 from collage_ext.core.types import Layout, Rect, Size
 
 RES = Size(1024, 1024)
@@ -201,7 +201,7 @@ def test_forced_grid_is_planned_and_its_spans_show() -> None:
     """collage_layouts = ["2x2"] keeps working with the rule on; the stats show the half-size scale."""
     config = CollageConfig(layouts=("2x2",))
     sizes = [Size(1024, 1024)] * 4
-    layout = plan_layout(sizes, Size(1024, 1024), config, rng=random.Random(0))
+    layout = choose_layout(sizes, Size(1024, 1024), config, rng=random.Random(0))
     stats = frame_stats(layout, sources([(1024, 1024)] * 4), "contain")
     assert layout.name == "2x2" and stats.spans == (0.5,) * 4 and stats.fill == 1.0
 

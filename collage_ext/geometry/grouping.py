@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from collage_ext.core.config import CollageConfig
 from collage_ext.geometry.layout import group_sizes, max_group_size
 from collage_ext.core.rng import derive_rng
-from collage_ext.geometry.shapes import GROW_AREA, ShapePlan
+from collage_ext.geometry.shapes import GROW_AREA, ShapeClasses
 from collage_ext.core.types import Size
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class PoolStructure:
         return len(self.sizes) + sum(self.single_repeats)
 
 
-def plan_structure(records: Sequence[Record], frame: Size, config: CollageConfig, *, seed: int,
+def pool_structure(records: Sequence[Record], frame: Size, config: CollageConfig, *, seed: int,
                    pool_key: str) -> PoolStructure:
     """Decide, once per run, the collage instances and the frame populations of one pool.
 
@@ -188,9 +188,9 @@ def _take_for_sizes(chosen: Sequence[int], levels: Sequence[int], sizes: Sequenc
     return taken
 
 
-def plan_shaped_structure(records: Sequence[Record], shapes: ShapePlan, config: CollageConfig, *, seed: int,
+def shaped_pool_structure(records: Sequence[Record], shapes: ShapeClasses, config: CollageConfig, *, seed: int,
                           pool_key: str) -> PoolStructure:
-    """``plan_structure`` for content-shaped frames: frames hold sources of one shape class.
+    """``pool_structure`` for content-shaped frames: frames hold sources of one shape class.
 
     Per class the chosen instances make frames of the smallest allowed population (pairs by
     default); a remainder grows one frame when that population is allowed, else stays single
@@ -335,7 +335,7 @@ def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed
         level_groups = [take[k : k + size] for k in range(0, len(take), size)]
         _separate_duplicates(level_groups, rng)
         groups.extend(tuple(g) for g in level_groups)
-    if remaining:  # cannot happen when the structure was planned by plan_structure
+    if remaining:  # cannot happen when the structure was planned by pool_structure
         msg = f"internal: {len(remaining)} collage instances left ungrouped in pool {pool_key!r}"
         raise AssertionError(msg)
     if any(len(set(g)) < len(g) for g in groups):  # a lone frame of its population: trade across populations
@@ -457,7 +457,7 @@ def static_variants(structure: PoolStructure, records: Sequence[Record], *, seed
 
 def _static_shaped(structure: PoolStructure, members: Sequence[int], *, seed: int, variant: int,
                    pool_key: str) -> list[Group]:
-    """One static variant of a shaped pool: per class, frames as in ``plan_shaped_structure``, the rest single."""
+    """One static variant of a shaped pool: per class, frames as in ``shaped_pool_structure``, the rest single."""
     classes, level = structure.classes, structure.level
     by_class: dict[int, list[int]] = {}
     for inst in sorted(members):

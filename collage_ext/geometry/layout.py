@@ -171,7 +171,7 @@ def max_group_size(src: Size, frame: Size, config: CollageConfig) -> int:
     return best
 
 
-def plan_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rng: random.Random,
+def choose_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rng: random.Random,
                 shaped: bool = False, max_crop: Sequence[float] | float = 0.0) -> Layout:
     """Choose the layout and the source-to-cell assignment for one collage frame.
 

@@ -81,7 +81,7 @@ def arrangement_aspect(name: str, aspect: float) -> float:
 
 
 @dataclass(frozen=True)
-class ShapePlan:
+class ShapeClasses:
     """Shape classes of one pool and the frame of every (class, group size).
 
     Attributes:
@@ -364,9 +364,9 @@ def _arrangement_text(name: str) -> str:
     return f"in {name}"
 
 
-def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
+def shape_classes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
                 weights: Sequence[int] | None = None, *, fixed: Size | None = None, max_crop: float = 0.0,
-                boxed: Sequence[bool] | None = None) -> ShapePlan:
+                boxed: Sequence[bool] | None = None) -> ShapeClasses:
     """Sort sources into shape classes (the bucket each would get alone) and merge classes too small to pair.
 
     A class with fewer sources than ``collage_min_images`` joins the nearest class of the same
@@ -422,9 +422,9 @@ def plan_shapes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
     if buckets.enable and buckets.no_upscale and fixed is None:
         members = _size_tiers(members, sizes, buckets, config, classes)
 
-    def make(members: dict[int, list[int]]) -> ShapePlan:
+    def make(members: dict[int, list[int]]) -> ShapeClasses:
         aspects = {c: median(sizes[i].width / sizes[i].height for i in idx) for c, idx in members.items()}
-        return ShapePlan(buckets, config, tuple(classes), aspects, tuple(sizes), fixed, max_crop, boxes)
+        return ShapeClasses(buckets, config, tuple(classes), aspects, tuple(sizes), fixed, max_crop, boxes)
 
     plan = make(members)
     small = plan.group_sizes[0] if plan.group_sizes else 0

@@ -1,6 +1,6 @@
 """Fit one image into one collage cell: exact integer geometry plus a single resampling call.
 
-The geometry (``plan_fit``, ``upscale_factor``) is pure integer arithmetic (``Fraction`` for the
+The geometry (``cell_fit``, ``upscale_factor``) is pure integer arithmetic (``Fraction`` for the
 ratios), so the result never depends on float rounding; it rounds halves up, so the same sizes always give
 the same rectangles on every platform. ``fit_image`` then applies the plan with one Pillow
 ``resize`` call (crop, scale and antialiasing in one pass), so there is no double resampling.
@@ -19,7 +19,7 @@ letterbox offsets are floored (``ImageOps.pad`` uses ``round``, which swings bet
 ceil with the parity of the gap).
 
 Sources decoded at a reduced scale (JPEG DCT-domain downscaling, ``Image.draft``; see
-``images.load_fitted``) use the same plan mapped onto the reduced pixel grid (``plan_scaled_fit``).
+``images.load_fitted``) use the same plan mapped onto the reduced pixel grid (``scaled_cell_fit``).
 ``choose_draft_scale`` picks the largest reduction that still leaves the final LANCZOS pass a
 shrink of at least ``DRAFT_GAPS[scale]``, which keeps the output indistinguishable from a
 full-size decode (see ``DRAFT_GAPS``).
@@ -64,7 +64,7 @@ _NEAREST_ONLY_MODES = frozenset({"1", "P", "PA"})
 
 
 @dataclass(frozen=True, slots=True)
-class FitPlan:
+class CellFit:
     """Where one image goes in its cell.
 
     Attributes:
@@ -77,7 +77,7 @@ class FitPlan:
 
 
 @dataclass(frozen=True, slots=True)
-class ScaledFitPlan:
+class ScaledCellFit:
     """A fit plan for a source decoded at ``1/scale`` of its size (``scale == 1``: full size).
 
     Attributes:
@@ -85,7 +85,7 @@ class ScaledFitPlan:
         cut: whole decoded pixels to keep before resampling (Pillow crop box). With a crop box it
             lies *inside* the crop, so pixels the user cropped away never leak into the output.
         box: the region to resample, in decoded pixels relative to ``cut`` (Pillow's ``box``).
-        dst: where the resampled pixels go, relative to the cell (as ``FitPlan.dst``).
+        dst: where the resampled pixels go, relative to the cell (as ``CellFit.dst``).
     """
 
     scale: int
@@ -94,7 +94,7 @@ class ScaledFitPlan:
     dst: Rect
 
 
-def plan_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None) -> FitPlan:
+def cell_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None) -> CellFit:
     """Plan how a source of size ``src`` fills a cell of size ``cell``.
 
     Args:
@@ -113,20 +113,20 @@ def plan_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None) -> F
         LayoutError: empty cell.
 
     Examples:
-        >>> plan_fit(Size(200, 100), Size(100, 100), "contain")
-        FitPlan(src_box=Box(left=0, top=0, right=200, bottom=100), dst=Rect(x=0, y=25, width=100, height=50))
-        >>> plan_fit(Size(200, 100), Size(100, 100), "cover")
-        FitPlan(src_box=Box(left=50, top=0, right=150, bottom=100), dst=Rect(x=0, y=0, width=100, height=100))
-        >>> plan_fit(Size(1, 50), Size(10, 10), "contain").dst  # never 0 px wide
+        >>> cell_fit(Size(200, 100), Size(100, 100), "contain")
+        CellFit(src_box=Box(left=0, top=0, right=200, bottom=100), dst=Rect(x=0, y=25, width=100, height=50))
+        >>> cell_fit(Size(200, 100), Size(100, 100), "cover")
+        CellFit(src_box=Box(left=50, top=0, right=150, bottom=100), dst=Rect(x=0, y=0, width=100, height=100))
+        >>> cell_fit(Size(1, 50), Size(10, 10), "contain").dst  # never 0 px wide
         Rect(x=4, y=0, width=1, height=10)
     """
     _check_mode(mode)
     region = _source_region(src, cell, crop)
     if mode == "stretch":
-        return FitPlan(region, Rect(0, 0, cell.width, cell.height))
+        return CellFit(region, Rect(0, 0, cell.width, cell.height))
     if mode == "contain":
-        return FitPlan(region, _contain_rect(region, cell))
-    return FitPlan(_cover_box(region, cell), Rect(0, 0, cell.width, cell.height))
+        return CellFit(region, _contain_rect(region, cell))
+    return CellFit(_cover_box(region, cell), Rect(0, 0, cell.width, cell.height))
 
 
 def upscale_factor(src: Size, cell: Size, mode: FitMode, crop: Box | None = None) -> float:
@@ -149,7 +149,7 @@ def upscale_factor(src: Size, cell: Size, mode: FitMode, crop: Box | None = None
 
 
 def fit_image(image: Image.Image, cell: Size, mode: FitMode, crop: Box | None = None) -> tuple[Image.Image, Rect]:
-    """Resample ``image`` for a cell according to ``plan_fit``, in one LANCZOS pass.
+    """Resample ``image`` for a cell according to ``cell_fit``, in one LANCZOS pass.
 
     LANCZOS in Pillow widens its kernel when shrinking, so downscaling is antialiased; the call
     is deterministic and draws no random numbers. A ``crop`` is a hard edge (pixels outside it
@@ -160,22 +160,22 @@ def fit_image(image: Image.Image, cell: Size, mode: FitMode, crop: Box | None = 
         image: the source image (normally RGB from ``images.open_image``).
         cell: the cell size.
         mode: ``"contain"``, ``"cover"`` or ``"stretch"``.
-        crop: optional source box (see ``plan_fit``).
+        crop: optional source box (see ``cell_fit``).
 
     Returns:
         The resampled image (a new image of size ``rect.size``) and its rect relative to the cell.
 
     Raises:
         CollageInputError: the image is a palette or bilevel image (convert it with
-            ``images.to_rgb`` first), or as ``plan_fit``.
+            ``images.to_rgb`` first), or as ``cell_fit``.
     """
-    plan = plan_scaled_fit(Size(image.width, image.height), cell, mode, crop)
+    plan = scaled_cell_fit(Size(image.width, image.height), cell, mode, crop)
     return apply_fit(image, plan), plan.dst
 
 
-def plan_scaled_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None, *, scale: int = 1,
-                    flipped: tuple[bool, bool] = (False, False)) -> ScaledFitPlan:
-    """Map ``plan_fit`` onto a source decoded at ``1/scale`` of its size.
+def scaled_cell_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None, *, scale: int = 1,
+                    flipped: tuple[bool, bool] = (False, False)) -> ScaledCellFit:
+    """Map ``cell_fit`` onto a source decoded at ``1/scale`` of its size.
 
     A decoded pixel ``i`` covers source pixels ``[i * scale, (i + 1) * scale)``; the decoded image
     has ``ceil(size / scale)`` pixels, its last one only partly backed by the source. When the
@@ -184,7 +184,7 @@ def plan_scaled_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = Non
 
     Args:
         src: the full source size, upright (after EXIF orientation).
-        cell, mode, crop: as ``plan_fit`` (``crop`` in full-size upright pixels).
+        cell, mode, crop: as ``cell_fit`` (``crop`` in full-size upright pixels).
         scale: the decoding reduction (1, 2, 4 or 8 for JPEG).
         flipped: per upright axis (x, y), whether it runs backwards through the stored pixels.
 
@@ -193,13 +193,13 @@ def plan_scaled_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = Non
 
     Raises:
         LayoutError: the crop box is narrower than one decoded pixel at this scale.
-        CollageConfigError, CollageInputError: as ``plan_fit``.
+        CollageConfigError, CollageInputError: as ``cell_fit``.
 
     Examples:
-        >>> plan_scaled_fit(Size(3000, 4000), Size(512, 1024), "contain", scale=2)
-        ScaledFitPlan(scale=2, cut=Box(left=0, top=0, right=1500, bottom=2000), box=Box(left=0, top=0, right=1500, bottom=2000), dst=Rect(x=0, y=170, width=512, height=683))
+        >>> scaled_cell_fit(Size(3000, 4000), Size(512, 1024), "contain", scale=2)
+        ScaledCellFit(scale=2, cut=Box(left=0, top=0, right=1500, bottom=2000), box=Box(left=0, top=0, right=1500, bottom=2000), dst=Rect(x=0, y=170, width=512, height=683))
     """
-    plan = plan_fit(src, cell, mode, crop)
+    plan = cell_fit(src, cell, mode, crop)
     region = _source_region(src, cell, crop)
     if scale < 1:
         msg = f"scale must be a positive integer, got {scale!r}"
@@ -211,7 +211,7 @@ def plan_scaled_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = Non
     if cut_x[1] <= cut_x[0] or cut_y[1] <= cut_y[0]:
         msg = f"crop box {tuple(region)} is smaller than one decoded pixel at scale 1/{scale}; decode at a larger scale"
         raise LayoutError(msg)
-    return ScaledFitPlan(scale, Box(cut_x[0], cut_y[0], cut_x[1], cut_y[1]),
+    return ScaledCellFit(scale, Box(cut_x[0], cut_y[0], cut_x[1], cut_y[1]),
                          Box(box_x[0], box_y[0], box_x[1], box_y[1]), plan.dst)
 
 
@@ -235,7 +235,7 @@ def choose_draft_scale(src: Size, cell: Size, mode: FitMode, crop: Box | None = 
         if scale <= 1:
             continue
         try:
-            plan = plan_scaled_fit(src, cell, mode, crop, scale=scale, flipped=flipped)
+            plan = scaled_cell_fit(src, cell, mode, crop, scale=scale, flipped=flipped)
         except LayoutError:
             continue  # a crop narrower than one reduced pixel
         gap = Fraction(gaps[scale])
@@ -244,7 +244,7 @@ def choose_draft_scale(src: Size, cell: Size, mode: FitMode, crop: Box | None = 
     return 1
 
 
-def apply_fit(image: Image.Image, plan: ScaledFitPlan, *, soft_shrink: bool = False) -> Image.Image:
+def apply_fit(image: Image.Image, plan: ScaledCellFit, *, soft_shrink: bool = False) -> Image.Image:
     """Cut and resample ``image`` (decoded at ``plan.scale``) with one LANCZOS pass; a new image.
 
     ``soft_shrink`` shrinks with Pillow's antialiased BILINEAR (a triangle filter twice the scale wide)
@@ -274,7 +274,7 @@ def apply_fit(image: Image.Image, plan: ScaledFitPlan, *, soft_shrink: bool = Fa
 
 def _scaled_axis(length: int, region_lo: float, region_hi: float, box_lo: float, box_hi: float, scale: int,
                  flipped: bool) -> tuple[tuple[int, int], tuple[float, float]]:
-    """One axis of ``plan_scaled_fit``: the whole-pixel cut and the resample span relative to it."""
+    """One axis of ``scaled_cell_fit``: the whole-pixel cut and the resample span relative to it."""
     decoded = -(-length // scale)
     # Where source coordinate 0 lies on the decoded axis: the partial last pixel comes first on a
     # reversed axis.

@@ -48,7 +48,7 @@ from PIL import Image, UnidentifiedImageError
 from collage_ext.pixels import resample
 from collage_ext.pixels.color import to_srgb
 from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError
-from collage_ext.pixels.fit import DRAFT_GAPS, FitMode, apply_fit, choose_draft_scale, plan_scaled_fit
+from collage_ext.pixels.fit import DRAFT_GAPS, FitMode, apply_fit, choose_draft_scale, scaled_cell_fit
 from collage_ext.core.types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def load_fitted(
     What makes it fast, without changing what the cell shows:
 
     * JPEGs decode at 1/2, 1/4 or 1/8 size when the cell needs few enough pixels
-      (``fit.choose_draft_scale``, computed from ``plan_fit`` on the crop box / cover region, so
+      (``fit.choose_draft_scale``, computed from ``cell_fit`` on the crop box / cover region, so
       the reduced image always keeps more pixels than the cell needs). The remaining LANCZOS pass
       removes what libjpeg's reduced IDCT lets through; the result stays within the tolerance
       stated in ``fit.DRAFT_GAPS`` (tests/test_fastpath.py checks a zone plate and photos).
@@ -203,7 +203,7 @@ def load_fitted(
 
     Raises:
         CollageInputError: as ``open_image`` and ``fit_image``, naming the file.
-        CollageConfigError, LayoutError: as ``plan_fit``.
+        CollageConfigError, LayoutError: as ``cell_fit``.
     """
     fitted, dst, _ = _load_cell(path, cell, mode, crop, fill=fill, draft_gaps=draft_gaps, soft_shrink=soft_shrink,
                                 expected=expected, convert_icc=convert_icc, with_alpha=False)
@@ -278,7 +278,7 @@ def _load_cell(
             upright = raw if method is None else raw.transpose(method)
             full = Size(stored.height, stored.width) if orientation >= 5 else stored
             flipped = _REVERSED_AXES[orientation] if scale > 1 else (False, False)
-            plan = plan_scaled_fit(full, cell, mode, crop, scale=scale, flipped=flipped)
+            plan = scaled_cell_fit(full, cell, mode, crop, scale=scale, flipped=flipped)
             expected = (-(-full.width // scale), -(-full.height // scale))
             if upright.size != expected:  # pragma: no cover - a Pillow draft() whose sizes we do not know
                 msg = f"internal: {name} decoded at 1/{scale} as {upright.size}, expected {expected}"
@@ -309,7 +309,7 @@ def _png_through_vips(path: StrPath, raw: Image.Image, stored: Size, cell: Size,
     if _has_alpha(raw):
         return None
     try:  # planned on the stored size: an EXIF rotation (which sends the file to Pillow) may make the crop invalid
-        plan = plan_scaled_fit(stored, cell, mode, crop)
+        plan = scaled_cell_fit(stored, cell, mode, crop)
     except CollageError:
         return None  # Pillow's path plans on the upright size and reports a crop box that is really wrong
     size = (plan.dst.width, plan.dst.height)

@@ -32,7 +32,7 @@ from collage_ext.pixels.crops import check_crop_unchanged, read_crop_box
 from collage_ext.core.errors import CollageInputError
 from collage_ext.pixels.fit import DRAFT_GAPS, fit_image
 from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size, to_rgb
-from collage_ext.geometry.layout import layout_cells, plan_layout, position_names  # noqa: F401
+from collage_ext.geometry.layout import layout_cells, choose_layout, position_names  # noqa: F401
 from collage_ext.pixels.render import RenderResult, render_frame
 from collage_ext.core.rng import derive_rng
 from collage_ext.core.types import Box, Layout, Rect, Size
@@ -167,7 +167,7 @@ class Collage:
             cells = layout_cells("1x1", frame)
             layout = Layout("1x1", frame, cells, (0,), ("",))  # no position marker for a lone image
         else:
-            layout = plan_layout([s.effective_size for s in sources], frame, self.config,
+            layout = choose_layout([s.effective_size for s in sources], frame, self.config,
                                  rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped,
                                  max_crop=[0.0 if s.crop is not None else self.max_crop for s in sources])
         rng = derive_rng(seed, epoch, key, "caption")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from collage_ext.pixels.fit import plan_fit
+from collage_ext.pixels.fit import cell_fit
 from collage_ext.geometry.shapes import TIER, area_tolerance
 from collage_ext.core.types import Layout, Size
 
@@ -50,7 +50,7 @@ class FrameStats:
 
 
 def frame_stats(layout: Layout, sources: Sequence[Source], fit_mode: str) -> FrameStats:
-    """Fill and spans of a planned frame, from the exact placement the renderer uses (``fit.plan_fit``).
+    """Fill and spans of a planned frame, from the exact placement the renderer uses (``fit.cell_fit``).
 
     Args:
         layout: the frame's layout (``FrameParams.layout``); ``layout.order[i]`` indexes ``sources``.
@@ -63,7 +63,7 @@ def frame_stats(layout: Layout, sources: Sequence[Source], fit_mode: str) -> Fra
     shown = 0
     for cell, index in zip(layout.cells, layout.order):
         source = sources[index]
-        dst = plan_fit(source.size, cell.size, fit_mode, source.crop).dst  # type: ignore[arg-type]
+        dst = cell_fit(source.size, cell.size, fit_mode, source.crop).dst  # type: ignore[arg-type]
         shown += dst.width * dst.height
         spans[index] = max(dst.width / frame.width, dst.height / frame.height)
     return FrameStats(frame, shown / (frame.width * frame.height), tuple(spans))
@@ -195,7 +195,7 @@ def frame_note(pool: Pool, buckets: Buckets | None) -> list[str]:
 
 
 def alone_counts(pool: Pool) -> dict[str, int]:
-    """Images that never join a collage, by what stops them (``ShapePlan.limit``): ``upscale``, ``area``, ``span``."""
+    """Images that never join a collage, by what stops them (``ShapeClasses.limit``): ``upscale``, ``area``, ``span``."""
     out: dict[str, int] = {}
     for name in alone_images(pool).values():
         out[name] = out.get(name, 0) + 1

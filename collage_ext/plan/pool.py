@@ -14,9 +14,9 @@ from functools import cached_property
 from collage_ext.plan.collage import Source
 from collage_ext.core.config import CollageConfig
 from collage_ext.geometry.buckets import Buckets
-from collage_ext.geometry.grouping import (Group, PoolStructure, Record, group_instances, plan_shaped_structure, plan_structure,
+from collage_ext.geometry.grouping import (Group, PoolStructure, Record, group_instances, shaped_pool_structure, pool_structure,
                        static_variants)
-from collage_ext.geometry.shapes import ShapePlan, plan_shapes
+from collage_ext.geometry.shapes import ShapeClasses, shape_classes
 from collage_ext.core.types import Size
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Pool:
         return 1.0 if self.config.fit_mode == "cover" else self.config.max_crop
 
     @cached_property
-    def shapes(self) -> ShapePlan | None:
+    def shapes(self) -> ShapeClasses | None:
         """Shape classes and their frames; ``None`` only for a fixed frame with the rule off (``collage_min_span = 0``).
 
         Fixed frames keep the rule too: sources share a frame only within their class, portraits side
@@ -64,7 +64,7 @@ class Pool:
         if self.fixed and self.config.min_span <= 0:
             return None
         buckets = self.buckets or Buckets.from_params(self.frame, {})
-        return plan_shapes([r.size for r in self.records], buckets, self.config,
+        return shape_classes([r.size for r in self.records], buckets, self.config,
                            [r.num_repeats for r in self.records], fixed=self.frame if self.fixed else None,
                            max_crop=self.max_crop, boxed=[s.crop is not None for s in self.sources])
 
@@ -82,8 +82,8 @@ class Pool:
     def structure(self) -> PoolStructure:
         """The run-wide structure: which repeats are singles, how many frames of each size."""
         if self.shapes is not None:
-            return plan_shaped_structure(self.records, self.shapes, self.config, seed=self.seed, pool_key=self.key)
-        return plan_structure(self.records, self.frame, self.config, seed=self.seed, pool_key=self.key)
+            return shaped_pool_structure(self.records, self.shapes, self.config, seed=self.seed, pool_key=self.key)
+        return pool_structure(self.records, self.frame, self.config, seed=self.seed, pool_key=self.key)
 
     def frame_for(self, group: Group) -> Size:
         """The frame of a collage group: the class's frame for its population, else the fixed frame."""

@@ -4,7 +4,7 @@ A subset of character cut-outs (PNGs whose left and right quarters are transpare
 palette with a tRNS entry, RGB with a tRNS colour key) and two opaque RGB portraits, with
 ``alpha_mask = true``, and a plain subset (``collage_rate = 0``) with one RGBA square. The expected
 weights are computed independently of the renderer: each source's transparent quarters are mapped
-into the frame through ``fit.plan_fit`` and checked in the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
+into the frame through ``fit.cell_fit`` and checked in the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
 the loss weights of sd-scripts' own ``apply_masked_loss`` (zero on every latent pixel inside a
 transparent region). Static mode is checked through sd-scripts' latent cache.
 """
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_collage_dataset import load  # noqa: E402
 
-from collage_ext.pixels.fit import plan_fit  # noqa: E402
+from collage_ext.pixels.fit import cell_fit  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
@@ -83,7 +83,7 @@ Regions = list[tuple[slice, slice]]
 def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | None = None) -> tuple[Regions, Regions]:
     """Frame regions that must have weight 0 (inside a source's transparent quarters) and weight 1 (opaque).
 
-    Mapped through ``plan_fit`` (source box -> rect in the cell), 4 px inside each edge so Lanczos'
+    Mapped through ``cell_fit`` (source box -> rect in the cell), 4 px inside each edge so Lanczos'
     reach and rounding never matter; computed without the renderer. ``masked`` collects the file names
     of the transparent sources.
     """
@@ -91,7 +91,7 @@ def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | Non
     zero, one = [], []
     for cell, index in zip(params.layout.cells, params.layout.order):
         source = sources[index]
-        plan = plan_fit(source.size, cell.size, params.layout.fit or frames.pool.config.fit_mode, source.crop)
+        plan = cell_fit(source.size, cell.size, params.layout.fit or frames.pool.config.fit_mode, source.crop)
         box, dst = plan.src_box, plan.dst
 
         def to_frame(x0: float, x1: float) -> slice:
