@@ -114,10 +114,11 @@ class FrameJob:
 
     @property
     def sources(self) -> list[Source]:
-        """The frame's sources, in planning order (after ``render``: the ones actually used)."""
+        """The frame's sources, in planning order (without those that failed before; after ``render``: the
+        ones actually used)."""
         if self.rendered_sources is not None:
             return self.rendered_sources
-        return self.planned.sources_of(self.group)
+        return self._kept
 
     @property
     def caption(self) -> str:
