@@ -24,7 +24,6 @@ from collage_ext.core.rng import sample_key
 from collage_ext.core.types import Size
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.geometry.grouping import Group
-from collage_ext.kohya.registration import SubsetImage
 from collage_ext.plan.collage import Collage, FrameParams, Source, load_source
 from collage_ext.plan.frames import uses_alpha
 from collage_ext.plan.policy import FailureLog
@@ -35,6 +34,21 @@ if TYPE_CHECKING:
 
 #: Wraps an iterable in a progress bar (``tqdm``) or returns it unchanged.
 Progress = Callable[[Iterable[int]], Iterable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class SubsetImage:
+    """One image of a subset as the trainer registered it.
+
+    Attributes:
+        path: the path exactly as sd-scripts spells it (``ImageInfo.absolute_path``).
+        caption: the raw caption sd-scripts read (caption file, else ``class_tokens``, else "").
+        num_repeats: repeats per epoch (for regularisation images, after sd-scripts' balancing).
+    """
+
+    path: str
+    caption: str
+    num_repeats: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,16 @@ class SubsetInput:
     def alpha_mask(self) -> bool:
         """Whether each cell carries its source's alpha (sd-scripts' ``alpha_mask`` or ``collage_loss_mask``)."""
         return uses_alpha(bool(getattr(self.options, "alpha_mask", False)), self.config)
+
+
+def subset_root(image_dir: str | None, metadata_file: str | None) -> str:
+    """The folder sample keys are relative to: ``image_dir``, else the metadata file's folder.
+
+    Examples:
+        >>> subset_root("train/10_cat", None), subset_root(None, "meta/cat.json")
+        ('train/10_cat', 'meta')
+    """
+    return image_dir or os.path.dirname(metadata_file or ".")
 
 
 def pool_key(dataset_index: int, subset_index: int, root: str) -> str:

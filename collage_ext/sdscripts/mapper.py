@@ -34,8 +34,7 @@ from collage_ext.plan.framestats import epoch_stats, frame_note, rule_warning
 from collage_ext.plan.policy import FailureLog
 from collage_ext.plan.run import static_cache_dir
 from collage_ext.plan.singles import cropped_pixels, cropped_single_path
-from collage_ext.kohya.registration import SubsetImage, subset_root
-from collage_ext.plan.subsets import PlannedSubset, SubsetInput, plan_subset
+from collage_ext.plan.subsets import PlannedSubset, SubsetImage, SubsetInput, plan_subset, subset_root
 from collage_ext.sdscripts import seams
 from collage_ext.sdscripts.captioning import caption_tokens
 from collage_ext.sdscripts.loading import LoadingMixin
