@@ -29,6 +29,7 @@ next to the dataset TOML is used from there, with a note.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -50,16 +51,22 @@ from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
 from .caption_files import check_crop_extensions, first_line_empty_message
 from .run import refuse_cache_in_image_folders, resolve_mode, resolve_seed
-from .schema import detect_flavour, looks_like_dataset_toml, schema_for, training_keys_in, validate
+from .schema import detect_flavour, library_candidates, looks_like_dataset_toml, schema_for, training_keys_in, validate
 from .types import Size
 
 logger = logging.getLogger(__name__)
 
 Level = Literal["error", "warning", "info"]
+#: How ``FineTuningDataset`` reads ``metadata_file`` keys and captions, per sd-scripts release
+#: (``sdscripts.seams.metadata_key_release``).
+MetadataRelease = Literal["v0.9.1", "main", "v0.11"]
 
 #: sd-scripts' ``IMAGE_EXTENSIONS`` (case-sensitive globs, so both spellings).
 SD_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP",
                                         ".BMP")
+
+#: ``BaseDataset.IMAGE_INFO_CACHE_FILE``: what sd-scripts writes into an image folder with ``cache_info``.
+IMAGE_INFO_CACHE_FILE = "metadata_cache.json"
 
 #: sd-scripts' argparse defaults for the dataset options read here (``add_dataset_arguments``).
 ARG_DEFAULTS: dict[str, Any] = {
@@ -230,8 +237,8 @@ def build_run(config_file: str | os.PathLike[str] | None = None, trainer_args: S
         found.append("trainer arguments")
     if seed is not None:
         values["seed"] = seed
-    if values.get("caption_extention") and not values.get("caption_extension"):
-        values["caption_extension"] = values["caption_extention"]  # sd-scripts' backward-compatible spelling
+    if values.get("caption_extention") is not None:  # sd-scripts' old spelling wins (prepare_dataset_args)
+        values["caption_extension"] = values["caption_extention"]
     explicit = {k for k, v in values.items() if v is not None}
     return RunArgs(None, values, explicit, " and ".join(found) or "defaults")
 
@@ -445,6 +452,7 @@ class _Reader:
     def __init__(self, project: Project, toml_dir: Path | None, strict: bool) -> None:
         self.project, self.toml_dir, self.strict = project, toml_dir, strict
         self.arg_config = _arg_config(project.run)
+        self._metadata_release: MetadataRelease | None = None
 
     def note(self, level: Level, code: str, message: str, file: str | None = None) -> None:
         if self.strict and level == "error":
@@ -515,14 +523,18 @@ class _Reader:
             if root is not None and subset.config.rate == 0:
                 self.note("info", "export_folder", f"{image_dir} is part of a collage-ext export ({root}): its frames "
                           "are collages already, so they train as single images (collage_rate = 0)")
-            paths = glob_images(image_dir)
+            cached = self.cached_info(subset)
+            paths = list(cached) if cached is not None else glob_images(image_dir)
             paths = self.validation_split(spec, subset, paths)
             if not paths:
                 self.note("warning", "empty_subset", f"image_dir {image_dir} has no images @ {subset.where}; "
                           f"sd-scripts skips it (extensions: {', '.join(SD_IMAGE_EXTENSIONS)})", image_dir)
                 subset.skipped = "no images"
                 continue
-            items = [_Entry(p, self.caption(p, subset), repeats) for p in paths]
+            if cached is not None:  # sd-scripts pairs the split paths with the cache's captions in file order
+                items = [_Entry(p, c, repeats) for p, c in zip(paths, cached.values())]
+            else:
+                items = [_Entry(p, self.caption(p, subset), repeats) for p in paths]
             if subset.is_reg:
                 reg.extend((item, subset) for item in items)
             else:
@@ -552,6 +564,29 @@ class _Reader:
             if subset.is_reg and not items:
                 self.note("info", "reg_unused", f"regularisation subset {subset.image_dir} is not used: there are no "
                           "training images to balance it against")
+
+    def cached_info(self, subset: SubsetSpec) -> dict[str, str] | None:
+        """``cache_info``: the images and captions of ``<image_dir>/metadata_cache.json`` when it exists.
+
+        sd-scripts writes that file on the first run and then trusts it over the folder: images added
+        or captions edited later are not seen until it is deleted. This reader never writes it.
+        """
+        if not subset.params.get("cache_info"):
+            return None
+        file = os.path.join(str(subset.image_dir), IMAGE_INFO_CACHE_FILE)
+        if not os.path.isfile(file):
+            return None
+        try:
+            with open(file, encoding="utf-8") as handle:
+                metas = json.load(handle)
+            cached = {str(path): str(meta["caption"] or "") for path, meta in metas.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.note("error", "cache_info_unreadable", f"{file} cannot be read ({exc}) @ {subset.where}; "
+                      "sd-scripts stops on it: delete it (sd-scripts writes it again)", file)
+            return None
+        self.note("info", "cache_info", f"{subset.image_dir}: images and captions come from {file} (cache_info = "
+                  "true), as in training; delete it after adding images or editing captions")
+        return cached
 
     def validation_split(self, spec: DatasetSpec, subset: SubsetSpec, paths: list[str]) -> list[str]:
         split = float(spec.params.get("validation_split") or 0.0)
@@ -610,8 +645,20 @@ class _Reader:
         return ""
 
     # -- fine-tuning (metadata_file) -------------------------------------------------------------
+    @property
+    def metadata_release(self) -> MetadataRelease:
+        """The installed sd-scripts' metadata rules, found once per read (only fine-tuning datasets need it)."""
+        if self._metadata_release is None:
+            self._metadata_release, why = detect_metadata_release()
+            logger.debug(f"metadata_file keys are read like sd-scripts {self._metadata_release} ({why})")
+        return self._metadata_release
+
     def finetuning(self, spec: DatasetSpec) -> None:
+        """``FineTuningDataset.__init__``: images are registered by metadata key, so a key that a later
+        subset lists again moves to that subset (sd-scripts' ``image_data`` is keyed by it)."""
         kept: list[SubsetSpec] = []
+        release = self.metadata_release
+        registered: dict[str, tuple[SubsetSpec, SubsetImage]] = {}
         for subset in spec.subsets:
             repeats = int(subset.params["num_repeats"])
             meta_file = subset.params.get("metadata_file")
@@ -621,45 +668,156 @@ class _Reader:
             if any(k.params.get("metadata_file") == meta_file for k in kept):
                 subset.skipped = "the same metadata_file is already used by an earlier subset of this dataset"
                 continue
-            metadata = self.read_metadata(str(meta_file), subset)
+            metadata = self.read_metadata(str(meta_file), subset, release)
             if not metadata:
                 subset.skipped = "no metadata entries"
                 continue
             sep = str(subset.params["caption_separator"])
-            images = []
+            wildcard = bool(subset.params.get("enable_wildcard"))
             for key, md in metadata.items():
-                image_dir = subset.image_dir
-                path = key if os.path.isabs(key) or not image_dir else os.path.join(image_dir, key)
-                caption = md.get("caption") or ""
-                tags = md.get("tags")
-                if subset.params.get("enable_wildcard"):
-                    if tags is not None:
-                        tags = tags.replace("\n", sep)
-                        caption = "\n".join(f"{line}{sep}{tags}" for line in caption.split("\n") if line.strip())
-                elif tags:
-                    caption = (caption + sep if caption else "") + tags
-                images.append(SubsetImage(path, caption, repeats))
-            subset.images = images
+                path = self.metadata_image(key, subset, release)
+                if path is not None:
+                    caption = metadata_caption(md, sep, wildcard, release)
+                    registered[key] = (subset, SubsetImage(path, caption, repeats))
             subset.kept_index = len(kept)
             kept.append(subset)
+        for subset in kept:
+            subset.images = [image for owner, image in registered.values() if owner is subset]
 
-    def read_metadata(self, path: str, subset: SubsetSpec) -> dict[str, dict[str, Any]]:
+    def metadata_image(self, key: str, subset: SubsetSpec, release: MetadataRelease) -> str | None:
+        """The image path sd-scripts registers for a metadata key (``None`` where it stops on the key)."""
+        image_dir = subset.image_dir
+        if not os.path.isabs(key) and image_dir is None and (release != "v0.9.1" or not os.path.exists(key)):
+            self.note("error", "metadata_image_missing", f"metadata_file {subset.params.get('metadata_file')} key "
+                      f"{key!r} is a relative path and the subset has no image_dir @ {subset.where}; sd-scripts stops "
+                      "on it: set image_dir to the folder of the images", key)
+            return None
+        path = metadata_key_path(key, image_dir, release)
+        if path is None:  # v0.9.1: assert abs_path is not None, "no image"
+            self.note("error", "metadata_image_missing", f"metadata_file {subset.params.get('metadata_file')} key "
+                      f"{key!r} names no image: sd-scripts {release} stops on it (no image {key!r} from the current "
+                      f"folder, and no {os.path.join(str(image_dir), key)}.<image extension>); write the key as the "
+                      "file name without its extension, or as an absolute path", key)
+            return None
+        if not os.path.exists(path):
+            hint = (f"; {found[0]} exists: sd-scripts {release} reads keys as written (v0.9.1 found files by their "
+                    "name without extension), so write the key with the extension"
+                    if (found := glob_named(os.path.dirname(path), os.path.basename(path))) else "")
+            self.note("error", "metadata_image_missing", f"metadata_file {subset.params.get('metadata_file')} key "
+                      f"{key!r} names {path}, which does not exist: sd-scripts stops on it when it reads the image "
+                      f"sizes @ {subset.where}{hint}", path)
+        return path
+
+    def read_metadata(self, path: str, subset: SubsetSpec, release: MetadataRelease) -> dict[str, dict[str, Any]]:
+        """The metadata file as sd-scripts loads it: JSON, or (after v0.9.1) ``.jsonl``, one entry a line."""
         try:
-            if path.endswith(".jsonl"):
+            if path.endswith(".jsonl") and release != "v0.9.1":
                 out: dict[str, dict[str, Any]] = {}
                 with open(path, encoding="utf-8") as handle:
-                    for line in handle:
-                        if line.strip():
-                            item = json.loads(line)
-                            out[item["image_path"]] = {"caption": item.get("caption", ""), "tags": item.get("tags")}
+                    for line in handle:  # sd-scripts parses every line: a blank one stops it too
+                        item = json.loads(line)
+                        entry = {"caption": item.get("caption", "")}
+                        if "tags" in item:
+                            entry["tags"] = item["tags"]
+                        out[item["image_path"]] = entry
                 return out
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except (OSError, ValueError, KeyError) as exc:
-            self.note("error", "metadata_unreadable", f"metadata_file {path} cannot be read ({exc}) @ {subset.where}",
-                      path)
+            self.note("error", "metadata_unreadable", f"metadata_file {path} cannot be read ({exc}) @ {subset.where}"
+                      + ("; sd-scripts v0.9.1 reads only JSON (one object), not .jsonl" if path.endswith(".jsonl")
+                         else ""), path)
             return {}
         return data if isinstance(data, dict) else {}
+
+
+def detect_metadata_release(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tuple[MetadataRelease, str]:
+    """Which sd-scripts' ``metadata_file`` rules to follow: those of the checkout found, else main's.
+
+    Found like ``schema.detect_flavour`` (``library_candidates``), read as text through ``seams``.
+    """
+    from .sdscripts.seams import FINETUNING_DATASET_FILES, metadata_key_release  # torch-free text reading
+
+    for library, why in library_candidates(sd_scripts_dir):
+        stamp = tuple(_stamp(library / name) for name in FINETUNING_DATASET_FILES)
+        release = _cached_release(str(library), stamp, metadata_key_release)
+        if release is not None:
+            return release, why
+    return "main", "no sd-scripts found here; main's rules"
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_release(library: str, stamp: tuple[tuple[int, int], ...], read: Any) -> MetadataRelease | None:
+    # the studio reads the project again after every edit; train_util.py is read once per version of it
+    del stamp
+    release = read(Path(library))
+    return release if release in ("v0.9.1", "main", "v0.11") else None
+
+
+def metadata_key_path(key: str, image_dir: str | None, release: MetadataRelease) -> str | None:
+    """The path ``FineTuningDataset`` gives a metadata key (``None``: v0.9.1 finds nothing and stops).
+
+    v0.9.1: the key itself when it exists (from the current folder), else the first of
+    ``glob_images(image_dir, key)``, else a latent cache ``<key>.npz``; main: ``image_dir`` joined
+    with the key as written; v0.11: joined, then globbed like v0.9.1 when the key has no extension
+    or names no file.
+
+    Examples:
+        >>> metadata_key_path("img.png", "/data", "main"), metadata_key_path("/abs/img", "/data", "main")
+        ('/data/img.png', '/abs/img')
+    """
+    if release == "v0.9.1":
+        if os.path.exists(key):
+            return key
+        found = glob_named(str(image_dir), key)
+        if found:
+            return found[0]
+        npz = os.path.splitext(key)[0] + ".npz"
+        if os.path.exists(npz):
+            return npz
+        npz = os.path.join(str(image_dir), key + ".npz")
+        return npz if os.path.exists(npz) else None
+    path = key if os.path.isabs(key) else os.path.join(str(image_dir), key)
+    if release == "v0.11" and (not os.path.splitext(key)[1] or not os.path.exists(path)):
+        found = glob_named(os.path.dirname(path), os.path.basename(key))
+        if found:
+            path = found[0]
+    return path
+
+
+def metadata_caption(md: Mapping[str, Any], sep: str, wildcard: bool, release: MetadataRelease) -> str:
+    """A metadata entry's caption and tags joined as ``FineTuningDataset`` joins them.
+
+    v0.9.1 takes the tags as the caption when there is no caption, and joins ``"" + sep + tags`` for
+    an empty one; later releases join the tags to a non-empty caption only.
+
+    Examples:
+        >>> metadata_caption({"caption": "", "tags": "a, b"}, ",", False, "v0.9.1")
+        ',a, b'
+        >>> metadata_caption({"caption": "", "tags": "a, b"}, ",", False, "main")
+        'a, b'
+    """
+    caption, tags = md.get("caption"), md.get("tags")
+    if release == "v0.9.1" and caption is None:
+        caption, tags = tags, None  # could be multiline
+    if release != "v0.9.1" and caption is None:
+        caption = ""
+    if wildcard:
+        if tags is not None:  # tags must be single line
+            tags = tags.replace("\n", sep)
+            if caption is not None:
+                caption = "\n".join(f"{line}{sep}{tags}" for line in caption.split("\n") if line.strip() != "")
+    elif tags is not None and len(tags) > 0:
+        caption = (caption + sep if caption or release == "v0.9.1" else caption) + tags
+    return "" if caption is None else caption
 
 
 @dataclass
@@ -728,6 +886,15 @@ def image_extensions() -> tuple[str, ...]:
     if importlib.util.find_spec("jxlpy") is not None:
         extra += (".jxl", ".JXL")
     return SD_IMAGE_EXTENSIONS + extra
+
+
+def glob_named(directory: str, base: str) -> list[str]:
+    """``train_util.glob_images(directory, base)``: ``<directory>/<base><ext>`` that exist, sorted.
+
+    sd-scripts escapes the whole pattern, so each extension is a literal path (``glob`` returns it when
+    ``os.path.lexists``); with both ``x.jpg`` and ``x.png`` the first in sorted order wins.
+    """
+    return sorted({p for ext in image_extensions() if os.path.lexists(p := os.path.join(directory, base + ext))})
 
 
 def glob_images(directory: str) -> list[str]:

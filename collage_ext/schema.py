@@ -305,32 +305,40 @@ def looks_like_dataset_toml(data: Mapping[str, Any]) -> bool:
 
 # -- which sd-scripts ---------------------------------------------------------------------------------
 
-def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tuple[Flavour, str]:
-    """The schema release to apply: from the sd-scripts checkout found, else main's.
+def library_candidates(sd_scripts_dir: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
+    """sd-scripts ``library`` folders to read, most specific first, each with a phrase saying why.
 
-    Looks at ``sd_scripts_dir``, ``$SD_SCRIPTS_DIR``, then the ``library`` package this Python would
-    import (sd-scripts installs itself with ``pip install -e .``), reading its ``config_util.py`` as
-    text (nothing is imported, so no torch). Returns the release and a sentence saying why.
+    ``sd_scripts_dir``, ``$SD_SCRIPTS_DIR``, then the ``library`` package this Python would import
+    (sd-scripts installs itself with ``pip install -e .``); found without importing it (no torch).
     """
     candidates: list[tuple[Path, str]] = []
     if sd_scripts_dir:
-        candidates.append((Path(sd_scripts_dir) / "library" / "config_util.py", "the given sd-scripts"))
+        candidates.append((Path(sd_scripts_dir) / "library", "the given sd-scripts"))
     env = os.environ.get("SD_SCRIPTS_DIR")
     if env:
-        candidates.append((Path(env) / "library" / "config_util.py", f"SD_SCRIPTS_DIR={env}"))
+        candidates.append((Path(env) / "library", f"SD_SCRIPTS_DIR={env}"))
     try:
         import importlib.util
 
         spec = importlib.util.find_spec("library")
         if spec is not None and spec.submodule_search_locations:
             for root in spec.submodule_search_locations:
-                candidates.append((Path(root) / "config_util.py", f"sd-scripts' library in {root}"))
+                candidates.append((Path(root), f"sd-scripts' library in {root}"))
     except (ImportError, ValueError):
         pass
+    return candidates
+
+
+def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tuple[Flavour, str]:
+    """The schema release to apply: from the sd-scripts checkout found, else main's.
+
+    Looks at ``library_candidates`` in order, reading each ``config_util.py`` as text (nothing is
+    imported, so no torch). Returns the release and a sentence saying why.
+    """
     from .sdscripts.seams import dataset_schema_release  # torch-free: seams imports nothing of sd-scripts
 
-    for path, why in candidates:
-        release = dataset_schema_release(path)
+    for library, why in library_candidates(sd_scripts_dir):
+        release = dataset_schema_release(library / "config_util.py")
         if release is None:
             continue
         flavour: Flavour = "main" if release == "main" else "v0.9.1"

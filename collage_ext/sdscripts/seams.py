@@ -158,3 +158,35 @@ def dataset_schema_release(config_util: Path) -> str | None:
     if "class ConfigSanitizer" not in text:
         return None
     return "main" if '"validation_split"' in text else "v0.9.1"
+
+
+#: Where sd-scripts defines ``FineTuningDataset``, newest layout first (v0.11 moved it out of train_util).
+FINETUNING_DATASET_FILES = ("finetuning_dataset.py", "train_util.py")
+
+
+def metadata_key_release(library: Path) -> str | None:
+    """How a ``library`` folder's ``FineTuningDataset`` turns ``metadata_file`` keys into images, read as text.
+
+    ``"v0.9.1"``: a key is used as it is when that path exists, else found by ``glob_images(image_dir, key)``
+    (the stems that sd-scripts' ``merge_captions_to_metadata.py`` writes); ``.jsonl`` is not special and a
+    missing caption is the tags. ``"main"`` (v0.10): ``image_dir`` and the key joined as written;
+    ``.jsonl`` holds one entry a line. ``"v0.11"``: joined, then a key without an extension, or naming no
+    file, is globbed in its folder. ``None`` when no such class is found (nothing is imported).
+    """
+    for name in FINETUNING_DATASET_FILES:
+        try:
+            text = (library / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        start = text.find("class FineTuningDataset")
+        if start < 0:
+            continue
+        end = text.find("\nclass ", start + 1)
+        body = text[start:end if end > 0 else len(text)]
+        if "glob_images(os.path.dirname(abs_path)" in body:
+            return "v0.11"
+        if "glob_images(subset.image_dir, image_key)" in body:
+            return "v0.9.1"
+        if "os.path.join(subset.image_dir, image_key)" in body:
+            return "main"
+    return None
