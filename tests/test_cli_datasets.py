@@ -1,4 +1,4 @@
-"""Reading a dataset the way sd-scripts does, without sd-scripts (``collage_ext.datasets``).
+"""Reading a dataset the way sd-scripts does, without sd-scripts (``collage_ext.kohya.datasets``).
 
 The same rules are checked against the real loader in ``tests/sdscripts/test_cli_identity.py``; here
 each rule gets an exact, hand-computed case.
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.datasets import build_run, load_project, parse_trainer_args, subsets_from_folders
-from collage_ext.errors import CollageConfigError, CollageInputError
+from collage_ext.kohya.datasets import build_run, load_project, parse_trainer_args, subsets_from_folders
+from collage_ext.core.errors import CollageConfigError, CollageInputError
 
 
 def images(folder: Path, names: list[str], captions: dict[str, str] | None = None, ext: str = ".txt") -> Path:
@@ -170,7 +170,7 @@ def test_metadata_keys_follow_the_installed_release(tmp_path: Path, monkeypatch:
     meta.write_text(json.dumps({"a": {"caption": "", "tags": "t1, t2"}, "b": {"tags": "only"},
                                 str(folder / "a.png"): {"caption": "abs"}}), encoding="utf-8")
     body = "[[datasets]]\n" + subset(folder, f'metadata_file = "{meta.as_posix()}"')
-    monkeypatch.setattr("collage_ext.datasets.detect_metadata_release", lambda: (release, "test"))
+    monkeypatch.setattr("collage_ext.kohya.datasets.detect_metadata_release", lambda: (release, "test"))
     project = load_project(toml_file(tmp_path / "d.toml", body), strict=False)
     got = {Path(i.path).name: i.caption for _, s in project.subsets() for i in s.images}
     missing = [f for f in project.findings if f.code == "metadata_image_missing"]
