@@ -278,7 +278,7 @@ def pct(values: list[float], q: float) -> float:
 
 def studio_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list[tuple[str, str, str]], list[float]]:
     from collage_ext.commands.check import run_check
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.plan.framesets import text_encoder_for
     from collage_ext.commands.measurecache import MeasureCache
 
@@ -364,7 +364,7 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
     if path is None:
         return [(f"{name}: browser edits", "skipped", "no chromium (apt-get install chromium)")], []
     from collage_ext.commands.check import run_check
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.plan.framesets import text_encoder_for
     from collage_ext.commands.measurecache import MeasureCache
 
@@ -417,7 +417,7 @@ def png_rows(name: str, dataset: Path, train: Path, frames: int = 6) -> list[tup
     """zlib level vs PNG size and encoding CPU time on real frames of the set (fastest of 5 per frame)."""
     import io
 
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
 
     project = load_project(dataset, config_file=train, strict=False)

@@ -32,7 +32,7 @@ from collage_ext.core.config import CollageConfig, parse_size
 from collage_ext.core.errors import CollageConfigError, CollageError
 
 if TYPE_CHECKING:
-    from collage_ext.kohya.datasets import Project
+    from collage_ext.plan.project import Project
     from collage_ext.plan.framesets import TextEncoder
 
 logger = logging.getLogger("collage_ext")
@@ -171,7 +171,7 @@ def _fail(exc: BaseException, code: int, level: str, *, internal: bool = False) 
 
 def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool,
           plan: str | None = None) -> tuple[Project, TextEncoder]:
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.plan.framesets import text_encoder_for
 
     if args.dataset is None and args.config is None and not trainer_args:
@@ -308,7 +308,7 @@ def run_inspect(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
 
 def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """Generate a demo dataset with its dataset TOML, then preview one epoch of its collage frames."""
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.commands.demo import make_demo_dataset
     from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
     from collage_ext.commands.preview import run_preview

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.kohya.datasets import build_run, load_project, parse_trainer_args, subsets_from_folders
+from collage_ext.kohya.datasets import build_run, parse_trainer_args, subsets_from_folders
+from collage_ext.plan.project import load_project
 from collage_ext.core.errors import CollageConfigError, CollageInputError
 
 

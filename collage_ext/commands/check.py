@@ -23,7 +23,8 @@ from typing import Any
 from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
 from collage_ext.plan.collage import Source
 from collage_ext.pixels.crops import read_crop_box
-from collage_ext.kohya.datasets import DatasetSpec, Finding, Project, SubsetSpec
+from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
+from collage_ext.plan.project import Project
 from collage_ext.core.errors import CollageError, CollageInputError
 from collage_ext.pixels.fit import upscale_factor
 from collage_ext.plan.frames import unwritable_reason

@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from collage_ext.core.version import __version__
-from collage_ext.kohya.datasets import Finding, Project
+from collage_ext.kohya.datasets import Finding
+from collage_ext.plan.project import Project
 from collage_ext.plan.frames import encode_png, frame_pixels
 from collage_ext.plan.framesets import FrameJob, FrameSet, TextEncoder
 from collage_ext.core.filemodes import write_bytes_atomic

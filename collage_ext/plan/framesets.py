@@ -27,7 +27,8 @@ from typing import Any, Literal
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.captions import TokenBudget, TokenCounter, clip_budget, estimate_tokens, t5_budget
 from collage_ext.plan.collage import Collage, FrameParams, Source
-from collage_ext.kohya.datasets import DatasetSpec, Project, SubsetSpec
+from collage_ext.kohya.datasets import DatasetSpec, SubsetSpec
+from collage_ext.plan.project import Project
 from collage_ext.core.errors import CollageConfigError, CollageInputError
 from collage_ext.geometry.grouping import Group
 from collage_ext.plan.subsets import SubsetImage, SubsetPlan, plan_subset
@@ -258,7 +259,7 @@ def plan_project(project: Project, encoder: TextEncoder, *,
     """Plan every collage subset of the project (header reads only).
 
     Args:
-        project: the project read by ``datasets.load_project``.
+        project: the project read by ``plan.project.load_project``.
         encoder: the text encoder (budget and counter for phrase repetition).
         skip: called with the subset and the indices of images excluded via ``exclude``.
         exclude: image paths to leave out (``check`` / ``export`` drop unreadable files; training would stop).

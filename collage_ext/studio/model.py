@@ -1,7 +1,7 @@
 """The dataset as the studio page sees it: sources, findings, frames, and the edits the page makes.
 
 Everything is read through the CLI's own functions, so the page shows what ``preview`` and
-``check`` show: ``datasets.load_project`` (dataset TOML, training TOML, trainer arguments),
+``check`` show: ``plan.project.load_project`` (dataset TOML, training TOML, trainer arguments),
 ``framesets.plan_project`` / ``frames_for`` (the frames of an epoch), ``preview.frame_record``
 (captions, token counts, caption warnings) and ``check.run_check`` (findings). After every write
 the project is read again (on the next read, so the write itself answers at once), so the next frame
@@ -35,7 +35,8 @@ from PIL import Image
 from collage_ext.captions.subset import grammar_of
 from collage_ext.commands.check import CheckReport, run_check
 from collage_ext.pixels.crops import crop_path_for, parse_crop_box, read_crop_box
-from collage_ext.kohya.datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_project
+from collage_ext.kohya.datasets import DatasetSpec, SubsetSpec, glob_images
+from collage_ext.plan.project import Project, load_project
 from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError
 from collage_ext.plan.frames import encode_png
 from collage_ext.plan.framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for

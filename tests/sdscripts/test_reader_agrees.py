@@ -1,10 +1,10 @@
-"""``collage_ext.kohya.datasets`` (the torch-free restatement of sd-scripts' dataset reading that the CLI uses)
-agrees with sd-scripts' own reader on the checkout under test (CI: main and v0.9.1).
+"""The kohya mirror (``collage_ext.kohya``: the torch-free restatement of sd-scripts' dataset reading that the
+CLI and the studio use) agrees with sd-scripts' own reader on the checkout under test (CI: main and v0.9.1).
 
-Both read the same dataset TOML / ``--train_data_dir`` folders; sd-scripts builds its plain datasets
-(no ``--dataset_class``) through ``config_util``. Every registered image must match: which images,
-their captions, repeats and whether they are regularisation images.
-"""
+Both read the same dataset TOML / ``--train_data_dir`` folders / ``metadata_file``; sd-scripts builds its
+plain datasets (no ``--dataset_class``) through ``config_util``. Every registered image must match: which
+images, their captions, repeats and whether they are regularisation images, and (``*_subsets``) which
+subsets are kept in which order with which images. Where sd-scripts stops on a dataset, the reader stops too."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ pytest.importorskip("library.train_util", reason="sd-scripts' library is not imp
 import fakes  # noqa: E402
 
 from collage_ext.core.config import split_dataset_config  # noqa: E402
-from collage_ext.kohya.datasets import load_project  # noqa: E402
+from collage_ext.plan.project import load_project  # noqa: E402
 from collage_ext.core.errors import CollageConfigError, CollageInputError  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
@@ -42,7 +42,7 @@ def sd_scripts_images(args: Any, user_config: dict[str, Any] | None = None) -> s
 
 
 def our_images(*args: Any, **kwargs: Any) -> set[tuple[str, str, int, bool]]:
-    """The same, from ``collage_ext.kohya.datasets.load_project``."""
+    """The same, from ``collage_ext.plan.project.load_project``."""
     project = load_project(*args, **kwargs)
     return {(os.path.realpath(image.path), image.caption, image.num_repeats, subset.is_reg)
             for _, subset in project.subsets() for image in subset.images}
