@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from collage_ext.core.errors import CollageConfigError, CollageInputError
 from collage_ext.kohya.datasets import build_run, parse_trainer_args, subsets_from_folders
 from collage_ext.plan.project import load_project
-from collage_ext.core.errors import CollageConfigError, CollageInputError
 
 
 def images(folder: Path, names: list[str], captions: dict[str, str] | None = None, ext: str = ".txt") -> Path:
@@ -182,5 +182,5 @@ def test_metadata_keys_follow_the_installed_release(tmp_path: Path, monkeypatch:
             load_project(toml_file(tmp_path / "d.toml", body))
     else:  # sorted glob: b.jpg before b.png; v0.9.1 joins an empty caption and tags with the separator
         assert got == {"a.png": "abs", "b.jpg": "only"} and not missing
-        assert [i.caption for _, s in project.subsets() for i in s.images][0] == (
+        assert next(i.caption for _, s in project.subsets() for i in s.images) == (
             ",t1, t2" if release == "v0.9.1" else "t1, t2")

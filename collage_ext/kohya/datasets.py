@@ -33,14 +33,33 @@ from typing import Any
 
 from collage_ext.core.config import DatasetTree, split_dataset_config, strip_collage_keys
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.kohya.args import (ARG_DEFAULTS, ARG_TO_CONFIG, DATASET_CLASS, arg_config, build_run,
-                                    dataset_class_finding, parse_trainer_args)
+from collage_ext.kohya.args import (
+    ARG_DEFAULTS,
+    ARG_TO_CONFIG,
+    DATASET_CLASS,
+    arg_config,
+    build_run,
+    dataset_class_finding,
+    parse_trainer_args,
+)
 from collage_ext.kohya.blueprint import DATASET_DEFAULTS, SUBSET_DEFAULTS, blueprint, parse_resolution
 from collage_ext.kohya.dreambooth import read_dreambooth
-from collage_ext.kohya.files import (IMAGE_INFO_CACHE_FILE, SD_IMAGE_EXTENSIONS, glob_images, glob_named,
-                                     image_extensions, load_user_config, subsets_from_folders)
-from collage_ext.kohya.finetuning import (MetadataRelease, detect_metadata_release, metadata_caption,
-                                          metadata_key_path, read_finetuning)
+from collage_ext.kohya.files import (
+    IMAGE_INFO_CACHE_FILE,
+    SD_IMAGE_EXTENSIONS,
+    glob_images,
+    glob_named,
+    image_extensions,
+    load_user_config,
+    subsets_from_folders,
+)
+from collage_ext.kohya.finetuning import (
+    MetadataRelease,
+    detect_metadata_release,
+    metadata_caption,
+    metadata_key_path,
+    read_finetuning,
+)
 from collage_ext.kohya.runargs import RunArgs
 from collage_ext.kohya.schema import detect_flavour, looks_like_dataset_toml, schema_for, training_keys_in, validate
 from collage_ext.kohya.specs import DatasetSpec, Finding, Level, Notes, SubsetImage, SubsetSpec, subset_root

@@ -16,8 +16,8 @@ import os
 import random
 from dataclasses import dataclass
 
-from collage_ext.kohya.caption_files import first_line_empty_message
 from collage_ext.core.exported import export_root
+from collage_ext.kohya.caption_files import first_line_empty_message
 from collage_ext.kohya.files import IMAGE_INFO_CACHE_FILE, SD_IMAGE_EXTENSIONS, glob_images
 from collage_ext.kohya.specs import DatasetSpec, Notes, SubsetImage, SubsetSpec
 

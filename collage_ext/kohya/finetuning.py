@@ -193,5 +193,6 @@ def metadata_caption(md: Mapping[str, Any], sep: str, wildcard: bool, release: M
             if caption is not None:
                 caption = "\n".join(f"{line}{sep}{tags}" for line in caption.split("\n") if line.strip() != "")
     elif tags is not None and len(tags) > 0:
-        caption = (caption + sep if caption or release == "v0.9.1" else caption) + tags
+        head = caption or ""  # never None here: v0.9.1 moved the tags into a missing caption above
+        caption = (head + sep if head or release == "v0.9.1" else head) + tags
     return "" if caption is None else caption

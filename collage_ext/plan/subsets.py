@@ -13,14 +13,14 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from collage_ext.geometry.buckets import Buckets
-from collage_ext.plan.collage import Source, load_source
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageInputError
-from collage_ext.plan.pool import Pool
 from collage_ext.core.rng import sample_key
 from collage_ext.core.types import Size
-from collage_ext.kohya.specs import SubsetImage, subset_root  # what the mirror reads; re-exported here
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.kohya.specs import SubsetImage  # what the mirror reads; re-exported here
+from collage_ext.plan.collage import Source, load_source
+from collage_ext.plan.pool import Pool
 
 #: Wraps an iterable in a progress bar (``tqdm``) or returns it unchanged.
 Progress = Callable[[Iterable[int]], Iterable[int]]

@@ -19,11 +19,11 @@ import toml
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
+import fakes
 
-from collage_ext.core.config import split_dataset_config  # noqa: E402
-from collage_ext.plan.project import load_project  # noqa: E402
-from collage_ext.core.errors import CollageConfigError, CollageInputError  # noqa: E402
+from collage_ext.core.config import split_dataset_config
+from collage_ext.core.errors import CollageConfigError, CollageInputError
+from collage_ext.plan.project import load_project
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
