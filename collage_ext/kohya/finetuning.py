@@ -102,8 +102,8 @@ def read_metadata(path: str, subset: SubsetSpec, release: MetadataRelease, notes
             data = json.load(handle)
     except (OSError, ValueError, KeyError) as exc:
         notes.note("error", "metadata_unreadable", f"metadata_file {path} cannot be read ({exc}) @ {subset.where}"
-                   + ("; sd-scripts v0.9.1 reads only JSON (one object), not .jsonl" if path.endswith(".jsonl")
-                      else ""), path)
+                   + ("; sd-scripts v0.9.1 reads only JSON (one object), not .jsonl: convert it, or use a newer "
+                      "sd-scripts" if path.endswith(".jsonl") and release == "v0.9.1" else ""), path)
         return {}
     return data if isinstance(data, dict) else {}
 
