@@ -18,7 +18,7 @@ from collage_ext.core.errors import CollageInputError
 from collage_ext.core.rng import sample_key
 from collage_ext.core.types import Size
 from collage_ext.geometry.buckets import Buckets
-from collage_ext.kohya.specs import SubsetImage  # what the mirror reads; re-exported here
+from collage_ext.kohya.specs import SubsetImage, subset_root  # noqa: F401  (re-exported for the adapter)
 from collage_ext.plan.collage import Source, load_source
 from collage_ext.plan.pool import Pool
 
