@@ -6,6 +6,10 @@ keys without extensions), main (v0.10) joins ``image_dir`` and the key as writte
 and then globs keys without an extension. Captions and ``.jsonl`` files changed with them. The rules
 of the sd-scripts found here are used (``detect_metadata_release``, read as text through
 ``sdscripts.seams``); without one, main's.
+
+Not mirrored: main and v0.11 swap an image for a latent cache file (``*<cache_suffix>``) whose name
+starts with the key, which only happens with absolute keys and ``--cache_latents_to_disk`` caches
+already on disk; the suffix depends on the model family, and collage frames need the images anyway.
 """
 
 from __future__ import annotations
