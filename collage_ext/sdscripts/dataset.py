@@ -437,9 +437,9 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
 
     def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
                  debug_dataset: bool = False) -> None:
-        refuse_unsupported(strategy=_current_tokenize_strategy())
         run = find_run_args()
-        logger.info(f"collage_ext: run arguments from {run.found}")
+        family, family_why = refuse_unsupported(strategy=seams.tokenize_strategy(), values=run.values)
+        logger.info(f"collage_ext: run arguments from {run.found}; model family {family.name} ({family_why})")
         user_config, where = _user_config(run)
         tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
         all_configs = [c for row in tree.subsets for c in row]
@@ -524,15 +524,6 @@ def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, A
         return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
     except TypeError:  # let sd-scripts' own constructor report the bad call
         return dict(kwargs)
-
-
-def _current_tokenize_strategy() -> Any:
-    """The tokenize strategy the script set before building the dataset (main), else None."""
-    if not _strategy_era():
-        return None
-    from library import strategy_base  # type: ignore[import-not-found]
-
-    return strategy_base.TokenizeStrategy.get_strategy()
 
 
 def _strategy_era() -> bool:
