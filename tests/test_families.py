@@ -118,11 +118,24 @@ def test_flux_schnell_from_the_checkpoint(tmp_path: Path) -> None:
     assert families.detect({**args, "pretrained_model_name_or_path": str(tmp_path / "missing")})[0].name == "flux"
     assert families.detect({**args, "pretrained_model_name_or_path": str(schnell), "model_type": "chroma"}
                            )[0].name == "chroma"  # Chroma has no guidance embedder either
-    assert families.detect({"pretrained_model_name_or_path": str(schnell)})[0].name == families.DEFAULT
+    assert families.detect({"pretrained_model_name_or_path": str(schnell)})[0].name == "flux-schnell"
     (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 16)
     assert families.checkpoint_keys(tmp_path / "bad.safetensors") is None
     encoder = text_encoder_for({**args, "pretrained_model_name_or_path": str(schnell)})
     assert (encoder.model, encoder.budget.max_tokens) == ("flux-schnell", 256)
+
+
+@pytest.mark.parametrize(("keys", "family"), [
+    (["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x"], "sd"),
+    (["model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.1.model.x"], "sdxl"),
+    (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "sd3"),
+])
+def test_family_from_the_checkpoint(tmp_path: Path, keys: list[str], family: str) -> None:
+    """The checkpoint's tensor names name the family where no option does, ahead of shared options."""
+    path = write_safetensors_header(tmp_path / "model.safetensors", keys)
+    assert families.detect({"pretrained_model_name_or_path": str(path)})[0].name == family
+    if family == "sd3":  # --t5xxl alone would mean Flux
+        assert families.detect({"pretrained_model_name_or_path": str(path), "t5xxl": "t"})[0].name == "sd3"
 
 
 def test_budgets_follow_the_length_option() -> None:

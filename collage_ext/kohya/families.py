@@ -114,6 +114,8 @@ class Family:
             sees the group, ``refine`` picks the row.
         options: training options only this family's scripts accept; any of them names the family.
         hints: options shared with other families that point here when no family's ``options`` do.
+        checkpoint_has: tensor-name prefixes of ``--pretrained_model_name_or_path`` that name the family
+            (read from the safetensors header; after ``options``, before ``hints``).
         option_values: (option, value) pairs that name this row within its group.
         checkpoint_lacks: names this row within its group when ``--pretrained_model_name_or_path``
             is readable and has none of these tensors (sd-scripts' own test for Flux schnell).
@@ -129,6 +131,7 @@ class Family:
     group: str = ""
     options: tuple[str, ...] = ()
     hints: tuple[str, ...] = ()
+    checkpoint_has: tuple[str, ...] = ()
     option_values: tuple[tuple[str, object], ...] = ()
     checkpoint_lacks: tuple[str, ...] = ()
 
@@ -157,21 +160,24 @@ _T5_HINTS = ("t5xxl", "clip_l", "apply_t5_attn_mask", "t5xxl_max_token_length", 
 _NOT_MODELLED = "text encoder has a caption budget collage_ext does not model"
 
 #: Every family, supported first. Recognition: ``options`` (exclusive) anywhere in the table, then
-#: ``hints`` in table order, then ``DEFAULT``; within a group, variants in table order, then the base.
+#: ``checkpoint_has``, then ``hints`` in table order, then ``DEFAULT``; within a group, variants in
+#: table order, then the base.
 FAMILIES: tuple[Family, ...] = (
-    Family("sd", "Stable Diffusion 1.x / 2.x", CLIP, scripts=("train_network",), hints=("v2",)),
-    Family("sdxl", "SDXL", CLIP, scripts=("sdxl_train_network", "sdxl_train")),
+    Family("sd", "Stable Diffusion 1.x / 2.x", CLIP, scripts=("train_network",), hints=("v2",),
+           checkpoint_has=("cond_stage_model.",)),
+    Family("sdxl", "SDXL", CLIP, scripts=("sdxl_train_network", "sdxl_train"), checkpoint_has=("conditioner.",)),
     Family("sd3", "Stable Diffusion 3", T5, 256, scripts=("sd3_train_network",),
            refused_scripts={"sd3_train": "the full SD3 fine-tune sets its tokenizers only after the dataset is "
                                          "built, so collage captions cannot be sized for T5; use sd3_train_network.py "
                                          "(LoRA)"},
            options=("clip_g", "apply_lg_attn_mask", "clip_g_dropout_rate", "clip_l_dropout_rate", "t5_dropout_rate",
                     "enable_scaled_pos_embed", "pos_emb_random_crop_rate", "training_shift", "save_t5xxl",
-                    "train_t5xxl", "use_t5xxl_cache_only", "t5xxl_device", "t5xxl_dtype")),
+                    "train_t5xxl", "use_t5xxl_cache_only", "t5xxl_device", "t5xxl_dtype"),
+           checkpoint_has=("joint_blocks.",)),
     Family("flux", "FLUX.1 dev", T5, 512, scripts=("flux_train_network", "flux_train"),
            options=("model_type", "guidance_scale", "split_mode", "double_blocks_to_swap", "single_blocks_to_swap",
                     "controlnet_model_name_or_path"),
-           hints=_T5_HINTS),
+           hints=_T5_HINTS, checkpoint_has=("double_blocks.", "single_transformer_blocks.")),
     Family("chroma", "Chroma", T5, 512, group="flux", option_values=(("model_type", "chroma"),)),
     Family("flux-schnell", "FLUX.1 schnell", T5, 256, group="flux",
            checkpoint_lacks=("guidance_in.in_layer.bias", "time_text_embed.guidance_embedder.linear_1.bias")),
@@ -235,6 +241,20 @@ def _set(values: Mapping[str, Any], option: str) -> bool:
     return value is not None and value is not False
 
 
+class _Checkpoint:
+    """The tensor names of ``--pretrained_model_name_or_path``, read at most once per recognition."""
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        self._keys: list[str] | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        if self._keys is None:
+            self._keys = checkpoint_keys(self.path) or []
+        return self._keys
+
+
 def detect(values: Mapping[str, Any]) -> tuple[Family, str]:
     """The family the training arguments ``values`` name, and why (for the log).
 
@@ -242,30 +262,35 @@ def detect(values: Mapping[str, Any]) -> tuple[Family, str]:
         >>> [detect(v)[0].name for v in ({"model_type": "chroma"}, {"t5xxl": "t5.safetensors"}, {"clip_g": "g"}, {})]
         ['chroma', 'flux', 'sd3', 'sdxl']
     """
+    checkpoint = _Checkpoint(values.get("pretrained_model_name_or_path"))
     for family in FAMILIES:
         hit = next((o for o in family.options if _set(values, o)), None)
         if hit is not None:
-            return refine(family, values, f"--{hit}")
+            return refine(family, values, f"--{hit}", checkpoint)
+    for family in FAMILIES:
+        if family.checkpoint_has:
+            hit = next((p for p in family.checkpoint_has if any(k.startswith(p) for k in checkpoint.keys)), None)
+            if hit is not None:
+                return refine(family, values, f"its checkpoint has {hit}*", checkpoint)
     for family in FAMILIES:
         hit = next((o for o in family.hints if _set(values, o)), None)
         if hit is not None:
-            return refine(family, values, f"--{hit}")
+            return refine(family, values, f"--{hit}", checkpoint)
     return by_name(DEFAULT), f"no option of another family ({by_name(DEFAULT).title} and SD 1.x read the same budget)"
 
 
-def refine(family: Family, values: Mapping[str, Any], why: str) -> tuple[Family, str]:
+def refine(family: Family, values: Mapping[str, Any], why: str,
+           checkpoint: _Checkpoint | None = None) -> tuple[Family, str]:
     """The row within ``family``'s group that the arguments name (a variant, else the group's base row)."""
     base = by_name(family.base)
-    keys: list[str] | None = None
+    checkpoint = checkpoint if checkpoint is not None else _Checkpoint(values.get("pretrained_model_name_or_path"))
     for variant in FAMILIES:
         if variant.group != base.name:
             continue
         match = next((f"{o} = {v!r}" for o, v in variant.option_values if values.get(o) == v), None)
-        if match is None and variant.checkpoint_lacks:
-            if keys is None:
-                keys = checkpoint_keys(values.get("pretrained_model_name_or_path")) or []
-            if keys and not any(k in keys for k in variant.checkpoint_lacks):
-                match = f"its checkpoint has no {variant.checkpoint_lacks[0]}"
+        if match is None and variant.checkpoint_lacks and checkpoint.keys \
+                and not any(k in checkpoint.keys for k in variant.checkpoint_lacks):
+            match = f"its checkpoint has no {variant.checkpoint_lacks[0]}"
         if match is not None:
             return variant, f"{why}, {match}"
     return base, why
