@@ -167,9 +167,9 @@ FAMILIES: tuple[Family, ...] = (
            checkpoint_has=("cond_stage_model.",)),
     Family("sdxl", "SDXL", CLIP, scripts=("sdxl_train_network", "sdxl_train"), checkpoint_has=("conditioner.",)),
     Family("sd3", "Stable Diffusion 3", T5, 256, scripts=("sd3_train_network",),
-           refused_scripts={"sd3_train": "the full SD3 fine-tune sets its tokenizers only after the dataset is "
-                                         "built, so collage captions cannot be sized for T5; use sd3_train_network.py "
-                                         "(LoRA)"},
+           refused_scripts={"sd3_train": "the full SD3 fine-tune (which sets its tokenizers only after the "
+                                         "dataset is built) is not tested with collage frames; use "
+                                         "sd3_train_network.py (LoRA)"},
            options=("clip_g", "apply_lg_attn_mask", "clip_g_dropout_rate", "clip_l_dropout_rate", "t5_dropout_rate",
                     "enable_scaled_pos_embed", "pos_emb_random_crop_rate", "training_shift", "save_t5xxl",
                     "train_t5xxl", "use_t5xxl_cache_only", "t5xxl_device", "t5xxl_dtype"),
