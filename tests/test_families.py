@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from collage_ext.cli import setup_parser
-from collage_ext.errors import CollageConfigError
-from collage_ext.framesets import text_encoder_for
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.plan.framesets import text_encoder_for
 from collage_ext.kohya import families
 from collage_ext.kohya.families import FAMILIES, Family
 from collage_ext.sdscripts import seams, trainers

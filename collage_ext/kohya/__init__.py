@@ -1,1 +1,1 @@
-"""The torch-free mirror of sd-scripts: what its arguments, configs and model families mean, read without it."""
+"""A torch-free mirror of what sd-scripts reads: dataset TOMLs, run arguments, its schema and file rules."""

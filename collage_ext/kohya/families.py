@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..captions import TokenBudget, clip_budget, t5_budget
-from ..errors import CollageConfigError
+from collage_ext.captions import TokenBudget, clip_budget, t5_budget
+from collage_ext.core.errors import CollageConfigError
 
 logger = logging.getLogger(__name__)
 

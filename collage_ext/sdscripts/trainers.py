@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import CollageConfigError
-from ..kohya import families
-from ..kohya.families import Family
-from . import seams
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.kohya import families
+from collage_ext.kohya.families import Family
+from collage_ext.sdscripts import seams
 
 #: Scripts tested with CollageDataset (README "Supported trainers" lists the same), from the family table.
 SUPPORTED: tuple[str, ...] = families.supported_scripts()

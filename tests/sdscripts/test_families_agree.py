@@ -32,8 +32,8 @@ import fakes  # noqa: E402
 from test_collage_dataset import ID, dataset_toml, write_dataset  # noqa: E402
 
 from collage_ext.captions import TokenBudget  # noqa: E402
-from collage_ext.datasets import build_run  # noqa: E402
-from collage_ext.framesets import text_encoder_for  # noqa: E402
+from collage_ext.kohya.datasets import build_run  # noqa: E402
+from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
 from collage_ext.kohya import families  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
