@@ -53,7 +53,7 @@ from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, t
 from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
                    static_cache_dir)
 from collage_ext.sdscripts import seams
-from collage_ext.sdscripts.trainers import refuse_unsupported
+from collage_ext.sdscripts.trainers import SUPPORTED, refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
 # (sd-scripts imports this module while it builds the dataset, before any model loads).
@@ -484,7 +484,7 @@ def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) ->
     args = run.namespace
     if args is None:
         msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
-               "sd-scripts' own scripts (train_network.py, sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
+               f"sd-scripts' own scripts ({', '.join(SUPPORTED)})")
         raise CollageConfigError(msg)
     sanitizer = config_util.ConfigSanitizer(True, True, getattr(args, "masked_loss", False), True)
     extra = {"tokenizer": ctx.tokenizer} if _wants_tokenizer() else {}

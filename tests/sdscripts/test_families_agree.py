@@ -65,7 +65,8 @@ def _cases() -> list[Any]:
             cases += [Case(s, family.name) for s in family.scripts if s not in family.refused_scripts]
             continue
         script = families.by_name(family.group).scripts[0]
-        extra = tuple(a for option, value in family.option_values for a in (f"--{option}", str(value)))
+        extra = tuple(a for option, value in family.option_values
+                      for a in ((f"--{option}",) if value is True else (f"--{option}", str(value))))
         extra += ("--apply_t5_attn_mask",) if family.name == "chroma" else ()  # flux_train_network asserts it
         cases.append(Case(script, family.name, extra, schnell=bool(family.checkpoint_lacks)))
     cases.append(Case("sd3_train_network", "sd3", ("--t5xxl_max_token_length", "154")))
