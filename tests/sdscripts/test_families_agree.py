@@ -71,8 +71,7 @@ def _cases() -> list[Any]:
         cases.append(Case(script, family.name, extra, schnell=bool(family.checkpoint_lacks)))
     cases.append(Case("sd3_train_network", "sd3", ("--t5xxl_max_token_length", "154")))
     cases.append(Case("sdxl_train_network", "sdxl", ("--max_token_length", "225")))
-    return [pytest.param(c, id=f"{c.script}-{c.family}{'-' if c.extra else ''}{'_'.join(c.extra[1:2])}")
-            for c in cases]
+    return [pytest.param(c, id="-".join([c.script, c.family, *(a.lstrip("-") for a in c.extra[:2])])) for c in cases]
 
 
 def _header_checkpoint(path: Path, keys: list[str]) -> Path:
