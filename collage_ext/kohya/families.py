@@ -126,7 +126,7 @@ class Family:
     tokenizer: Tokenizer | None
     default_length: int | None = None
     scripts: tuple[str, ...] = ()
-    refused_scripts: Mapping[str, str] = field(default_factory=dict)
+    refused_scripts: Mapping[str, str] = field(default_factory=dict, hash=False)
     refused: str = ""
     group: str = ""
     options: tuple[str, ...] = ()

@@ -202,3 +202,24 @@ def test_flux_train_sizes_captions_before_its_strategy_exists(tmp_path: Path, mo
         strategy_flux.FluxTokenizeStrategy(saw.tools[0][0].max_tokens, str(toks.cache_dir)))
     group.set_current_strategies()
     assert len(ID.findall(group[0]["captions"][0])) >= 2
+
+
+def test_options_belong_to_their_family_only() -> None:
+    """A row's ``options`` are accepted by one of its scripts and by no script of another family here.
+
+    That is what lets the CLI name a family from any one of them, in any order.
+    """
+    accepted: dict[str, set[str]] = {}
+    for family in families.FAMILIES:
+        for script in family.scripts + tuple(family.refused_scripts):
+            if (SD_DIR / f"{script}.py").is_file():
+                parser = _module(script).setup_parser()
+                accepted.setdefault(family.base, set()).update(a.dest for a in parser._actions)
+    assert {"sd", "sdxl"} <= set(accepted)
+    for family in families.FAMILIES:
+        if family.base not in accepted:
+            continue  # not in this sd-scripts (v0.9.1: no Flux, SD3, Lumina ...)
+        others = set().union(*(opts for base, opts in accepted.items() if base != family.base))
+        assert set(family.options) <= accepted[family.base], family.name
+        assert set(family.options) & others == set(), family.name
+        assert {o for o, _ in family.option_values} <= accepted[family.base], family.name
