@@ -79,7 +79,7 @@ class CheckReport:
         s = self.summary
         lines = [f"collage-ext check: {s['source']}",
                  f"seed {s['seed']} ({s['seed_why']}); mode {s['mode']} ({s['mode_why']})",
-                 f"text encoder: {s['text_encoder']}", ""]
+                 f"text encoder: {s['text_encoder']}, model {s['model']} ({s['model_why']})", ""]
         for d in s["datasets"]:
             lines.append(f"dataset {d['index']}: resolution {d['resolution']}, batch size {d['batch_size']}, "
                          f"{'buckets on' if d['enable_bucket'] else 'no buckets'}")
@@ -465,8 +465,7 @@ def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], fi
                     "warning", "caption_overflow",
                     f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
                     f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
-                    + (" or raise --max_token_length (75/150/225)" if budget.kind == "clip"
-                       and budget.max_tokens < 225 else ""), file))
+                    + encoder.raise_hint, file))
             if grammar_phrases:
                 from collage_ext.captions.subset import grammar_of
 
@@ -606,7 +605,8 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
                          "samples_per_epoch": sum(int(s.get("samples_per_epoch") or 0) for s in subsets),
                          "batches_per_epoch": batches, "buckets": sum(1 for n in bucket_counts.values() if n)})
     return {"source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
-            "mode_why": project.mode_why, "text_encoder": encoder.label, "datasets": datasets,
+            "mode_why": project.mode_why, "text_encoder": encoder.label, "model": encoder.model,
+            "model_why": encoder.why, "datasets": datasets,
             "steps": _steps(project, total_batches)}
 
 

@@ -53,7 +53,7 @@ from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, t
 from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
                    static_cache_dir)
 from collage_ext.sdscripts import seams
-from collage_ext.sdscripts.trainers import refuse_unsupported
+from collage_ext.sdscripts.trainers import SUPPORTED, refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
 # (sd-scripts imports this module while it builds the dataset, before any model loads).
@@ -437,9 +437,9 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
 
     def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
                  debug_dataset: bool = False) -> None:
-        refuse_unsupported(strategy=_current_tokenize_strategy())
         run = find_run_args()
-        logger.info(f"collage_ext: run arguments from {run.found}")
+        family, family_why = refuse_unsupported(strategy=seams.tokenize_strategy(), values=run.values)
+        logger.info(f"collage_ext: run arguments from {run.found}; model family {family.name} ({family_why})")
         user_config, where = _user_config(run)
         tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
         all_configs = [c for row in tree.subsets for c in row]
@@ -484,7 +484,7 @@ def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) ->
     args = run.namespace
     if args is None:
         msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
-               "sd-scripts' own scripts (train_network.py, sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
+               f"sd-scripts' own scripts ({', '.join(SUPPORTED)})")
         raise CollageConfigError(msg)
     sanitizer = config_util.ConfigSanitizer(True, True, getattr(args, "masked_loss", False), True)
     extra = {"tokenizer": ctx.tokenizer} if _wants_tokenizer() else {}
@@ -524,15 +524,6 @@ def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, A
         return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
     except TypeError:  # let sd-scripts' own constructor report the bad call
         return dict(kwargs)
-
-
-def _current_tokenize_strategy() -> Any:
-    """The tokenize strategy the script set before building the dataset (main), else None."""
-    if not _strategy_era():
-        return None
-    from library import strategy_base  # type: ignore[import-not-found]
-
-    return strategy_base.TokenizeStrategy.get_strategy()
 
 
 def _strategy_era() -> bool:

@@ -73,6 +73,58 @@ SEAMS: tuple[Seam, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class StrategySeam:
+    """An sd-scripts tokenize strategy class: the family it tokenizes for, and where its tokenizer is.
+
+    The family is a name in ``collage_ext.kohya.families.FAMILIES`` (for a strategy several families
+    share, the group: ``FluxTokenizeStrategy`` serves Flux dev, schnell and Chroma).
+    """
+
+    cls: str
+    family: str
+    tokenizer: str = ""  # attribute holding the tokenizer that reads the whole caption ("" for refused ones)
+    length: str = ""  # attribute holding the T5 length it pads/truncates to ("" for CLIP: --max_token_length)
+
+
+#: The tokenize strategies of sd-scripts main (``library.strategy_*``), set by each training script
+#: before it builds the dataset; v0.9.1 has none (the adapter goes by the script's name there).
+TOKENIZE_STRATEGIES: tuple[StrategySeam, ...] = (
+    StrategySeam("SdTokenizeStrategy", "sd", "tokenizer"),
+    StrategySeam("SdxlTokenizeStrategy", "sdxl", "tokenizer1"),
+    StrategySeam("Sd3TokenizeStrategy", "sd3", "t5xxl", "t5xxl_max_length"),
+    StrategySeam("FluxTokenizeStrategy", "flux", "t5xxl", "t5xxl_max_length"),
+    StrategySeam("LuminaTokenizeStrategy", "lumina"),
+    StrategySeam("AnimaTokenizeStrategy", "anima"),
+    StrategySeam("HunyuanImageTokenizeStrategy", "hunyuan_image"),
+)
+
+
+def tokenize_strategy() -> Any:
+    """The tokenize strategy the training script has set (``strategy_base.TokenizeStrategy``), else None.
+
+    None on v0.9.1 (no strategies) and in scripts that set theirs only after building the dataset.
+    """
+    strategy_base = _module("library.strategy_base")
+    return None if strategy_base is None else strategy_base.TokenizeStrategy.get_strategy()
+
+
+def strategy_seam(strategy: Any) -> StrategySeam | None:
+    """The seam of ``strategy``'s class (or of the sd-scripts class it derives from), else None."""
+    names = [c.__name__ for c in type(strategy).__mro__] if strategy is not None else []
+    return next((seam for name in names for seam in TOKENIZE_STRATEGIES if seam.cls == name), None)
+
+
+def strategy_tokens(strategy: Any) -> tuple[Any, int | None]:
+    """``(tokenizer, T5 length)`` of a known tokenize strategy; ``(None, None)`` where it has none."""
+    seam = strategy_seam(strategy)
+    if seam is None:
+        return None, None
+    tokenizer = getattr(strategy, seam.tokenizer, None) if seam.tokenizer else None
+    length = getattr(strategy, seam.length, None) if seam.length else None
+    return tokenizer, length if isinstance(length, int) and not isinstance(length, bool) else None
+
+
 def _module(name: str) -> Any:
     """The module, or None when this sd-scripts has no such module."""
     try:
