@@ -22,7 +22,7 @@ how many repeats* (``library/config_util.py`` and ``DreamBoothDataset`` / ``Fine
 * ``--train_data_dir`` folders become subsets from their ``N_name`` sub-folders, in directory order.
 
 Everything collage-specific (the option table, seed and mode) comes from the same functions the
-adapter calls: ``config.split_dataset_config``, ``run.resolve_seed`` / ``resolve_mode``.
+adapter calls: ``config.split_dataset_config``, ``run.dataset_source`` and ``run.resolve_run``.
 Relative paths are resolved like sd-scripts does (from the current folder); a path that only exists
 next to the dataset TOML is used from there, with a note.
 """
@@ -49,7 +49,7 @@ from .exported import export_root
 from .plan import SubsetImage, subset_root
 from .runargs import RunArgs, read_config_file, scan_options
 from .caption_files import check_crop_extensions, first_line_empty_message
-from .run import refuse_cache_in_image_folders, resolve_mode, resolve_seed
+from .run import dataset_source, resolve_run
 from .schema import detect_flavour, looks_like_dataset_toml, schema_for, training_keys_in, validate
 from .types import Size
 
@@ -320,44 +320,31 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     config_path: Path | None = None
     if dataset is None and isinstance(run.values.get("datasets"), list):
         _refuse_swapped(run, config_file, None, {})
-    if dataset is not None and Path(dataset).is_dir():
-        user_config: dict[str, Any] = {"datasets": [{"subsets": subsets_from_folders(str(dataset),
-                                                                                     run.get("reg_data_dir"))}]}
-        source = f"--train_data_dir {dataset}"
-    elif dataset is not None:
-        config_path = Path(dataset)
-        user_config = load_user_config(config_path)
-        source = f"dataset config {dataset}"
-    elif run.get("dataset_config"):
-        config_path = Path(str(run.get("dataset_config")))
-        user_config = load_user_config(config_path)
-        source = f"dataset config {config_path} (dataset_config of the training arguments)"
-    elif run.get("train_data_dir") and run.get("in_json"):
-        user_config = {"datasets": [{"subsets": [{"image_dir": run.get("train_data_dir"),
-                                                  "metadata_file": run.get("in_json")}]}]}
-        source = f"--in_json {run.get('in_json')}"
-    elif run.get("train_data_dir"):
-        user_config = {"datasets": [{"subsets": subsets_from_folders(run.get("train_data_dir"),
-                                                                     run.get("reg_data_dir"))}]}
-        source = f"--train_data_dir {run.get('train_data_dir')}"
-    else:
+    source = dataset_source(run, dataset)  # the same choice the trainer makes (run.dataset_source)
+    if source is None:
         msg = ("no dataset given; pass a dataset TOML (or a folder of N_name sub-folders), or --config with a "
                "training TOML that sets dataset_config or train_data_dir")
         raise CollageConfigError(msg)
+    if source.kind == "dataset_config":
+        config_path = Path(str(source.path))
+        user_config: dict[str, Any] = load_user_config(config_path)
+    elif source.kind == "in_json":
+        user_config = {"datasets": [{"subsets": [{"image_dir": source.path, "metadata_file": source.metadata_file}]}]}
+    else:
+        user_config = {"datasets": [{"subsets": subsets_from_folders(source.path, source.reg_data_dir)}]}
+    source_label = source.label
     _refuse_swapped(run, config_file, config_path, user_config)
     schema_notes = validate_like_sd_scripts(user_config, config_path, run) if config_path is not None else []
     tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
     configs = [c for row in tree.subsets for c in row]
-    mode, mode_why = resolve_mode(configs, run)
-    if mode == "static":
-        refuse_cache_in_image_folders(configs, run, tree.kohya)
+    settings = resolve_run(configs, run, tree.kohya)
     check_crop_extensions(tree.kohya, tree.subsets, run)
-    seed_value, seed_why = resolve_seed(run, tree.kohya)
+    seed_value, seed_why, mode, mode_why = settings.seed, settings.seed_why, settings.mode, settings.mode_why
     if seed_why == "from --seed" and seed is None:  # say where the user set it
         after_dash = "seed" in parse_trainer_args(trainer_args)
         seed_why = ("from --seed after --" if after_dash or config_file is None
                     else f"from seed = {seed_value} in the training TOML {config_file}")
-    project = Project(run, source, config_path, tree, [], seed_value, seed_why, mode, mode_why, list(schema_notes))
+    project = Project(run, source_label, config_path, tree, [], seed_value, seed_why, mode, mode_why, list(schema_notes))
     reader = _Reader(project, config_path.parent if config_path else None, strict)
     project.datasets = reader.datasets(tree)
     if config_file is not None or trainer_args:

@@ -16,7 +16,7 @@ from collage_ext.frames import SubsetFrames
 from collage_ext.framestats import epoch_stats, frame_note, frame_stats
 from collage_ext.layout import check_partition, line_cells, plan_layout
 from collage_ext.pool import Pool
-from collage_ext.run import default_rate_note
+from collage_ext.sdscripts.startup import default_rate_note
 from collage_ext.framestats import alone_images
 from collage_ext.shapes import area_tolerance, plan_shapes
 from collage_ext.types import Layout, Rect, Size

@@ -1,7 +1,7 @@
 """Caption settings for one subset: sd-scripts' grammar and the trainer's real tokenizer.
 
 Phrase repetition needs real token positions. The trainer already holds its tokenizer: on main
-through ``strategy_base.TokenizeStrategy.get_strategy()`` (set before the dataset is built), on
+through sd-scripts' tokenize strategy (set before the dataset is built; ``seams.tokenize_strategy``), on
 v0.9.1 as the ``tokenizer`` argument of the dataset class. Without one, a clearly-labelled
 estimate is used and the log says so.
 """
@@ -17,13 +17,14 @@ from ..collage import Collage
 from ..config import CollageConfig
 from ..types import Size
 from ..runargs import RunArgs
+from . import seams
 
 logger = logging.getLogger(__name__)
 
 
 def token_tools(run: RunArgs, tokenizer: Any) -> tuple[TokenBudget, TokenCounter | None]:
     """The token budget of the run's text encoder and a counter built from its real tokenizer."""
-    strategy = _tokenize_strategy()
+    strategy = seams.tokenize_strategy()
     if strategy is not None and hasattr(strategy, "t5xxl"):  # Flux / Chroma: T5 reads up to t5xxl_max_length
         return t5_budget(int(getattr(strategy, "t5xxl_max_length", 512) or 512)), _counter(strategy.t5xxl)
     budget = clip_budget(run.get("max_token_length"))
@@ -42,14 +43,6 @@ def caption_setup(config: CollageConfig, frame: Size, subset: Any, run: RunArgs,
     if config.repeat_phrases and counter is None:
         logger.warning("collage_ext: no trainer tokenizer found; phrase positions use a token ESTIMATE")
     return Collage(config, frame, grammar=grammar_of(subset), budget=budget, counter=counter)
-
-
-def _tokenize_strategy() -> Any:
-    try:
-        from library import strategy_base  # type: ignore[import-not-found]
-    except ImportError:  # v0.9.1 has no strategies
-        return None
-    return strategy_base.TokenizeStrategy.get_strategy()
 
 
 class _Counter:
