@@ -27,7 +27,6 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 Flavour = Literal["main", "v0.9.1"]
@@ -312,23 +311,9 @@ def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tupl
     import (sd-scripts installs itself with ``pip install -e .``), reading its ``config_util.py`` as
     text (nothing is imported, so no torch). Returns the release and a sentence saying why.
     """
-    candidates: list[tuple[Path, str]] = []
-    if sd_scripts_dir:
-        candidates.append((Path(sd_scripts_dir) / "library" / "config_util.py", "the given sd-scripts"))
-    env = os.environ.get("SD_SCRIPTS_DIR")
-    if env:
-        candidates.append((Path(env) / "library" / "config_util.py", f"SD_SCRIPTS_DIR={env}"))
-    try:
-        import importlib.util
+    from .sdscripts.seams import config_util_files, dataset_schema_release  # torch-free: nothing of sd-scripts
 
-        spec = importlib.util.find_spec("library")
-        if spec is not None and spec.submodule_search_locations:
-            for root in spec.submodule_search_locations:
-                candidates.append((Path(root) / "config_util.py", f"sd-scripts' library in {root}"))
-    except (ImportError, ValueError):
-        pass
-    from .sdscripts.seams import dataset_schema_release  # torch-free: seams imports nothing of sd-scripts
-
+    candidates = config_util_files(sd_scripts_dir)
     for path, why in candidates:
         release = dataset_schema_release(path)
         if release is None:

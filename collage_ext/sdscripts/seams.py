@@ -28,6 +28,7 @@ import argparse
 import importlib
 import importlib.util
 import inspect
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -511,6 +512,28 @@ class DatasetHooks:
 
     def _set_epoch(self, epoch: int) -> None:
         self.set_current_epoch(epoch)  # type: ignore[attr-defined]
+
+
+def config_util_files(sd_scripts_dir: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
+    """Where an sd-scripts ``library/config_util.py`` may be, each with a sentence saying why, in order.
+
+    ``sd_scripts_dir``, ``$SD_SCRIPTS_DIR``, then the ``library`` package this Python would import
+    (sd-scripts installs itself with ``pip install -e .``); nothing is imported (no torch).
+    """
+    candidates: list[tuple[Path, str]] = []
+    if sd_scripts_dir:
+        candidates.append((Path(sd_scripts_dir) / "library" / "config_util.py", "the given sd-scripts"))
+    env = os.environ.get("SD_SCRIPTS_DIR")
+    if env:
+        candidates.append((Path(env) / "library" / "config_util.py", f"SD_SCRIPTS_DIR={env}"))
+    try:
+        spec = importlib.util.find_spec("library")
+        if spec is not None and spec.submodule_search_locations:
+            for root in spec.submodule_search_locations:
+                candidates.append((Path(root) / "config_util.py", f"sd-scripts' library in {root}"))
+    except (ImportError, ValueError):
+        pass
+    return candidates
 
 
 def dataset_schema_release(config_util: Path) -> str | None:

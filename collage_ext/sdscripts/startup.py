@@ -103,18 +103,18 @@ def log_summary(datasets: Sequence[Any], settings: RunSettings, configs: Sequenc
         lines.append(f"  {default_note}")
     for d, dataset in enumerate(datasets):
         for entry in getattr(dataset, "_collage_info", []):
-            settings = entry["settings"]
+            options = entry["settings"]
             lines.append(
                 f"  [dataset {d} subset {entry['subset']}] {entry['image_dir']}: {entry['images']} images -> "
                 f"{entry['frames_per_epoch']} samples/epoch ({entry['collage_frames']} collage frames, "
-                f"{entry['single_samples']} single), rate {settings['collage_rate']}, "
-                f"{settings['collage_min_images']}-{settings['collage_max_images']} images/frame, "
-                f"layouts {','.join(settings['collage_layouts'])}, fit {settings['collage_fit_mode']}")
+                f"{entry['single_samples']} single), rate {options['collage_rate']}, "
+                f"{options['collage_min_images']}-{options['collage_max_images']} images/frame, "
+                f"layouts {','.join(options['collage_layouts'])}, fit {options['collage_fit_mode']}")
             for note in entry.get("frames", []):
                 lines.append(f"    {note}")
             if entry.get("stats"):
                 lines.append(f"    epoch 1: {_stats_text(entry['stats'])}")
     if settings.mode == "static":
-        explicit = next((c for c in configs if c.cache_dir), configs[0] if configs else CollageConfig(rate=0.0))
-        lines.append(f"  static frames and their caches: {settings.cache_dir(explicit)}")
+        first = next((c for c in configs if c.cache_dir), CollageConfig(rate=0.0))  # as run.static_cache_dir
+        lines.append(f"  static frames and their caches: {settings.cache_dir(first)}")
     logger.info("\n".join(lines))
