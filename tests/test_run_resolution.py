@@ -1,4 +1,4 @@
-"""One run resolution (``collage_ext.run``): dataset source, mode, seed and cache folder, for the CLI and
+"""One run resolution (``collage_ext.plan.run``): dataset source, mode, seed and cache folder, for the CLI and
 the trainer alike; above all, a derived seed that every node of a multi-node run computes alike.
 
 Two "ranks" see the same dataset under different mount points (a copy in another absolute folder, and
@@ -17,10 +17,10 @@ import pytest
 import toml
 
 from collage_ext.cli import main
-from collage_ext.config import CollageConfig, split_dataset_config
-from collage_ext.datasets import build_run
-from collage_ext.errors import CollageConfigError
-from collage_ext.run import dataset_source, derived_seed, node_independent, resolve_run, resolve_seed
+from collage_ext.core.config import CollageConfig, split_dataset_config
+from collage_ext.kohya.datasets import build_run
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.plan.run import dataset_source, derived_seed, node_independent, resolve_run, resolve_seed
 from test_cli import frame_files, write_images, write_toml
 
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..caption_files import caption_extension, first_line_empty_message
-from ..config import CollageConfig
-from ..errors import CollageInputError
-from ..run import RunSettings
-from ..runargs import RunArgs, explicit_keys, parse_argv
-from . import seams
+from collage_ext.kohya.caption_files import caption_extension, first_line_empty_message
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.errors import CollageInputError
+from collage_ext.plan.run import RunSettings
+from collage_ext.kohya.runargs import RunArgs, explicit_keys, parse_argv
+from collage_ext.sdscripts import seams
 
 logger = logging.getLogger(__name__)
 
