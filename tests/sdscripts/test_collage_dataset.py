@@ -278,15 +278,16 @@ def test_ranks_with_different_roots(tmp_path: Path, toks: fakes.TinyTokenizers, 
     for root in (tmp_path / "node_a" / "mnt", tmp_path / "b" / "deeper" / "place"):
         root.mkdir(parents=True)
         config = dataset_toml(root, write_dataset(root), general="collage_rate = 1.0")
-        group, _, _ = load(root, toks, config)
-        seed = group.datasets[0].bucket_info["collage_ext"]["seed"]
-        frames = []
-        for epoch in (1, 2):
-            group.set_current_epoch(epoch)
-            for i in range(len(group)):
-                example = group[i]
-                frames += [(c, hashlib.sha256(example["images"][n].numpy().tobytes()).hexdigest())
-                           for n, c in enumerate(example["captions"])]
+        with fakes.fresh_strategies():  # a second trainer in this process (each node has its own)
+            group, _, _ = load(root, toks, config)
+            seed = group.datasets[0].bucket_info["collage_ext"]["seed"]
+            frames = []
+            for epoch in (1, 2):
+                group.set_current_epoch(epoch)
+                for i in range(len(group)):
+                    example = group[i]
+                    frames += [(c, hashlib.sha256(example["images"][n].numpy().tobytes()).hexdigest())
+                               for n, c in enumerate(example["captions"])]
         plans.append((seed, frames))
     assert plans[0][1] and all(len(ID.findall(c)) >= 2 for c, _ in plans[0][1])
     assert plans[0] == plans[1]
