@@ -105,3 +105,9 @@ def test_scan_ignores_prose_and_our_own_words() -> None:
     snippet = ('def f(d):\n    """Like sd-scripts\' process_caption and DatasetGroup."""\n'
                '    return d.get("bucket_info"), d["resize_interpolation"], d.caption, d.subsets\n')
     assert list(violations(snippet, seams.INTERNAL_NAMES, seams.INTERNAL_ATTRIBUTES)) == []
+
+
+def test_every_seam_names_its_v011_place() -> None:
+    """Each seam says where sd-scripts v0.11 has it (file + symbol), read from the stored v0.11 sources."""
+    assert all(seam.v011.startswith("library/") and ".py" in seam.v011 for seam in seams.SEAMS)
+    assert all(place.startswith("library/") for place in seams.OTHER_PLACES.values())
