@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import toml
+from test_cli import frame_files, write_images, write_toml
 
 from collage_ext.cli import main
 from collage_ext.core.config import CollageConfig, split_dataset_config
-from collage_ext.kohya.datasets import build_run
 from collage_ext.core.errors import CollageConfigError
+from collage_ext.kohya.datasets import build_run
 from collage_ext.plan.run import dataset_source, derived_seed, node_independent, resolve_run, resolve_seed
-from test_cli import frame_files, write_images, write_toml
 
 
 def rank_copy(dataset: Path, root: Path) -> Path:

@@ -311,7 +311,10 @@ def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tupl
     import (sd-scripts installs itself with ``pip install -e .``), reading its ``config_util.py`` as
     text (nothing is imported, so no torch). Returns the release and a sentence saying why.
     """
-    from collage_ext.sdscripts.seams import config_util_files, dataset_schema_release  # torch-free: nothing of sd-scripts
+    from collage_ext.sdscripts.seams import (  # torch-free: nothing of sd-scripts
+        config_util_files,
+        dataset_schema_release,
+    )
 
     candidates = config_util_files(sd_scripts_dir)
     for path, why in candidates:

@@ -1,9 +1,11 @@
 """``collage_ext.CollageDataset``: collage training inside real sd-scripts runs.
 
 sd-scripts constructs ``--dataset_class`` objects positionally and without ``args``; this class
-recovers the run's arguments (``startup.run_arguments``), resolves the run once (``run.resolve_run``), builds the datasets through sd-scripts' own ``config_util`` (so every
-kohya key is validated by kohya's sanitizer and means what it always meant), and returns a genuine
-``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses.
+recovers the run's arguments (``startup.run_arguments``), resolves the run once (``run.resolve_run``,
+as the CLI does), builds the datasets through sd-scripts' own ``config_util`` (so every kohya key is
+validated by kohya's sanitizer and means what it always meant), and returns a genuine
+``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses. Every sd-scripts name
+it relies on goes through ``seams`` (hooks via ``seams.DatasetHooks``).
 
 How frames reach the trainer:
 - **dynamic** mode registers one virtual image per collage slot; ``load_image_with_face_info``

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from collage_ext.kohya.caption_files import caption_extension, first_line_empty_message
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageInputError
-from collage_ext.plan.run import RunSettings
+from collage_ext.kohya.caption_files import caption_extension, first_line_empty_message
 from collage_ext.kohya.runargs import RunArgs, explicit_keys, parse_argv
+from collage_ext.plan.run import RunSettings
 from collage_ext.sdscripts import seams
 
 logger = logging.getLogger(__name__)
