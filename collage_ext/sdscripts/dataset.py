@@ -88,7 +88,7 @@ class _CollageMixin(seams.DatasetHooks):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         given = seams.constructor_arguments(_SD, type(self), args, kwargs)
         subsets = list(given.get("subsets") or [])
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         ctx = _PENDING[-1]
         index, configs = ctx.take(given.get("is_training_dataset", True))
         by_subset = {id(s): c for s, c in zip(subsets, configs)}

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 from collage_ext.core.errors import CollageConfigError
@@ -243,7 +243,7 @@ def trainer_namespace(max_depth: int = 12) -> tuple[argparse.Namespace, str] | N
     Returns:
         ``(namespace, where)`` or ``None``.
     """
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(max_depth):
         if frame is None:
             return None
@@ -278,7 +278,7 @@ def constructor_arguments(classes: Classes, cls: type, args: tuple[Any, ...], kw
     """
     base = next(c for c in cls.__mro__ if c in (classes.dreambooth, classes.finetuning))
     try:
-        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
+        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)  # type: ignore[misc]
     except TypeError:  # let sd-scripts' own constructor report the bad call
         return dict(kwargs)
 
@@ -406,7 +406,7 @@ def set_path(info: Any, path: str) -> None:
 
 def size_of(info: Any) -> tuple[int, int] | None:
     """An ``ImageInfo``'s size (width, height) as sd-scripts bucketed it, or None before bucketing."""
-    return tuple(info.image_size) if info.image_size else None  # type: ignore[return-value]
+    return (int(info.image_size[0]), int(info.image_size[1])) if info.image_size else None
 
 
 def set_size(info: Any, size: tuple[int, int]) -> None:
@@ -458,25 +458,32 @@ class DatasetHooks:
     own behaviour through the ``_sd_*`` methods.
     """
 
+    # what the adapter reads of sd-scripts' BaseDataset as it is (generic words, not checked by the scan)
+    subsets: list[Any]
+    width: int
+    height: int
+    enable_bucket: bool
+
     # sd-scripts calls these ------------------------------------------------------------------------
     def load_image_with_face_info(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
         """sd-scripts' image loading: the adapter's ``_load_image``."""
         return self._load_image(subset, image_path, alpha_mask)  # type: ignore[attr-defined]
 
-    def process_caption(self, subset: Any, caption: str) -> str:
+    def process_caption(self, subset: Any, caption: str) -> Any:
         """sd-scripts' caption processing, after the adapter's ``_caption``."""
         return super().process_caption(subset, self._caption(subset, caption))  # type: ignore[misc,attr-defined]
 
     def is_latent_cacheable(self) -> bool:
         """sd-scripts' check, and the adapter's ``_cacheable``."""
-        return self._cacheable() and super().is_latent_cacheable()  # type: ignore[misc,attr-defined]
+        return bool(self._cacheable() and super().is_latent_cacheable())  # type: ignore[misc,attr-defined]
 
     def make_buckets(self) -> None:
         """sd-scripts' bucketing, plus ``_bucket_metadata`` in ``bucket_info`` (it lands in LoRA metadata)."""
         super().make_buckets()  # type: ignore[misc]
         extra = self._bucket_metadata()  # type: ignore[attr-defined]
         if extra:
-            info = self.bucket_info if isinstance(getattr(self, "bucket_info", None), dict) else {}
+            current = getattr(self, "bucket_info", None)
+            info = current if isinstance(current, dict) else {}
             info["collage_ext"] = extra
             self.bucket_info = info
 
