@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from collage_ext.core.errors import CollageConfigError
 
 from collage_ext.kohya.runargs import RunArgs, read_config_file, scan_options
 from collage_ext.kohya.specs import Finding
@@ -95,3 +99,53 @@ def dataset_class_finding(run: RunArgs, where: str) -> list[Finding]:
         _said.add(message)
         logger.warning(message)
     return [Finding("warning", "no_dataset_class", message)]
+
+
+@dataclass(frozen=True)
+class DatasetLocation:
+    """Where a run's datasets come from, chosen as sd-scripts' trainers choose it.
+
+    Attributes:
+        kind: ``dataset_config`` (a TOML/JSON), ``in_json`` (one fine-tuning subset) or
+            ``train_data_dir`` (``N_name`` sub-folders become subsets).
+        path: the dataset config file, or ``--train_data_dir``.
+        metadata_file: ``--in_json`` (kind ``in_json`` only).
+        reg_data_dir: ``--reg_data_dir`` (kind ``train_data_dir`` only).
+        label: how start-up messages name it.
+    """
+
+    kind: Literal["dataset_config", "in_json", "train_data_dir"]
+    path: str | None
+    metadata_file: str | None = None
+    reg_data_dir: str | None = None
+    label: str = ""
+
+
+def dataset_source(run: RunArgs, dataset: str | os.PathLike[str] | None = None) -> DatasetLocation | None:
+    """The run's dataset source; ``None`` when the arguments name none (each caller words that error).
+
+    ``dataset`` is the CLI's positional argument (a dataset TOML, or a folder of ``N_name``
+    sub-folders) and wins over the training arguments. Otherwise sd-scripts' order applies
+    (``train_network.py``): ``--dataset_config``, else ``--in_json`` with ``--train_data_dir`` as its
+    image folder, else the ``--train_data_dir`` / ``--reg_data_dir`` folders.
+    """
+    reg = run.get("reg_data_dir")
+    if dataset is not None and Path(dataset).is_dir():
+        return DatasetLocation("train_data_dir", str(dataset), reg_data_dir=reg, label=f"--train_data_dir {dataset}")
+    if dataset is not None:
+        return DatasetLocation("dataset_config", str(dataset), label=f"dataset config {dataset}")
+    if run.get("dataset_config"):
+        config = str(run.get("dataset_config"))
+        return DatasetLocation("dataset_config", config,
+                             label=f"dataset config {config} (dataset_config of the training arguments)")
+    if run.get("train_data_dir") and run.get("in_json"):
+        return DatasetLocation("in_json", str(run.get("train_data_dir")), metadata_file=str(run.get("in_json")),
+                             label=f"--in_json {run.get('in_json')}")
+    if run.get("in_json"):
+        msg = (f"--in_json {run.get('in_json')} needs --train_data_dir: sd-scripts takes it as the image folder of "
+               "the fine-tuning subset (and refuses the run without it)")
+        raise CollageConfigError(msg)
+    if run.get("train_data_dir"):
+        return DatasetLocation("train_data_dir", str(run.get("train_data_dir")), reg_data_dir=reg,
+                             label=f"--train_data_dir {run.get('train_data_dir')}")
+    return None

@@ -34,6 +34,7 @@ from typing import Any
 from collage_ext.core.config import DatasetTree, split_dataset_config, strip_collage_keys
 from collage_ext.core.errors import CollageConfigError
 from collage_ext.kohya.args import (
+    dataset_source,
     ARG_DEFAULTS,
     ARG_TO_CONFIG,
     DATASET_CLASS,
@@ -117,34 +118,22 @@ def open_dataset(dataset: str | os.PathLike[str] | None = None, *,
     config_path: Path | None = None
     if dataset is None and isinstance(run.values.get("datasets"), list):
         _refuse_swapped(run, config_file, None, {})
-    if dataset is not None and Path(dataset).is_dir():
-        user_config: dict[str, Any] = {"datasets": [{"subsets": subsets_from_folders(str(dataset),
-                                                                                     run.get("reg_data_dir"))}]}
-        source = f"--train_data_dir {dataset}"
-    elif dataset is not None:
-        config_path = Path(dataset)
-        user_config = load_user_config(config_path)
-        source = f"dataset config {dataset}"
-    elif run.get("dataset_config"):
-        config_path = Path(str(run.get("dataset_config")))
-        user_config = load_user_config(config_path)
-        source = f"dataset config {config_path} (dataset_config of the training arguments)"
-    elif run.get("train_data_dir") and run.get("in_json"):
-        user_config = {"datasets": [{"subsets": [{"image_dir": run.get("train_data_dir"),
-                                                  "metadata_file": run.get("in_json")}]}]}
-        source = f"--in_json {run.get('in_json')}"
-    elif run.get("train_data_dir"):
-        user_config = {"datasets": [{"subsets": subsets_from_folders(run.get("train_data_dir"),
-                                                                     run.get("reg_data_dir"))}]}
-        source = f"--train_data_dir {run.get('train_data_dir')}"
-    else:
+    source = dataset_source(run, dataset)  # the same choice the trainer makes
+    if source is None:
         msg = ("no dataset given; pass a dataset TOML (or a folder of N_name sub-folders), or --config with a "
                "training TOML that sets dataset_config or train_data_dir")
         raise CollageConfigError(msg)
+    if source.kind == "dataset_config":
+        config_path = Path(str(source.path))
+        user_config: dict[str, Any] = load_user_config(config_path)
+    elif source.kind == "in_json":
+        user_config = {"datasets": [{"subsets": [{"image_dir": source.path, "metadata_file": source.metadata_file}]}]}
+    else:
+        user_config = {"datasets": [{"subsets": subsets_from_folders(source.path, source.reg_data_dir)}]}
     _refuse_swapped(run, config_file, config_path, user_config)
     notes = validate_like_sd_scripts(user_config, config_path, run) if config_path is not None else []
     tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
-    return DatasetSource(run, source, config_path, tree, where, list(notes))
+    return DatasetSource(run, source.label, config_path, tree, where, list(notes))
 
 
 def read_datasets(found: DatasetSource, notes: Notes) -> list[DatasetSpec]:

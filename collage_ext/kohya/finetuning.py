@@ -119,9 +119,9 @@ def detect_metadata_release(sd_scripts_dir: str | os.PathLike[str] | None = None
     """
     from collage_ext.sdscripts.seams import FINETUNING_DATASET_FILES, metadata_key_release  # torch-free text reading
 
-    for library, why in library_candidates(sd_scripts_dir):
-        stamp = tuple(_stamp(library / name) for name in FINETUNING_DATASET_FILES)
-        release = _cached_release(str(library), stamp, metadata_key_release)
+    for folder, why in library_candidates(sd_scripts_dir):
+        stamp = tuple(_stamp(folder / name) for name in FINETUNING_DATASET_FILES)
+        release = _cached_release(str(folder), stamp, metadata_key_release)
         if release is not None:
             return release, why
     return "main", "no sd-scripts found here; main's rules"
@@ -136,10 +136,10 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_release(library: str, stamp: tuple[tuple[int, int], ...], read: Any) -> MetadataRelease | None:
+def _cached_release(folder: str, stamp: tuple[tuple[int, int], ...], read: Any) -> MetadataRelease | None:
     # the studio reads the project again after every edit; train_util.py is read once per version of it
     del stamp
-    release = read(Path(library))
+    release = read(Path(folder))
     return release if release in ("v0.9.1", "main", "v0.11") else None
 
 

@@ -27,7 +27,6 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 Flavour = Literal["main", "v0.9.1"]
@@ -309,24 +308,11 @@ def library_candidates(sd_scripts_dir: str | os.PathLike[str] | None = None) -> 
     """sd-scripts ``library`` folders to read, most specific first, each with a phrase saying why.
 
     ``sd_scripts_dir``, ``$SD_SCRIPTS_DIR``, then the ``library`` package this Python would import
-    (sd-scripts installs itself with ``pip install -e .``); found without importing it (no torch).
+    (``seams.config_util_files``); found without importing it (no torch).
     """
-    candidates: list[tuple[Path, str]] = []
-    if sd_scripts_dir:
-        candidates.append((Path(sd_scripts_dir) / "library", "the given sd-scripts"))
-    env = os.environ.get("SD_SCRIPTS_DIR")
-    if env:
-        candidates.append((Path(env) / "library", f"SD_SCRIPTS_DIR={env}"))
-    try:
-        import importlib.util
+    from collage_ext.sdscripts.seams import config_util_files  # torch-free: nothing of sd-scripts
 
-        spec = importlib.util.find_spec("library")
-        if spec is not None and spec.submodule_search_locations:
-            for root in spec.submodule_search_locations:
-                candidates.append((Path(root), f"sd-scripts' library in {root}"))
-    except (ImportError, ValueError):
-        pass
-    return candidates
+    return [(path.parent, why) for path, why in config_util_files(sd_scripts_dir)]
 
 
 def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tuple[Flavour, str]:
@@ -335,10 +321,10 @@ def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tupl
     Looks at ``library_candidates`` in order, reading each ``config_util.py`` as text (nothing is
     imported, so no torch). Returns the release and a sentence saying why.
     """
-    from collage_ext.sdscripts.seams import dataset_schema_release  # torch-free: seams imports nothing of sd-scripts
+    from collage_ext.sdscripts.seams import dataset_schema_release  # torch-free: nothing of sd-scripts
 
-    for library, why in library_candidates(sd_scripts_dir):
-        release = dataset_schema_release(library / "config_util.py")
+    for folder, why in library_candidates(sd_scripts_dir):
+        release = dataset_schema_release(folder / "config_util.py")
         if release is None:
             continue
         flavour: Flavour = "main" if release == "main" else "v0.9.1"

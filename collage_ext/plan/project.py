@@ -2,7 +2,7 @@
 
 ``kohya.datasets`` reads what sd-scripts would (which images, captions, repeats); the run-level
 collage decisions (dynamic or static, the seed, the static cache folder) are made here with the
-same functions the adapter calls (``plan.run.resolve_mode`` / ``resolve_seed``), in the order the
+same functions the adapter calls (``plan.run.resolve_run``), in the order the
 CLI has always checked them: a bad mode stops before any folder is listed.
 """
 
@@ -19,7 +19,7 @@ from collage_ext.kohya.caption_files import check_crop_extensions
 from collage_ext.kohya.datasets import open_dataset, read_datasets
 from collage_ext.kohya.runargs import RunArgs
 from collage_ext.kohya.specs import DatasetSpec, Finding, Notes, SubsetSpec
-from collage_ext.plan.run import refuse_cache_in_image_folders, resolve_mode, resolve_seed
+from collage_ext.plan.run import resolve_run
 
 
 @dataclass
@@ -73,11 +73,9 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     run, tree = found.run, found.tree
     configs = [c for row in tree.subsets for c in row]
     # -- run resolution (plan.run): mode, the static cache folder, seed --------------------------------
-    mode, mode_why = resolve_mode(configs, run)
-    if mode == "static":
-        refuse_cache_in_image_folders(configs, run, tree.kohya)
+    settings = resolve_run(configs, run, tree.kohya)
     check_crop_extensions(tree.kohya, tree.subsets, run)
-    seed_value, seed_why = resolve_seed(run, tree.kohya)
+    seed_value, seed_why, mode, mode_why = settings.seed, settings.seed_why, settings.mode, settings.mode_why
     if seed_why == "from --seed" and seed is None:  # say where the user set it
         after_dash = "seed" in parse_trainer_args(trainer_args)
         seed_why = ("from --seed after --" if after_dash or config_file is None
