@@ -36,7 +36,7 @@ import math
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -363,6 +363,18 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     if config_file is not None or trainer_args:
         project.findings.extend(_dataset_class_finding(run, where))
     return project
+
+
+def read_caption(project: Project, subset: SubsetSpec, path: str) -> tuple[str, list[Finding]]:
+    """One image's caption read again exactly as ``load_project`` read it, and the findings that read made.
+
+    For the studio after a caption edit: it reads one caption file instead of the whole dataset. The
+    findings are returned, not added to ``project`` (the caller decides; a read with findings is a reason
+    to read the whole project again, since its earlier findings may be stale).
+    """
+    scratch = replace(project, findings=[])
+    caption = _Reader(scratch, project.config_path.parent if project.config_path else None, False).caption(path, subset)
+    return caption, scratch.findings
 
 
 #: The value of sd-scripts' ``--dataset_class`` that turns collage training on.

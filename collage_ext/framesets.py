@@ -16,6 +16,7 @@ the frame before those steps.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -300,6 +301,22 @@ def plan_project(project: Project, encoder: TextEncoder, *,
     return planned
 
 
+def replan(item: PlannedSubset, sources: Sequence[Source]) -> PlannedSubset:
+    """``item`` planned again over ``sources``: its own pool's sources, some of them read again (the studio
+    after a caption or crop box edit), in the same order.
+
+    What ``plan_project`` plans from the same files: the pool's structure and groups are computed again
+    from the new sources (a crop box changes an image's shape, so its class and the grouping may
+    change), while the header reads of the other images and the collage (its settings depend on the
+    subset's config only) are kept.
+    """
+    if [s.path for s in sources] != [s.path for s in item.pool.sources]:
+        raise ValueError("replan keeps the pool's images and their order; plan_project plans other images")
+    pool = dataclasses.replace(item.pool, sources=list(sources))
+    return PlannedSubset(item.dataset, item.subset, SubsetPlan(pool, item.plan.order),
+                         SubsetFrames(pool, item.collage, memo=item.frames.memo))
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe spelling (the adapter's ``_safe``).
 
@@ -328,8 +345,7 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                     singles[group[0]] += 1
                     continue
                 sources = item.frames.sources_of(group)
-                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant,
-                                                  frame=item.pool.frame_for(group))
+                params = item.frames.make_params(sources, epoch=variant, frame=item.pool.frame_for(group))
                 digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
                 out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:

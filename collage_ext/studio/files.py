@@ -107,7 +107,7 @@ class Folders:
         after every edit the studio asks about every image and sidecar of the dataset.
         """
         text = os.fspath(path)
-        if ".." in Path(text).parts or os.path.islink(text):
+        if ".." in text.replace(os.altsep or os.sep, os.sep).split(os.sep) or os.path.islink(text):
             return Path(os.path.realpath(text))
         folder, name = os.path.split(os.path.abspath(text))
         real = self._dirs.get(folder)
