@@ -60,17 +60,18 @@ class SlotCaption(str):
 class SubsetFrames:
     """The collage plan of one subset and the frames it yields.
 
-    ``memo`` (the studio's, kept across its re-plans after edits) holds sampled frame params by what
-    they are sampled from: ``Collage.make_params`` is a pure function of the collage settings, the
-    sources (key, size, crop box, caption), seed, epoch and frame, so after an edit only the frames
-    whose sources changed are sampled again. The adapter and the CLI pass none.
+    ``memo`` (the studio's, kept across its re-plans after edits) holds sampled frame params and merged
+    captions by what they are made from: ``Collage.make_params`` is a pure function of the collage
+    settings, the sources (key, size, crop box, caption), seed, epoch and frame, ``Collage.caption`` of
+    the settings and the params; so after an edit only the frames whose sources changed are sampled
+    and captioned again. The adapter and the CLI pass none.
     """
 
     pool: Pool
     collage: Collage
     _epoch_groups: tuple[int, list[Group]] | None = field(default=None, repr=False)
     _params: dict[tuple[int, int], FrameParams] = field(default_factory=dict, repr=False)
-    memo: MutableMapping[Hashable, FrameParams] | None = field(default=None, repr=False, compare=False)
+    memo: MutableMapping[Hashable, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def slot_count(self) -> int:
@@ -105,6 +106,17 @@ class SubsetFrames:
         found = self.memo.get(key)
         if found is None:
             found = self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
+            self.memo[key] = found
+        return found
+
+    def caption(self, params: FrameParams) -> str:
+        """``Collage.caption`` of ``params`` (through ``memo`` when there is one: a pure function of the two)."""
+        if self.memo is None:
+            return self.collage.caption(params)
+        key = ("caption", self._settings, params)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.collage.caption(params)
             self.memo[key] = found
         return found
 

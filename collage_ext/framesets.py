@@ -227,7 +227,7 @@ class FrameJob:
     @property
     def caption(self) -> str:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
-        return self.planned.collage.caption(self.params)
+        return self.planned.frames.caption(self.params)
 
     @property
     def stats(self) -> FrameStats:
@@ -317,6 +317,13 @@ def replan(item: PlannedSubset, sources: Sequence[Source]) -> PlannedSubset:
                          SubsetFrames(pool, item.collage, memo=item.frames.memo))
 
 
+def detached(planned: Sequence[PlannedSubset]) -> list[PlannedSubset]:
+    """The same plans with frame caches of their own (``SubsetFrames`` keeps per-epoch state): for a thread
+    that lists frames while another does (the studio's check); pools, collages and ``memo`` are shared."""
+    return [PlannedSubset(p.dataset, p.subset, p.plan, SubsetFrames(p.pool, p.collage, memo=p.frames.memo))
+            for p in planned]
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe spelling (the adapter's ``_safe``).
 
@@ -346,7 +353,7 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                     continue
                 sources = item.frames.sources_of(group)
                 params = item.frames.make_params(sources, epoch=variant, frame=item.pool.frame_for(group))
-                digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
+                digest = frame_digest(params, sources, item.collage, item.frames.caption(params))
                 out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:
             groups = item.frames.groups(epoch)

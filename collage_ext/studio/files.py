@@ -78,8 +78,10 @@ class RefusedError(CollageError):
 
 def _under(real: Path, roots: Iterable[Path]) -> Path | None:
     """The root of ``roots`` that is ``real`` or one of its folders, or ``None``."""
+    text = os.path.normcase(str(real))  # a string prefix test: ``real.parents`` builds a Path per folder level
     for root in roots:
-        if real == root or root in real.parents:
+        top = os.path.normcase(str(root))
+        if text == top or text.startswith(top if top.endswith(os.sep) else top + os.sep):
             return root
     return None
 

@@ -28,7 +28,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ from ..collage import Source, load_source
 from ..crops import read_crop_box
 from ..datasets import Project, load_project, read_caption
 from ..errors import CollageError
-from ..framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, plan_project, replan, text_encoder_for
+from ..framesets import (FrameJob, FrameSet, PlannedSubset, TextEncoder, detached, plan_project, replan,
+                         text_encoder_for)
 from ..images import read_image_size
 from ..plan import SubsetImage
 from ..rng import sample_key
@@ -216,9 +217,10 @@ class Studio(Views, Pixels, Edits):
             if item is None:
                 return False
             sources.setdefault(item, {})[source.path] = source
+        planned = list(self.planned)  # a new list: a check running outside the lock keeps the one it took
         for item, new in sources.items():
-            old = self.planned[item]
-            self.planned[item] = replan(old, [new.get(s.path, s) for s in old.pool.sources])
+            planned[item] = replan(planned[item], [new.get(s.path, s) for s in planned[item].pool.sources])
+        self.planned = planned
         self._frames.clear()
         self._check = None
         return True
@@ -256,19 +258,34 @@ class Studio(Views, Pixels, Edits):
             raise RefusedError(f"no image with id {eid!r} in this dataset", 404)
         return found
 
+    def _planner(self, project: Project, planned: list[PlannedSubset] | None,
+                 broken: frozenset[str]) -> Callable[[frozenset[str]], list[PlannedSubset]]:
+        """The check's planner: the studio's own plan when the check leaves out the images the studio does
+        (frame caches of its own: it runs outside the lock), else ``plan_project`` (sharing the memo)."""
+        def plan(exclude: frozenset[str]) -> list[PlannedSubset]:
+            if exclude == broken and planned is not None:
+                return detached(planned)
+            out = plan_project(project, self.encoder, exclude=exclude)
+            for item in out:
+                item.frames.memo = self._sampled
+            return out
+        return plan
+
     def check(self, epoch: int = 1) -> dict[str, Any]:
         """``collage-ext check``'s findings, attached to images where they name one (cached per version)."""
         with self._check_lock:  # one check at a time; a request that waited finds the fresh report
             with self.lock:
                 self._fresh()
                 cached = self._check
-                version, project = self.version, self.project
+                version, project, planned, broken = self.version, self.project, self.planned, frozenset(self.broken)
+                planner = self._planner(project, planned if self.error is None else None, broken)
             if cached is None or cached[0] != version:
                 # Outside the main lock: check decodes every image, and the page must stay usable meanwhile. A
                 # write during the check makes a new project; this report then belongs to the old version only.
                 # Only images not in the quality cache (new or edited files) are decoded: after an edit, one.
                 # One process: forking a threaded server is unsafe (parallel.py); the first check is the slow one.
-                cached = (version, run_check(project, self.encoder, epoch=epoch, cache=self.measures, jobs_n=1))
+                cached = (version, run_check(project, self.encoder, epoch=epoch, cache=self.measures, jobs_n=1,
+                                             planner=planner))
         with self.lock:
             if self.version == version:
                 self._check = cached

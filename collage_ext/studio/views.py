@@ -15,7 +15,7 @@ from ..crops import read_crop_box
 from ..errors import CollageConfigError, CollageError
 from ..framesets import FrameJob, FrameSet, frames_for
 from ..images import read_image_size
-from ..preview import frame_record
+from ..preview import frame_record, group_label
 from ..types import Size
 from .entries import Entry, stat_key
 from .files import RefusedError, file_version
@@ -111,13 +111,15 @@ class Views:
             records: dict[tuple[Any, ...], dict[str, Any]] = {}
             settings: dict[int, str] = {}
             for job in fs.jobs:
+                # By content, not by slot: after a crop regroups the epoch, most groups come back in other slots.
                 key = self._job_key(job, settings) + (tuple(ids.get(s.path) for s in job.sources),)
-                found = self._records.get(key)
+                found = records.get(key) or self._records.get(key)
                 if found is None:
                     found = self._frame_json(job, ids)
                 records[key] = found
                 fills.append(found["fill_exact"])
-                out.append({k: v for k, v in found.items() if k != "fill_exact"})
+                out.append({"name": job.name, "label": group_label(job),
+                            **{k: v for k, v in found.items() if k != "fill_exact"}})
             self._records = records  # the frames shown now: an edit recomputes only the frames it changed
             singles = sum(n for _, _, n in fs.singles)
             return {"version": self.version, "epoch": fs.epoch, "mode": self.mode, "frames": out, "singles": singles,
@@ -128,9 +130,8 @@ class Views:
         stats = job.stats  # framestats.frame_stats: the numbers preview, check and the log show
         g = job.planned.collage.grammar
         cfg = job.planned.subset.config
-        return {
-            "name": job.name, "layout": record.layout, "label": record.group_label,
-            "frame": list(job.params.layout.frame), "caption": record.caption, "warnings": record.warnings,
+        return {  # without name and label: those name the slot (frames()), this is the frame's content
+            "layout": record.layout, "frame": list(job.params.layout.frame), "caption": record.caption, "warnings": record.warnings,
             "fill": round(stats.fill, 4), "fill_exact": stats.fill,
             "sources": [{"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
                         for s, span in zip(job.sources, stats.spans)],
@@ -154,11 +155,12 @@ class Views:
         return found
 
     def _job_key(self, job: FrameJob, settings: dict[int, str] | None = None) -> tuple[Any, ...]:
-        """What a frame's pixels and caption are made of: name, params, settings, and each source's file and crop."""
+        """What a frame's pixels and caption are made of: params, settings, and each source's file and crop (a
+        static frame's variant too: it is in the frame's record)."""
         settings = {} if settings is None else settings
         planned = job.planned
         if id(planned) not in settings:
             settings[id(planned)] = repr((planned.subset.config, planned.collage.frame, planned.dataset.index,
                                           planned.subset.index, job.slot is None))
         files = tuple((s.path, s.key, s.size, s.crop, s.caption, stat_key(s.path)) for s in job.sources)
-        return (job.name, job.slot, job.variant, job.params, settings[id(planned)], files)
+        return (job.variant, job.params, settings[id(planned)], files)
