@@ -190,7 +190,8 @@ class Studio(Views, Pixels, Edits):
             named = {path, base + ext, ("_".join(tokens[:-4]) if len(tokens) >= 5 else base) + ext}
             if any(f.file in named for f in self.project.findings):
                 return False  # an earlier finding about its caption may be stale
-            if any(o is not e and o.path.parent == e.path.parent and o.path.stem.startswith(e.path.stem + "_")
+            stem = e.path.stem + "_"
+            if any(o.path.name.startswith(stem) and o is not e and o.path.parent == e.path.parent
                    for o in self.entries.values()):
                 return False  # img_a_b_c_d.png may read img.txt (sd-scripts' face caption): read them all
             caption, findings = read_caption(self.project, e.subset, path)
