@@ -79,6 +79,8 @@ class Studio(Views, Pixels, Edits):
         self._views: ByteLRU[dict[str, Any]] = ByteLRU(8192, lambda view: 1)  # token views by caption text
         self.measures = MeasureCache()
         self._epoch = 1  # the epoch the page shows (last asked for): an edit pre-renders its frames there
+        self._listed = threading.Condition()  # notified when the page has fetched a version's frame list
+        self._listed_version = -1
         self._background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="studio-prerender")
         # Decoding (Pillow, libvips) runs without the GIL: one thread per CPU renders the frames of an edit at once.
         self._renderers = concurrent.futures.ThreadPoolExecutor(cpu_count(), thread_name_prefix="studio-render")

@@ -30,6 +30,8 @@ EDITOR_SIDE, THUMB_SIDE = 1600, 360
 #: Measured on 360 px thumbnails of photos: q80 is 15 KiB in 0.5 ms, q90 23 KiB; WebP q80 13 KiB in 3.5 ms
 #: (benchmarks/README.md): JPEG q80 is the lightest to make and about as light to send.
 THUMB_QUALITY, EDITOR_QUALITY = 80, 90
+#: Seconds the check after a write waits for the page to fetch its new frame list first.
+LIST_WAIT = 2.0
 #: JPEG reductions while decoding a source for display (not training): any that leaves at least the size shown.
 PREVIEW_GAPS = {8: 1.0, 4: 1.0, 2: 1.0}
 
@@ -93,6 +95,9 @@ class Pixels:
     def _warm(self, path: Path | None) -> None:
         """Start rendering the frames of the shown epoch that hold ``path`` (then the check), in the background.
 
+        The check waits until the page has its new frame list (at most ``LIST_WAIT``): on a small machine
+        its quarter second of CPU would otherwise be taken from the requests the page waits for.
+
         The page asks for them after its next round of requests (state, sources, frames); by then they
         are rendered or rendering (``frame_image`` renders a frame once and lets the page's request wait
         for it). Only the newest write's work matters: an older one still queued is skipped.
@@ -115,6 +120,8 @@ class Pixels:
                     self.frame_image(epoch, name, thumb=True)
 
             list(self._renderers.map(render, names))
+            with self._listed:  # the page's frame list first: the check's CPU would slow it down
+                self._listed.wait_for(lambda: self._listed_version >= version, timeout=LIST_WAIT)
             if self.version == version:
                 self.check(epoch)
         except Exception as exc:  # noqa: BLE001 - only a warm-up: the page's own request reports any error

@@ -121,6 +121,9 @@ class Views:
                 out.append({"name": job.name, "label": group_label(job),
                             **{k: v for k, v in found.items() if k != "fill_exact"}})
             self._records = records  # the frames shown now: an edit recomputes only the frames it changed
+            with self._listed:  # the pre-render's check may start now (pixels.Pixels._prerender)
+                self._listed_version = max(self._listed_version, self.version)
+                self._listed.notify_all()
             singles = sum(n for _, _, n in fs.singles)
             return {"version": self.version, "epoch": fs.epoch, "mode": self.mode, "frames": out, "singles": singles,
                     "mean_fill": round(sum(fills) / len(fills), 4) if fills else None, "seed": self.project.seed}
