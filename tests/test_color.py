@@ -10,11 +10,11 @@ import pytest
 from icc import ADOBE_RGB, DISPLAY_P3, expected_srgb, matrix_profile
 from PIL import Image, ImageCms
 
-from collage_ext.collage import Collage, Source
-from collage_ext.color import _transform_for, to_srgb
-from collage_ext.config import CollageConfig
-from collage_ext.images import load_fitted, read_image_size
-from collage_ext.types import Size
+from collage_ext.plan.collage import Collage, Source
+from collage_ext.pixels.color import _transform_for, to_srgb
+from collage_ext.core.config import CollageConfig
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.core.types import Size
 
 PROFILES = {"p3": matrix_profile(DISPLAY_P3, "Display P3"), "adobe": matrix_profile(ADOBE_RGB, "Adobe RGB (1998)")}
 COLOURS = {"p3": [(200, 120, 60), (30, 60, 200), (90, 170, 120)], "adobe": [(200, 120, 60), (90, 170, 120)]}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from test_cli import write_images, write_toml
 
-from collage_ext.buckets import Buckets
+from collage_ext.geometry.buckets import Buckets
 from collage_ext.cli import main
-from collage_ext.types import Size
+from collage_ext.core.types import Size
 
 
 def _export(tmp_path: Path, capsys: pytest.CaptureFixture[str], dataset: str = "") -> tuple[Path, str]:

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..captions.subset import grammar_of
-from ..crops import parse_crop_box
-from ..errors import CollageInputError
-from ..images import read_image_size
-from .entries import Entry
-from .files import RefusedError, dropped_folder, file_version, move_group, sidecars
-from .tokens import caption_view
+from collage_ext.captions.subset import grammar_of
+from collage_ext.pixels.crops import parse_crop_box
+from collage_ext.core.errors import CollageInputError
+from collage_ext.pixels.images import read_image_size
+from collage_ext.studio.entries import Entry
+from collage_ext.studio.files import RefusedError, dropped_folder, file_version, move_group, sidecars
+from collage_ext.studio.tokens import caption_view
 
 logger = logging.getLogger(__name__)
 

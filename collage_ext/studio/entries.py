@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..crops import crop_path_for
-from ..datasets import DatasetSpec, Project, SubsetSpec, glob_images
-from .files import Folders, dropped_folder
+from collage_ext.pixels.crops import crop_path_for
+from collage_ext.kohya.datasets import DatasetSpec, Project, SubsetSpec, glob_images
+from collage_ext.studio.files import Folders, dropped_folder
 
 #: Largest caption file the studio plans frames with. The text encoders read 75-512 tokens (a few KB);
 #: merging a 10 MB caption into frames took half a minute per frame, with the studio's lock held.

@@ -32,24 +32,25 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..check import CheckReport, run_check
-from ..collage import Source, load_source
-from ..crops import read_crop_box
-from ..datasets import Project, load_project, read_caption
-from ..errors import CollageError
-from ..framesets import (FrameJob, FrameSet, PlannedSubset, TextEncoder, detached, plan_project, replan,
-                         text_encoder_for)
-from ..images import read_image_size
-from ..plan import SubsetImage
-from ..rng import sample_key
-from ..measurecache import MeasureCache
-from ..parallel import cpu_count
-from .cache import CELL_BUDGET, IMAGE_BUDGET, ByteLRU, KeyLocks, cell_bytes
-from .edits import SEED_MAX, Edits, set_seed_line
-from .entries import DROPPED_SUFFIX, MAX_CAPTION_BYTES, Entry, entry_id, folders_of, left_out, read_entries
-from .files import History, RefusedError
-from .pixels import EDITOR_SIDE, THUMB_SIDE, Pixels
-from .views import Views
+from collage_ext.commands.check import CheckReport, run_check
+from collage_ext.plan.collage import Source, load_source
+from collage_ext.pixels.crops import read_crop_box
+from collage_ext.kohya.datasets import Project, load_project, read_caption
+from collage_ext.core.errors import CollageError
+from collage_ext.plan.framesets import (FrameJob, FrameSet, PlannedSubset, TextEncoder, detached, plan_project, replan,
+                                        text_encoder_for)
+from collage_ext.pixels.images import read_image_size
+from collage_ext.plan.subsets import SubsetImage
+from collage_ext.core.rng import sample_key
+from collage_ext.commands.measurecache import MeasureCache
+from collage_ext.core.parallel import cpu_count
+from collage_ext.studio.cache import CELL_BUDGET, IMAGE_BUDGET, ByteLRU, KeyLocks, cell_bytes
+from collage_ext.studio.edits import SEED_MAX, Edits, set_seed_line
+from collage_ext.studio.entries import (DROPPED_SUFFIX, MAX_CAPTION_BYTES, Entry, entry_id, folders_of, left_out,
+                                       read_entries)
+from collage_ext.studio.files import History, RefusedError
+from collage_ext.studio.pixels import EDITOR_SIDE, THUMB_SIDE, Pixels
+from collage_ext.studio.views import Views
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from PIL import Image
 
-from ..frames import encode_png, frame_pixels
-from ..framesets import FrameJob
-from ..images import load_fitted, read_image_size
-from ..preview import viewable
-from ..types import Size
-from .entries import stat_key
-from .files import RefusedError
+from collage_ext.plan.frames import encode_png, frame_pixels
+from collage_ext.plan.framesets import FrameJob
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.commands.preview import viewable
+from collage_ext.core.types import Size
+from collage_ext.studio.entries import stat_key
+from collage_ext.studio.files import RefusedError
 
 logger = logging.getLogger(__name__)
 

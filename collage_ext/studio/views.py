@@ -10,16 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..captions.subset import grammar_of
-from ..crops import read_crop_box
-from ..errors import CollageConfigError, CollageError
-from ..framesets import FrameJob, FrameSet, frames_for
-from ..images import read_image_size
-from ..preview import frame_record, group_label
-from ..types import Size
-from .entries import Entry, stat_key
-from .files import RefusedError, file_version
-from .tokens import caption_view, token_view
+from collage_ext.captions.subset import grammar_of
+from collage_ext.pixels.crops import read_crop_box
+from collage_ext.core.errors import CollageConfigError, CollageError
+from collage_ext.plan.framesets import FrameJob, FrameSet, frames_for
+from collage_ext.pixels.images import read_image_size
+from collage_ext.commands.preview import frame_record, group_label
+from collage_ext.core.types import Size
+from collage_ext.studio.entries import Entry, stat_key
+from collage_ext.studio.files import RefusedError, file_version
+from collage_ext.studio.tokens import caption_view, token_view
 
 
 class Views:
