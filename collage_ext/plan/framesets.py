@@ -194,6 +194,8 @@ class FrameJob:
     slot: int | None = None
     variant: int | None = None
     rendered_sources: list[Source] | None = None
+    _stats: tuple[FrameParams, list[Source] | None, FrameStats] | None = field(default=None, repr=False,
+                                                                               compare=False)
 
     @property
     def sources(self) -> list[Source]:
@@ -231,8 +233,13 @@ class FrameJob:
 
     @property
     def stats(self) -> FrameStats:
-        """Fill and per-source span of the frame (after ``render``: of the frame as rendered)."""
-        return frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+        """Fill and per-source span of the frame (after ``render``: of the frame as rendered); computed once per
+        params and sources (a frame's record and the studio's view both ask)."""
+        found = self._stats
+        if found is None or found[0] is not self.params or found[1] is not self.rendered_sources:
+            stats = frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+            found = self._stats = (self.params, self.rendered_sources, stats)
+        return found[2]
 
 
 @dataclass

@@ -85,6 +85,8 @@ class Studio(Views, Pixels, Edits):
         self._background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="studio-prerender")
         # Decoding (Pillow, libvips) runs without the GIL: one thread per CPU renders the frames of an edit at once.
         self._renderers = concurrent.futures.ThreadPoolExecutor(cpu_count(), thread_name_prefix="studio-render")
+        # ... and the cells of one frame at once (pixels.Pixels._decode_ahead; not the pool above, which waits on it).
+        self._decoders = concurrent.futures.ThreadPoolExecutor(cpu_count(), thread_name_prefix="studio-decode")
         self.project = self._load()
         self.encoder: TextEncoder = remembering(text_encoder_for(self.project.run.values, model))
         #: Sampled frame params by what they are sampled from (``SubsetFrames.memo``), across re-plans.
