@@ -195,10 +195,9 @@ class Studio(Views, Pixels, Edits):
             named = {path, base + ext, ("_".join(tokens[:-4]) if len(tokens) >= 5 else base) + ext}
             if any(f.file in named for f in self.project.findings):
                 return False  # an earlier finding about its caption may be stale
-            stem = e.path.stem + "_"
-            if any(o.path.name.startswith(stem) and o is not e and o.path.parent == e.path.parent
+            if any(o.path.name.startswith(e.path.stem) and o is not e and _shares(o.path, e.path)
                    for o in self.entries.values()):
-                return False  # img_a_b_c_d.png may read img.txt (sd-scripts' face caption): read them all
+                return False  # another image reads the same caption or crop file: read them all
             caption, findings = read_caption(self.project, e.subset, path)
             if findings:
                 return False
@@ -305,6 +304,13 @@ class Studio(Views, Pixels, Edits):
             return {"version": version, "findings": per, "general": general,
                     "steps": report.summary["steps"]["describe"], "errors": len(report.errors),
                     "warnings": len(report.warnings)}
+
+
+def _shares(other: Path, path: Path) -> bool:
+    """Whether image ``other`` may read ``path``'s sidecars: the same file listed twice (two datasets of one
+    folder), the same stem (``img.jpg`` and ``img.png`` share ``img.txt``), or ``img_a_b_c_d.png``, which
+    reads ``img.txt`` when it has no caption file of its own (sd-scripts' face caption)."""
+    return other.parent == path.parent and (other.stem == path.stem or other.stem.startswith(path.stem + "_"))
 
 
 def remembering(encoder: TextEncoder) -> TextEncoder:

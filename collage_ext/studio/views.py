@@ -7,6 +7,7 @@ so after an edit only the images and frames it changed are described again.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ class Views:
         return {"id": e.id, "name": e.path.name, "path": str(e.path), "subset": f"{e.dataset.index}/{e.subset.index}",
                 "subset_name": e.subset.name, "collage": e.subset.config.enabled, "dropped": e.dropped,
                 "size": list(size) if size else None, "crop": crop, "caption": e.caption,
+                "image_version": None if why else "-".join(map(str, stat_key(e.path) or ())),  # its image URL's
                 "caption_file": e.caption_file.name, "caption_text": text, "frames": frames, "problem": problem,
                 "caption_version": None if self.folders.outside([e.caption_file]) else file_version(e.caption_file),
                 "crop_version": None if self.folders.outside([e.crop_file]) else file_version(e.crop_file),
@@ -134,7 +136,9 @@ class Views:
         g = job.planned.collage.grammar
         cfg = job.planned.subset.config
         return {  # without name and label: those name the slot (frames()), this is the frame's content
-            "layout": record.layout, "frame": list(job.params.layout.frame), "caption": record.caption, "warnings": record.warnings,
+            "layout": record.layout, "frame": list(job.params.layout.frame),
+            "pixels": hashlib.sha256(repr(self._pixel_key(job)).encode()).hexdigest()[:16],  # its image URL's version
+            "caption": record.caption, "warnings": record.warnings,
             "fill": round(stats.fill, 4), "fill_exact": stats.fill,
             "sources": [{"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
                         for s, span in zip(job.sources, stats.spans)],

@@ -12,7 +12,8 @@ from PIL import Image
 
 from collage_ext.commands import check
 from collage_ext.plan import framesets
-from collage_ext.plan.framesets import FrameJob
+from collage_ext.kohya.datasets import load_project
+from collage_ext.plan.framesets import FrameJob, frames_for, plan_project, text_encoder_for
 from collage_ext.studio.cache import ByteLRU
 from collage_ext.studio.model import Studio
 
@@ -187,5 +188,25 @@ def test_after_random_edits_the_studio_shows_what_a_full_read_shows(dataset: Dat
             p.keys for p in before]
         fresh = Studio(dataset.toml, config=dataset.train, trainer_args=args)
         assert incremental == shown(fresh, epoch), f"step {step}"
+        project = load_project(dataset.toml, config_file=dataset.train, trainer_args=args, strict=False)
+        cli = frames_for(plan_project(project, text_encoder_for(project.run.values)), studio.mode, epoch)  # no memo
+        assert [(j.name, j.params, j.caption) for j in cli.jobs] == [
+            (j.name, j.params, j.caption) for j in studio._frameset(epoch)[0].jobs], f"step {step}"
     assert regrouped >= 1  # some crops changed the grouping of the epoch (not only the edited image's frames)
     assert full_reads == []  # every edit above was refreshed per image, none by reading the whole dataset
+
+
+def test_an_edit_of_a_caption_two_images_read_reads_everything_again(dataset: Dataset,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mychar_02.jpg`` and ``mychar_02.png`` both read ``mychar_02.txt``: editing it refreshes both images."""
+    Image.open(dataset.images / "mychar_02.png").convert("RGB").save(dataset.images / "mychar_02.jpg")
+    studio = Studio(dataset.toml, config=dataset.train)
+    full_reads: list[int] = []
+    reread = studio._reread
+    monkeypatch.setattr(studio, "_reread", lambda: full_reads.append(1) or reread())
+    studio.set_caption("0/0/mychar_02.png", "mychar, 1girl, one caption for two files")
+    sources = {s["id"]: s for s in studio.sources(1)["sources"]}
+    assert full_reads == [1]
+    assert sources["0/0/mychar_02.jpg"]["caption"] == sources["0/0/mychar_02.png"]["caption"] == (
+        "mychar, 1girl, one caption for two files")
+    assert shown(studio, 1) == shown(Studio(dataset.toml, config=dataset.train), 1)
