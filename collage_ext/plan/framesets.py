@@ -314,14 +314,25 @@ def replan(item: PlannedSubset, sources: Sequence[Source]) -> PlannedSubset:
 
     What ``plan_project`` plans from the same files: the pool's structure and groups are computed again
     from the new sources (a crop box changes an image's shape, so its class and the grouping may
-    change), while the header reads of the other images and the collage (its settings depend on the
-    subset's config only) are kept.
+    change; a caption edit keeps them), while the header reads of the other images and the collage
+    (its settings depend on the subset's config only) are kept.
     """
-    if [s.path for s in sources] != [s.path for s in item.pool.sources]:
+    old = item.pool
+    if [s.path for s in sources] != [s.path for s in old.sources]:
         raise ValueError("replan keeps the pool's images and their order; plan_project plans other images")
-    pool = dataclasses.replace(item.pool, sources=list(sources))
-    return PlannedSubset(item.dataset, item.subset, SubsetPlan(pool, item.plan.order),
-                         SubsetFrames(pool, item.collage, memo=item.frames.memo))
+    pool = dataclasses.replace(old, sources=list(sources))
+    frames = SubsetFrames(pool, item.collage, memo=item.frames.memo)
+    planned = PlannedSubset(item.dataset, item.subset, SubsetPlan(pool, item.plan.order), frames)
+    if all((a.key, a.size, a.crop) == (b.key, b.size, b.crop) for a, b in zip(old.sources, sources)):
+        # Captions only: the grouping never reads them (records are keys, sizes and repeats), so the
+        # structure and the groups stand; only the frames of the edited images get new captions.
+        for name in ("records", "shapes", "structure"):
+            if name in old.__dict__:
+                pool.__dict__[name] = old.__dict__[name]
+        frames._epoch_groups = item.frames._epoch_groups
+        if "static_groups" in item.__dict__:
+            planned.__dict__["static_groups"] = item.__dict__["static_groups"]
+    return planned
 
 
 def detached(planned: Sequence[PlannedSubset]) -> list[PlannedSubset]:

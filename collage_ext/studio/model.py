@@ -3,9 +3,10 @@
 Everything is read through the CLI's own functions, so the page shows what ``preview`` and
 ``check`` show: ``datasets.load_project`` (dataset TOML, training TOML, trainer arguments),
 ``framesets.plan_project`` / ``frames_for`` (the frames of an epoch), ``preview.frame_record``
-(captions, token counts, caption warnings) and ``check.run_check`` (findings). After every write
-the project is read again (on the next read, so the write itself answers at once), so the next frame
-the page asks for is rendered from the new files.
+(captions, token counts, caption warnings) and ``check.run_check`` (findings). After a write the
+project is brought up to date on the next read (so the write itself answers at once): a caption or
+crop box edit reads that image's files again and plans its subset again (``Studio._refresh``, the
+same frames a full read gives), anything else reads the whole dataset again.
 
 An edit touches one image, so everything is cached by *content*, not by the dataset's version
 (``studio/cache.py``): rendered frames and source images by the files they are made of, decoded cells
