@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,16 +105,20 @@ class CheckReport:
 
 
 def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: MeasureCache | None = None,
-              jobs_n: int | None = None) -> CheckReport:
+              jobs_n: int | None = None,
+              planner: Callable[[frozenset[str]], list[PlannedSubset]] | None = None) -> CheckReport:
     """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps.
 
     Images are decoded and measured on ``jobs_n`` processes (``parallel.default_jobs``), except those
     whose measures ``cache`` holds (by path, size and mtime: ``measurecache``); the report is the same.
+    ``planner`` plans the project without the unreadable images it is given (default: ``plan_project``;
+    the studio hands over the plan it already has when it left out the same images).
     """
     findings = list(project.findings)
     images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
     measures, broken = _scan_images(project, images, findings, cache, jobs_n)
-    planned = plan_project(project, encoder, exclude=frozenset(broken))
+    planned = (planner(frozenset(broken)) if planner is not None
+               else plan_project(project, encoder, exclude=frozenset(broken)))
     mode = "static" if project.mode == "static" else "dynamic"
     frameset = frames_for(planned, mode, epoch)
     in_collage = _check_collage_sources(planned, measures, findings)

@@ -16,6 +16,7 @@ the frame before those steps.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -160,6 +161,8 @@ class FrameJob:
     slot: int | None = None
     variant: int | None = None
     rendered_sources: list[Source] | None = None
+    _stats: tuple[FrameParams, list[Source] | None, FrameStats] | None = field(default=None, repr=False,
+                                                                               compare=False)
 
     @property
     def sources(self) -> list[Source]:
@@ -193,12 +196,17 @@ class FrameJob:
     @property
     def caption(self) -> str:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
-        return self.planned.collage.caption(self.params)
+        return self.planned.frames.caption(self.params)
 
     @property
     def stats(self) -> FrameStats:
-        """Fill and per-source span of the frame (after ``render``: of the frame as rendered)."""
-        return frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+        """Fill and per-source span of the frame (after ``render``: of the frame as rendered); computed once per
+        params and sources (a frame's record and the studio's view both ask)."""
+        found = self._stats
+        if found is None or found[0] is not self.params or found[1] is not self.rendered_sources:
+            stats = frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+            found = self._stats = (self.params, self.rendered_sources, stats)
+        return found[2]
 
 
 @dataclass
@@ -267,6 +275,40 @@ def plan_project(project: Project, encoder: TextEncoder, *,
     return planned
 
 
+def replan(item: PlannedSubset, sources: Sequence[Source]) -> PlannedSubset:
+    """``item`` planned again over ``sources``: its own pool's sources, some of them read again (the studio
+    after a caption or crop box edit), in the same order.
+
+    What ``plan_project`` plans from the same files: the pool's structure and groups are computed again
+    from the new sources (a crop box changes an image's shape, so its class and the grouping may
+    change; a caption edit keeps them), while the header reads of the other images and the collage
+    (its settings depend on the subset's config only) are kept.
+    """
+    old = item.pool
+    if [s.path for s in sources] != [s.path for s in old.sources]:
+        raise ValueError("replan keeps the pool's images and their order; plan_project plans other images")
+    pool = dataclasses.replace(old, sources=list(sources))
+    frames = SubsetFrames(pool, item.collage, memo=item.frames.memo)
+    planned = PlannedSubset(item.dataset, item.subset, SubsetPlan(pool, item.plan.order), frames)
+    if all((a.key, a.size, a.crop) == (b.key, b.size, b.crop) for a, b in zip(old.sources, sources)):
+        # Captions only: the grouping never reads them (records are keys, sizes and repeats), so the
+        # structure and the groups stand; only the frames of the edited images get new captions.
+        for name in ("records", "shapes", "structure"):
+            if name in old.__dict__:
+                pool.__dict__[name] = old.__dict__[name]
+        frames._epoch_groups = item.frames._epoch_groups
+        if "static_groups" in item.__dict__:
+            planned.__dict__["static_groups"] = item.__dict__["static_groups"]
+    return planned
+
+
+def detached(planned: Sequence[PlannedSubset]) -> list[PlannedSubset]:
+    """The same plans with frame caches of their own (``SubsetFrames`` keeps per-epoch state): for a thread
+    that lists frames while another does (the studio's check); pools, collages and ``memo`` are shared."""
+    return [PlannedSubset(p.dataset, p.subset, p.plan, SubsetFrames(p.pool, p.collage, memo=p.frames.memo))
+            for p in planned]
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe spelling (the adapter's ``_safe``).
 
@@ -295,9 +337,8 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                     singles[group[0]] += 1
                     continue
                 sources = item.frames.sources_of(group)
-                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant,
-                                                  frame=item.pool.frame_for(group))
-                digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
+                params = item.frames.make_params(sources, epoch=variant, frame=item.pool.frame_for(group))
+                digest = frame_digest(params, sources, item.collage, item.frames.caption(params))
                 out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:
             groups = item.frames.groups(epoch)

@@ -17,6 +17,7 @@ from collage_ext.core.config import DatasetTree
 from collage_ext.kohya.args import dataset_class_finding, parse_trainer_args
 from collage_ext.kohya.caption_files import check_crop_extensions
 from collage_ext.kohya.datasets import open_dataset, read_datasets
+from collage_ext.kohya.dreambooth import read_caption as read_dreambooth_caption
 from collage_ext.kohya.runargs import RunArgs
 from collage_ext.kohya.specs import DatasetSpec, Finding, Notes, SubsetSpec
 from collage_ext.plan.run import resolve_run
@@ -88,3 +89,15 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     if config_file is not None or trainer_args:
         project.findings.extend(dataset_class_finding(run, found.where))
     return project
+
+
+def read_caption(subset: SubsetSpec, path: str) -> tuple[str, list[Finding]]:
+    """One image's caption read again exactly as ``load_project`` read it, and the findings that read made.
+
+    For the studio after a caption edit: it reads one caption file instead of the whole dataset. The
+    findings are returned, not added to the project (the caller decides; a read with findings is a reason
+    to read the whole project again, since its earlier findings may be stale).
+    """
+    notes = Notes(False, [])
+    caption = read_dreambooth_caption(path, subset, notes)
+    return caption, notes.findings
