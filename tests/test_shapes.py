@@ -16,7 +16,7 @@ from collage_ext.plan.subsets import PlannedSubset
 from collage_ext.plan.framestats import epoch_stats, frame_note, frame_stats
 from collage_ext.geometry.layout import check_partition, line_cells, choose_layout
 from collage_ext.plan.pool import Pool
-from collage_ext.plan.run import default_rate_note
+from collage_ext.sdscripts.startup import default_rate_note
 from collage_ext.plan.framestats import alone_images
 from collage_ext.geometry.shapes import area_tolerance, shape_classes
 from collage_ext.core.types import Layout, Rect, Size

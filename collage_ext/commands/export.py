@@ -35,7 +35,8 @@ from PIL import Image
 
 from collage_ext.core.version import __version__
 from collage_ext.geometry.buckets import Buckets
-from collage_ext.kohya.datasets import DatasetSpec, Finding, Project, SubsetSpec
+from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
+from collage_ext.plan.project import Project
 from collage_ext.core.errors import CollageConfigError
 from collage_ext.core.progress import progress
 from collage_ext.plan.framesets import TextEncoder

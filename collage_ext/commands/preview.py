@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from collage_ext.core.version import __version__
-from collage_ext.kohya.datasets import Finding, Project
+from collage_ext.kohya.datasets import Finding
+from collage_ext.plan.project import Project
 from collage_ext.plan.frames import encode_png, frame_pixels
 from collage_ext.plan.framesets import TextEncoder
 from collage_ext.plan.jobs import FrameJob, FrameSet
@@ -77,6 +78,14 @@ class FrameEntry:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def group_label(job: FrameJob) -> str:
+    """Where a frame comes from, e.g. ``dataset 0 / subset 1 (10_cat), slot 3``."""
+    planned = job.planned
+    where = job.variant if job.variant is not None else job.slot
+    return (f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
+            f"{'variant' if job.variant is not None else 'slot'} {where}")
+
+
 def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
     """Describe a frame: layout, sources, caption, token use and caption warnings."""
     planned = job.planned
@@ -106,9 +115,7 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
         cells.append({"rect": list(cell), "position": position, "key": source.key, "path": source.path,
                       "size": list(source.size), "crop": list(source.crop) if source.crop else None,
                       "span": round(stats.spans[index], 4)})
-    where = job.variant if job.variant is not None else job.slot
-    label = (f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
-             f"{'variant' if job.variant is not None else 'slot'} {where}")
+    label = group_label(job)
     info = {
         "name": job.name, "dataset": planned.dataset.index, "subset": planned.subset.index,
         "image_dir": planned.subset.image_dir, "pool_key": planned.pool.key, "slot": job.slot,

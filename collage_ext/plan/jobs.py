@@ -90,6 +90,7 @@ class FrameJob:
         self.rendered_sources: list[Source] | None = None
         self._kept: list[Source] = planned.sources_of(group)
         self._name: str | None = planned.slot_name(slot) if slot is not None else None
+        self._stats: tuple[FrameParams, list[Source] | None, FrameStats] | None = None
 
     def __repr__(self) -> str:
         return f"FrameJob({self.planned.pool.key!r}, slot={self.slot}, variant={self.variant}, group={self.group})"
@@ -123,12 +124,17 @@ class FrameJob:
     @property
     def caption(self) -> str:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
-        return self.planned.collage.caption(self.params)
+        return self.planned.caption(self.params)
 
     @property
     def stats(self) -> FrameStats:
-        """Fill and per-source span of the frame (after ``render``: of the frame as rendered)."""
-        return frame_stats(self.params.layout, self.sources, self.planned.pool.config.fit_mode)
+        """Fill and per-source span of the frame (after ``render``: of the frame as rendered); computed once per
+        params and sources (a frame's record and the studio's view both ask)."""
+        found = self._stats
+        if found is None or found[0] is not self.params or found[1] is not self.rendered_sources:
+            stats = frame_stats(self.params.layout, self.sources, self.planned.pool.config.fit_mode)
+            found = self._stats = (self.params, self.rendered_sources, stats)
+        return found[2]
 
     def leave_out_failed(self) -> None:
         """Static: leave out files that failed in earlier frames, re-plan and rename (a dynamic frame does
@@ -165,8 +171,7 @@ class FrameJob:
 
     def _replan(self, sources: list[Source]) -> FrameParams:
         assert self.variant is not None
-        return self.planned.collage.make_params(sources, seed=self.planned.pool.seed, epoch=self.variant,
-                                                frame=self.planned.pool.frame_for(self.group))
+        return self.planned.make_params(sources, epoch=self.variant, frame=self.planned.pool.frame_for(self.group))
 
     def _content_name(self) -> str:
         """``collage_<digest>``; a source gone since planning follows the error policy (the frame is re-planned)."""
@@ -191,8 +196,7 @@ def slot_job(planned: PlannedSubset, slot: int, epoch: int, failures: FailureLog
 
 def static_job(planned: PlannedSubset, group: Group, variant: int, failures: FailureLog) -> FrameJob:
     """The static frame of ``group`` in ``variant``."""
-    params = planned.collage.make_params(planned.sources_of(group), seed=planned.pool.seed, epoch=variant,
-                                         frame=planned.pool.frame_for(group))
+    params = planned.make_params(planned.sources_of(group), epoch=variant, frame=planned.pool.frame_for(group))
     return FrameJob(planned, group, params, failures, variant=variant)
 
 

@@ -10,8 +10,9 @@ seed, caption grammar, token budget and alpha. Which frames an epoch has is aske
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from collage_ext.core.rng import sample_key
 from collage_ext.core.types import Size
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.geometry.grouping import Group
+from collage_ext.kohya.specs import SubsetImage, subset_root  # noqa: F401  (re-exported for the adapter)
 from collage_ext.plan.collage import Collage, FrameParams, Source, load_source
 from collage_ext.plan.frames import uses_alpha
 from collage_ext.plan.policy import FailureLog
@@ -34,21 +36,6 @@ if TYPE_CHECKING:
 
 #: Wraps an iterable in a progress bar (``tqdm``) or returns it unchanged.
 Progress = Callable[[Iterable[int]], Iterable[int]]
-
-
-@dataclass(frozen=True, slots=True)
-class SubsetImage:
-    """One image of a subset as the trainer registered it.
-
-    Attributes:
-        path: the path exactly as sd-scripts spells it (``ImageInfo.absolute_path``).
-        caption: the raw caption sd-scripts read (caption file, else ``class_tokens``, else "").
-        num_repeats: repeats per epoch (for regularisation images, after sd-scripts' balancing).
-    """
-
-    path: str
-    caption: str
-    num_repeats: int
 
 
 @dataclass(frozen=True)
@@ -88,16 +75,6 @@ class SubsetInput:
     def alpha_mask(self) -> bool:
         """Whether each cell carries its source's alpha (sd-scripts' ``alpha_mask`` or ``collage_loss_mask``)."""
         return uses_alpha(bool(getattr(self.options, "alpha_mask", False)), self.config)
-
-
-def subset_root(image_dir: str | None, metadata_file: str | None) -> str:
-    """The folder sample keys are relative to: ``image_dir``, else the metadata file's folder.
-
-    Examples:
-        >>> subset_root("train/10_cat", None), subset_root(None, "meta/cat.json")
-        ('train/10_cat', 'meta')
-    """
-    return image_dir or os.path.dirname(metadata_file or ".")
 
 
 def pool_key(dataset_index: int, subset_index: int, root: str) -> str:
@@ -176,6 +153,11 @@ class PlannedSubset:
         collage: the subset's collage (grammar, budget, alpha).
         input: what the reader handed over (``None`` for a pool planned by hand, e.g. in tests).
         order: ``order[k]`` is the index into ``input.images`` of ``pool.sources[k]``.
+        memo: the studio's, kept across its re-plans after edits (``replan``): sampled frame params and
+            merged captions by what they are made from. ``Collage.make_params`` is a pure function of the
+            collage settings, the sources (key, size, crop box, caption), seed, epoch and frame,
+            ``Collage.caption`` of the settings and the params; so after an edit only the frames whose
+            sources changed are sampled and captioned again. The adapter and the CLI pass none.
     """
 
     pool: Pool
@@ -185,6 +167,7 @@ class PlannedSubset:
     _epoch_groups: tuple[int, list[Group]] | None = field(default=None, repr=False)
     _params: dict[tuple[int, int], FrameParams] = field(default_factory=dict, repr=False)
     _index: dict[str, int] | None = field(default=None, repr=False)
+    memo: MutableMapping[Hashable, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def dataset(self) -> Any:
@@ -222,9 +205,36 @@ class PlannedSubset:
         group = self.groups(epoch)[slot]
         key = (slot, epoch)
         if key not in self._params:
-            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch,
-                                                         frame=self.pool.slot_frame(slot))
+            self._params[key] = self.make_params(self.sources_of(group), epoch=epoch, frame=self.pool.slot_frame(slot))
         return self._params[key]
+
+    def make_params(self, sources: Sequence[Source], *, epoch: int, frame: Size) -> FrameParams:
+        """``Collage.make_params`` with the pool's seed (through ``memo`` when there is one)."""
+        if self.memo is None:
+            return self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
+        key = (self._settings, tuple((s.key, s.path, s.size, s.crop, s.caption) for s in sources), self.pool.seed,
+               epoch, tuple(frame))
+        found = self.memo.get(key)
+        if found is None:
+            found = self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
+            self.memo[key] = found
+        return found
+
+    def caption(self, params: FrameParams) -> str:
+        """``Collage.caption`` of ``params`` (through ``memo`` when there is one: a pure function of the two)."""
+        if self.memo is None:
+            return self.collage.caption(params)
+        key = ("caption", self._settings, params)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.collage.caption(params)
+            self.memo[key] = found
+        return found
+
+    @cached_property
+    def _settings(self) -> str:
+        """The collage's settings as a key (``repr`` of the dataclass: config, frame, grammar, budget...)."""
+        return repr(self.collage)
 
     def remember(self, slot: int, epoch: int, params: FrameParams) -> None:
         """Keep the params a slot was actually rendered with (a rebuilt frame's caption follows them)."""
@@ -232,7 +242,7 @@ class PlannedSubset:
 
     def slot_caption(self, slot: int, epoch: int) -> str:
         """The merged caption of a dynamic slot in an epoch (after ``FrameJob.render``: of the frame as rendered)."""
-        return self.collage.caption(self.params(slot, epoch))
+        return self.caption(self.params(slot, epoch))
 
     # -- static variants -------------------------------------------------------------------
     @cached_property
@@ -286,3 +296,35 @@ class PlannedSubset:
             return [static_job(self, group, variant, failures) for variant, group in frames]
         count = self.slot_count if limit is None else min(self.slot_count, limit)
         return [slot_job(self, slot, epoch, failures) for slot in range(count)]
+
+
+def replan(item: PlannedSubset, sources: Sequence[Source]) -> PlannedSubset:
+    """``item`` planned again over ``sources``: its own pool's sources, some of them read again (the studio
+    after a caption or crop box edit), in the same order.
+
+    What ``plan_project`` plans from the same files: the pool's structure and groups are computed again
+    from the new sources (a crop box changes an image's shape, so its class and the grouping may
+    change; a caption edit keeps them), while the header reads of the other images and the collage
+    (its settings depend on the subset's config only) are kept.
+    """
+    old = item.pool
+    if [s.path for s in sources] != [s.path for s in old.sources]:
+        raise ValueError("replan keeps the pool's images and their order; plan_project plans other images")
+    pool = dataclasses.replace(old, sources=list(sources))
+    planned = PlannedSubset(pool, item.collage, item.input, item.order, memo=item.memo)
+    if all((a.key, a.size, a.crop) == (b.key, b.size, b.crop) for a, b in zip(old.sources, sources)):
+        # Captions only: the grouping never reads them (records are keys, sizes and repeats), so the
+        # structure and the groups stand; only the frames of the edited images get new captions.
+        for name in ("records", "shapes", "structure"):
+            if name in old.__dict__:
+                pool.__dict__[name] = old.__dict__[name]
+        planned._epoch_groups = item._epoch_groups
+        if "static_groups" in item.__dict__:
+            planned.__dict__["static_groups"] = item.__dict__["static_groups"]
+    return planned
+
+
+def detached(planned: Sequence[PlannedSubset]) -> list[PlannedSubset]:
+    """The same plans with frame caches of their own (``PlannedSubset`` keeps per-epoch state): for a thread
+    that lists frames while another does (the studio's check); pools, collages and ``memo`` are shared."""
+    return [PlannedSubset(p.pool, p.collage, p.input, p.order, memo=p.memo) for p in planned]

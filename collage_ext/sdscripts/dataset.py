@@ -1,9 +1,11 @@
 """``collage_ext.CollageDataset``: collage training inside real sd-scripts runs.
 
 sd-scripts constructs ``--dataset_class`` objects positionally and without ``args``; this class
-recovers the run's arguments, builds the datasets through sd-scripts' own ``config_util`` (so every
-kohya key is validated by kohya's sanitizer and means what it always meant), and returns a genuine
-``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses.
+recovers the run's arguments (``startup.run_arguments``), resolves the run once (``run.resolve_run``,
+as the CLI does), builds the datasets through sd-scripts' own ``config_util`` (so every kohya key is
+validated by kohya's sanitizer and means what it always meant), and returns a genuine
+``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses. Every sd-scripts name
+it relies on goes through ``seams`` (hooks via ``seams.DatasetHooks``).
 
 The frames themselves are the producer's (``collage_ext.plan``): ``sdscripts/mapper.py`` hands
 each collage subset to it and registers the frame jobs it lists as sd-scripts images.
@@ -11,44 +13,39 @@ each collage subset to it and registers the frame jobs it lists as sd-scripts im
 
 from __future__ import annotations
 
-import inspect
 import logging
 import weakref
-from contextlib import contextmanager
 from typing import Any
 
 from collage_ext.core.config import split_dataset_config
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.kohya.caption_files import check_caption_files, check_crop_extensions
-from collage_ext.kohya.runargs import RunArgs, find_run_args
-from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode,
-                                  resolve_seed)
+from collage_ext.kohya.args import DatasetLocation, dataset_source
+from collage_ext.kohya.caption_files import check_crop_extensions
+from collage_ext.kohya.runargs import RunArgs
+from collage_ext.plan.run import resolve_run
 from collage_ext.sdscripts import mapper, seams
-from collage_ext.sdscripts.mapper import BuildContext, CollageMixin, strategy_era
+from collage_ext.sdscripts.mapper import BuildContext, CollageMixin
+from collage_ext.sdscripts.startup import check_caption_files, default_rate_note, log_summary, run_arguments
 from collage_ext.sdscripts.trainers import refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
 # (sd-scripts imports this module while it builds the dataset, before any model loads).
-_SEAMS = seams.require()
-DatasetGroup = _SEAMS["DatasetGroup"]
-DreamBoothDataset = _SEAMS["DreamBoothDataset"]
-FineTuningDataset = _SEAMS["FineTuningDataset"]
-from library import config_util  # type: ignore[import-not-found]  # noqa: E402
+_SD = seams.require()
 
 logger = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-class CollageDreamBoothDataset(CollageMixin, DreamBoothDataset):  # type: ignore[misc]
+class CollageDreamBoothDataset(CollageMixin, _SD.dreambooth):  # type: ignore[misc,name-defined]
     """sd-scripts' DreamBooth dataset (folders of images + caption files) with collage frames."""
 
 
-class CollageFineTuningDataset(CollageMixin, FineTuningDataset):  # type: ignore[misc]
+class CollageFineTuningDataset(CollageMixin, _SD.finetuning):  # type: ignore[misc,name-defined]
     """sd-scripts' fine-tuning dataset (``--in_json`` / ``metadata_file``) with collage frames."""
 
 
-class CollageDataset(DatasetGroup):  # type: ignore[misc]
+class CollageDataset(_SD.group):  # type: ignore[misc,name-defined]
     """The ``--dataset_class`` entry point: a genuine sd-scripts ``DatasetGroup`` with collage frames.
 
     sd-scripts calls ``CollageDataset(tokenizer, max_token_length, resolution, debug_dataset)``;
@@ -57,21 +54,18 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
 
     def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
                  debug_dataset: bool = False) -> None:
-        refuse_unsupported(strategy=_current_tokenize_strategy())
-        run = find_run_args()
-        logger.info(f"collage_ext: run arguments from {run.found}")
+        run = run_arguments()
+        family, family_why = refuse_unsupported(strategy=seams.tokenize_strategy(), values=run.values)
+        logger.info(f"collage_ext: run arguments from {run.found}; model family {family.name} ({family_why})")
         user_config, where = _user_config(run)
         tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
         all_configs = [c for row in tree.subsets for c in row]
-        mode, why = resolve_mode(all_configs, run)
-        if mode == "static":
-            refuse_cache_in_image_folders(all_configs, run, tree.kohya)
-        seed, seed_why = resolve_seed(run, tree.kohya)
+        settings = resolve_run(all_configs, run, tree.kohya)
         check_caption_files(tree.kohya, run)
         check_crop_extensions(tree.kohya, tree.subsets, run)
-        ctx = BuildContext(run, tree.subsets, seed, mode, tokenizer)
+        ctx = BuildContext(run, tree.subsets, settings.seed, settings.mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
-        if not sum(getattr(d, "num_train_images", 0) + getattr(d, "num_reg_images", 0) for d in datasets):
+        if not sum(seams.sample_count(d) for d in datasets):
             raise CollageConfigError(_no_samples_message(tree.kohya))
         super().__init__(datasets)
         if "seed" not in run.explicit:
@@ -79,13 +73,12 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
             # derives its batch-order seed from it: ranks would order batches differently and show some
             # frames twice, others never. The config-derived seed is the same on every rank.
             for dataset in self.datasets:
-                dataset.set_seed(seed)
+                dataset.set_seed(settings.seed)
         #: sd-scripts' validation group (single images, no collages) for trainers patched with
         #: patches/0001-dataset-class-validation-split.patch; unpatched trainers ignore it.
         self.validation_dataset_group = validation
         _LIVE.add(self)
-        log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run,
-                    default_rate_note(user_config, run.collage_defaults))
+        log_summary(self.datasets, settings, all_configs, default_rate_note(user_config, run.collage_defaults))
 
 
 def _no_samples_message(kohya_config: dict[str, Any]) -> str:
@@ -101,63 +94,28 @@ def _no_samples_message(kohya_config: dict[str, Any]) -> str:
 
 
 def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: BuildContext) -> tuple[list[Any], Any]:
+    """sd-scripts' own datasets for the config, built as the collage subclasses (``seams.build_datasets``)."""
     args = run.namespace
     if args is None:
-        msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
-               "sd-scripts' own scripts (train_network.py, sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
+        msg = ("collage_ext could not find the trainer's arguments (sd-scripts' load_arbitrary_dataset did not "
+               "build the dataset); start training with sd-scripts' own scripts (train_network.py, "
+               "sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
         raise CollageConfigError(msg)
-    sanitizer = config_util.ConfigSanitizer(True, True, getattr(args, "masked_loss", False), True)
-    extra = {"tokenizer": ctx.tokenizer} if _wants_tokenizer() else {}
-    blueprint = config_util.BlueprintGenerator(sanitizer).generate(kohya_config, args, **extra)
-    with _collage_classes(ctx):
-        result = config_util.generate_dataset_group_by_blueprint(blueprint.dataset_group)
-    group, validation = result if isinstance(result, tuple) else (result, None)
-    return list(group.datasets), validation
-
-
-@contextmanager
-def _collage_classes(ctx: BuildContext) -> Any:
-    """Let sd-scripts' own ``generate_dataset_group_by_blueprint`` build our subclasses.
-
-    That function names ``DreamBoothDataset`` / ``FineTuningDataset`` directly; swapping the names
-    in ``config_util`` for the duration reuses its logging, validation split, bucketing and seeding
-    instead of copying them (and their differences between v0.9.1 and main).
-    """
-    saved = (config_util.DreamBoothDataset, config_util.FineTuningDataset)
-    config_util.DreamBoothDataset, config_util.FineTuningDataset = CollageDreamBoothDataset, CollageFineTuningDataset
-    mapper._PENDING.append(ctx)
-    try:
-        yield
-    finally:
-        mapper._PENDING.pop()
-        config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
-
-
-def _current_tokenize_strategy() -> Any:
-    """The tokenize strategy the script set before building the dataset (main), else None."""
-    if not strategy_era():
-        return None
-    from library import strategy_base  # type: ignore[import-not-found]
-
-    return strategy_base.TokenizeStrategy.get_strategy()
-
-
-def _wants_tokenizer() -> bool:
-    # v0.9.1 datasets take the tokenizers as a runtime parameter; main's take none.
-    return "tokenizer" in inspect.signature(DreamBoothDataset.__init__).parameters
+    return seams.build_datasets(kohya_config, args, ctx.tokenizer, CollageDreamBoothDataset, CollageFineTuningDataset,
+                                seams.datasets_take_tokenizer(_SD), before=lambda: mapper._PENDING.append(ctx),
+                                after=mapper._PENDING.pop)
 
 
 def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
     """The dataset config as sd-scripts would build it, and where global collage defaults came from."""
     where = f"--config_file {run.get('config_file')}" if run.get("config_file") else "the training arguments"
-    if run.get("dataset_config"):
-        return config_util.load_user_config(run.get("dataset_config")), where
-    if run.get("in_json") is None:
-        subsets = config_util.generate_dreambooth_subsets_config_by_subdirs(run.get("train_data_dir"),
-                                                                            run.get("reg_data_dir"))
-    else:
-        subsets = [{"image_dir": run.get("train_data_dir"), "metadata_file": run.get("in_json")}]
-    return {"datasets": [{"subsets": subsets}]}, where
+    # no source: sd-scripts' own reading of no folders (it then finds no sample; _no_samples_message)
+    source = dataset_source(run) or DatasetLocation("train_data_dir", None, reg_data_dir=run.get("reg_data_dir"))
+    if source.kind == "dataset_config":
+        return seams.load_user_config(str(source.path)), where
+    if source.kind == "in_json":
+        return {"datasets": [{"subsets": [{"image_dir": source.path, "metadata_file": source.metadata_file}]}]}, where
+    return {"datasets": [{"subsets": seams.subsets_by_subdirs(source.path, source.reg_data_dir)}]}, where
 
 
 def attach_epoch_value(epoch_value: Any) -> None:
@@ -168,23 +126,5 @@ def attach_epoch_value(epoch_value: Any) -> None:
                 dataset._epoch_value = epoch_value
 
 
-def _patch_collator() -> None:
-    """Wrap sd-scripts' ``collator_class`` so the shared epoch value reaches our datasets.
-
-    The trainer creates the collator (holding ``multiprocessing.Value`` epoch) after the dataset;
-    the wrapper hands that value to every live CollageDataset before DataLoader workers start.
-    """
-    cls = _SEAMS["collator_class"]
-    if getattr(cls, "_collage_ext_patched", False):
-        return
-    original = cls.__init__
-
-    def __init__(self: Any, epoch: Any, step: Any, dataset: Any) -> None:
-        original(self, epoch, step, dataset)
-        attach_epoch_value(epoch)
-
-    cls.__init__ = __init__
-    cls._collage_ext_patched = True
-
-
-_patch_collator()
+# The trainer builds sd-scripts' collator (holding the shared epoch value) after the dataset.
+seams.on_collator(attach_epoch_value)

@@ -1,6 +1,7 @@
 """How the mapper's images load: frame jobs rendered, files collage_ext wrote checked, singles as trained.
 
-sd-scripts calls ``load_image_with_face_info`` for every image it registered. The mapper
+sd-scripts loads every image it registered through its image hook (``seams.DatasetHooks`` hands it to
+``LoadingMixin._load_image``). The mapper
 (``sdscripts/mapper.py``) registered three kinds; each loads by looking up what the producer planned:
 
 - a dynamic slot: its frame job of the current epoch, rendered (``plan.jobs.slot_job``);
@@ -24,13 +25,14 @@ from collage_ext.plan.jobs import slot_job, static_job
 from collage_ext.plan.policy import FailureLog, check_single, cover_to, fit_to_aspect
 from collage_ext.plan.singles import cropped_pixels
 from collage_ext.plan.subsets import PlannedSubset
+from collage_ext.sdscripts import seams
 from collage_ext.sdscripts.staticframes import restore_static_frame
 
 logger = logging.getLogger(__name__)
 
 
-class LoadingMixin:
-    """``load_image_with_face_info`` for the images the mapper registered (state set by ``CollageMixin``)."""
+class LoadingMixin(seams.DatasetHooks):
+    """sd-scripts' image loading for the images the mapper registered (state set by ``CollageMixin``)."""
 
     _frames: dict[str, tuple[PlannedSubset, int]]
     _static: dict[str, tuple[PlannedSubset, tuple[int, ...], int]]
@@ -39,13 +41,13 @@ class LoadingMixin:
     _replaced: dict[str, str]
     _failures: FailureLog
 
-    def load_image_with_face_info(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
+    def _load_image(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
         """Render the slot's job for the current epoch; other images load as sd-scripts loads them."""
         entry = self._frames.get(image_path)
         if entry is None:
             return self._load_single(subset, image_path, alpha_mask)
         planned, slot = entry
-        rendered = slot_job(planned, slot, self.current_epoch, self._failures).render(with_mask=alpha_mask)
+        rendered = slot_job(planned, slot, self._epoch, self._failures).render(with_mask=alpha_mask)
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
         return with_alpha(rendered, planned.pool.config), 0, 0, 0, 0
@@ -74,7 +76,7 @@ class LoadingMixin:
                                      lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem))
         planned = self._pool_of_subset.get(id(subset))
         if planned is None:
-            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+            return self._sd_load_image(subset, image_path, alpha_mask)
         size = self._planned_sizes().get(image_path)
         if planned.pool.config.on_error == "raise":
             try:
@@ -109,7 +111,7 @@ class LoadingMixin:
     def _load_cached(self, subset: Any, path: str, alpha_mask: bool, rebuild: Any) -> Any:
         """sd-scripts' loading of a file collage_ext wrote, checked by content; a bad file is written again."""
         try:
-            loaded = super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+            loaded = self._sd_load_image(subset, path, alpha_mask)
             problem = cached_png_problem(path, loaded[0])
         except FileNotFoundError:
             problem = "was deleted from the cache"
@@ -118,21 +120,21 @@ class LoadingMixin:
         if problem is None:
             return loaded
         rebuild(problem)
-        return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+        return self._sd_load_image(subset, path, alpha_mask)
 
     def _load_source(self, subset: Any, planned: PlannedSubset, path: str, alpha_mask: bool) -> Any:
         """A pool source as a single sample: sd-scripts' loader, or its crop box when it has one."""
         index = planned.index_of(path)
         source = planned.pool.sources[index] if index is not None else None
         if source is None or source.crop is None:
-            return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+            return self._sd_load_image(subset, path, alpha_mask)
         return cropped_pixels(source, planned.pool.config, alpha=alpha_mask), 0, 0, 0, 0
 
     def _planned_sizes(self) -> dict[str, tuple[int, int]]:
         """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
         sizes = getattr(self, "_sizes_cache", None)
         if sizes is None:
-            sizes = {i.absolute_path: tuple(i.image_size) for i in self.image_data.values() if i.image_size}
+            sizes = {seams.path_of(i): size for i in self._images.values() if (size := seams.size_of(i))}
             self._sizes_cache = sizes
         return sizes
 

@@ -16,7 +16,6 @@ says the subset trains:
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -41,15 +40,11 @@ from collage_ext.sdscripts.loading import LoadingMixin
 from collage_ext.sdscripts.staticframes import render_static_frames
 from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, take_over_dropout
 
-_SEAMS = seams.require()
-DatasetGroup = _SEAMS["DatasetGroup"]
-DreamBoothDataset = _SEAMS["DreamBoothDataset"]
-FineTuningDataset = _SEAMS["FineTuningDataset"]
-ImageInfo = _SEAMS["ImageInfo"]
+_SD = seams.require()
 
 logger = logging.getLogger(__name__)
 
-#: The build contexts of the dataset groups being built (``dataset._collage_classes`` pushes one).
+#: The build contexts of the dataset groups being built (``dataset._generate`` pushes one).
 _PENDING: list[BuildContext] = []
 
 
@@ -92,9 +87,9 @@ class CollageMixin(LoadingMixin):
     """Adds collage frames to an sd-scripts dataset after it registered its source images."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        given = constructor_arguments(type(self), args, kwargs)
+        given = seams.constructor_arguments(_SD, type(self), args, kwargs)
         subsets = list(given.get("subsets") or [])
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         ctx = _PENDING[-1]
         index, configs = ctx.take(given.get("is_training_dataset", True))
         by_subset = {id(s): c for s, c in zip(subsets, configs)}
@@ -113,20 +108,20 @@ class CollageMixin(LoadingMixin):
             config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
             if config.enabled:
                 self._setup_subset(s_index, subset, config, ctx)
-        self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, strategy_era())
+        self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, seams.strategy_era(_SD))
         self._te_cache_dir = static_cache_dir(list(configs) or [CollageConfig(rate=0.0)], ctx.run)
         self._empty_te: list[Any] | None = None
 
     # -- planning: the subset as a SubsetInput, the producer's jobs as ImageInfos -------------
     def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: BuildContext) -> None:
-        keys = [k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data]
+        keys = self._subset_keys(subset)
         root = subset_root(subset.image_dir, getattr(subset, "metadata_file", None))
-        images = [SubsetImage(self.image_data[k].absolute_path, self.image_data[k].caption or "",
-                              self.image_data[k].num_repeats) for k in keys]
+        images = [SubsetImage(seams.path_of(self._images[k]), self._images[k].caption or "",
+                              self._images[k].num_repeats) for k in keys]
 
         def skipped(index: int, exc: CollageInputError) -> None:  # collage_on_error = "skip"
             self._failures.record(images[index].path, exc)
-            del self.image_data[keys[index]]
+            del self._images[keys[index]]
 
         buckets = self._bucket_settings()
         given = SubsetInput(images, root, config, Size(self.width, self.height), buckets, self._collage_index, s_index,
@@ -148,18 +143,18 @@ class CollageMixin(LoadingMixin):
         singles = planned.single_repeats(ctx.mode)
         for key, count, source in zip(keys, singles, planned.pool.sources):
             if count:
-                info = self.image_data[key]
+                info = self._images[key]
                 info.num_repeats = count
                 if source.crop is not None and not self._crop_single(key, source, config,
                                                                      planned.collage.alpha_mask, ctx):
                     continue
                 if config.on_error == "skip":  # a replacement image must bring its own caption
-                    info.caption = SlotCaption(info.caption or "", info.absolute_path)
+                    info.caption = SlotCaption(info.caption or "", seams.path_of(info))
             else:
-                del self.image_data[key]
+                del self._images[key]
         if config.on_error == "skip" and ctx.mode == "static":
             self._verify_singles(keys, singles)  # sd-scripts' own caching would crash on them
-            left = added + sum(1 for key in keys if key in self.image_data)
+            left = added + sum(1 for key in keys if key in self._images)
             self._refuse_emptied(subset, s_index, root, images, left)
         self._pool_of_subset[id(subset)] = planned
         self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(planned.pool.sources),
@@ -179,7 +174,7 @@ class CollageMixin(LoadingMixin):
             assert job.slot is not None
             path = str(slot_dir / f"{job.name}.png")  # virtual: never written
             self._frames[path] = (planned, job.slot)
-            self.register_image(self._new_info(path, SlotCaption("", path), subset, job.frame), subset)
+            self._register(self._new_info(path, SlotCaption("", path), subset, job.frame), subset)
         return len(jobs)
 
     def _register_static(self, planned: PlannedSubset, subset: Any, ctx: BuildContext) -> int:
@@ -191,12 +186,12 @@ class CollageMixin(LoadingMixin):
         rendering = render_static_frames(jobs, cache, progress=_static_progress)
         for job, (path, caption, new) in zip(jobs, rendering):
             if str(path) in self._static:  # the same frame twice in a variant: one image, two repeats
-                self.image_data[str(path)].num_repeats += 1
+                self._images[str(path)].num_repeats += 1
                 continue
             assert job.variant is not None
             self._static[str(path)] = (planned, job.group, job.variant)
             rendered += new
-            self.register_image(self._new_info(str(path), caption, subset, job.frame), subset)
+            self._register(self._new_info(str(path), caption, subset, job.frame), subset)
         logger.info(f"collage_ext: {len(jobs)} static frames in {cache} ({rendered} rendered, "
                     f"{len(jobs) - rendered} reused)")
         return len(jobs)
@@ -208,8 +203,8 @@ class CollageMixin(LoadingMixin):
         ``_load_source``; static mode writes the cropped image into the cache folder, because
         sd-scripts' latent caching reads the file itself.
         """
-        info = self.image_data[key]
-        info.image_size = (source.effective_size.width, source.effective_size.height)
+        info = self._images[key]
+        seams.set_size(info, (source.effective_size.width, source.effective_size.height))
         if ctx.mode != "static":
             return True
         path = cropped_single_path(source, config, _cache_dir(config, ctx.run), alpha)
@@ -219,10 +214,10 @@ class CollageMixin(LoadingMixin):
             if config.on_error == "raise":
                 raise
             self._failures.record(source.path, exc)
-            del self.image_data[key]
+            del self._images[key]
             return False
         self._cropped[str(path)] = (source, config, alpha)
-        info.absolute_path = str(path)
+        seams.set_path(info, str(path))
         return True
 
     def _refuse_emptied(self, subset: Any, s_index: int, root: str, images: list[SubsetImage], left: int) -> None:
@@ -241,66 +236,57 @@ class CollageMixin(LoadingMixin):
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
-        params = {"enable_bucket": self.enable_bucket, "min_bucket_reso": self.min_bucket_reso,
-                  "max_bucket_reso": self.max_bucket_reso, "bucket_reso_steps": self.bucket_reso_steps,
-                  "bucket_no_upscale": self.bucket_no_upscale}
-        return Buckets.from_params(Size(self.width, self.height), params)
+        return Buckets.from_params(Size(self.width, self.height), seams.bucket_params(self))
 
     def _verify_singles(self, keys: list[str], singles: list[int]) -> None:
         for key, count in zip(keys, singles):
-            if count and key in self.image_data:
-                path = self.image_data[key].absolute_path
+            if count and key in self._images:
+                path = seams.path_of(self._images[key])
                 try:  # a tiny draft-mode decode still reads every byte of the file
                     load_fitted(path, Size(64, 64))
                 except CollageInputError as exc:
                     self._failures.record(path, exc)
-                    del self.image_data[key]
+                    del self._images[key]
 
     def _new_info(self, path: str, caption: str, subset: Any, frame: Size) -> Any:
-        info = ImageInfo(path, 1, caption, getattr(subset, "is_reg", False), path)  # FineTuningSubset has none
-        info.image_size = (frame.width, frame.height)
-        if hasattr(self, "resize_interpolation"):
-            info.resize_interpolation = subset.resize_interpolation or self.resize_interpolation
-        return info
+        return seams.new_image_info(_SD, self, path, caption, subset, (frame.width, frame.height))
 
-    # -- sd-scripts hooks: answered by looking the job up (loading: sdscripts/loading.py) ------
-    def process_caption(self, subset: Any, caption: str) -> str:
-        """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
+    # -- sd-scripts hooks (seams.DatasetHooks calls these; loading: sdscripts/loading.py) ------
+    def _caption(self, subset: Any, caption: str) -> str:
+        """Merge a slot's cell captions for the current epoch (sd-scripts then processes it as usual)."""
         if isinstance(caption, SlotCaption) and caption.slot in self._frames:
             planned, slot = self._frames[caption.slot]
-            caption = planned.slot_caption(slot, self.current_epoch)
+            caption = planned.slot_caption(slot, self._epoch)
         elif isinstance(caption, SlotCaption) and caption.slot in self._replaced:
             planned = self._pool_of_subset[id(subset)]
             index = planned.index_of(self._replaced[caption.slot])
             assert index is not None
             caption = planned.pool.sources[index].caption
-        return super().process_caption(subset, caption)  # type: ignore[misc]
+        return caption
 
-    def is_latent_cacheable(self) -> bool:
+    def _cacheable(self) -> bool:
         """Dynamic collage frames change every epoch, so they cannot be cached."""
-        return not self._frames and super().is_latent_cacheable()  # type: ignore[misc]
+        return not self._frames
 
-    def make_buckets(self) -> None:
-        """sd-scripts' bucketing, plus the collage settings in ``bucket_info`` (it lands in LoRA metadata)."""
-        super().make_buckets()  # type: ignore[misc]
-        if self._collage_info:
-            info = self.bucket_info if isinstance(getattr(self, "bucket_info", None), dict) else {}
-            info["collage_ext"] = {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
-                                   "subsets": self._collage_info}
-            self.bucket_info = info
+    def _bucket_metadata(self) -> dict[str, Any] | None:
+        """The collage settings for sd-scripts' ``bucket_info`` (it lands in LoRA metadata)."""
+        if not self._collage_info:
+            return None
+        return {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
+                "subsets": self._collage_info}
 
-    def new_cache_text_encoder_outputs(self, models: list[Any], accelerator: Any) -> None:
-        """sd-scripts' caching, plus the empty-caption encoding that dropped samples get."""
-        super().new_cache_text_encoder_outputs(models, accelerator)  # type: ignore[misc]
+    def _after_text_encoder_cache(self, models: list[Any]) -> None:
+        """The empty-caption encoding that dropped samples get, once sd-scripts cached the outputs."""
         if self._te_dropout:
             self._empty_te = encode_empty_caption(models, self._te_cache_dir)
             logger.info(f"collage_ext: caption dropout up to {self._te_dropout:g} on cached text-encoder outputs "
                         "(empty-caption encoding cached)")
 
-    def __getitem__(self, index: int) -> Any:
+    def _before_item(self) -> None:
         self._sync_epoch()
-        example = super().__getitem__(index)  # type: ignore[misc]
-        if self._te_dropout and isinstance(example, dict) and example.get("text_encoder_outputs_list") is not None:
+
+    def _after_item(self, example: Any, index: int) -> Any:
+        if self._te_dropout and isinstance(example, dict) and seams.cached_text_outputs(example) is not None:
             if self._empty_te is None:
                 msg = ("internal: caption dropout with cached text-encoder outputs, but the empty-caption encoding "
                        "was never cached (new_cache_text_encoder_outputs was not called)")
@@ -313,26 +299,8 @@ class CollageMixin(LoadingMixin):
         # would use last epoch's order and frames; reading the trainer's shared epoch value first
         # keeps every batch of an epoch on one plan (exact coverage, no duplicates).
         value = self._epoch_value
-        if value is not None and value.value > self.current_epoch:
-            self.set_current_epoch(value.value)  # type: ignore[attr-defined]
-
-
-def constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """sd-scripts' dataset constructor arguments by name, whether passed by keyword or by position.
-
-    Their positional order changes between releases (v0.11 inserted ``train_inpainting``), so the
-    adapter never relies on a position.
-    """
-    base = next(c for c in cls.__mro__ if c in (DreamBoothDataset, FineTuningDataset))
-    try:
-        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
-    except TypeError:  # let sd-scripts' own constructor report the bad call
-        return dict(kwargs)
-
-
-def strategy_era() -> bool:
-    """True on sd-scripts main (strategies, text-encoder caching on the dataset group), False on v0.9.1."""
-    return hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
+        if value is not None and value.value > self._epoch:
+            self._set_epoch(value.value)
 
 
 def _cache_dir(config: CollageConfig, run: RunArgs) -> Path:
