@@ -57,7 +57,7 @@ def frame_digest(params: FrameParams, sources: Sequence[Source], collage: Collag
             error.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
             raise error from exc
         files.append([source.key, stat.st_size, stat.st_mtime_ns, list(source.crop) if source.crop else None])
-    payload = {
+    payload: dict[str, Any] = {
         "v": __version__,
         "params": params.to_json(),
         "files": files,

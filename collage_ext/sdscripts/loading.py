@@ -67,9 +67,9 @@ class LoadingMixin(seams.DatasetHooks):
     def _load_single_as_is(self, subset: Any, image_path: str, alpha_mask: bool) -> Any:
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
         if image_path in self._static:  # a frame is no source of the pool: it loads as itself under any policy
-            planned, group, variant = self._static[image_path]
+            owner, group, variant = self._static[image_path]
             return self._load_cached(subset, image_path, alpha_mask, lambda problem: restore_static_frame(
-                image_path, static_job(planned, group, variant, self._failures), problem))
+                image_path, static_job(owner, group, variant, self._failures), problem))
         if image_path in self._cropped:  # static mode: a cropped single, written at start-up
             source, config, alpha = self._cropped[image_path]
             return self._load_cached(subset, image_path, alpha_mask,

@@ -26,6 +26,7 @@ from collage_ext.core.progress import progress
 from collage_ext.core.types import Size
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.kohya.runargs import RunArgs
+from collage_ext.kohya.specs import SubsetImage, subset_root
 from collage_ext.pixels.images import load_fitted
 from collage_ext.plan.collage import Source
 from collage_ext.plan.frames import ensure_cached_png, ensure_writable
@@ -33,7 +34,7 @@ from collage_ext.plan.framestats import epoch_stats, frame_note, rule_warning
 from collage_ext.plan.policy import FailureLog
 from collage_ext.plan.run import static_cache_dir
 from collage_ext.plan.singles import cropped_pixels, cropped_single_path
-from collage_ext.plan.subsets import PlannedSubset, SubsetImage, SubsetInput, plan_subset, subset_root
+from collage_ext.plan.subsets import PlannedSubset, SubsetInput, plan_subset
 from collage_ext.sdscripts import seams
 from collage_ext.sdscripts.captioning import caption_tokens
 from collage_ext.sdscripts.loading import LoadingMixin
