@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import collage_ext
+
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 import fakes  # noqa: E402
@@ -77,7 +79,11 @@ def test_two_processes_same_plan_exact_coverage(tmp_path: Path, workers: int) ->
                                          toks=str(toks.cache_dir), workers=workers, out=str(out)))
     # accelerate 1.6 runs ONE process for `--cpu --num_processes 2`; `--multi_gpu` with no visible GPU
     # starts two real CPU ranks (DistributedType.MULTI_CPU, gloo), which is what we want.
-    env = {**fakes.offline_env(), "PYTHONPATH": os.environ.get("SD_SCRIPTS_DIR", ""), "CUDA_VISIBLE_DEVICES": ""}
+    # The ranks import sd-scripts' library, and collage_ext (the dataset class) from this checkout: the
+    # README runs pytest with PYTHONPATH=$PWD and no installed package, so the checkout goes on the path too.
+    path = [os.environ.get("SD_SCRIPTS_DIR", ""), str(Path(collage_ext.__file__).resolve().parents[1])]
+    path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**fakes.offline_env(), "PYTHONPATH": os.pathsep.join(path), "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                              "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
                             capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
