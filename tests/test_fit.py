@@ -11,8 +11,8 @@ from PIL import Image, ImageOps
 
 from collage_ext.errors import CollageConfigError, CollageInputError, LayoutError
 from collage_ext.fit import FitPlan, fit_image, plan_fit, upscale_factor
-from collage_ext.resample import REDUCING_GAP
 from collage_ext.render import render_frame
+from collage_ext.resample import REDUCING_GAP
 from collage_ext.types import Box, Rect, Size
 from tests.common import BLUE, FILL, GREEN, RED, make_image, solid_color_at
 

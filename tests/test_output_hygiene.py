@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 import toml
 from PIL import Image
-from test_cli import frame_files, write_images, write_toml
 
 from collage_ext import progress as progress_module
 from collage_ext.cli import main
 from collage_ext.progress import progress, set_quiet
+from test_cli import frame_files, write_images, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +76,10 @@ def test_demo_images_are_all_different(tmp_path: Path) -> None:
     from collage_ext.demo import make_demo_dataset
 
     folder = make_demo_dataset(tmp_path, 72)  # 64 distinct colour pairs, then moved subjects
-    digests = {hashlib.sha256(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest()
-               for p in sorted(folder.glob("*.png"))}
+    digests = {
+        hashlib.sha256(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest()
+        for p in sorted(folder.glob("*.png"))
+    }
     assert len(digests) == 72
 
 

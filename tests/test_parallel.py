@@ -19,7 +19,6 @@ from collage_ext.cli import main
 from collage_ext.datasets import load_project
 from collage_ext.framesets import text_encoder_for
 from collage_ext.measurecache import MeasureCache
-
 from tests.test_cli import write_images, write_toml
 
 
@@ -48,7 +47,7 @@ def skipping(tmp_path: Path) -> Path:
 
 
 def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
-    """Atomic writes go through mkstemp (0600); the final file has open()'s mode, as before (readable by the trainer)."""
+    """Atomic writes go through mkstemp (0600); the final file has open()'s mode, as before (the trainer reads it)."""
     filemodes.write_bytes_atomic(tmp_path / "a.png", b"x")
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == filemodes.new_file_mode()
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
@@ -113,8 +112,9 @@ def test_failures_found_while_rendering_give_the_serial_result(skipping: Path, t
     assert one == two
 
 
-def test_check_on_two_processes_and_from_the_cache_gives_the_same_report(skipping: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_on_two_processes_and_from_the_cache_gives_the_same_report(
+    skipping: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = load_project(skipping, strict=False)
     encoder = text_encoder_for(project.run.values)
     serial = run_check(project, encoder, jobs_n=1).to_json()
@@ -148,8 +148,12 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path: Path) -> None:
     config = write_toml(tmp_path / "d.toml", folder, repeats=4, resolution=768)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "collage_ext", "preview", str(config), "--out", str(out),
-                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collage_ext", "preview", str(config), "--out", str(out), "--jobs", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list((out / "frames").glob("*.png")) if (out / "frames").is_dir() else True:
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -185,8 +189,10 @@ def test_static_cache_build_on_two_processes_writes_the_serial_files(tmp_path: P
     for jobs in (1, 2):
         cache, failures = tmp_path / f"cache{jobs}", FailureLog()
         cache.mkdir()
-        out = [(p.name, caption, new) for p, caption, new in
-               render_static_frames(planned.frames, items, cache, failures, jobs_n=jobs)]
+        out = [
+            (p.name, caption, new)
+            for p, caption, new in render_static_frames(planned.frames, items, cache, failures, jobs_n=jobs)
+        ]
         results[jobs] = (out, dict(failures.failed), tree(cache))
     assert results[1][0] and results[1] == results[2]
     assert bool(results[1][1]) == broken

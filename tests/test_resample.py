@@ -33,8 +33,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("src", "size", "box"), CASES, ids=[f"{c[0]}->{c[1]}@{c[2]}" for c in CASES])
-def test_vips_matches_a_float_lanczos_reference(src: tuple[int, int], size: tuple[int, int],
-                                                box: tuple[float, float, float, float]) -> None:
+def test_vips_matches_a_float_lanczos_reference(
+    src: tuple[int, int], size: tuple[int, int], box: tuple[float, float, float, float]
+) -> None:
     """Same geometry as Pillow (box, fractional edges, crop offsets), within 47 dB of float LANCZOS on photos."""
     image = photo(src, seed=sum(src))
     assert resample.vips_applies(image.mode, size, box)
@@ -62,14 +63,19 @@ def test_zone_plate_aliasing_like_pillow() -> None:
         assert stop_band_residue(ours, n) <= stop_band_residue(pillow, n) + 0.6, (n, out)
 
 
-@pytest.mark.parametrize(("mode", "size", "box"), [
-    ("RGBA", (100, 75), (0, 0, 400, 300)),  # not 8-bit RGB / gray
-    ("RGB", (500, 75), (0, 0, 400, 300)),  # enlarges one axis
-    ("RGB", (100, 75), (0.5, 0, 400, 300)),  # an edge between pixels: libvips would centre differently
-    ("RGB", (100, 75), (0, 0.25, 400, 300)),
-    ("RGB", (100, 75), (0, 0, 399.5, 300)),
-])
-def test_other_geometries_are_pillow_bytes(mode: str, size: tuple[int, int], box: tuple[float, float, float, float]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "size", "box"),
+    [
+        ("RGBA", (100, 75), (0, 0, 400, 300)),  # not 8-bit RGB / gray
+        ("RGB", (500, 75), (0, 0, 400, 300)),  # enlarges one axis
+        ("RGB", (100, 75), (0.5, 0, 400, 300)),  # an edge between pixels: libvips would centre differently
+        ("RGB", (100, 75), (0, 0.25, 400, 300)),
+        ("RGB", (100, 75), (0, 0, 399.5, 300)),
+    ],
+)
+def test_other_geometries_are_pillow_bytes(
+    mode: str, size: tuple[int, int], box: tuple[float, float, float, float]
+) -> None:
     """Outside libvips' case the result is exactly Pillow's LANCZOS call."""
     image = photo((400, 300)).convert(mode)
     assert not resample.vips_applies(image.mode, size, box)

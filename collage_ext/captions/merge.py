@@ -82,8 +82,10 @@ def _rehome_kept(cells: Sequence[ParsedCaption], kept: tuple[str, ...]) -> tuple
     "tag" ("... under a clear blue sky, subject, seen from a distance").
     """
     keys = {tag_key(t) for t in kept}
-    rehomed = [ParsedCaption((), (*(t for t in cell.fixed if tag_key(t) not in keys), *cell.flex), cell.suffix)
-               for cell in cells]
+    rehomed = [
+        ParsedCaption((), (*(t for t in cell.fixed if tag_key(t) not in keys), *cell.flex), cell.suffix)
+        for cell in cells
+    ]
     return kept, rehomed
 
 

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import fakes  # noqa: E402
-import soak  # noqa: E402
+import fakes
+import soak
 
 pytestmark = [pytest.mark.sdscripts, pytest.mark.slow]
 
