@@ -14,7 +14,7 @@ setup(
     packages=find_packages(include=["collage_ext", "collage_ext.*"]),
     package_data={"collage_ext": ["py.typed"], "collage_ext.studio": ["static/*"]},
     # pyvips[binary]: libvips (bundled, no system package) resamples cells 3-4x faster than Pillow
-    # (collage_ext/resample.py)
+    # (collage_ext/pixels/resample.py)
     install_requires=["Pillow>=9.1", "numpy", "toml", "pyvips[binary]>=2.2.3"],
     extras_require={
         "cli": ["tqdm"],

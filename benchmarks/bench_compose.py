@@ -47,14 +47,14 @@ from PIL import Image, ImageDraw, ImageFilter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from collage_ext.config import CollageConfig
-from collage_ext.fit import choose_draft_scale, plan_fit
-from collage_ext.grouping import Record, group_instances, plan_structure
-from collage_ext.collage import FAST_DRAFT_GAPS
-from collage_ext.images import load_fitted, open_image, read_image_size
-from collage_ext.layout import layout_cells
-from collage_ext.render import render_frame
-from collage_ext.types import Size
+from collage_ext.core.config import CollageConfig
+from collage_ext.pixels.fit import choose_draft_scale, plan_fit
+from collage_ext.geometry.grouping import Record, group_instances, plan_structure
+from collage_ext.plan.collage import FAST_DRAFT_GAPS
+from collage_ext.pixels.images import load_fitted, open_image, read_image_size
+from collage_ext.geometry.layout import layout_cells
+from collage_ext.pixels.render import render_frame
+from collage_ext.core.types import Size
 from tests.imaging import float_lanczos, psnr, stop_band_residue, zone_plate
 
 PHOTO = Size(3000, 4000)  # 12 MP, portrait

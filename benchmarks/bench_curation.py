@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_compose import _camera_like  # noqa: E402
-from collage_ext.types import Size  # noqa: E402
+from collage_ext.core.types import Size  # noqa: E402
 from tests.imaging import photo  # noqa: E402
 
 TAGS = ["1girl", "solo", "outdoors", "standing", "smile", "long hair", "brown hair", "blue sky", "tree", "dress",
@@ -277,10 +277,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def studio_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list[tuple[str, str, str]], list[float]]:
-    from collage_ext.check import run_check
-    from collage_ext.datasets import load_project
-    from collage_ext.framesets import text_encoder_for
-    from collage_ext.measurecache import MeasureCache
+    from collage_ext.commands.check import run_check
+    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.framesets import text_encoder_for
+    from collage_ext.commands.measurecache import MeasureCache
 
     project = load_project(dataset, config_file=train, strict=False)
     start = time.perf_counter()
@@ -363,10 +363,10 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
     path = chromium_path()
     if path is None:
         return [(f"{name}: browser edits", "skipped", "no chromium (apt-get install chromium)")], []
-    from collage_ext.check import run_check
-    from collage_ext.datasets import load_project
-    from collage_ext.framesets import text_encoder_for
-    from collage_ext.measurecache import MeasureCache
+    from collage_ext.commands.check import run_check
+    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.framesets import text_encoder_for
+    from collage_ext.commands.measurecache import MeasureCache
 
     project = load_project(dataset, config_file=train, strict=False)
     run_check(project, text_encoder_for(project.run.values), cache=MeasureCache())  # a first check, on every CPU
@@ -417,8 +417,8 @@ def png_rows(name: str, dataset: Path, train: Path, frames: int = 6) -> list[tup
     """zlib level vs PNG size and encoding CPU time on real frames of the set (fastest of 5 per frame)."""
     import io
 
-    from collage_ext.datasets import load_project
-    from collage_ext.framesets import frames_for, plan_project, text_encoder_for
+    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
 
     project = load_project(dataset, config_file=train, strict=False)
     jobs = frames_for(plan_project(project, text_encoder_for(project.run.values)), "dynamic", 1).jobs[:frames]

@@ -40,11 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
 
-from collage_ext.buckets import Buckets  # noqa: E402
-from collage_ext.datasets import load_project  # noqa: E402
-from collage_ext.fit import plan_fit  # noqa: E402
-from collage_ext.framesets import FrameSet, frames_for, plan_project, text_encoder_for  # noqa: E402
-from collage_ext.shapes import area_tolerance  # noqa: E402
+from collage_ext.geometry.buckets import Buckets  # noqa: E402
+from collage_ext.kohya.datasets import load_project  # noqa: E402
+from collage_ext.pixels.fit import plan_fit  # noqa: E402
+from collage_ext.plan.framesets import FrameSet, frames_for, plan_project, text_encoder_for  # noqa: E402
+from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
 
 MIXED: tuple[tuple[int, int], ...] = ((2, 3), (3, 2), (1, 1), (3, 4), (4, 3), (9, 16), (16, 9))
 PORTRAITS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (9, 16), (4, 5), (1, 2))

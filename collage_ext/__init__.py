@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import OPTIONS, CollageConfig, parse_color, resolve_config
-from .errors import CollageConfigError, CollageError, CollageInputError, LayoutError
-from .grouping import PoolStructure, Record, group_instances, plan_structure, static_variants
-from .layout import layout_cells, max_group_size, plan_layout
-from .rng import derive_rng, sample_key
-from .types import Box, Layout, Rect, Size
+from collage_ext.core.config import OPTIONS, CollageConfig, parse_color, resolve_config
+from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError, LayoutError
+from collage_ext.geometry.grouping import PoolStructure, Record, group_instances, plan_structure, static_variants
+from collage_ext.geometry.layout import layout_cells, max_group_size, plan_layout
+from collage_ext.core.rng import derive_rng, sample_key
+from collage_ext.core.types import Box, Layout, Rect, Size
+from collage_ext.core.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "OPTIONS",
     "Box",
     "CollageConfig",
@@ -56,7 +57,7 @@ def __getattr__(name: str) -> Any:
     # sd-scripts does getattr(import_module("collage_ext"), "CollageDataset"): resolve it only then,
     # so plain `import collage_ext` never pulls in torch or sd-scripts.
     if name == "CollageDataset":
-        from .sdscripts.dataset import CollageDataset
+        from collage_ext.sdscripts.dataset import CollageDataset
 
         return CollageDataset
     raise AttributeError(f"module 'collage_ext' has no attribute {name!r}")

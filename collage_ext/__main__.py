@@ -1,5 +1,5 @@
 """``python -m collage_ext`` runs the command-line tool."""
 
-from .cli import main
+from collage_ext.cli import main
 
 raise SystemExit(main())

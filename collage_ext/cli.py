@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import CollageConfig, parse_size
-from .errors import CollageConfigError, CollageError
+from collage_ext.core.config import CollageConfig, parse_size
+from collage_ext.core.errors import CollageConfigError, CollageError
 
 if TYPE_CHECKING:
-    from .datasets import Project
-    from .framesets import TextEncoder
+    from collage_ext.kohya.datasets import Project
+    from collage_ext.plan.framesets import TextEncoder
 
 logger = logging.getLogger("collage_ext")
 
@@ -171,8 +171,8 @@ def _fail(exc: BaseException, code: int, level: str, *, internal: bool = False) 
 
 def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool,
           plan: str | None = None) -> tuple[Project, TextEncoder]:
-    from .datasets import load_project
-    from .framesets import text_encoder_for
+    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.framesets import text_encoder_for
 
     if args.dataset is None and args.config is None and not trainer_args:
         msg = "give a dataset TOML (or a folder of N_name sub-folders), or --config TRAIN.toml with dataset_config"
@@ -190,8 +190,8 @@ def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool
 
 def run_preview_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext preview``."""
-    from .framesets import frames_for, plan_project
-    from .preview import run_preview
+    from collage_ext.plan.framesets import frames_for, plan_project
+    from collage_ext.commands.preview import run_preview
 
     if args.count is not None and args.count < 1:
         raise CollageConfigError(f"--count must be at least 1, got {args.count}")
@@ -227,7 +227,7 @@ def _preview_notes(encoder: TextEncoder, mode: str, epoch: int) -> list[str]:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from .parallel import default_jobs
+    from collage_ext.core.parallel import default_jobs
 
     try:
         return default_jobs(args.jobs)
@@ -237,7 +237,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def run_export_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext export``."""
-    from .export import run_export, training_hint
+    from collage_ext.commands.export import run_export, training_hint
 
     project, encoder = _load(args, trainer_args, strict=False,
                              plan="static plan (export writes fixed variants, whatever the run's mode)")
@@ -248,8 +248,8 @@ def run_export_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
 
 def run_check_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext check``."""
-    from .check import run_check
-    from .measurecache import MeasureCache
+    from collage_ext.commands.check import run_check
+    from collage_ext.commands.measurecache import MeasureCache
 
     project, encoder = _load(args, trainer_args, strict=False)
     report = run_check(project, encoder, epoch=args.epoch, jobs_n=_jobs(args), cache=MeasureCache())
@@ -262,20 +262,20 @@ def run_check_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> 
 
 def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext studio``: serve the curation page until Ctrl+C."""
-    from .studio import missing_packages
+    from collage_ext.studio import missing_packages
 
     missing = missing_packages()
     if missing:
         raise CollageConfigError(f"the studio needs {', '.join(missing)}: pip install \"collage-ext[studio]\" "
                                  "(into this environment)")
-    from .studio.app import check_host, open_in_browser, serve
-    from .studio.model import Studio
+    from collage_ext.studio.app import check_host, open_in_browser, serve
+    from collage_ext.studio.model import Studio
 
     if args.dataset is None and args.config is None and not trainer_args:
         raise CollageConfigError("give a dataset TOML (or a folder of N_name sub-folders), or --config TRAIN.toml")
     check_host(args.host, args.allow_remote)  # before reading the dataset: the refusal is the first thing said
     studio = Studio(args.dataset, config=args.config, trainer_args=trainer_args, seed=args.seed, model=args.model)
-    from .progress import set_quiet
+    from collage_ext.core.progress import set_quiet
 
     set_quiet(True)  # every edit re-plans: no bar or summary line per request in the server's log
 
@@ -291,7 +291,7 @@ def run_studio_command(args: argparse.Namespace, trainer_args: Sequence[str]) ->
 
 def run_inspect(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """``collage-ext inspect``."""
-    from .lora import collage_settings, format_settings, read_safetensors_metadata
+    from collage_ext.commands.lora import collage_settings, format_settings, read_safetensors_metadata
 
     metadata = read_safetensors_metadata(args.lora)
     blocks = collage_settings(metadata)
@@ -308,10 +308,10 @@ def run_inspect(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
 
 def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """Generate a demo dataset with its dataset TOML, then preview one epoch of its collage frames."""
-    from .datasets import load_project
-    from .demo import make_demo_dataset
-    from .framesets import frames_for, plan_project, text_encoder_for
-    from .preview import run_preview
+    from collage_ext.kohya.datasets import load_project
+    from collage_ext.commands.demo import make_demo_dataset
+    from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
+    from collage_ext.commands.preview import run_preview
 
     if args.count < 2:
         raise CollageConfigError(f"--count must be at least 2, got {args.count}")
@@ -359,7 +359,7 @@ max_bucket_reso = {max_reso}
 
 def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: int = 256) -> Path:
     """One PNG with every frame as a labelled thumbnail (kept here for callers of the earlier CLI)."""
-    from .preview import write_contact_sheet as write
+    from collage_ext.commands.preview import write_contact_sheet as write
 
     return write(frames, out, thumb)
 

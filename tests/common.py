@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from collage_ext.captions import CaptionGrammar
-from collage_ext.types import Rect, Size
+from collage_ext.core.types import Rect, Size
 
 #: The default collage padding colour, ``#181818``.
 FILL: tuple[int, int, int] = (24, 24, 24)

@@ -36,8 +36,8 @@ def _private_measure_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch
 
 @pytest.fixture
 def pillow_resampler(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Resample with Pillow's LANCZOS only, as when libvips cannot load (collage_ext/resample.py)."""
-    from collage_ext import resample
+    """Resample with Pillow's LANCZOS only, as when libvips cannot load (collage_ext/pixels/resample.py)."""
+    from collage_ext.pixels import resample
 
     monkeypatch.setattr(resample, "_pyvips", lambda: None)
 

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.collage import Collage, Source, load_source
-from collage_ext.config import CollageConfig
-from collage_ext.fit import plan_fit
-from collage_ext.frames import frame_digest, frame_pixels, uses_alpha, with_alpha
-from collage_ext.images import alpha_channel, load_fitted, load_fitted_with_alpha, to_rgb
-from collage_ext.preview import CHECKER, viewable
-from collage_ext.types import Box, Size
+from collage_ext.commands.preview import CHECKER, viewable
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.types import Box, Size
+from collage_ext.pixels.fit import plan_fit
+from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, to_rgb
+from collage_ext.plan.collage import Collage, Source, load_source
+from collage_ext.plan.frames import frame_digest, frame_pixels, uses_alpha, with_alpha
 from tests.common import FILL, make_image, save
 
 # --- alpha_channel: every kind of transparency, the same pixels to_rgb composites -------------------

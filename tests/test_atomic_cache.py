@@ -17,7 +17,7 @@ WRITER = r"""
 import sys, numpy as np
 from pathlib import Path
 from PIL import Image
-from collage_ext.frames import write_png_atomic
+from collage_ext.plan.frames import write_png_atomic
 out = Path(sys.argv[1])
 for n in range(10_000):
     value = n % 251
@@ -56,7 +56,7 @@ def test_kill_mid_write_leaves_only_complete_frames(tmp_path: Path) -> None:
 
 def test_partial_temp_files_are_never_loaded(tmp_path: Path) -> None:
     """A leftover temp file is not a cache hit: render_static_frame only trusts final names."""
-    from collage_ext.frames import write_png_atomic
+    from collage_ext.plan.frames import write_png_atomic
 
     target = tmp_path / "collage_abc.png"
     (tmp_path / "collage_abc.1234.tmp").write_bytes(b"\x89PNG partial")

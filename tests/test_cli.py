@@ -19,15 +19,15 @@ import pytest
 import toml
 from PIL import Image
 
-from collage_ext.buckets import Buckets
+from collage_ext.geometry.buckets import Buckets
 from collage_ext.cli import main
-from collage_ext.collage import Collage
-from collage_ext.config import split_dataset_config
-from collage_ext.datasets import build_run
-from collage_ext.demo import draw_landscape, draw_portrait
-from collage_ext.plan import SubsetImage, plan_subset
-from collage_ext.run import resolve_seed
-from collage_ext.types import Size
+from collage_ext.plan.collage import Collage
+from collage_ext.core.config import split_dataset_config
+from collage_ext.kohya.datasets import build_run
+from collage_ext.commands.demo import draw_landscape, draw_portrait
+from collage_ext.plan.subsets import SubsetImage, plan_subset
+from collage_ext.plan.run import resolve_seed
+from collage_ext.core.types import Size
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "pink"]
 
@@ -357,8 +357,7 @@ def test_docs_cover_every_command_and_finding_code() -> None:
     sub = next(a for a in setup_parser()._actions if a.dest == "command")
     for command in sub.choices:  # type: ignore[union-attr]
         assert f"## {command}\n" in docs
-    sources = "".join((root / "collage_ext" / name).read_text(encoding="utf-8")
-                      for name in ("check.py", "datasets.py", "export.py"))
+    sources = "".join(path.read_text(encoding="utf-8") for path in (root / "collage_ext").rglob("*.py"))
     codes = set(re.findall(r'(?:Finding\(|note\()\s*"(?:error|warning)",\s*"(\w+)"', sources))
     assert len(codes) > 10
     missing = sorted(c for c in codes if f"`{c}`" not in docs)

@@ -11,17 +11,17 @@ from PIL import Image, ImageDraw, ImageFilter
 from test_cli import write_images, write_toml
 
 from collage_ext.captions import CaptionGrammar, clip_budget, t5_budget
-from collage_ext.check import Buckets, make_bucket_resolutions
+from collage_ext.commands.check import Buckets, make_bucket_resolutions
 from collage_ext.cli import main
-from collage_ext.demo import draw_landscape, draw_portrait
-from collage_ext.quality import (
+from collage_ext.commands.demo import draw_landscape, draw_portrait
+from collage_ext.commands.quality import (
     CONTRAST_THRESHOLD,
     contrast,
     count_caption,
     detail_factor,
     phrases_past_budget,
 )
-from collage_ext.types import Size
+from collage_ext.core.types import Size
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:

@@ -1,4 +1,4 @@
-"""Reading a dataset the way sd-scripts does, without sd-scripts (``collage_ext.datasets``).
+"""Reading a dataset the way sd-scripts does, without sd-scripts (``collage_ext.kohya.datasets``).
 
 The same rules are checked against the real loader in ``tests/sdscripts/test_cli_identity.py``; here
 each rule gets an exact, hand-computed case.
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.datasets import build_run, load_project, parse_trainer_args, subsets_from_folders
-from collage_ext.errors import CollageConfigError, CollageInputError
+from collage_ext.kohya.datasets import build_run, load_project, parse_trainer_args, subsets_from_folders
+from collage_ext.core.errors import CollageConfigError, CollageInputError
 
 
 def images(folder: Path, names: list[str], captions: dict[str, str] | None = None, ext: str = ".txt") -> Path:

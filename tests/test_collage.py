@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.collage import Collage, FrameParams, Source, load_source
-from collage_ext.config import CollageConfig
-from collage_ext.errors import CollageInputError, LayoutError
-from collage_ext.types import Size
+from collage_ext.plan.collage import Collage, FrameParams, Source, load_source
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.errors import CollageInputError, LayoutError
+from collage_ext.core.types import Size
 from tests.common import make_image, solid_color_at
 
 FRAME = Size(64, 64)

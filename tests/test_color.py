@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from collage_ext.collage import Collage, Source
-from collage_ext.color import _transform_for, to_srgb
-from collage_ext.config import CollageConfig
-from collage_ext.images import load_fitted, read_image_size
-from collage_ext.types import Size
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.types import Size
+from collage_ext.pixels.color import _transform_for, to_srgb
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.plan.collage import Collage, Source
 from icc import ADOBE_RGB, DISPLAY_P3, expected_srgb, matrix_profile
 
 PROFILES = {"p3": matrix_profile(DISPLAY_P3, "Display P3"), "adobe": matrix_profile(ADOBE_RGB, "Adobe RGB (1998)")}

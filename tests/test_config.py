@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from collage_ext.config import (
+from collage_ext.core.config import (
     OPTIONS,
     CollageConfig,
     config_fields,
     parse_color,
     resolve_config,
 )
-from collage_ext.errors import CollageConfigError
-from collage_ext.types import Size
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.core.types import Size
 
 GEN = "data['general']"
 SUB = "data['datasets'][0]['subsets'][1]"
@@ -108,7 +108,7 @@ def test_truncated_key_suggests_full_option() -> None:
 
 def test_split_dataset_config_strips_and_cascades() -> None:
     """collage_* keys leave the kohya TOML; values cascade; reg subsets default to single images."""
-    from collage_ext.config import split_dataset_config
+    from collage_ext.core.config import split_dataset_config
 
     data = {
         "general": {"collage_rate": 0.5, "shuffle_caption": True},
@@ -131,7 +131,7 @@ def test_split_dataset_config_inline_tables_become_plain() -> None:
 
     import toml
 
-    from collage_ext.config import split_dataset_config
+    from collage_ext.core.config import split_dataset_config
 
     data = toml.loads('[[datasets]]\n[[datasets.subsets]]\nimage_dir = "a"\ncustom_attributes = {x = 1}\n')
     tree = split_dataset_config(data)

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collage_ext.cli import main
-from collage_ext.config import OPTIONS, CollageConfig, NumberRule, Option, resolve_config
-from collage_ext.errors import CollageConfigError
-from collage_ext.runargs import scan_options
+from collage_ext.core.config import OPTIONS, CollageConfig, NumberRule, Option, resolve_config
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.kohya.runargs import scan_options
 
 GEN = "data['general']"
 NUMERIC = [o for o in OPTIONS if isinstance(o.convert, NumberRule)]

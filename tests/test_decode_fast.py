@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.collage import FAST_DRAFT_GAPS
-from collage_ext.fit import fit_image
-from collage_ext.images import load_fitted, open_image
-from collage_ext.types import Size
+from collage_ext.core.types import Size
+from collage_ext.pixels.fit import fit_image
+from collage_ext.pixels.images import load_fitted, open_image
+from collage_ext.plan.collage import FAST_DRAFT_GAPS
 from tests.imaging import stop_band_residue, zone_plate
 
 

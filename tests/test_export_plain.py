@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from collage_ext.buckets import Buckets
 from collage_ext.cli import main
-from collage_ext.types import Size
+from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets
 from test_cli import write_images, write_toml
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from collage_ext.errors import CollageConfigError, CollageInputError, LayoutError
-from collage_ext.fit import (
+from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
+from collage_ext.core.types import Box, Rect, Size
+from collage_ext.pixels.fit import (
     DRAFT_GAPS,
     ScaledFitPlan,
     apply_fit,
@@ -28,8 +29,7 @@ from collage_ext.fit import (
     plan_fit,
     plan_scaled_fit,
 )
-from collage_ext.images import _REVERSED_AXES, _TRANSPOSE_FOR_ORIENTATION, load_fitted, open_image
-from collage_ext.types import Box, Rect, Size
+from collage_ext.pixels.images import _REVERSED_AXES, _TRANSPOSE_FOR_ORIENTATION, load_fitted, open_image
 from tests.common import FILL, GREEN, RED, make_image, save
 from tests.imaging import float_lanczos, photo, psnr, stop_band_residue, zone_plate
 
@@ -329,7 +329,7 @@ def float_reference(path: Path, cell: Size) -> Image.Image:
 
 def pillow_only(monkeypatch: pytest.MonkeyPatch, path: Path, cell: Size) -> Image.Image:
     """The same reduced path with Pillow's resampler (collage_ext before libvips), for no-regression checks."""
-    from collage_ext import resample
+    from collage_ext.pixels import resample
 
     with monkeypatch.context() as patch:
         patch.setattr(resample, "_pyvips", lambda: None)

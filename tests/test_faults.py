@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from collage_ext.crops import check_crop_unchanged
-from collage_ext.errors import CollageCacheError, CollageInputError
-from collage_ext.frames import ensure_writable, write_png_atomic
-from collage_ext.images import load_fitted, read_image_size
-from collage_ext.policy import check_single, fit_to_aspect
-from collage_ext.types import Box, Size
+from collage_ext.core.errors import CollageCacheError, CollageInputError
+from collage_ext.core.types import Box, Size
+from collage_ext.pixels.crops import check_crop_unchanged
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.plan.frames import ensure_writable, write_png_atomic
+from collage_ext.plan.policy import check_single, fit_to_aspect
 
 
 def test_load_fitted_refuses_a_resized_file(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.filemodes import current_umask, mode_of, new_file_mode
-from collage_ext.frames import write_png_atomic
+from collage_ext.core.filemodes import current_umask, mode_of, new_file_mode
+from collage_ext.plan.frames import write_png_atomic
 from collage_ext.studio.files import Folders, History, write_atomic
 from tests.common import python_for_another_user
 

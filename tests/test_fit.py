@@ -1,4 +1,4 @@
-"""Tests for collage_ext.fit: exact plan tables, invariants, and agreement with PIL.ImageOps."""
+"""Tests for collage_ext.pixels.fit: exact plan tables, invariants, and agreement with PIL.ImageOps."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from collage_ext.errors import CollageConfigError, CollageInputError, LayoutError
-from collage_ext.fit import FitPlan, fit_image, plan_fit, upscale_factor
-from collage_ext.render import render_frame
-from collage_ext.resample import REDUCING_GAP
-from collage_ext.types import Box, Rect, Size
+from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
+from collage_ext.core.types import Box, Rect, Size
+from collage_ext.pixels.fit import FitPlan, fit_image, plan_fit, upscale_factor
+from collage_ext.pixels.render import render_frame
+from collage_ext.pixels.resample import REDUCING_GAP
 from tests.common import BLUE, FILL, GREEN, RED, make_image, solid_color_at
 
 LANCZOS = Image.Resampling.LANCZOS

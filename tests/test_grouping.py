@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collage_ext.config import CollageConfig
-from collage_ext.grouping import Record, group_instances, plan_structure, static_variants
-from collage_ext.types import Size
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.types import Size
+from collage_ext.geometry.grouping import Record, group_instances, plan_structure, static_variants
 
 FRAME = Size(1024, 1024)
 SIZES = [Size(832, 1216), Size(1216, 832), Size(1024, 1024), Size(2000, 1500), Size(300, 300)]
@@ -133,9 +133,9 @@ def test_plan_identical_across_processes(hash_seed: str) -> None:
     """Another process with another PYTHONHASHSEED rebuilds the same plan."""
     code = (
         "import json\n"
-        "from collage_ext.config import CollageConfig\n"
-        "from collage_ext.grouping import Record, plan_structure, group_instances\n"
-        "from collage_ext.types import Size\n"
+        "from collage_ext.core.config import CollageConfig\n"
+        "from collage_ext.geometry.grouping import Record, plan_structure, group_instances\n"
+        "from collage_ext.core.types import Size\n"
         "r=[Record(f'{i}.png', Size(800+i*7, 1000), 1+i%3) for i in range(25)]\n"
         "s=plan_structure(r, Size(1024,1024), CollageConfig(min_span=0.0, rate=0.8), seed=9, pool_key='k')\n"
         "print(json.dumps(group_instances(s, r, seed=9, epoch=4, pool_key='k')))\n"
@@ -207,9 +207,9 @@ def test_plans_pinned(n: int, seed: int, repeats: tuple[int, ...], options: dict
 def test_no_avoidable_duplicate_in_a_frame_of_a_small_pool() -> None:
     """Issue 20 item 6: 7 portraits x 3 repeats make nine pairs and one frame of three; the three used to
     hold one image twice (10 of 400 frames over 40 epochs) although a swap with a pair avoids it."""
-    from collage_ext.buckets import Buckets
-    from collage_ext.collage import Source
-    from collage_ext.pool import Pool
+    from collage_ext.geometry.buckets import Buckets
+    from collage_ext.plan.collage import Source
+    from collage_ext.plan.pool import Pool
 
     res = Size(1024, 1024)
     buckets = Buckets.from_params(res, {"enable_bucket": True, "max_bucket_reso": 2048})

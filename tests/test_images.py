@@ -1,4 +1,4 @@
-"""Tests for collage_ext.images: every mode to correct RGB, EXIF orientation, and file errors."""
+"""Tests for collage_ext.pixels.images: every mode to correct RGB, EXIF orientation, and file errors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, features
 
-from collage_ext.errors import CollageConfigError, CollageInputError
-from collage_ext.images import DEFAULT_FILL, check_fill, open_image, read_image_size, to_rgb
-from collage_ext.types import Size
+from collage_ext.core.errors import CollageConfigError, CollageInputError
+from collage_ext.core.types import Size
+from collage_ext.pixels.images import DEFAULT_FILL, check_fill, open_image, read_image_size, to_rgb
 from tests.common import (
     BLUE,
     FILL,
@@ -368,7 +368,7 @@ def test_pillow_warnings_do_not_leak(
         return original(self)
 
     monkeypatch.setattr(Image.Image, "getexif", warning_getexif)
-    with caplog.at_level(logging.DEBUG, logger="collage_ext.images"), warnings.catch_warnings():
+    with caplog.at_level(logging.DEBUG, logger="collage_ext.pixels.images"), warnings.catch_warnings():
         warnings.simplefilter("error")
         assert pixel(open_image(path), 0, 0) == RED
     assert "Corrupt EXIF data" in caplog.text and str(path) in caplog.text
@@ -493,7 +493,7 @@ def test_read_image_size_reads_a_header_once_per_file_version(tmp_path: Path, mo
     """The header memo (the studio re-plans after each edit) follows every write of the file."""
     import os
 
-    from collage_ext import images
+    from collage_ext.pixels import images
 
     path = tmp_path / "a.png"
     Image.new("RGB", (30, 20)).save(path)

@@ -9,7 +9,7 @@ import pytest
 from test_cli import COLLAGE_INFO, frame_files, write_images, write_safetensors, write_toml
 
 from collage_ext.cli import main
-from collage_ext.preview import FrameEntry, sheet_entries
+from collage_ext.commands.preview import FrameEntry, sheet_entries
 
 
 def _check_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:

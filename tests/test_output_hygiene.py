@@ -12,9 +12,9 @@ import pytest
 import toml
 from PIL import Image
 
-from collage_ext import progress as progress_module
 from collage_ext.cli import main
-from collage_ext.progress import progress, set_quiet
+from collage_ext.core import progress as progress_module
+from collage_ext.core.progress import progress, set_quiet
 from test_cli import frame_files, write_images, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def test_bar_on_a_terminal_and_quiet_mode(monkeypatch: pytest.MonkeyPatch, caplo
     monkeypatch.setattr(progress_module, "on_terminal", lambda: False)
     try:
         set_quiet(True)  # the studio: no bar, the summary only at DEBUG
-        with caplog.at_level(logging.INFO, logger="collage_ext.progress"):
+        with caplog.at_level(logging.INFO, logger="collage_ext.core.progress"):
             assert list(progress(list(range(10)), "work", "item")) == list(range(10))
         assert not caplog.records
     finally:
@@ -73,7 +73,7 @@ def test_demo_count_is_what_the_folder_holds(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_demo_images_are_all_different(tmp_path: Path) -> None:
-    from collage_ext.demo import make_demo_dataset
+    from collage_ext.commands.demo import make_demo_dataset
 
     folder = make_demo_dataset(tmp_path, 72)  # 64 distinct colour pairs, then moved subjects
     digests = {

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext import check, filemodes, parallel
-from collage_ext.check import run_check
 from collage_ext.cli import main
-from collage_ext.datasets import load_project
-from collage_ext.framesets import text_encoder_for
-from collage_ext.measurecache import MeasureCache
+from collage_ext.commands import check
+from collage_ext.commands.check import run_check
+from collage_ext.commands.measurecache import MeasureCache
+from collage_ext.core import filemodes, parallel
+from collage_ext.kohya.datasets import load_project
+from collage_ext.plan.framesets import text_encoder_for
 from tests.test_cli import write_images, write_toml
 
 
@@ -174,9 +175,9 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("broken", [False, True])
 def test_static_cache_build_on_two_processes_writes_the_serial_files(tmp_path: Path, broken: bool) -> None:
     """frames.render_static_frames (the adapter's static-mode build): same files, paths, captions, failures."""
-    from collage_ext.frames import render_static_frames
-    from collage_ext.framesets import plan_project
-    from collage_ext.policy import FailureLog
+    from collage_ext.plan.frames import render_static_frames
+    from collage_ext.plan.framesets import plan_project
+    from collage_ext.plan.policy import FailureLog
 
     folder = write_images(tmp_path / "img", 12)
     if broken:

@@ -1,4 +1,4 @@
-"""Tests for collage_ext.render: solid tiles land exactly in their rects, fill and mask elsewhere."""
+"""Tests for collage_ext.pixels.render: solid tiles land exactly in their rects, fill and mask elsewhere."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.errors import CollageConfigError, CollageInputError, LayoutError
-from collage_ext.fit import fit_image
-from collage_ext.render import RenderResult, render_frame
-from collage_ext.types import Rect, Size
+from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
+from collage_ext.core.types import Rect, Size
+from collage_ext.pixels.fit import fit_image
+from collage_ext.pixels.render import RenderResult, render_frame
 from tests.common import BLUE, FILL, GREEN, RED, WHITE, make_image, solid_color_at
 
 FRAME = Size(12, 8)

@@ -1,4 +1,4 @@
-"""collage_ext.resample: libvips' Lanczos-3 where it applies, Pillow's LANCZOS elsewhere; same geometry, fork-safe."""
+"""collage_ext.pixels.resample: libvips' Lanczos-3 where it applies, else Pillow's LANCZOS; same geometry, fork-safe."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext import resample
+from collage_ext.pixels import resample
 from tests.imaging import float_lanczos, photo, psnr, stop_band_residue, zone_plate
 
 LANCZOS = Image.Resampling.LANCZOS
@@ -135,9 +135,9 @@ def test_geometry_grid_sizes_are_exact() -> None:
 
 def test_plain_png_takes_the_libvips_path_with_pillow_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An 8-bit RGB / gray PNG is read by libvips and gives exactly the bytes of Pillow's decode + shrink."""
-    from collage_ext.fit import fit_image
-    from collage_ext.images import load_fitted, open_image
-    from collage_ext.types import Size
+    from collage_ext.core.types import Size
+    from collage_ext.pixels.fit import fit_image
+    from collage_ext.pixels.images import load_fitted, open_image
 
     opened: list[str] = []
     original = resample.open_plain_png
@@ -155,9 +155,9 @@ def test_plain_png_takes_the_libvips_path_with_pillow_bytes(tmp_path: Path, monk
 
 def test_truncated_png_is_still_named(tmp_path: Path) -> None:
     """libvips gives up on a truncated PNG; Pillow's path then reports it with the file's name."""
-    from collage_ext.errors import CollageInputError
-    from collage_ext.images import load_fitted
-    from collage_ext.types import Size
+    from collage_ext.core.errors import CollageInputError
+    from collage_ext.core.types import Size
+    from collage_ext.pixels.images import load_fitted
 
     whole = tmp_path / "whole.png"
     photo((600, 400)).save(whole)
@@ -168,16 +168,16 @@ def test_truncated_png_is_still_named(tmp_path: Path) -> None:
 
 
 def _png_digest_in_child(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    from collage_ext.images import load_fitted
-    from collage_ext.types import Size
+    from collage_ext.core.types import Size
+    from collage_ext.pixels.images import load_fitted
 
     queue.put(hashlib.sha256(load_fitted(path, Size(200, 200))[0].tobytes()).hexdigest())
 
 
 def test_forked_workers_read_pngs_after_the_parent_did(tmp_path: Path) -> None:
     """The libvips PNG loader, like the shrink, runs on the calling thread: forked workers do not hang."""
-    from collage_ext.images import load_fitted
-    from collage_ext.types import Size
+    from collage_ext.core.types import Size
+    from collage_ext.pixels.images import load_fitted
 
     path = tmp_path / "plain.png"
     photo((640, 480), seed=5).save(path)

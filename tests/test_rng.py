@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from collage_ext.rng import derive_rng, sample_key
+from collage_ext.core.rng import derive_rng, sample_key
 
 
 def test_same_inputs_same_stream() -> None:
@@ -30,7 +30,7 @@ def test_streams_independent() -> None:
 
 def test_stable_across_hash_seeds() -> None:
     """The stream does not depend on PYTHONHASHSEED (no hash() anywhere)."""
-    code = "from collage_ext.rng import derive_rng; print(derive_rng(5, 2, 'k/é.png', 'caption').random())"
+    code = "from collage_ext.core.rng import derive_rng; print(derive_rng(5, 2, 'k/é.png', 'caption').random())"
     outs = set()
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}

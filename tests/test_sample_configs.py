@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import toml
 
-from collage_ext.config import CollageConfig, split_dataset_config
-from collage_ext.datasets import build_run
-from collage_ext.framesets import detect_model
-from collage_ext.run import resolve_mode
+from collage_ext.core.config import CollageConfig, split_dataset_config
+from collage_ext.kohya.datasets import build_run
+from collage_ext.plan.framesets import detect_model
+from collage_ext.plan.run import resolve_mode
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_configs"
 NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())

@@ -14,15 +14,15 @@ import random
 
 import pytest
 
-from collage_ext.buckets import Buckets
-from collage_ext.collage import Collage, Source
-from collage_ext.config import CollageConfig
-from collage_ext.fit import plan_fit
-from collage_ext.framestats import alone_images, frame_note, frame_stats
-from collage_ext.layout import is_line_layout, line_plan
-from collage_ext.pool import Pool
-from collage_ext.shapes import area_tolerance
-from collage_ext.types import Box, Size
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.plan.collage import Collage, Source
+from collage_ext.core.config import CollageConfig
+from collage_ext.pixels.fit import plan_fit
+from collage_ext.plan.framestats import alone_images, frame_note, frame_stats
+from collage_ext.geometry.layout import is_line_layout, line_plan
+from collage_ext.plan.pool import Pool
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.core.types import Box, Size
 
 RES = Size(1024, 1024)
 NO_BUCKETS = Buckets.from_params(RES, {})
@@ -181,8 +181,8 @@ def test_frames_per_epoch_do_not_depend_on_the_seed(params: dict[str, object]) -
 def test_start_up_line_when_a_forced_grid_breaks_the_rule() -> None:
     """The training log's one line (framestats.rule_warning): silent when every frame keeps the rule, a
     warning naming the images when a listed grid puts them at half size."""
-    from collage_ext.frames import SubsetFrames
-    from collage_ext.framestats import rule_warning
+    from collage_ext.plan.frames import SubsetFrames
+    from collage_ext.plan.framestats import rule_warning
 
     def frames_of(pool: Pool) -> SubsetFrames:
         return SubsetFrames(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))

@@ -1,4 +1,4 @@
-"""The torch-free dataset-TOML schema (collage_ext.schema): sd-scripts' verdicts and one clear line each.
+"""The torch-free dataset-TOML schema (collage_ext.kohya.schema): sd-scripts' verdicts and one clear line each.
 
 tests/sdscripts/test_schema_agrees.py proves these verdicts are sd-scripts' own on main and v0.9.1.
 """
@@ -12,8 +12,8 @@ import toml
 from schema_corpus import CASES, make_corpus_data
 
 from collage_ext.cli import main
-from collage_ext.config import strip_collage_keys
-from collage_ext.schema import FLAVOURS, detect_flavour, schema_for, validate
+from collage_ext.core.config import strip_collage_keys
+from collage_ext.kohya.schema import FLAVOURS, detect_flavour, schema_for, validate
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,7 @@ def test_release_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_newer_keys_warn_when_no_sd_scripts_is_found(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("collage_ext.datasets.detect_flavour", lambda: ("main", "no sd-scripts found here"))
+    monkeypatch.setattr("collage_ext.kohya.datasets.detect_flavour", lambda: ("main", "no sd-scripts found here"))
     img, meta = make_corpus_data(tmp_path)
     case = next(c for c in CASES if c.name == "resize_interpolation")
     path = tmp_path / "d.toml"
@@ -109,6 +109,6 @@ def test_newer_keys_warn_when_no_sd_scripts_is_found(tmp_path: Path, capsys: pyt
     assert main(["check", str(path), "--json"]) in (0, 1)
     out = capsys.readouterr().out
     assert "newer_sd_scripts_key" in out and "resize_interpolation needs sd-scripts newer than v0.9.1" in out
-    monkeypatch.setattr("collage_ext.datasets.detect_flavour", lambda: ("v0.9.1", "SD_SCRIPTS_DIR=x"))
+    monkeypatch.setattr("collage_ext.kohya.datasets.detect_flavour", lambda: ("v0.9.1", "SD_SCRIPTS_DIR=x"))
     assert main(["check", str(path)]) == 2
     assert "sd-scripts v0.9.1 does not know resize_interpolation" in capsys.readouterr().err

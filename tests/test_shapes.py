@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collage_ext.buckets import Buckets, make_bucket_resolutions
-from collage_ext.collage import Collage, Source
-from collage_ext.config import CollageConfig, split_dataset_config
-from collage_ext.frames import SubsetFrames
-from collage_ext.framestats import alone_images, epoch_stats, frame_note, frame_stats
-from collage_ext.layout import check_partition, line_cells, plan_layout
-from collage_ext.pool import Pool
-from collage_ext.run import default_rate_note
-from collage_ext.shapes import area_tolerance
-from collage_ext.types import Layout, Rect, Size
+from collage_ext.core.config import CollageConfig, split_dataset_config
+from collage_ext.core.types import Layout, Rect, Size
+from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
+from collage_ext.geometry.layout import check_partition, line_cells, plan_layout
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.plan.collage import Collage, Source
+from collage_ext.plan.frames import SubsetFrames
+from collage_ext.plan.framestats import alone_images, epoch_stats, frame_note, frame_stats
+from collage_ext.plan.pool import Pool
+from collage_ext.plan.run import default_rate_note
 
 RES = Size(1024, 1024)
 WIDE = Buckets.from_params(RES, {"enable_bucket": True, "max_bucket_reso": 2048})

@@ -6,8 +6,8 @@ Pure ``str -> str`` functions, standard library only; the only randomness comes 
 
 from __future__ import annotations
 
-from .dropout import apply_cell_dropout, drop_cells
-from .grammar import (
+from collage_ext.captions.dropout import apply_cell_dropout, drop_cells
+from collage_ext.captions.grammar import (
     CaptionGrammar,
     ParsedCaption,
     find_wildcards,
@@ -17,9 +17,9 @@ from .grammar import (
     split_tags,
     tag_key,
 )
-from .merge import MERGE_MODES, MergeMode, merge_captions
-from .repeat import KEEP_TOKENS, repeat_phrases
-from .tokens import (
+from collage_ext.captions.merge import MERGE_MODES, MergeMode, merge_captions
+from collage_ext.captions.repeat import KEEP_TOKENS, repeat_phrases
+from collage_ext.captions.tokens import (
     CLIP_CHUNK,
     TokenBudget,
     TokenCounter,

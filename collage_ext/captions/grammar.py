@@ -16,7 +16,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from ..errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 
 __all__ = [
     "CaptionGrammar",

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from ..errors import CollageConfigError
-from .grammar import CaptionGrammar, ParsedCaption, format_caption, parse_caption, tag_key
+from collage_ext.captions.grammar import CaptionGrammar, ParsedCaption, format_caption, parse_caption, tag_key
+from collage_ext.core.errors import CollageConfigError
 
 __all__ = ["MERGE_MODES", "MergeMode", "merge_captions"]
 

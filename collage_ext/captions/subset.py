@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import CollageConfig
-from ..errors import CollageConfigError
-from .grammar import CaptionGrammar
+from collage_ext.captions.grammar import CaptionGrammar
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.errors import CollageConfigError
 
 
 def grammar_of(subset: Any) -> CaptionGrammar:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 
 __all__ = [
     "CLIP_CHUNK",

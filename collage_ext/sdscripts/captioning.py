@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..captions import TokenBudget, TokenCounter, clip_budget, t5_budget
-from ..captions.subset import check_caption_combination, grammar_of
-from ..collage import Collage
-from ..config import CollageConfig
-from ..types import Size
-from ..runargs import RunArgs
+from collage_ext.captions import TokenBudget, TokenCounter, clip_budget, t5_budget
+from collage_ext.captions.subset import check_caption_combination, grammar_of
+from collage_ext.plan.collage import Collage
+from collage_ext.core.config import CollageConfig
+from collage_ext.core.types import Size
+from collage_ext.kohya.runargs import RunArgs
 
 logger = logging.getLogger(__name__)
 

@@ -23,20 +23,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..buckets import Buckets
-from ..config import CollageConfig, split_dataset_config
-from ..framestats import epoch_stats, frame_note, rule_warning
-from ..errors import CollageConfigError, CollageInputError
-from ..images import load_fitted
-from ..policy import FailureLog, check_single, compose, cover_to, fit_to_aspect
-from ..plan import SubsetImage, plan_subset, subset_root
-from ..progress import progress
-from ..collage import Source
-from ..singles import cropped_pixels, cropped_single_path
-from ..types import Size
-from .captioning import caption_setup
-from ..caption_files import check_caption_files, check_crop_extensions
-from ..frames import (
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.core.config import CollageConfig, split_dataset_config
+from collage_ext.plan.framestats import epoch_stats, frame_note, rule_warning
+from collage_ext.core.errors import CollageConfigError, CollageInputError
+from collage_ext.pixels.images import load_fitted
+from collage_ext.plan.policy import FailureLog, check_single, compose, cover_to, fit_to_aspect
+from collage_ext.plan.subsets import SubsetImage, plan_subset, subset_root
+from collage_ext.core.progress import progress
+from collage_ext.plan.collage import Source
+from collage_ext.plan.singles import cropped_pixels, cropped_single_path
+from collage_ext.core.types import Size
+from collage_ext.sdscripts.captioning import caption_setup
+from collage_ext.kohya.caption_files import check_caption_files, check_crop_extensions
+from collage_ext.plan.frames import (
     SlotCaption,
     SubsetFrames,
     cached_png_problem,
@@ -48,12 +48,12 @@ from ..frames import (
     uses_alpha,
     with_alpha,
 )
-from ..runargs import RunArgs, find_run_args
-from .te_dropout import encode_empty_caption, substitute, take_over_dropout
-from ..run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
+from collage_ext.kohya.runargs import RunArgs, find_run_args
+from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, take_over_dropout
+from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
                    static_cache_dir)
-from . import seams
-from .trainers import refuse_unsupported
+from collage_ext.sdscripts import seams
+from collage_ext.sdscripts.trainers import refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
 # (sd-scripts imports this module while it builds the dataset, before any model loads).
@@ -581,7 +581,7 @@ def _safe(text: str) -> str:
 
 
 def _version() -> str:
-    from .. import __version__
+    from collage_ext.core.version import __version__
 
     return __version__
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 
 #: sd-scripts versions the adapter is tested against (CI runs main and v0.9.1).
 KNOWN_TO_WORK = ("v0.9.1", "v0.10.0", "v0.10.1", "main 48d368fa")
@@ -149,7 +149,7 @@ def dataset_schema_release(config_util: Path) -> str | None:
 
     ``"main"`` when its dataset keys include ``validation_split`` (added after v0.9.1), ``"v0.9.1"``
     otherwise; ``None`` when the file cannot be read or has no ``ConfigSanitizer``. Used by the
-    torch-free CLI (``collage_ext.schema``) to refuse what the installed sd-scripts refuses.
+    torch-free CLI (``collage_ext.kohya.schema``) to refuse what the installed sd-scripts refuses.
     """
     try:
         text = config_util.read_text(encoding="utf-8")

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CollageConfigError
-from ..rng import derive_rng
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.core.rng import derive_rng
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 
 #: Scripts tested with CollageDataset (README "Supported trainers" lists the same).
 SUPPORTED = ("train_network.py", "sdxl_train_network.py", "sdxl_train.py", "flux_train_network.py",

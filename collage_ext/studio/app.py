@@ -42,9 +42,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import CollageConfigError, CollageError
-from .files import RefusedError
-from .model import Studio
+from collage_ext.core.errors import CollageConfigError, CollageError
+from collage_ext.studio.files import RefusedError
+from collage_ext.studio.model import Studio
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CollageError
-from ..filemodes import write_bytes_atomic
+from collage_ext.core.errors import CollageError
+from collage_ext.core.filemodes import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 

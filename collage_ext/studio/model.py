@@ -32,22 +32,22 @@ from typing import Any
 
 from PIL import Image
 
-from ..captions.subset import grammar_of
-from ..check import CheckReport, run_check
-from ..crops import crop_path_for, parse_crop_box, read_crop_box
-from ..datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_project
-from ..errors import CollageConfigError, CollageError, CollageInputError
-from ..frames import encode_png
-from ..framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
-from ..frames import frame_pixels
-from ..images import load_fitted, read_image_size
-from ..measurecache import MeasureCache
-from ..parallel import cpu_count
-from ..preview import frame_record, viewable
-from ..types import Size
-from .cache import CELL_BUDGET, IMAGE_BUDGET, ByteLRU, KeyLocks, cell_bytes
-from .files import Folders, History, RefusedError, dropped_folder, file_version, move_group, sidecars
-from .tokens import caption_view, token_view
+from collage_ext.captions.subset import grammar_of
+from collage_ext.commands.check import CheckReport, run_check
+from collage_ext.pixels.crops import crop_path_for, parse_crop_box, read_crop_box
+from collage_ext.kohya.datasets import DatasetSpec, Project, SubsetSpec, glob_images, load_project
+from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError
+from collage_ext.plan.frames import encode_png
+from collage_ext.plan.framesets import FrameJob, FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, text_encoder_for
+from collage_ext.plan.frames import frame_pixels
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.commands.measurecache import MeasureCache
+from collage_ext.core.parallel import cpu_count
+from collage_ext.commands.preview import frame_record, viewable
+from collage_ext.core.types import Size
+from collage_ext.studio.cache import CELL_BUDGET, IMAGE_BUDGET, ByteLRU, KeyLocks, cell_bytes
+from collage_ext.studio.files import Folders, History, RefusedError, dropped_folder, file_version, move_group, sidecars
+from collage_ext.studio.tokens import caption_view, token_view
 
 logger = logging.getLogger(__name__)
 

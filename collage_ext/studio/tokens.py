@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..captions import CaptionGrammar, TokenBudget, TokenCounter, find_wildcards, repeat_phrases
-from ..captions.repeat import KEEP_TOKENS
+from collage_ext.captions import CaptionGrammar, TokenBudget, TokenCounter, find_wildcards, repeat_phrases
+from collage_ext.captions.repeat import KEEP_TOKENS
 
 #: Tags past the budget listed one by one; the rest are counted (``more_tags``): they are never trained.
 LISTED_CUT_TAGS = 50

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from collage_ext.captions.dropout import apply_cell_dropout, drop_cells
 from collage_ext.captions.grammar import CaptionGrammar, parse_caption
 from collage_ext.captions.merge import merge_captions
-from collage_ext.errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 
 KTS = CaptionGrammar(keep_tokens_separator="|||")
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=200)

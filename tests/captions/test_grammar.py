@@ -18,7 +18,7 @@ from collage_ext.captions.grammar import (
     split_tags,
     tag_key,
 )
-from collage_ext.errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 from tests.common import sd_split
 
 KTS = CaptionGrammar(keep_tokens_separator="|||")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from collage_ext.captions.grammar import CaptionGrammar, ParsedCaption, format_caption, parse_caption, tag_key
 from collage_ext.captions.merge import MERGE_MODES, MergeMode, merge_captions
-from collage_ext.errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 from tests.common import sd_split
 
 PLAIN = CaptionGrammar()

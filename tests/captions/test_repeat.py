@@ -15,7 +15,7 @@ from collage_ext.captions.tokens import (
     estimate_tokens,
     t5_budget,
 )
-from collage_ext.errors import CollageConfigError
+from collage_ext.core.errors import CollageConfigError
 
 PLAIN = CaptionGrammar()
 KTS = CaptionGrammar(keep_tokens_separator="|||")

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_collage_dataset import load  # noqa: E402
 
-from collage_ext.fit import plan_fit  # noqa: E402
+from collage_ext.pixels.fit import plan_fit  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()

@@ -27,8 +27,8 @@ from PIL import Image  # noqa: E402
 from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load, run_loader  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from collage_ext.config import OPTIONS  # noqa: E402
-from collage_ext.errors import CollageConfigError, CollageInputError  # noqa: E402
+from collage_ext.core.config import OPTIONS  # noqa: E402
+from collage_ext.core.errors import CollageConfigError, CollageInputError  # noqa: E402
 from tests.common import png_header_only  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts

@@ -21,7 +21,7 @@ pytest.importorskip("library.train_util", reason="sd-scripts' library is not imp
 import fakes  # noqa: E402
 import torch  # noqa: E402
 
-from collage_ext.errors import CollageConfigError  # noqa: E402
+from collage_ext.core.errors import CollageConfigError  # noqa: E402
 
 MAIN = fakes.is_strategy_era()
 main_only = pytest.mark.skipif(not MAIN, reason="Flux/Chroma and the strategy API exist only on sd-scripts main")

@@ -19,9 +19,9 @@ pytest.importorskip("library.train_util", reason="sd-scripts' library is not imp
 import fakes  # noqa: E402
 from test_collage_dataset import cache_all, frame_paths, id_counts, load, run_loader  # noqa: E402
 
-from collage_ext.demo import draw_landscape, draw_portrait  # noqa: E402
-from collage_ext.policy import compose  # noqa: E402
-from collage_ext.types import Size  # noqa: E402
+from collage_ext.commands.demo import draw_landscape, draw_portrait  # noqa: E402
+from collage_ext.plan.policy import compose  # noqa: E402
+from collage_ext.core.types import Size  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 

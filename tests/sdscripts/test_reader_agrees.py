@@ -1,4 +1,4 @@
-"""``collage_ext.datasets`` (the torch-free restatement of sd-scripts' dataset reading that the CLI uses)
+"""``collage_ext.kohya.datasets`` (the torch-free restatement of sd-scripts' dataset reading that the CLI uses)
 agrees with sd-scripts' own reader on the checkout under test (CI: main and v0.9.1).
 
 Both read the same dataset TOML / ``--train_data_dir`` folders; sd-scripts builds its plain datasets
@@ -19,8 +19,8 @@ pytest.importorskip("library.train_util", reason="sd-scripts' library is not imp
 
 import fakes  # noqa: E402
 
-from collage_ext.config import split_dataset_config  # noqa: E402
-from collage_ext.datasets import load_project  # noqa: E402
+from collage_ext.core.config import split_dataset_config  # noqa: E402
+from collage_ext.kohya.datasets import load_project  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
@@ -39,7 +39,7 @@ def sd_scripts_images(args: Any, user_config: dict[str, Any] | None = None) -> s
 
 
 def our_images(*args: Any, **kwargs: Any) -> set[tuple[str, str, int, bool]]:
-    """The same, from ``collage_ext.datasets.load_project``."""
+    """The same, from ``collage_ext.kohya.datasets.load_project``."""
     project = load_project(*args, **kwargs)
     return {(os.path.realpath(image.path), image.caption, image.num_repeats, subset.is_reg)
             for _, subset in project.subsets() for image in subset.images}

@@ -33,9 +33,9 @@ from PIL import Image  # noqa: E402
 from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from collage_ext import frames as frames_module  # noqa: E402
-from collage_ext.config import OPTIONS, NumberRule, resolve_config  # noqa: E402
-from collage_ext.errors import CollageCacheError, CollageConfigError, CollageInputError  # noqa: E402
+from collage_ext.plan import frames as frames_module  # noqa: E402
+from collage_ext.core.config import OPTIONS, NumberRule, resolve_config  # noqa: E402
+from collage_ext.core.errors import CollageCacheError, CollageConfigError, CollageInputError  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 SKIP = 'collage_rate = 1.0\ncollage_on_error = "skip"'

@@ -20,12 +20,12 @@ import fakes  # noqa: E402
 from test_collage_dataset import load  # noqa: E402
 from test_content_frames import write_photos  # noqa: E402
 
-from collage_ext.buckets import Buckets  # noqa: E402
-from collage_ext.check import run_check  # noqa: E402
-from collage_ext.datasets import load_project  # noqa: E402
-from collage_ext.framesets import text_encoder_for  # noqa: E402
-from collage_ext.framestats import frame_stats  # noqa: E402
-from collage_ext.shapes import area_tolerance  # noqa: E402
+from collage_ext.geometry.buckets import Buckets  # noqa: E402
+from collage_ext.commands.check import run_check  # noqa: E402
+from collage_ext.kohya.datasets import load_project  # noqa: E402
+from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
+from collage_ext.plan.framestats import frame_stats  # noqa: E402
+from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 
@@ -102,7 +102,7 @@ def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyToke
 
 
 def dataset_resolution(dataset: Any) -> Any:
-    from collage_ext.types import Size
+    from collage_ext.core.types import Size
 
     return Size(dataset.width, dataset.height)
 

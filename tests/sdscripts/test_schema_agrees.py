@@ -21,8 +21,8 @@ from library import config_util  # noqa: E402
 from schema_corpus import CASES, make_corpus_data  # noqa: E402
 
 from collage_ext.cli import main  # noqa: E402
-from collage_ext.config import strip_collage_keys  # noqa: E402
-from collage_ext.schema import detect_flavour, schema_for  # noqa: E402
+from collage_ext.core.config import strip_collage_keys  # noqa: E402
+from collage_ext.kohya.schema import detect_flavour, schema_for  # noqa: E402
 
 pytestmark = pytest.mark.sdscripts
 

@@ -106,7 +106,7 @@ def test_unsupported_trainers_refuse_at_start_up(tmp_path: Path, monkeypatch: py
     """Scripts whose caption budget collage_ext does not model stop when the dataset is built, with the reason."""
     from test_collage_dataset import load  # noqa: PLC0415
 
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
     monkeypatch.setattr(sys, "argv", [f"/opt/sd-scripts/{refused}.py"])
@@ -119,7 +119,7 @@ def test_unsupported_trainers_refuse_at_start_up(tmp_path: Path, monkeypatch: py
 def test_unsupported_tokenize_strategy_refuses(tmp_path: Path, toks: fakes.TinyTokenizers, family: str) -> None:
     """A renamed script is still caught by the tokenize strategy it set before building the dataset."""
     from collage_ext.sdscripts.trainers import refuse_unsupported
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     strategy_base = fakes.import_sd("library.strategy_base")
     strategy = type(f"{family}TokenizeStrategy", (strategy_base.TokenizeStrategy,), {})()

@@ -222,7 +222,7 @@ def test_cache_folder_in_an_image_folder_is_refused(tmp_path: Path, toks: fakes.
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The frames would come back as captionless training images in the next run: training and check stop."""
     from collage_ext.cli import main
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img")
     (tmp_path / "link").symlink_to(folder)
@@ -238,7 +238,7 @@ def test_cache_folder_in_an_image_folder_is_refused(tmp_path: Path, toks: fakes.
 
 def test_default_cache_folder_in_the_image_folder_is_refused(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """--output_dir set to the image folder puts the default cache (<output_dir>/collage_cache) inside it."""
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img")
     with pytest.raises(CollageConfigError, match=r"default collage cache folder.* is inside the image folder"):
@@ -265,7 +265,7 @@ def two_datasets(tmp: Path, broken: Path, policy: str = "skip") -> Path:
 def test_skip_that_empties_a_subset_stops_the_run(tmp_path: Path, toks: fakes.TinyTokenizers, mode: str) -> None:
     """Every image of a subset failing is no fault of single files: a subset-level error, also when another
     dataset would let the run go on (with a fraction of its samples)."""
-    from collage_ext.errors import CollageInputError
+    from collage_ext.core.errors import CollageInputError
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -283,7 +283,7 @@ def test_skip_that_empties_a_metadata_subset(tmp_path: Path, toks: fakes.TinyTok
     """--in_json whose keys name no image file (here: keys without their extension)."""
     import json
 
-    from collage_ext.errors import CollageInputError
+    from collage_ext.core.errors import CollageInputError
 
     image_dir = write_images(tmp_path / "img", SIZES[:4])
     meta = {str(p.with_suffix("")): {"caption": f"sks, id{i:03d}"}
@@ -318,7 +318,7 @@ def codes(report: dict[str, Any], level: str | None = None) -> set[str]:
 def test_whitespace_only_caption(tmp_path: Path, toks: fakes.TinyTokenizers,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Training refuses a caption file of white space only; check reports it as an error."""
-    from collage_ext.errors import CollageInputError
+    from collage_ext.core.errors import CollageInputError
 
     folder = write_images(tmp_path / "img")
     (folder / "img_003.txt").write_text("  \n\t\n", encoding="utf-8")
@@ -336,7 +336,7 @@ def test_no_repeats(tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.C
                     repeats: int) -> None:
     """num_repeats < 1: sd-scripts ignores the subset; with nothing left, training stops at once and check
     says so instead of 'Ready to train'."""
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img")
     config = dataset_toml(tmp_path, folder, repeats=repeats)
@@ -352,7 +352,7 @@ def test_read_only_cache_folder_is_an_error_in_check(tmp_path: Path, toks: fakes
     """--cache_latents with a read-only collage_cache_dir: training stops at start-up, check reports it."""
     from test_runtime_faults import read_only_folder
 
-    from collage_ext.errors import CollageCacheError
+    from collage_ext.core.errors import CollageCacheError
 
     folder = write_images(tmp_path / "img")
     with read_only_folder(tmp_path / "ro") as cache:
@@ -382,7 +382,7 @@ def test_empty_first_caption_line_warns(tmp_path: Path, toks: fakes.TinyTokenize
 def test_crop_extension_naming_captions_or_images(tmp_path: Path, toks: fakes.TinyTokenizers,
                                                   capsys: pytest.CaptureFixture[str], extension: str) -> None:
     """collage_crop_extension = ".txt" would parse every caption as a crop box (".png": every image)."""
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img")
     config = dataset_toml(tmp_path, folder, general=f'collage_crop_extension = "{extension}"')
@@ -419,7 +419,7 @@ def test_image_damaged_before_the_start_is_not_called_readable(tmp_path: Path, t
     """A single whose pixels were truncated all along: start-up read only its header, the message says so."""
     from test_bad_inputs import corpus
 
-    from collage_ext.errors import CollageInputError
+    from collage_ext.core.errors import CollageInputError
 
     folder = corpus(tmp_path, "truncated-jpeg")
     config = dataset_toml(tmp_path, folder, general="collage_rate = 0.01", repeats=1)  # every image single
@@ -438,7 +438,7 @@ def test_image_damaged_before_the_start_is_not_called_readable(tmp_path: Path, t
                                             ("collage_fit", "'collage_fit_mode'")])
 def test_did_you_mean_names_the_option_meant(tmp_path: Path, toks: fakes.TinyTokenizers, key: str,
                                              meant: str) -> None:
-    from collage_ext.errors import CollageConfigError
+    from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img", SIZES[:2])
     config = dataset_toml(tmp_path, folder, general=f'{key} = "#202020"')

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from collage_ext.crops import parse_crop_box
-from collage_ext.datasets import glob_images
-from collage_ext.types import Size
+from collage_ext.core.types import Size
+from collage_ext.kohya.datasets import glob_images
+from collage_ext.pixels.crops import parse_crop_box
 
 from .conftest import need_extra
 

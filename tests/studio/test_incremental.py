@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext import check
-from collage_ext import framesets
-from collage_ext.framesets import FrameJob
+from collage_ext.commands import check
+from collage_ext.plan import framesets
+from collage_ext.plan.framesets import FrameJob
 from collage_ext.studio.cache import ByteLRU
 from collage_ext.studio.model import Studio
 

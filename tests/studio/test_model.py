@@ -10,12 +10,12 @@ import pytest
 
 from collage_ext.captions import CaptionGrammar, clip_budget, estimate_tokens, t5_budget
 from collage_ext.cli import main
-from collage_ext.datasets import glob_images, load_project
-from collage_ext.framesets import frames_for, plan_project, text_encoder_for
+from collage_ext.kohya.datasets import glob_images, load_project
+from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
 from collage_ext.studio import files as studio_files
 from collage_ext.studio.files import Folders, History, RefusedError
 from collage_ext.studio.model import Studio
-from collage_ext.framestats import frame_stats
+from collage_ext.plan.framestats import frame_stats
 from collage_ext.studio.tokens import caption_view, token_view
 
 from .conftest import Dataset

@@ -1,0 +1,1 @@
+"""The command-line tools: check, preview, export, inspect, and the demo dataset."""

@@ -1,0 +1,632 @@
+"""``collage-ext check``: a report on a dataset before training, with an exit status for scripts.
+
+Errors (exit status 1) are problems that stop training or silently drop data: unreadable or
+corrupt images, invalid crop boxes, empty or non-UTF-8 caption files, image folders that do not
+exist. Warnings (exit status 0) predict weak training: images magnified beyond
+``collage_max_upscale`` (by their *effective* resolution, see ``quality``), low subject/background
+contrast, captions past the text encoder's token budget, repeated phrases that land past it, and
+collage subsets whose image count leaves single leftovers. The report ends with the samples,
+batches and optimizer steps per epoch, counted the way sd-scripts counts them (buckets included).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
+from collage_ext.plan.collage import Source
+from collage_ext.pixels.crops import read_crop_box
+from collage_ext.kohya.datasets import DatasetSpec, Finding, Project, SubsetSpec
+from collage_ext.core.errors import CollageError, CollageInputError
+from collage_ext.pixels.fit import upscale_factor
+from collage_ext.plan.frames import unwritable_reason
+from collage_ext.plan.framestats import alone_images, frame_note
+from collage_ext.plan.framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, progress
+from collage_ext.pixels.images import open_image
+from collage_ext.geometry.layout import group_sizes, is_line_layout, layout_cells, layouts_with
+from collage_ext.commands.measurecache import MeasureCache, file_key
+from collage_ext.core.parallel import ordered_map, tqdm_progress
+from collage_ext.plan.run import static_cache_dir
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.commands.quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
+from collage_ext.core.types import Size
+
+logger = logging.getLogger(__name__)
+
+#: Examples named per aggregated finding.
+EXAMPLES = 3
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+@dataclass
+class CheckReport:
+    """Findings plus the per-dataset sample / step summary."""
+
+    findings: list[Finding]
+    summary: dict[str, Any]
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Error findings."""
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """Warning findings."""
+        return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when there are errors, else 0."""
+        return 1 if self.errors else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable (``collage-ext check --json``)."""
+        return {"ok": not self.errors, "errors": len(self.errors), "warnings": len(self.warnings),
+                "findings": [f.to_json() for f in self.findings], "summary": self.summary}
+
+    def format_text(self) -> str:
+        """The human report."""
+        s = self.summary
+        lines = [f"collage-ext check: {s['source']}",
+                 f"seed {s['seed']} ({s['seed_why']}); mode {s['mode']} ({s['mode_why']})",
+                 f"text encoder: {s['text_encoder']}", ""]
+        for d in s["datasets"]:
+            lines.append(f"dataset {d['index']}: resolution {d['resolution']}, batch size {d['batch_size']}, "
+                         f"{'buckets on' if d['enable_bucket'] else 'no buckets'}")
+            for sub in d["subsets"]:
+                lines.append(f"  subset {sub['index']} {sub['image_dir']}: {sub['describe']}")
+            lines.append(f"  per epoch: {d['samples_per_epoch']} samples in {d['batches_per_epoch']} batches "
+                         f"({d['buckets']} bucket{'s' * (d['buckets'] != 1)})")
+        st = s["steps"]
+        lines.append(f"steps: {st['describe']}")
+        modes = modes_line(s)
+        if modes:
+            lines.append(f"modes: {modes}")
+        lines.append("")
+        order = {"error": 0, "warning": 1, "info": 2}
+        for f in sorted(self.findings, key=lambda f: order[f.level]):
+            lines.append(f"{f.level.upper():8s}{f.code}: {f.message}")
+        e, w = len(self.errors), len(self.warnings)
+        verdict = (f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)}. "
+                   + ("Training would stop or lose data on the errors: fix them first." if e
+                      else "Warnings predict weaker training; fix what you can." if w else "Ready to train."))
+        lines += ["", verdict]
+        return "\n".join(lines)
+
+
+def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: MeasureCache | None = None,
+              jobs_n: int | None = None) -> CheckReport:
+    """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps.
+
+    Images are decoded and measured on ``jobs_n`` processes (``parallel.default_jobs``), except those
+    whose measures ``cache`` holds (by path, size and mtime: ``measurecache``); the report is the same.
+    """
+    findings = list(project.findings)
+    images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
+    measures, broken = _scan_images(project, images, findings, cache, jobs_n)
+    planned = plan_project(project, encoder, exclude=frozenset(broken))
+    mode = "static" if project.mode == "static" else "dynamic"
+    frameset = frames_for(planned, mode, epoch)
+    in_collage = _check_collage_sources(planned, measures, findings)
+    _check_singles(project, planned, frameset, measures, broken, in_collage, findings)
+    _check_captions(project, encoder, broken, findings)
+    _check_frame_captions(frameset, encoder, findings)
+    _check_leftovers(planned, frameset, findings)
+    _check_cropped_singles(frameset, findings)
+    _check_scale_rule(planned, frameset, findings)
+    _check_alone(planned, findings)
+    summary = _summary(project, planned, frameset, measures, broken, encoder)
+    if planned:  # the other mode's count too: they differ by design where repeats split over static variants
+        other = "dynamic" if mode == "static" else "static"
+        alternative = _summary(project, planned, frames_for(planned, other, epoch), measures, broken, encoder)
+        summary["modes"] = {"used": mode, "why": project.mode_why, mode: _counts(summary),
+                            other: _counts(alternative)}
+    _check_trainable(project, summary, findings)
+    return CheckReport(findings, summary)
+
+
+def _counts(summary: dict[str, Any]) -> dict[str, int]:
+    """Samples and optimizer steps per epoch of a ``_summary``."""
+    return {"samples_per_epoch": sum(int(d["samples_per_epoch"]) for d in summary["datasets"]),
+            "steps_per_epoch": int(summary["steps"]["steps_per_epoch"])}
+
+
+def modes_line(summary: dict[str, Any]) -> str | None:
+    """One line when dynamic and static mode count differently, saying which one the run uses."""
+    modes = summary.get("modes")
+    if not modes:
+        return None
+    used, other = modes["used"], "static" if modes["used"] == "dynamic" else "dynamic"
+    if modes[used] == modes[other]:
+        return f"dynamic and static mode: the same {modes[used]['samples_per_epoch']} samples per epoch"
+    return (f"this run uses {used} mode ({modes['why']}): {modes[used]['samples_per_epoch']} samples, "
+            f"{modes[used]['steps_per_epoch']} steps per epoch; {other} mode would give "
+            f"{modes[other]['samples_per_epoch']} samples, {modes[other]['steps_per_epoch']} steps (static mode "
+            "spreads an image's repeats over collage_variants, so odd leftovers fall per variant)")
+
+
+def _check_trainable(project: Project, summary: dict[str, Any], findings: list[Finding]) -> None:
+    """What stops training after the model loads: no sample at all, an unwritable static cache folder."""
+    for dataset in project.datasets:
+        for subset in dataset.subsets:
+            if subset.skipped and subset.skipped.startswith("num_repeats"):
+                findings.append(Finding("warning", "subset_ignored", f"subset {subset.image_dir} @ {subset.where}: "
+                                        f"{subset.skipped}, so sd-scripts ignores it and its images never train; set "
+                                        "num_repeats >= 1", subset.image_dir))
+    if not summary["steps"]["steps_per_epoch"]:
+        findings.append(Finding("error", "no_data", "no image of the dataset would be trained (no subset with images "
+                                "and num_repeats >= 1): sd-scripts stops with \"No data found\" or 'num_samples=0'; "
+                                "check image_dir and num_repeats"))
+    if project.mode == "static":
+        for folder in sorted({static_cache_dir([s.config], project.run) for _, s in project.subsets()}):
+            reason = unwritable_reason(folder)
+            if reason:
+                findings.append(Finding("error", "cache_not_writable", reason, str(folder)))
+
+
+def _measure_file(item: tuple[str, tuple[int, int, int]]) -> ImageMeasures | str:
+    """Decode and measure one image (in a worker); an unreadable file gives its error message."""
+    path, fill = item
+    try:
+        return measure_image(open_image(path, fill=fill))
+    except CollageInputError as exc:
+        return str(exc)
+
+
+def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
+                 findings: list[Finding], cache: MeasureCache | None = None,
+                 jobs_n: int | None = None) -> tuple[dict[str, ImageMeasures], set[str]]:
+    measures: dict[str, ImageMeasures] = {}
+    broken: set[str] = set()
+    results: dict[str, ImageMeasures | str] = {}
+    keys = {path: file_key(path, subset.config.fill) for path, (_, subset) in images.items()}
+    todo = []
+    for path, (_, subset) in images.items():
+        found = cache.get(keys[path]) if cache is not None else None
+        if found is None:
+            todo.append((path, subset.config.fill))
+        else:
+            results[path] = found
+    for result, (path, _) in zip(ordered_map(_measure_file, todo, jobs=jobs_n,
+                                             progress=tqdm_progress("checking images", "image")), todo):
+        results[path] = result
+        if cache is not None:
+            cache.put(keys[path], result)
+    if cache is not None:
+        cache.save()
+    for path, (_, subset) in images.items():
+        m = results[path]
+        if isinstance(m, str):
+            findings.append(Finding("error", "unreadable_image", m, path))
+            broken.add(path)
+            continue
+        if subset.config.enabled:
+            try:
+                read_crop_box(path, m.size, subset.config.crop_extension)
+            except CollageError as exc:
+                findings.append(Finding("error", "bad_crop_box", f"{exc}", path))
+                broken.add(path)
+                continue
+        measures[path] = m
+        if m.contrast < CONTRAST_THRESHOLD:
+            findings.append(Finding(
+                "warning", "low_contrast",
+                f"{path}: low subject/background contrast ({m.contrast:.0f} < {CONTRAST_THRESHOLD:.0f}: even its "
+                "strongest outlines are faint); the model learns shapes from contrast, so it teaches little — "
+                "prefer an image whose subject stands out from the background", path))
+    return measures, broken
+
+
+def _worst_cell_scale(source: Source, level: int, frame: Size, planned: PlannedSubset) -> tuple[float, Size]:
+    """Fixed frames: the largest magnification over every layout the source may join; returns it and the frame."""
+    config = planned.subset.config
+    worst = 0.0
+    for n in group_sizes(config):
+        if n > level:
+            break
+        for name in layouts_with(n, config):
+            for cell in layout_cells(name, frame, config.gutter):
+                worst = max(worst, upscale_factor(source.size, cell.size, config.fit_mode, source.crop))
+    return worst, frame
+
+
+def _worst_shaped_scale(item: PlannedSubset, index: int, level: int, size: Size) -> tuple[float, Size]:
+    """Content-shaped frames: the largest magnification over the frames the plan actually gives the source's class.
+
+    Rating against a frame the plan never uses (a 3- or 4-image frame where every slot of the class
+    holds two images) shrinks the cell and hides an upscaled image.
+    """
+    shapes, structure = item.pool.shapes, item.pool.structure
+    assert shapes is not None
+    cls = shapes.classes[index]
+    used = sorted({k for k, c in zip(structure.sizes, structure.slot_classes) if c == cls and k <= level})
+    if not used:
+        used = [min(k for k in shapes.group_sizes if k <= level) if any(k <= level for k in shapes.group_sizes)
+                else level]
+    worst, frame = 0.0, shapes.frame(cls, used[0])
+    for k in used:
+        here = shapes.frame(cls, k)
+        scale = shapes.cell_scale(shapes.layout_for(cls, k), here, size, shapes.aspects[cls])
+        if scale > worst:
+            worst, frame = scale, here
+    return worst, frame
+
+
+def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str, ImageMeasures],
+                           findings: list[Finding]) -> set[str]:
+    """Sources too small for any cell, and sources whose *effective* resolution a cell would over-magnify."""
+    reported: set[str] = set()
+    for item in planned:
+        buckets = Buckets.for_dataset(item.dataset)
+        config, frame = item.subset.config, item.pool.frame
+        shapes = item.pool.shapes
+        sizes = shapes.group_sizes if shapes is not None else group_sizes(config)
+        smallest = sizes[0] if sizes else 2
+        alone = alone_images(item.pool)
+        for index, source in enumerate(item.pool.sources):
+            level = item.pool.structure.level[index]
+            if shapes is not None:
+                frame = shapes.frame(shapes.classes[index], smallest)
+            m = measures.get(source.path)
+            if level < smallest and alone.get(index, "upscale") != "upscale":
+                continue  # alone for the scale rule or the frame area: trains_alone names it
+            if level < smallest:
+                reso, scale = buckets.select(source.size)
+                findings.append(Finding(
+                    "warning", "too_small_for_collage",
+                    f"{source.path} ({source.effective_size}) would be magnified more than collage_max_upscale = "
+                    f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins a "
+                    f"collage and trains as a single image (sd-scripts magnifies it {scale:.1f}x to its "
+                    f"{reso[0]}x{reso[1]} bucket); use a larger original, or remove it", source.path))
+                reported.add(source.path)
+                continue
+            if m is None or m.detail_factor <= 1.0:
+                continue
+            if shapes is not None:
+                scale, frame = _worst_shaped_scale(item, index, level, source.effective_size)
+            else:
+                scale, frame = _worst_cell_scale(source, level, frame, item)
+            effective = scale * m.detail_factor
+            if effective > config.max_upscale + 1e-9:
+                crop = source.effective_size
+                cell = Size(round(crop.width * scale), round(crop.height * scale))
+                findings.append(Finding(
+                    "warning", "upscaled_image",
+                    f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks upscaled "
+                    f"or blurred: detail factor {m.detail_factor:g}); its cell of about {cell} in a {frame} frame "
+                    f"magnifies that {effective:.1f}x, more than collage_max_upscale = {config.max_upscale:g}: the "
+                    "blurry pixels add nothing — use the original, larger file", source.path))
+                reported.add(source.path)
+    return reported
+
+
+def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, findings: list[Finding]) -> None:
+    """Per collage subset: what frames it gets, their fill and spans; a warning when sources break the scale rule."""
+    for item in planned:
+        config = item.subset.config
+        jobs = [j for j in frameset.jobs if j.planned is item]
+        if not jobs:
+            continue
+        for note in frame_note(item.pool, Buckets.for_dataset(item.dataset)):
+            findings.append(Finding("info", "frames", f"{item.subset.image_dir}: {note}"))
+        stats = frameset.summary(item)
+        findings.append(Finding("info", "frame_stats", f"{item.subset.image_dir}: {stats.text()}"))
+        if config.min_span <= 0:
+            continue
+        short: list[str] = []
+        frames = 0
+        for job in jobs:
+            names = [s.path for s, span in zip(job.sources, job.stats.spans) if span < config.min_span - 1e-9]
+            frames += bool(names)
+            short.extend(n for n in names if n not in short)
+        if short:
+            shown = _names(short)
+            forced = [n for n in config.layout_names if not is_line_layout(n)]
+            fix = (f"collage_layouts lists {', '.join(forced)} (grids put sources at part size): remove them"
+                   if forced else "raise collage_max_crop (fixed frames) or use enable_bucket = true for "
+                   "content-shaped frames")
+            findings.append(Finding(
+                "warning", "scale_rule",
+                f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
+                f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
+                f"smaller scale; {fix}, or set collage_min_span = 0 to accept it knowingly", short[0]))
+        _check_frame_area(item, jobs, findings)
+
+
+def _names(paths: Sequence[str]) -> str:
+    return ", ".join(os.path.basename(n) for n in paths[:EXAMPLES]) + (
+        f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else "")
+
+
+def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[Finding]) -> None:
+    """A warning when a collage frame trains smaller than the bucket one of its members gets alone."""
+    buckets = Buckets.for_dataset(item.dataset)
+    small: list[str] = []
+    frames, worst = 0, 1.0
+    for job in jobs:
+        (fw, fh), _ = buckets.select(job.params.layout.frame)
+        own = [(_own_area(buckets, s.size), s.path) for s in job.sources]
+        ratio = fw * fh / max(a for a, _ in own)
+        if ratio < area_tolerance(buckets):
+            frames += 1
+            worst = min(worst, ratio)
+            small.extend(p for a, p in own if fw * fh < area_tolerance(buckets) * a and p not in small)
+    if not small:
+        return
+    if item.subset.config.frame_size is not None:
+        fix = f"collage_frame_size = {item.subset.config.frame_size} is smaller than the resolution: unset it"
+    elif buckets.no_upscale:
+        fix = "bucket_no_upscale = true: use images of similar size, or bucket_no_upscale = false"
+    else:
+        fix = f"max_bucket_reso = {buckets.max_reso} caps the frames: set max_bucket_reso = {2 * max(buckets.resolution)}"
+    findings.append(Finding(
+        "warning", "frame_below_bucket",
+        f"{item.subset.image_dir}: {frames} of {len(jobs)} collage frames train smaller than the bucket their members "
+        f"get alone (down to {worst:.2f} of its area: {_names(small)}), so each image is learned at a smaller scale "
+        f"than plain sd-scripts would train it; {fix}", small[0]))
+
+
+def _own_area(buckets: Buckets, size: Size) -> int:
+    if not buckets.enable:
+        return buckets.area
+    (w, h), _ = buckets.select(size)
+    return w * h
+
+
+def _check_alone(planned: Sequence[PlannedSubset], findings: list[Finding]) -> None:
+    """Images that train alone because no frame can keep the rule for them, named, with the setting to change."""
+    for item in planned:
+        alone = alone_images(item.pool)
+        if not alone:
+            continue
+        buckets = Buckets.for_dataset(item.dataset)
+        by_reason: dict[str, list[str]] = {}
+        for index, why in alone.items():
+            by_reason.setdefault(why, []).append(item.pool.sources[index].path)
+        area = by_reason.get("area", [])
+        if area and buckets.no_upscale:
+            findings.append(Finding(
+                "info", "trains_alone",
+                f"{item.subset.image_dir}: {len(area)} images have no partner of a similar size and train alone at "
+                f"their own bucket (bucket_no_upscale = true: a collage frame keeps its smallest member's scale, so "
+                f"it would be smaller than a larger partner's bucket): {_names(area)}", area[0]))
+        elif area:
+            findings.append(Finding(
+                "warning", "trains_alone",
+                f"{item.subset.image_dir}: {len(area)} images train alone because max_bucket_reso = {buckets.max_reso} "
+                f"caps their collage frames below the bucket each gets alone ({_names(area)}); set "
+                f"max_bucket_reso = {2 * max(buckets.resolution)} so they share frames at full size", area[0]))
+        span = by_reason.get("span", [])
+        if span:
+            findings.append(Finding(
+                "info", "trains_alone",
+                f"{item.subset.image_dir}: {len(span)} images cannot keep the scale rule beside a partner in the fixed "
+                f"{item.pool.frame} frame and train alone, as sd-scripts would train them ({_names(span)}); "
+                f"enable_bucket = true gives them content-shaped frames, a larger collage_max_crop crops more "
+                f"(now {item.pool.max_crop:g})", span[0]))
+
+
+def _check_singles(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
+                   measures: dict[str, ImageMeasures], broken: set[str], reported: set[str],
+                   findings: list[Finding]) -> None:
+    """Images trained single (plain subsets and collage leftovers) that sd-scripts magnifies too much."""
+    collage_ids = {id(p.subset) for p in planned}
+    single_paths: dict[str, tuple[DatasetSpec, SubsetSpec]] = {}
+    for dataset, subset in project.subsets():
+        if id(subset) not in collage_ids:
+            single_paths.update({im.path: (dataset, subset) for im in subset.images})
+    for item, index, _ in frameset.singles:
+        single_paths[item.pool.sources[index].path] = (item.dataset, item.subset)
+    buckets: dict[int, Buckets] = {}
+    for path, (dataset, subset) in single_paths.items():
+        m = measures.get(path)
+        if path in broken or m is None or path in reported:
+            continue
+        bucket = buckets.setdefault(dataset.index, Buckets.for_dataset(dataset))
+        reso, scale = bucket.select(m.size)
+        effective = scale * m.detail_factor
+        limit = subset.config.max_upscale
+        if effective > limit + 1e-9:
+            detail = (f" and holds only the detail of ~{m.effective_size} (detail factor {m.detail_factor:g})"
+                      if m.detail_factor > 1 else "")
+            findings.append(Finding(
+                "warning", "upscaled_image",
+                f"{path} is {m.size}{detail}: trained as a single image it is magnified {effective:.1f}x to its "
+                f"{reso[0]}x{reso[1]} bucket, more than {limit:g} (collage_max_upscale): upscaled pixels add "
+                "nothing — use a larger original or remove it", path))
+
+
+def _caption_file(path: str, subset: SubsetSpec) -> str:
+    candidate = os.path.splitext(path)[0] + str(subset.params.get("caption_extension") or ".caption")
+    return candidate if os.path.isfile(candidate) else path
+
+
+def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], findings: list[Finding]) -> None:
+    budget, counter = encoder.budget, encoder.counter
+    for _, subset in project.subsets():
+        grammar_phrases = subset.config.repeat_phrases
+        for image in subset.images:
+            if image.path in broken or not image.caption:
+                continue
+            tokens = count_caption(image.caption, budget, counter)
+            file = _caption_file(image.path, subset)
+            if tokens.overflow:
+                findings.append(Finding(
+                    "warning", "caption_overflow",
+                    f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
+                    f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
+                    + (" or raise --max_token_length (75/150/225)" if budget.kind == "clip"
+                       and budget.max_tokens < 225 else ""), file))
+            if grammar_phrases:
+                from collage_ext.captions.subset import grammar_of
+
+                for phrase, start in phrases_past_budget(image.caption, grammar_phrases, budget, counter,
+                                                         grammar_of(subset.namespace())):
+                    findings.append(Finding(
+                        "warning", "phrase_past_budget",
+                        f"{file}: repeated phrase {phrase!r} first appears at token {start}, past the "
+                        f"{budget.max_tokens}-token budget: it is cut off and never trained — move it to the front",
+                        file))
+
+
+def _check_frame_captions(frameset: FrameSet, encoder: TextEncoder, findings: list[Finding]) -> None:
+    """Merged collage captions past the budget, aggregated per subset with examples."""
+    over: dict[str, list[str]] = {}
+    late: dict[str, list[str]] = {}
+    totals: Counter[str] = Counter()
+    for job in progress(frameset.jobs, "checking frame captions", "frame"):
+        key = job.planned.subset.image_dir or job.planned.pool.key
+        totals[key] += 1
+        tokens = count_caption(job.caption, encoder.budget, encoder.counter)
+        names = " + ".join(Path(s.path).name for s in job.sources)
+        if tokens.overflow:
+            over.setdefault(key, []).append(f"{names} ({tokens.total} tokens)")
+        for phrase, start in phrases_past_budget(job.caption, job.planned.subset.config.repeat_phrases,
+                                                 encoder.budget, encoder.counter, job.planned.collage.grammar):
+            late.setdefault(key, []).append(f"{names}: {phrase!r} at token {start}")
+    when = "per epoch" if frameset.epoch is None else f"in epoch {frameset.epoch}"
+    for key, items in over.items():
+        findings.append(Finding(
+            "warning", "frame_caption_overflow",
+            f"{key}: {len(items)} of {totals[key]} collage frames {when} merge captions longer than the "
+            f"{encoder.budget.max_tokens}-token budget (the end is cut off), e.g. {'; '.join(items[:EXAMPLES])}; "
+            "shorten the captions, use collage_caption_merge = \"tags\", or lower collage_max_images", key))
+    for key, items in late.items():
+        findings.append(Finding(
+            "warning", "frame_phrase_past_budget",
+            f"{key}: in {len(items)} collage frames {when} a repeated phrase only appears past the token budget, "
+            f"e.g. {'; '.join(items[:EXAMPLES])}; move the phrase to the front of the captions", key))
+
+
+def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findings: list[Finding]) -> None:
+    sizes_text = {}
+    for item in planned:
+        config = item.subset.config
+        sizes = group_sizes(config)
+        sizes_text[id(item)] = "/".join(str(s) for s in sizes)
+        smallest = sizes[0] if sizes else 2
+        structure = item.pool.structure
+        alone = alone_images(item.pool)  # no partner of their shape / size: not leftovers of a division
+        small = sum(r.num_repeats for i, r in enumerate(item.pool.records)
+                    if structure.level[i] < smallest or i in alone)
+        leftover = sum(structure.single_repeats) - small
+        if frameset.mode == "static":
+            leftover = sum(1 for _, g in item.static_groups if len(g) == 1) + (
+                sum(structure.single_repeats) - small if config.rate >= 1 else 0)
+        if config.rate >= 1 and leftover > 0:
+            findings.append(Finding(
+                "warning", "single_leftovers",
+                f"subset {item.subset.image_dir}: {leftover} image repeats per epoch are left over and train as single "
+                f"images although collage_rate = 1: {len(item.pool.sources) - _count_small(item, smallest)} "
+                f"collage-ready images x their repeats do not divide into frames of {sizes_text[id(item)]} images"
+                + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
+                + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",
+                item.subset.image_dir))
+
+
+def _check_cropped_singles(frameset: FrameSet, findings: list[Finding]) -> None:
+    """Say that images with a crop box that train alone train only their box (as in training)."""
+    by_subset: dict[str, list[str]] = {}
+    for item, index, _ in frameset.singles:
+        source = item.pool.sources[index]
+        if source.crop is not None:
+            names = by_subset.setdefault(item.subset.image_dir or item.pool.key, [])
+            if os.path.basename(source.path) not in names:
+                names.append(os.path.basename(source.path))
+    for key, names in by_subset.items():
+        shown = ", ".join(names[:EXAMPLES]) + (f" and {len(names) - EXAMPLES} more" if len(names) > EXAMPLES else "")
+        findings.append(Finding("info", "cropped_singles", f"{key}: {len(names)} image(s) with a crop box train as "
+                                f"single images ({shown}): cropped to the box, as in their collage cells", key))
+
+
+def _count_small(item: PlannedSubset, smallest: int) -> int:
+    return sum(1 for lv in item.pool.structure.level if lv < smallest)
+
+
+def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
+             measures: dict[str, ImageMeasures], broken: set[str], encoder: TextEncoder) -> dict[str, Any]:
+    by_subset = {id(p.subset): p for p in planned}
+    frames_by: Counter[int] = Counter(id(j.planned.subset) for j in frameset.jobs)
+    singles_by: Counter[int] = Counter()
+    for item, _, n in frameset.singles:
+        singles_by[id(item.subset)] += n
+    datasets = []
+    total_batches = 0
+    for dataset in project.datasets:
+        buckets = Buckets.for_dataset(dataset)
+        bucket_counts: Counter[tuple[int, int]] = Counter()
+        subsets: list[dict[str, Any]] = []
+        for subset in dataset.subsets:
+            if subset.kept_index is None:
+                subsets.append({"index": subset.index, "image_dir": subset.image_dir, "skipped": subset.skipped,
+                                "describe": f"skipped by sd-scripts ({subset.skipped})"})
+                continue
+            found = by_subset.get(id(subset))
+            images = len(subset.images)
+            if found is not None:
+                item = found
+                frames, singles = frames_by[id(subset)], singles_by[id(subset)]
+                for job in frameset.jobs:
+                    if job.planned is item:
+                        bucket_counts[buckets.select(job.params.layout.frame)[0]] += 1
+                for source_item, index, n in frameset.singles:
+                    if source_item is item:
+                        bucket_counts[buckets.select(item.pool.sources[index].size)[0]] += n
+                shapes = sorted({str(j.params.layout.frame) for j in frameset.jobs if j.planned is item})
+                describe = (f"{images} images -> {frames + singles} samples per epoch ({frames} collage frames "
+                            f"of {', '.join(shapes) or item.pool.frame}, {singles} single), rate {subset.config.rate:g}")
+                samples = frames + singles
+            else:
+                samples = sum(im.num_repeats for im in subset.images if im.path not in broken)
+                for image in subset.images:
+                    m = measures.get(image.path)
+                    if m is not None:
+                        bucket_counts[buckets.select(m.size)[0]] += image.num_repeats
+                describe = f"{images} images -> {samples} samples per epoch (single images" + (
+                    ", regularisation)" if subset.is_reg else ")")
+                frames = 0
+            subsets.append({"index": subset.index, "image_dir": subset.image_dir, "images": images,
+                            "samples_per_epoch": samples, "collage_frames": frames, "is_reg": subset.is_reg,
+                            "collage_rate": subset.config.rate, "describe": describe})
+        batch = int(dataset.params.get("batch_size") or 1)
+        batches = sum(math.ceil(n / batch) for n in bucket_counts.values() if n)
+        total_batches += batches
+        datasets.append({"index": dataset.index, "resolution": str(dataset.resolution), "batch_size": batch,
+                         "enable_bucket": buckets.enable, "subsets": subsets,
+                         "samples_per_epoch": sum(int(s.get("samples_per_epoch") or 0) for s in subsets),
+                         "batches_per_epoch": batches, "buckets": sum(1 for n in bucket_counts.values() if n)})
+    return {"source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
+            "mode_why": project.mode_why, "text_encoder": encoder.label, "datasets": datasets,
+            "steps": _steps(project, total_batches)}
+
+
+def _steps(project: Project, batches: int) -> dict[str, Any]:
+    run = project.run
+    accumulation = int(run.get("gradient_accumulation_steps") or 1)
+    per_epoch = math.ceil(batches / accumulation) if batches else 0
+    epochs = run.get("max_train_epochs")
+    out: dict[str, Any] = {"batches_per_epoch": batches, "gradient_accumulation_steps": accumulation,
+                           "steps_per_epoch": per_epoch}
+    if isinstance(epochs, int) and epochs > 0:
+        out.update(epochs=epochs, total_steps=epochs * per_epoch,
+                   describe=f"{per_epoch} per epoch x max_train_epochs {epochs} = {epochs * per_epoch} steps")
+    elif not per_epoch:
+        out.update(epochs=0, total_steps=0, describe="0 per epoch: no images to train (sd-scripts stops with \"No data "
+                   "found\")")
+    else:
+        steps = int(run.get("max_train_steps") or 1600)
+        n = math.ceil(steps / per_epoch)
+        out.update(epochs=n, total_steps=steps,
+                   describe=f"{per_epoch} per epoch; max_train_steps {steps} = {n} epoch{'s' * (n != 1)}"
+                   + ("" if run.get("max_train_steps") else " (sd-scripts' default max_train_steps)"))
+    out["describe"] += " (one GPU; with N GPUs divide the steps by N)"
+    return out

@@ -1,0 +1,1 @@
+"""Foundations every layer uses: errors, value types, the option table, seeded randomness, progress, files."""

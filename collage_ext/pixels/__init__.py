@@ -1,0 +1,1 @@
+"""Pixels: decoding sources, colour profiles, crop boxes, fitting a cell, resampling, painting a frame."""

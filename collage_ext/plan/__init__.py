@@ -1,0 +1,1 @@
+"""The frames a run has: subset plans, pools, collages, frame jobs per epoch, run settings (mode, seed)."""
