@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.kohya.exported import export_root
+from collage_ext.core.exported import export_root
 from collage_ext.core.types import Size
 
 PREFIX = "collage_"

@@ -45,7 +45,7 @@ import toml
 
 from collage_ext.core.config import CollageConfig, DatasetTree, split_dataset_config, strip_collage_keys
 from collage_ext.core.errors import CollageConfigError, CollageInputError
-from collage_ext.kohya.exported import export_root
+from collage_ext.core.exported import export_root
 from collage_ext.plan.subsets import SubsetImage, subset_root
 from collage_ext.kohya.runargs import RunArgs, read_config_file, scan_options
 from collage_ext.kohya.caption_files import check_crop_extensions, first_line_empty_message
