@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from pathlib import Path
@@ -87,3 +88,14 @@ def test_pytest_lists_skip_reasons() -> None:
     """The README says skipped tests are reported with the reason: pytest's -rs is on by default."""
     config = toml.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "-rs" in config["tool"]["pytest"]["ini_options"]["addopts"].split()
+
+
+def test_preview_of_a_run_without_collage_frames(tmp_path: Path) -> None:
+    """Every image trains single (rate 0): preview says so with an empty sheet instead of an internal error."""
+    config = write_toml(tmp_path / "d.toml", write_images(tmp_path / "img", 4), general="collage_rate = 0.0")
+    out = tmp_path / "preview"
+    assert main(["preview", str(config), "--out", str(out), "--seed", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["frames"] == []
+    with Image.open(out / "contact_sheet.png") as sheet:
+        assert sheet.width > 0

@@ -479,6 +479,7 @@ def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: in
             x = gap
         rows[-1].append(n)
         x += min(w, width - 2 * gap) + gap
+    rows = [row for row in rows if row]  # no frames at all (every image trains single): an empty sheet
     placed: list[tuple[int, int, int, int, int]] = []  # frame index, x, y, w, h
     y = gap
     for r, row in enumerate(rows):
