@@ -1,7 +1,7 @@
 """How well collage frames keep the technique's scale rule, on real photos, in every configuration users run.
 
 Builds photo sets from the pictures scikit-image and scikit-learn ship (nothing is downloaded), writes
-a dataset TOML per configuration and plans it through the CLI's own path (``datasets.load_project``
+a dataset TOML per configuration and plans it through the CLI's own path (``plan.project.load_project``
 -> ``framesets.plan_project`` -> ``frames_for``), exactly the frames ``CollageDataset`` feeds
 sd-scripts. The matrix (issue 18):
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
 
 from collage_ext.geometry.buckets import Buckets  # noqa: E402
-from collage_ext.kohya.datasets import load_project  # noqa: E402
+from collage_ext.plan.project import load_project  # noqa: E402
 from collage_ext.pixels.fit import plan_fit  # noqa: E402
 from collage_ext.plan.framesets import FrameSet, frames_for, plan_project, text_encoder_for  # noqa: E402
 from collage_ext.geometry.shapes import area_tolerance  # noqa: E402

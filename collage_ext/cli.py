@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 
 from collage_ext.core.config import CollageConfig, parse_size
 from collage_ext.core.errors import CollageConfigError, CollageError
+from collage_ext.kohya.families import MODEL_CHOICES
 
 if TYPE_CHECKING:
-    from collage_ext.kohya.datasets import Project
+    from collage_ext.plan.project import Project
     from collage_ext.plan.framesets import TextEncoder
 
 logger = logging.getLogger("collage_ext")
@@ -52,9 +53,10 @@ def _dataset_args(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
     parser.add_argument("--config", type=Path, metavar="TRAIN.toml",
                         help="the training TOML (--config_file): seed, resolution, caching, collage_* defaults")
     parser.add_argument("--seed", type=int, help=seed_help)
-    parser.add_argument("--model", choices=("auto", "sd", "sdxl", "flux", "chroma"), default="auto",
-                        help="text encoder whose token budget captions are checked against (default: from the "
-                             "training arguments; Flux/Chroma options mean T5, else CLIP)")
+    parser.add_argument("--model", choices=MODEL_CHOICES, default="auto",
+                        help="model family whose text encoder budget captions are checked against (default: from "
+                             "the training arguments, as the trainer picks it: SD3 and Flux/Chroma options mean T5, "
+                             "else CLIP)")
     _common(parser)
 
 
@@ -171,7 +173,7 @@ def _fail(exc: BaseException, code: int, level: str, *, internal: bool = False) 
 
 def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool,
           plan: str | None = None) -> tuple[Project, TextEncoder]:
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.plan.framesets import text_encoder_for
 
     if args.dataset is None and args.config is None and not trainer_args:
@@ -184,7 +186,7 @@ def _load(args: argparse.Namespace, trainer_args: Sequence[str], *, strict: bool
     encoder = text_encoder_for(project.run.values, args.model)
     mode = plan or f"mode {project.mode} ({project.mode_why})"
     logger.info(f"{project.source}: seed {project.seed} ({project.seed_why}; rerun with --seed {project.seed}); "
-                f"{mode}; captions counted for {encoder.label}")
+                f"{mode}; captions counted for {encoder.label}, {encoder.family.title} ({encoder.why})")
     return project, encoder
 
 
@@ -308,7 +310,7 @@ def run_inspect(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
 
 def run_demo(args: argparse.Namespace, trainer_args: Sequence[str]) -> int:
     """Generate a demo dataset with its dataset TOML, then preview one epoch of its collage frames."""
-    from collage_ext.kohya.datasets import load_project
+    from collage_ext.plan.project import load_project
     from collage_ext.commands.demo import make_demo_dataset
     from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
     from collage_ext.commands.preview import run_preview

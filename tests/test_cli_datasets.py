@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.kohya.datasets import build_run, load_project, parse_trainer_args, subsets_from_folders
 from collage_ext.core.errors import CollageConfigError, CollageInputError
+from collage_ext.kohya.datasets import build_run, parse_trainer_args, subsets_from_folders
+from collage_ext.plan.project import load_project
 
 
 def images(folder: Path, names: list[str], captions: dict[str, str] | None = None, ext: str = ".txt") -> Path:
@@ -158,3 +159,28 @@ def test_resolution_cascade(tmp_path: Path) -> None:
         load_project(config, strict=False)
     project = load_project(config, trainer_args=["--resolution", "512,768"], strict=False)
     assert tuple(project.datasets[0].resolution) == (512, 768)
+
+
+@pytest.mark.parametrize("release", ["v0.9.1", "main", "v0.11"])
+def test_metadata_keys_follow_the_installed_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    release: str) -> None:
+    """Extension-less keys (merge_captions_to_metadata.py's) are found by glob in v0.9.1 and v0.11, and name a
+    file that does not exist in main (v0.10), which the reader reports with the file that does."""
+    folder = images(tmp_path / "imgs", ["a.png", "b.jpg", "b.png"])
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"a": {"caption": "", "tags": "t1, t2"}, "b": {"tags": "only"},
+                                str(folder / "a.png"): {"caption": "abs"}}), encoding="utf-8")
+    body = "[[datasets]]\n" + subset(folder, f'metadata_file = "{meta.as_posix()}"')
+    monkeypatch.setattr("collage_ext.kohya.datasets.detect_metadata_release", lambda: (release, "test"))
+    project = load_project(toml_file(tmp_path / "d.toml", body), strict=False)
+    got = {Path(i.path).name: i.caption for _, s in project.subsets() for i in s.images}
+    missing = [f for f in project.findings if f.code == "metadata_image_missing"]
+    if release == "main":
+        assert got == {"a": "t1, t2", "b": "only", "a.png": "abs"}
+        assert [Path(str(f.file)).name for f in missing] == ["a", "b"] and "b.jpg exists" in missing[1].message
+        with pytest.raises(CollageInputError, match="does not exist"):
+            load_project(toml_file(tmp_path / "d.toml", body))
+    else:  # sorted glob: b.jpg before b.png; v0.9.1 joins an empty caption and tags with the separator
+        assert got == {"a.png": "abs", "b.jpg": "only"} and not missing
+        assert next(i.caption for _, s in project.subsets() for i in s.images) == (
+            ",t1, t2" if release == "v0.9.1" else "t1, t2")

@@ -28,10 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 SIDE_BY_SIDE = {("collage_ext.commands", "collage_ext.sdscripts"), ("collage_ext.sdscripts", "collage_ext.commands")}
 
 # Arrows that still run up or sideways, to be removed (delete a line when its arrow goes).
-ALLOWED: set[tuple[str, str]] = {
-    ("collage_ext.kohya.datasets", "collage_ext.plan.run"),  # the reader decides mode and seed (issue 22 item 5)
-    ("collage_ext.kohya.datasets", "collage_ext.plan.subsets"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def group_of(module: str) -> tuple[int, str]:

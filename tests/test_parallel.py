@@ -18,8 +18,8 @@ from collage_ext.commands import check
 from collage_ext.commands.check import run_check
 from collage_ext.commands.measurecache import MeasureCache
 from collage_ext.core import filemodes, parallel
-from collage_ext.kohya.datasets import load_project
 from collage_ext.plan.framesets import text_encoder_for
+from collage_ext.plan.project import load_project
 from tests.test_cli import write_images, write_toml
 
 

@@ -21,7 +21,7 @@ import toml
 
 from collage_ext.core.config import CollageConfig, split_dataset_config
 from collage_ext.kohya.datasets import build_run
-from collage_ext.plan.framesets import detect_model
+from collage_ext.kohya.families import detect
 from collage_ext.plan.run import resolve_mode
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_configs"
@@ -74,7 +74,7 @@ def test_chroma_sample_is_a_chroma_run() -> None:
     values, _, _ = load("chroma_style")
     assert values["model_type"] == "chroma" and values["apply_t5_attn_mask"] is True
     assert values["guidance_scale"] == 0.0 and values["cache_text_encoder_outputs"] is True
-    assert detect_model(values) == "chroma"
+    assert detect(values)[0].name == "chroma"
 
 
 def test_mixed_sample_mixes_collage_single_and_reg() -> None:

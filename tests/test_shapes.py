@@ -18,7 +18,7 @@ from collage_ext.plan.collage import Collage, Source
 from collage_ext.plan.frames import SubsetFrames
 from collage_ext.plan.framestats import alone_images, epoch_stats, frame_note, frame_stats
 from collage_ext.plan.pool import Pool
-from collage_ext.plan.run import default_rate_note
+from collage_ext.sdscripts.startup import default_rate_note
 
 RES = Size(1024, 1024)
 WIDE = Buckets.from_params(RES, {"enable_bucket": True, "max_bucket_reso": 2048})

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ from typing import Any
 from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
 from collage_ext.plan.collage import Source
 from collage_ext.pixels.crops import read_crop_box
-from collage_ext.kohya.datasets import DatasetSpec, Finding, Project, SubsetSpec
+from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
+from collage_ext.plan.project import Project
 from collage_ext.core.errors import CollageError, CollageInputError
 from collage_ext.pixels.fit import upscale_factor
 from collage_ext.plan.frames import unwritable_reason
@@ -78,7 +79,7 @@ class CheckReport:
         s = self.summary
         lines = [f"collage-ext check: {s['source']}",
                  f"seed {s['seed']} ({s['seed_why']}); mode {s['mode']} ({s['mode_why']})",
-                 f"text encoder: {s['text_encoder']}", ""]
+                 f"text encoder: {s['text_encoder']}, model {s['model']} ({s['model_why']})", ""]
         for d in s["datasets"]:
             lines.append(f"dataset {d['index']}: resolution {d['resolution']}, batch size {d['batch_size']}, "
                          f"{'buckets on' if d['enable_bucket'] else 'no buckets'}")
@@ -104,16 +105,20 @@ class CheckReport:
 
 
 def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: MeasureCache | None = None,
-              jobs_n: int | None = None) -> CheckReport:
+              jobs_n: int | None = None,
+              planner: Callable[[frozenset[str]], list[PlannedSubset]] | None = None) -> CheckReport:
     """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps.
 
     Images are decoded and measured on ``jobs_n`` processes (``parallel.default_jobs``), except those
     whose measures ``cache`` holds (by path, size and mtime: ``measurecache``); the report is the same.
+    ``planner`` plans the project without the unreadable images it is given (default: ``plan_project``;
+    the studio hands over the plan it already has when it left out the same images).
     """
     findings = list(project.findings)
     images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
     measures, broken = _scan_images(project, images, findings, cache, jobs_n)
-    planned = plan_project(project, encoder, exclude=frozenset(broken))
+    planned = (planner(frozenset(broken)) if planner is not None
+               else plan_project(project, encoder, exclude=frozenset(broken)))
     mode = "static" if project.mode == "static" else "dynamic"
     frameset = frames_for(planned, mode, epoch)
     in_collage = _check_collage_sources(planned, measures, findings)
@@ -464,8 +469,7 @@ def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], fi
                     "warning", "caption_overflow",
                     f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
                     f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
-                    + (" or raise --max_token_length (75/150/225)" if budget.kind == "clip"
-                       and budget.max_tokens < 225 else ""), file))
+                    + encoder.raise_hint, file))
             if grammar_phrases:
                 from collage_ext.captions.subset import grammar_of
 
@@ -605,7 +609,8 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
                          "samples_per_epoch": sum(int(s.get("samples_per_epoch") or 0) for s in subsets),
                          "batches_per_epoch": batches, "buckets": sum(1 for n in bucket_counts.values() if n)})
     return {"source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
-            "mode_why": project.mode_why, "text_encoder": encoder.label, "datasets": datasets,
+            "mode_why": project.mode_why, "text_encoder": encoder.label, "model": encoder.model,
+            "model_why": encoder.why, "datasets": datasets,
             "steps": _steps(project, total_batches)}
 
 

@@ -40,9 +40,10 @@ from collage_ext.core.progress import progress
 from collage_ext.core.types import Size
 from collage_ext.core.version import __version__
 from collage_ext.geometry.buckets import Buckets
-from collage_ext.kohya.datasets import DatasetSpec, Finding, Project, SubsetSpec
+from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
 from collage_ext.plan.frames import encode_png, frame_pixels, uses_alpha
 from collage_ext.plan.framesets import FrameSet, PlannedSubset, TextEncoder, frames_for, plan_project, read_failures
+from collage_ext.plan.project import Project
 from collage_ext.plan.singles import cropped_pixels
 
 logger = logging.getLogger(__name__)

@@ -33,10 +33,11 @@ from collage_ext.commands.quality import CaptionTokens, count_caption, phrases_p
 from collage_ext.commands.renderjobs import render_jobs
 from collage_ext.core.filemodes import write_bytes_atomic
 from collage_ext.core.version import __version__
-from collage_ext.kohya.datasets import Finding, Project
+from collage_ext.kohya.datasets import Finding
 from collage_ext.pixels.render import RenderResult
 from collage_ext.plan.frames import encode_png, frame_pixels
 from collage_ext.plan.framesets import FrameJob, FrameSet, TextEncoder
+from collage_ext.plan.project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,16 @@ class FrameEntry:
     tokens: CaptionTokens
     warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def group_label(job: FrameJob) -> str:
+    """Where a frame comes from, e.g. ``dataset 0 / subset 1 (10_cat), slot 3``."""
+    planned = job.planned
+    where = job.variant if job.variant is not None else job.slot
+    return (
+        f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
+        f"{'variant' if job.variant is not None else 'slot'} {where}"
+    )
 
 
 def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
@@ -119,11 +130,7 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
                 "span": round(stats.spans[index], 4),
             }
         )
-    where = job.variant if job.variant is not None else job.slot
-    label = (
-        f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
-        f"{'variant' if job.variant is not None else 'slot'} {where}"
-    )
+    label = group_label(job)
     info = {
         "name": job.name,
         "dataset": planned.dataset.index,

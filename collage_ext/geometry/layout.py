@@ -204,9 +204,29 @@ def plan_layout(
     """
     n = len(sizes)
     crops = [float(max_crop)] * n if isinstance(max_crop, (int, float)) else [float(c) for c in max_crop]
+    best = _best_layouts(tuple(sizes), frame, config, shaped, tuple(crops))
+    if not best:
+        msg = (
+            f"no allowed layout holds {n} images of sizes {', '.join(map(str, sizes))} in a {frame} frame "
+            f"within collage_max_upscale={config.max_upscale:g}; allow more layouts or raise collage_max_upscale"
+        )
+        raise LayoutError(msg)
+    name, cells, order, fit = best[rng.randrange(len(best))] if len(best) > 1 else best[0]
+    return Layout(name=name, frame=frame, cells=cells, order=order, names=position_names(cells, frame), fit=fit)
+
+
+@lru_cache(maxsize=8192)
+def _best_layouts(
+    sizes: tuple[Size, ...], frame: Size, config: CollageConfig, shaped: bool, crops: tuple[float, ...]
+) -> tuple[tuple[str, tuple[Rect, ...], tuple[int, ...], str | None], ...]:
+    """The best-scoring (layout, cells, source order, fit) of ``plan_layout``, before its random pick.
+
+    A pure function of its arguments, kept: a dataset's images come in few sizes, so the same size
+    combinations are scored again for every frame of every epoch (and the studio after every edit).
+    """
     best: list[tuple[str, tuple[Rect, ...], tuple[int, ...], str | None]] = []
     best_score: tuple[int, float] = (-1, -1.0)
-    for name in layouts_with(n, config):
+    for name in layouts_with(len(sizes), config):
         fixed = None if shaped and is_line_layout(name) else layout_cells(name, frame, config.gutter)
         for order in _assignments(sizes, fixed or layout_cells(name, frame, config.gutter)):
             fit: str | None = None
@@ -221,14 +241,7 @@ def plan_layout(
             if _better(score, best_score):
                 best, best_score = [], score
             best.append((name, cells, order, fit))
-    if not best:
-        msg = (
-            f"no allowed layout holds {n} images of sizes {', '.join(map(str, sizes))} in a {frame} frame "
-            f"within collage_max_upscale={config.max_upscale:g}; allow more layouts or raise collage_max_upscale"
-        )
-        raise LayoutError(msg)
-    name, cells, order, fit = best[rng.randrange(len(best))] if len(best) > 1 else best[0]
-    return Layout(name=name, frame=frame, cells=cells, order=order, names=position_names(cells, frame), fit=fit)
+    return tuple(best)
 
 
 def _better(a: tuple[int, float], b: tuple[int, float]) -> bool:
@@ -281,6 +294,15 @@ def line_plan(
         >>> line_plan("1x2", [Size(600, 900)] * 2, Size(1024, 1024), CollageConfig(), [0.3, 0.3])
         ((Rect(x=0, y=0, width=512, height=1024), Rect(x=512, y=0, width=512, height=1024)), True)
     """
+    return _line_plan(name, tuple(sizes), frame, config, None if max_crop is None else tuple(max_crop))
+
+
+@lru_cache(maxsize=8192)
+def _line_plan(
+    name: str, sizes: tuple[Size, ...], frame: Size, config: CollageConfig, max_crop: tuple[float, ...] | None
+) -> tuple[tuple[Rect, ...], bool]:
+    """``line_plan``, kept: a pure function that planning, shape levels and the check ask again and again
+    for the same few sizes."""
     if name.endswith("x1") and not name.startswith("1x"):  # stacked: the transposed problem
         flipped, cropped = line_plan(
             f"1x{len(sizes)}",

@@ -107,6 +107,13 @@ class ShapePlan:
     #: Per record: it has a crop box (nothing more is cut from it).
     boxed: tuple[bool, ...] = ()
     _frames: dict[tuple[int, int], tuple[str, Size]] = field(default_factory=dict, repr=False, compare=False)
+    #: ``limit`` per record: planning and every check statistic ask for each record's several times.
+    _limits: dict[int, tuple[int, str]] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def _unlimited(self) -> CollageConfig:
+        """The settings without the magnification limit (``_line_limit``)."""
+        return replace(self.config, max_upscale=1e9)
 
     @cached_property
     def _spread(self) -> dict[int, tuple[float, float]]:
@@ -243,6 +250,12 @@ class ShapePlan:
         ``upscale`` (too small for the cell), ``area`` (the frame would be smaller than the record's own
         bucket: ``max_bucket_reso`` or ``bucket_no_upscale``), ``span`` (a fixed frame cannot keep the rule).
         """
+        found = self._limits.get(index)
+        if found is None:
+            found = self._limits[index] = self._limit(index)
+        return found
+
+    def _limit(self, index: int) -> tuple[int, str]:
         cls, src = self.classes[index], self.sizes[index]
         own = self.own_bucket_area(index)
         best = 1
@@ -288,8 +301,9 @@ class ShapePlan:
             return "upscale" if too_big else ""
         # The line as it would be without the magnification limit: the record must fill its cell
         # within collage_max_upscale (line_plan would shrink the cell instead) and span the frame.
-        unlimited = replace(self.config, max_upscale=1e9)
-        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, unlimited, [cap] + [partner_cap] * (k - 1))
+        cells, cropped = line_plan(
+            name, [src] + [partner] * (k - 1), frame, self._unlimited, [cap] + [partner_cap] * (k - 1)
+        )
         mode = "cover" if cropped else self.config.fit_mode
         if fit_scale(src, cells[0].size, mode) > self.config.max_upscale + 1e-9:
             return "upscale"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from collage_ext.core.config import CollageConfig
-from collage_ext.core.errors import CollageConfigError, CollageInputError
+from collage_ext.core.errors import CollageConfigError
 from collage_ext.kohya.runargs import RunArgs
 
 logger = logging.getLogger(__name__)
@@ -51,33 +51,3 @@ def check_crop_extensions(kohya_config: dict[str, Any], configs: Sequence[Sequen
                        f"@ data['datasets'][{d}]['subsets'][{s}]: those files would be read as crop boxes; use a "
                        "sidecar extension of its own, e.g. collage_crop_extension = \".crop\"")
                 raise CollageConfigError(msg)
-
-
-def check_caption_files(kohya_config: dict[str, Any], run: RunArgs) -> None:
-    """Every caption file sd-scripts will read must be UTF-8; name the first one that is not.
-
-    sd-scripts raises a bare ``UnicodeDecodeError`` from deep inside its dataset constructor; this
-    reports the file and the fix instead, before any model loads.
-    """
-    general = kohya_config.get("general", {}) or {}
-    for dataset in kohya_config.get("datasets", []) or []:
-        for subset in dataset.get("subsets", []) or []:
-            image_dir = subset.get("image_dir")
-            if not image_dir or subset.get("metadata_file") or not Path(image_dir).is_dir():
-                continue
-            extension = caption_extension(kohya_config, dataset, subset, run)
-            wildcard = next((level["enable_wildcard"] for level in (subset, dataset, general)
-                             if level.get("enable_wildcard") is not None), False)
-            for path in sorted(Path(image_dir).glob(f"*{extension}")):
-                try:
-                    text = path.read_bytes().decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    msg = (f"caption file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
-                           "re-save it as UTF-8 (most editors: Save As -> Encoding UTF-8)")
-                    raise CollageInputError(msg) from exc
-                if not text.strip():  # sd-scripts asserts on these deep inside its dataset constructor
-                    msg = (f"caption file {path} is empty; write a caption, or delete the file so the image "
-                           "uses the subset's class_tokens")
-                    raise CollageInputError(msg)
-                if not wildcard and not text.lstrip("\ufeff").splitlines()[0].strip():
-                    logger.warning(f"collage_ext: {first_line_empty_message(path)}")

@@ -1,18 +1,16 @@
-"""Recover the training run's arguments inside a ``--dataset_class`` constructor.
+"""Training arguments as sd-scripts reads them: command-line options and the ``--config_file`` TOML.
 
-sd-scripts constructs the dataset positionally as ``Class(tokenizer, max_token_length, resolution,
-debug_dataset)`` and does not pass ``args``. The caller, ``train_util.load_arbitrary_dataset``, has
-it as a local variable, so we look for it on the call stack (CPython frames). When that fails (a
-wrapper script, another interpreter), we parse ``sys.argv`` for the options we need, in both
-``--key value`` and ``--key=value`` forms, and read the ``--config_file`` TOML the way sd-scripts
-does (sections flattened one level).
+A ``RunArgs`` carries them to the run resolution (``run.resolve_run``). The CLI builds one from
+``--config`` and the options after ``--`` (``datasets.build_run``); the adapter from the trainer's
+own namespace (``sdscripts.startup.run_arguments``). Options are read generically, in both
+``--key value`` and ``--key=value`` forms, and the ``--config_file`` TOML the way sd-scripts does
+(sections flattened one level).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ class RunArgs:
     """What collage_ext needs to know about the training run.
 
     Attributes:
-        namespace: the trainer's own ``argparse.Namespace`` (``None`` when recovered from argv).
+        namespace: the trainer's own ``argparse.Namespace`` (``None`` for the CLI, or rebuilt from argv).
         values: option name -> value (from the namespace, else argv and the config file).
         explicit: option names the user set themselves (command line or ``--config_file``).
         found: a sentence saying where the arguments came from, for the start-up log.
@@ -59,23 +57,6 @@ class RunArgs:
     def caches_text_encoder(self) -> bool:
         """True when sd-scripts will cache text-encoder outputs."""
         return bool(self.get("cache_text_encoder_outputs") or self.get("cache_text_encoder_outputs_to_disk"))
-
-
-def find_run_args(argv: Sequence[str] | None = None, *, max_depth: int = 8) -> RunArgs:
-    """Find the caller's ``args`` on the stack, else rebuild what we need from ``argv``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    frame = sys._getframe(1)
-    for _ in range(max_depth):
-        if frame is None:
-            break
-        candidate = frame.f_locals.get("args")
-        if isinstance(candidate, argparse.Namespace) and hasattr(candidate, "dataset_class"):
-            values = dict(vars(candidate))
-            explicit = _explicit_keys(argv, values.get("config_file"))
-            where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_code.co_name}"
-            return RunArgs(candidate, values, explicit, f"the trainer's arguments (found in {where})")
-        frame = frame.f_back
-    return parse_argv(argv)
 
 
 def parse_argv(argv: Sequence[str]) -> RunArgs:
@@ -151,7 +132,8 @@ def _coerce(value: str) -> Any:
     return value
 
 
-def _explicit_keys(argv: Sequence[str], config_file: object) -> set[str]:
+def explicit_keys(argv: Sequence[str], config_file: object) -> set[str]:
+    """Option names the user set: on the command line or in the ``--config_file`` TOML."""
     explicit = set(scan_options(argv))
     if isinstance(config_file, str) and config_file:
         try:

@@ -27,7 +27,6 @@ import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 Flavour = Literal["main", "v0.9.1"]
@@ -305,32 +304,27 @@ def looks_like_dataset_toml(data: Mapping[str, Any]) -> bool:
 
 # -- which sd-scripts ---------------------------------------------------------------------------------
 
+def library_candidates(sd_scripts_dir: str | os.PathLike[str] | None = None) -> list[tuple[Path, str]]:
+    """sd-scripts ``library`` folders to read, most specific first, each with a phrase saying why.
+
+    ``sd_scripts_dir``, ``$SD_SCRIPTS_DIR``, then the ``library`` package this Python would import
+    (``seams.config_util_files``); found without importing it (no torch).
+    """
+    from collage_ext.sdscripts.seams import config_util_files  # torch-free: nothing of sd-scripts
+
+    return [(path.parent, why) for path, why in config_util_files(sd_scripts_dir)]
+
+
 def detect_flavour(sd_scripts_dir: str | os.PathLike[str] | None = None) -> tuple[Flavour, str]:
     """The schema release to apply: from the sd-scripts checkout found, else main's.
 
-    Looks at ``sd_scripts_dir``, ``$SD_SCRIPTS_DIR``, then the ``library`` package this Python would
-    import (sd-scripts installs itself with ``pip install -e .``), reading its ``config_util.py`` as
-    text (nothing is imported, so no torch). Returns the release and a sentence saying why.
+    Looks at ``library_candidates`` in order, reading each ``config_util.py`` as text (nothing is
+    imported, so no torch). Returns the release and a sentence saying why.
     """
-    candidates: list[tuple[Path, str]] = []
-    if sd_scripts_dir:
-        candidates.append((Path(sd_scripts_dir) / "library" / "config_util.py", "the given sd-scripts"))
-    env = os.environ.get("SD_SCRIPTS_DIR")
-    if env:
-        candidates.append((Path(env) / "library" / "config_util.py", f"SD_SCRIPTS_DIR={env}"))
-    try:
-        import importlib.util
+    from collage_ext.sdscripts.seams import dataset_schema_release  # torch-free: nothing of sd-scripts
 
-        spec = importlib.util.find_spec("library")
-        if spec is not None and spec.submodule_search_locations:
-            for root in spec.submodule_search_locations:
-                candidates.append((Path(root) / "config_util.py", f"sd-scripts' library in {root}"))
-    except (ImportError, ValueError):
-        pass
-    from collage_ext.sdscripts.seams import dataset_schema_release  # torch-free: seams imports nothing of sd-scripts
-
-    for path, why in candidates:
-        release = dataset_schema_release(path)
+    for folder, why in library_candidates(sd_scripts_dir):
+        release = dataset_schema_release(folder / "config_util.py")
         if release is None:
             continue
         flavour: Flavour = "main" if release == "main" else "v0.9.1"

@@ -187,7 +187,6 @@ class Collage:
         frame re-rendered after an edit of one image decodes only that image.
         """
         placements = []
-        gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
         fit_mode = params.layout.fit or self.config.fit_mode
         for cell, index in zip(params.layout.cells, params.layout.order):
             source = sources[index]
@@ -198,28 +197,40 @@ class Collage:
                 own = alpha_channel(images[index]) if self.alpha_mask else None
                 alpha = None if own is None else fit_image(own, cell.size, fit_mode, source.crop)[0]
             else:
-                try:  # decode straight into the cell (JPEG DCT-domain reduction), see images.load_fitted
-                    check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
-                    key = self._cell_key(source, cell.size, fit_mode) if cells is not None else None
-                    found = cells.get(key) if cells is not None and key is not None else None
-                    if found is not None:
-                        fitted, rect, alpha = found
-                    else:
-                        how = {"fill": self.config.fill, "draft_gaps": gaps,
-                               "soft_shrink": self.config.decode == "fast", "expected": source.size,
-                               "convert_icc": self.config.color_profile == "srgb"}
-                        if self.alpha_mask:
-                            fitted, rect, alpha = load_fitted_with_alpha(source.path, cell.size, fit_mode,
-                                                                         source.crop, **how)
-                        else:
-                            fitted, rect = load_fitted(source.path, cell.size, fit_mode, source.crop, **how)
-                        if cells is not None and key is not None:
-                            cells[key] = (fitted, rect, alpha)
+                try:
+                    fitted, rect, alpha = self.fitted(source, cell.size, fit_mode, cells)
                 except CollageInputError as exc:
                     exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
                     raise
             placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted, alpha))
         return render_frame(params.layout.frame, placements, self.config.fill, with_mask=with_mask)
+
+    def fitted(self, source: Source, size: Size, fit_mode: str,
+               cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
+               ) -> tuple[Image.Image, Rect, Image.Image | None]:
+        """One source decoded straight into a cell of ``size`` (JPEG DCT-domain reduction, see
+        ``images.load_fitted``): the fitted pixels, where they sit in the cell, and their alpha (with
+        ``alpha_mask``). ``cells``: see ``render`` (the studio also fills it ahead, a frame's cells at once).
+
+        Raises:
+            CollageInputError: the file cannot be decoded, or its crop box changed since planning.
+        """
+        check_crop_unchanged(source.path, source.size, source.crop, self.config.crop_extension)
+        key = self._cell_key(source, size, fit_mode) if cells is not None else None
+        found = cells.get(key) if cells is not None and key is not None else None
+        if found is not None:
+            return found
+        alpha = None
+        how = {"fill": self.config.fill, "draft_gaps": FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS,
+               "soft_shrink": self.config.decode == "fast", "expected": source.size,
+               "convert_icc": self.config.color_profile == "srgb"}
+        if self.alpha_mask:
+            fitted, rect, alpha = load_fitted_with_alpha(source.path, size, fit_mode, source.crop, **how)
+        else:
+            fitted, rect = load_fitted(source.path, size, fit_mode, source.crop, **how)
+        if cells is not None and key is not None:
+            cells[key] = (fitted, rect, alpha)
+        return fitted, rect, alpha
 
     def _cell_key(self, source: Source, cell: Size, fit_mode: str) -> Hashable | None:
         """What a decoded cell depends on: the file's bytes (path, size, mtime), crop, cell and decode settings."""

@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,20 @@ class SlotCaption(str):
 
 @dataclass
 class SubsetFrames:
-    """The collage plan of one subset and the frames it yields."""
+    """The collage plan of one subset and the frames it yields.
+
+    ``memo`` (the studio's, kept across its re-plans after edits) holds sampled frame params and merged
+    captions by what they are made from: ``Collage.make_params`` is a pure function of the collage
+    settings, the sources (key, size, crop box, caption), seed, epoch and frame, ``Collage.caption`` of
+    the settings and the params; so after an edit only the frames whose sources changed are sampled
+    and captioned again. The adapter and the CLI pass none.
+    """
 
     pool: Pool
     collage: Collage
     _epoch_groups: tuple[int, list[Group]] | None = field(default=None, repr=False)
     _params: dict[tuple[int, int], FrameParams] = field(default_factory=dict, repr=False)
+    memo: MutableMapping[Hashable, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def slot_count(self) -> int:
@@ -85,10 +94,36 @@ class SubsetFrames:
         group = self.groups(epoch)[slot]
         key = (slot, epoch)
         if key not in self._params:
-            self._params[key] = self.collage.make_params(self.sources_of(group), seed=self.pool.seed, epoch=epoch,
-                                                         frame=self.pool.slot_frame(slot))
+            self._params[key] = self.make_params(self.sources_of(group), epoch=epoch, frame=self.pool.slot_frame(slot))
         return self._params[key]
 
+    def make_params(self, sources: Sequence[Source], *, epoch: int, frame: Size) -> FrameParams:
+        """``Collage.make_params`` with the pool's seed (through ``memo`` when there is one)."""
+        if self.memo is None:
+            return self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
+        key = (self._settings, tuple((s.key, s.path, s.size, s.crop, s.caption) for s in sources), self.pool.seed,
+               epoch, tuple(frame))
+        found = self.memo.get(key)
+        if found is None:
+            found = self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
+            self.memo[key] = found
+        return found
+
+    def caption(self, params: FrameParams) -> str:
+        """``Collage.caption`` of ``params`` (through ``memo`` when there is one: a pure function of the two)."""
+        if self.memo is None:
+            return self.collage.caption(params)
+        key = ("caption", self._settings, params)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.collage.caption(params)
+            self.memo[key] = found
+        return found
+
+    @cached_property
+    def _settings(self) -> str:
+        """The collage's settings as a key (``repr`` of the dataclass: config, frame, grammar, budget...)."""
+        return repr(self.collage)
 
     def remember(self, slot: int, epoch: int, params: FrameParams) -> None:
         """Keep the params a frame was actually rendered with (a rebuilt frame's caption follows them)."""

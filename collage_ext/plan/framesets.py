@@ -16,20 +16,22 @@ the frame before those steps.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 from collage_ext.geometry.buckets import Buckets
-from collage_ext.captions import TokenBudget, TokenCounter, clip_budget, estimate_tokens, t5_budget
+from collage_ext.captions import TokenBudget, TokenCounter, estimate_tokens
 from collage_ext.plan.collage import Collage, FrameParams, Source
-from collage_ext.kohya.datasets import DatasetSpec, Project, SubsetSpec
+from collage_ext.kohya.datasets import DatasetSpec, SubsetSpec
+from collage_ext.plan.project import Project
 from collage_ext.core.errors import CollageConfigError, CollageInputError
 from collage_ext.geometry.grouping import Group
+from collage_ext.kohya import families
+from collage_ext.kohya.families import Family
 from collage_ext.plan.subsets import SubsetImage, SubsetPlan, plan_subset
 from collage_ext.plan.policy import FailureLog, compose
 from collage_ext.plan.pool import Pool
@@ -41,81 +43,69 @@ from collage_ext.plan.framestats import FrameStats, SummaryStats, frame_stats, s
 
 logger = logging.getLogger(__name__)
 
-ModelName = Literal["auto", "sd", "sdxl", "flux", "chroma"]
-MODELS: tuple[str, ...] = ("auto", "sd", "sdxl", "flux", "chroma")
-
-#: Hugging Face ids of the tokenizers sd-scripts counts with (SDXL: CLIP-L is tokenizer 1).
-_CLIP_ID = "openai/clip-vit-large-patch14"
-_T5_ID = "google/t5-v1_1-xxl"
-
 
 @dataclass(frozen=True)
 class TextEncoder:
     """The text encoder whose token budget captions must fit.
 
     Attributes:
-        model: ``sd``, ``sdxl``, ``flux`` or ``chroma``.
+        model: the family's name (``families.FAMILIES``: ``sdxl``, ``flux``, ``sd3`` ...).
         budget: CLIP chunks (``--max_token_length``) or the T5 length (``--t5xxl_max_token_length``).
         counter: counts tokens (a real tokenizer when one loads offline, else ``estimate_tokens``).
         exact: True when ``counter`` is the real tokenizer.
+        family: the family's row in the table.
+        why: how the family was recognised, for the log.
     """
 
     model: str
     budget: TokenBudget
     counter: TokenCounter
     exact: bool
+    family: Family = field(default_factory=lambda: families.by_name(families.DEFAULT))
+    why: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``CLIP`` or ``T5``."""
+        tokenizer = self.family.tokenizer
+        return tokenizer.label if tokenizer is not None else self.budget.kind.upper()
 
     @property
     def short(self) -> str:
         """E.g. ``CLIP, estimated``."""
-        return f"{'CLIP' if self.budget.kind == 'clip' else 'T5'}, {'tokenizer' if self.exact else 'estimated'}"
+        return f"{self.kind}, {'tokenizer' if self.exact else 'estimated'}"
 
     @property
     def label(self) -> str:
         """E.g. ``CLIP 225 tokens (estimate)``."""
-        kind = "CLIP" if self.budget.kind == "clip" else "T5"
-        return f"{kind} {self.budget.max_tokens} tokens ({'tokenizer' if self.exact else 'estimate'})"
+        return f"{self.kind} {self.budget.max_tokens} tokens ({'tokenizer' if self.exact else 'estimate'})"
 
-
-def detect_model(values: dict[str, Any]) -> str:
-    """Guess the model family from training arguments: Flux / Chroma options mean T5, else SDXL's CLIP.
-
-    Examples:
-        >>> detect_model({"model_type": "chroma"}), detect_model({"t5xxl": "t5.safetensors"}), detect_model({})
-        ('chroma', 'flux', 'sdxl')
-    """
-    if values.get("model_type") in ("flux", "chroma"):
-        return str(values["model_type"])
-    if any(values.get(k) is not None for k in ("t5xxl", "ae", "apply_t5_attn_mask", "t5xxl_max_token_length")):
-        return "flux"
-    if values.get("v2") or values.get("v_parameterization"):
-        return "sd"
-    return "sdxl"
+    @property
+    def raise_hint(self) -> str:
+        """How to read more tokens, for overflow messages (``""`` when the budget is the longest)."""
+        tokenizer = self.family.tokenizer
+        return tokenizer.raise_hint(self.budget) if tokenizer is not None else ""
 
 
 def text_encoder_for(values: dict[str, Any], model: str = "auto") -> TextEncoder:
-    """The token budget and counter of the run's text encoder.
+    """The token budget and counter of the run's text encoder, for the family ``model`` (``auto``: detected).
 
-    Flux dev and Chroma read 512 T5 tokens unless ``t5xxl_max_token_length`` says otherwise (Flux
-    schnell reads 256: set ``t5xxl_max_token_length = 256``); SD/SDXL read ``max_token_length``
-    CLIP tokens (75 unless set). The real tokenizer is used when ``transformers`` is installed and
-    has it locally (``tokenizer_cache_dir`` or the Hugging Face cache); nothing is downloaded.
+    The family table (``kohya.families``) says which tokenizer reads captions and how many tokens:
+    ``max_token_length`` CLIP tokens (75 unless set) for SD/SDXL, ``t5xxl_max_token_length`` T5 tokens
+    for the T5 families (else 512 for Flux dev and Chroma, 256 for Flux schnell and SD3). The real
+    tokenizer is used when ``transformers`` is installed and has it locally (``tokenizer_cache_dir``
+    or the Hugging Face cache); nothing is downloaded.
 
     Raises:
-        CollageConfigError: an invalid ``max_token_length`` or ``t5xxl_max_token_length``.
+        CollageConfigError: an invalid ``max_token_length`` or ``t5xxl_max_token_length``, or a family
+            collage_ext does not support (the trainer would refuse it too).
     """
-    name = detect_model(values) if model == "auto" else model
-    if name in ("flux", "chroma"):
-        length = values.get("t5xxl_max_token_length")
-        budget = t5_budget(int(length) if isinstance(length, int) else 512)
-        tokenizer = _load_tokenizer(_T5_ID, values.get("tokenizer_cache_dir"), t5=True)
-    else:
-        length = values.get("max_token_length")
-        budget = clip_budget(int(length) if isinstance(length, int) else None)
-        tokenizer = _load_tokenizer(_CLIP_ID, values.get("tokenizer_cache_dir"), t5=False)
+    family, why = families.choose(values, model)
+    budget = family.budget_for(values)
+    tokenizer = family.tokenizer.load(values.get("tokenizer_cache_dir")) if family.tokenizer is not None else None
     if tokenizer is None:
-        return TextEncoder(name, budget, estimate_tokens, False)
-    return TextEncoder(name, budget, _HFCounter(tokenizer), True)
+        return TextEncoder(family.name, budget, estimate_tokens, False, family, why)
+    return TextEncoder(family.name, budget, _HFCounter(tokenizer), True, family, why)
 
 
 class _HFCounter:
@@ -126,28 +116,6 @@ class _HFCounter:
 
     def __call__(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _load_tokenizer(repo: str, cache_dir: object, *, t5: bool) -> Any:
-    if os.environ.get("COLLAGE_EXT_NO_TOKENIZER"):
-        return None
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec("transformers") is None:
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import transformers
-
-            cls = transformers.T5TokenizerFast if t5 else transformers.CLIPTokenizer
-            local = os.path.join(str(cache_dir), repo.replace("/", "_")) if cache_dir else None
-            if local and os.path.isdir(local):
-                return cls.from_pretrained(local, local_files_only=True)
-            return cls.from_pretrained(repo, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means: count with the estimate instead
-        logger.debug(f"no local tokenizer {repo}: {type(exc).__name__}: {exc}")
-        return None
 
 
 @dataclass
@@ -193,6 +161,8 @@ class FrameJob:
     slot: int | None = None
     variant: int | None = None
     rendered_sources: list[Source] | None = None
+    _stats: tuple[FrameParams, list[Source] | None, FrameStats] | None = field(default=None, repr=False,
+                                                                               compare=False)
 
     @property
     def sources(self) -> list[Source]:
@@ -226,12 +196,17 @@ class FrameJob:
     @property
     def caption(self) -> str:
         """The merged caption the adapter hands to sd-scripts' ``process_caption``."""
-        return self.planned.collage.caption(self.params)
+        return self.planned.frames.caption(self.params)
 
     @property
     def stats(self) -> FrameStats:
-        """Fill and per-source span of the frame (after ``render``: of the frame as rendered)."""
-        return frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+        """Fill and per-source span of the frame (after ``render``: of the frame as rendered); computed once per
+        params and sources (a frame's record and the studio's view both ask)."""
+        found = self._stats
+        if found is None or found[0] is not self.params or found[1] is not self.rendered_sources:
+            stats = frame_stats(self.params.layout, self.sources, self.planned.subset.config.fit_mode)
+            found = self._stats = (self.params, self.rendered_sources, stats)
+        return found[2]
 
 
 @dataclass
@@ -258,7 +233,7 @@ def plan_project(project: Project, encoder: TextEncoder, *,
     """Plan every collage subset of the project (header reads only).
 
     Args:
-        project: the project read by ``datasets.load_project``.
+        project: the project read by ``plan.project.load_project``.
         encoder: the text encoder (budget and counter for phrase repetition).
         skip: called with the subset and the indices of images excluded via ``exclude``.
         exclude: image paths to leave out (``check`` / ``export`` drop unreadable files; training would stop).
@@ -300,6 +275,40 @@ def plan_project(project: Project, encoder: TextEncoder, *,
     return planned
 
 
+def replan(item: PlannedSubset, sources: Sequence[Source]) -> PlannedSubset:
+    """``item`` planned again over ``sources``: its own pool's sources, some of them read again (the studio
+    after a caption or crop box edit), in the same order.
+
+    What ``plan_project`` plans from the same files: the pool's structure and groups are computed again
+    from the new sources (a crop box changes an image's shape, so its class and the grouping may
+    change; a caption edit keeps them), while the header reads of the other images and the collage
+    (its settings depend on the subset's config only) are kept.
+    """
+    old = item.pool
+    if [s.path for s in sources] != [s.path for s in old.sources]:
+        raise ValueError("replan keeps the pool's images and their order; plan_project plans other images")
+    pool = dataclasses.replace(old, sources=list(sources))
+    frames = SubsetFrames(pool, item.collage, memo=item.frames.memo)
+    planned = PlannedSubset(item.dataset, item.subset, SubsetPlan(pool, item.plan.order), frames)
+    if all((a.key, a.size, a.crop) == (b.key, b.size, b.crop) for a, b in zip(old.sources, sources)):
+        # Captions only: the grouping never reads them (records are keys, sizes and repeats), so the
+        # structure and the groups stand; only the frames of the edited images get new captions.
+        for name in ("records", "shapes", "structure"):
+            if name in old.__dict__:
+                pool.__dict__[name] = old.__dict__[name]
+        frames._epoch_groups = item.frames._epoch_groups
+        if "static_groups" in item.__dict__:
+            planned.__dict__["static_groups"] = item.__dict__["static_groups"]
+    return planned
+
+
+def detached(planned: Sequence[PlannedSubset]) -> list[PlannedSubset]:
+    """The same plans with frame caches of their own (``SubsetFrames`` keeps per-epoch state): for a thread
+    that lists frames while another does (the studio's check); pools, collages and ``memo`` are shared."""
+    return [PlannedSubset(p.dataset, p.subset, p.plan, SubsetFrames(p.pool, p.collage, memo=p.frames.memo))
+            for p in planned]
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe spelling (the adapter's ``_safe``).
 
@@ -328,9 +337,8 @@ def frames_for(planned: Sequence[PlannedSubset], mode: str, epoch: int) -> Frame
                     singles[group[0]] += 1
                     continue
                 sources = item.frames.sources_of(group)
-                params = item.collage.make_params(sources, seed=item.pool.seed, epoch=variant,
-                                                  frame=item.pool.frame_for(group))
-                digest = frame_digest(params, sources, item.collage, item.collage.caption(params))
+                params = item.frames.make_params(sources, epoch=variant, frame=item.pool.frame_for(group))
+                digest = frame_digest(params, sources, item.collage, item.frames.caption(params))
                 out.jobs.append(FrameJob(item, f"collage_{digest}", group, params, out.failures, variant=variant))
         else:
             groups = item.frames.groups(epoch)

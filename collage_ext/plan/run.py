@@ -1,4 +1,10 @@
-"""Run-level decisions (mode, seed) and the one start-up log block."""
+"""One run resolution for the CLI and the trainer: mode, seed and cache folder.
+
+Both sides hand their training arguments over as a ``RunArgs`` (the CLI builds it from ``--config``
+and the options after ``--``; the adapter from the trainer's own namespace, see
+``sdscripts.startup.run_arguments``) and get the same ``RunSettings`` back from ``resolve_run``.
+Nothing here imports sd-scripts or torch.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageConfigError
@@ -19,12 +26,51 @@ logger = logging.getLogger(__name__)
 
 def static_cache_dir(configs: Sequence[CollageConfig], run: RunArgs) -> Path:
     """Where static frames (and so sd-scripts' npz caches) go: never a source folder."""
-    explicit = next((c.cache_dir for c in configs if c.cache_dir), None)
+    return _cache_dir(next((c.cache_dir for c in configs if c.cache_dir), None), run.get("output_dir"))
+
+
+def _cache_dir(explicit: str | None, output_dir: Any) -> Path:
     if explicit:
         return Path(explicit)
-    if run.get("output_dir"):
-        return Path(run.get("output_dir")) / "collage_cache"
+    if output_dir:
+        return Path(output_dir) / "collage_cache"
     return Path.home() / ".cache" / "collage_ext"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run decides once, the same for ``collage-ext`` and for training.
+
+    Attributes:
+        mode, mode_why: ``dynamic`` / ``static`` / ``off``, and why.
+        seed, seed_why: the collage seed, and where it came from.
+        output_dir: the trainer's ``--output_dir`` (the default cache folder lives under it).
+    """
+
+    mode: str
+    mode_why: str
+    seed: int
+    seed_why: str
+    output_dir: str | None = None
+
+    def cache_dir(self, config: CollageConfig) -> Path:
+        """The static-frame cache folder of a subset: ``collage_cache_dir``, else under ``--output_dir``."""
+        return _cache_dir(config.cache_dir, self.output_dir)
+
+
+def resolve_run(configs: Sequence[CollageConfig], run: RunArgs, kohya_config: dict[str, Any]) -> RunSettings:
+    """Mode, seed and cache folder of a run, from its subsets' settings and its training arguments.
+
+    Raises:
+        CollageConfigError: dynamic frames with sd-scripts' caches, mixed modes, or a static cache
+            folder inside an image folder.
+    """
+    mode, mode_why = resolve_mode(configs, run)
+    if mode == "static":
+        refuse_cache_in_image_folders(configs, run, kohya_config)
+    seed, seed_why = resolve_seed(run, kohya_config)
+    output_dir = run.get("output_dir")
+    return RunSettings(mode, mode_why, seed, seed_why, str(output_dir) if output_dir else None)
 
 
 def refuse_cache_in_image_folders(configs: Sequence[CollageConfig], run: RunArgs, kohya_config: dict[str, Any]) -> None:
@@ -78,60 +124,46 @@ def resolve_mode(configs: Sequence[CollageConfig], run: RunArgs) -> tuple[str, s
     return "dynamic", "collage_mode = 'auto' and the run caches neither latents nor text-encoder outputs"
 
 
+#: kohya dataset-config keys that hold a path (a folder or a file), at any level.
+PATH_KEYS = ("image_dir", "metadata_file", "conditioning_data_dir")
+
+
+def node_independent(value: Any) -> Any:
+    """The dataset config with every path reduced to its last component (folder or file name).
+
+    Each machine of a multi-node run (accelerate) may mount the dataset elsewhere, and the same
+    folder may be written relative on one and absolute on another; only the names are the same
+    everywhere. Pool keys use the folder name for the same reason (``plan.pool_key``).
+
+    Examples:
+        >>> node_independent({"datasets": [{"subsets": [{"image_dir": "/mnt/a/train/10_cat/"}]}]})
+        {'datasets': [{'subsets': [{'image_dir': '10_cat'}]}]}
+    """
+    if isinstance(value, dict):
+        return {k: (_path_name(v) if k in PATH_KEYS and isinstance(v, (str, os.PathLike)) else node_independent(v))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [node_independent(v) for v in value]
+    return value
+
+
+def _path_name(path: str | os.PathLike[str]) -> str:
+    text = os.fspath(path).replace("\\", "/").rstrip("/")
+    return text.rsplit("/", 1)[-1] or text
+
+
+def derived_seed(kohya_config: dict[str, Any]) -> int:
+    """A seed from what every node of a run sees alike: the dataset config with paths reduced to names."""
+    text = json.dumps(node_independent(kohya_config), sort_keys=True, default=str)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
 def resolve_seed(run: RunArgs, kohya_config: dict[str, Any]) -> tuple[int, str]:
     """The collage seed: ``--seed`` when the user set it, else one derived from the dataset config.
 
     train_network.py draws a random ``--seed`` per process when none is given, which would give
-    every GPU a different plan; a seed derived from the config is the same on every rank.
+    every GPU a different plan; the derived seed is the same on every rank and every node.
     """
     if "seed" in run.explicit and run.get("seed") is not None:
         return int(run.get("seed")), "from --seed"
-    digest = hashlib.sha256(json.dumps(kohya_config, sort_keys=True, default=str).encode()).hexdigest()
-    return int(digest[:8], 16), "derived from the dataset config (pass --seed to choose one)"
-
-
-def default_rate_note(user_config: Any, defaults: Any = None) -> str | None:
-    """The one start-up line saying collage is on by default, when no level sets ``collage_rate``."""
-    def sets_rate(value: Any) -> bool:
-        if isinstance(value, dict):
-            return "collage_rate" in value or any(sets_rate(v) for v in value.values())
-        if isinstance(value, list):
-            return any(sets_rate(v) for v in value)
-        return False
-
-    if sets_rate(user_config) or sets_rate(defaults or {}):
-        return None
-    return ("collage is on by default: collage_rate = 1.0 for every training subset (regularisation subsets stay "
-            "single); set collage_rate = 0 for plain sd-scripts behaviour")
-
-
-def _stats_text(stats: dict[str, Any]) -> str:
-    if not stats.get("collage_frames"):
-        return "no collage frames"
-    return (f"mean fill {stats['mean_fill']:.2f} (min {stats['min_fill']:.2f}), {stats['span_share']:.0%} of sources "
-            f"span >= {stats['min_span']:g} of the frame, {stats['images_per_frame']:.2f} images/frame"
-            + (" (sampled)" if stats.get("sampled") else ""))
-
-
-def log_summary(datasets: Sequence[Any], mode: str, why: str, seed: int, seed_why: str,
-                configs: Sequence[CollageConfig], run: RunArgs, default_note: str | None = None) -> None:
-    """One INFO block: images per subset, frames per epoch, layouts, mode and why, seed, cache dir."""
-    lines = [f"collage_ext: mode {mode} ({why}); seed {seed} ({seed_why})"]
-    if default_note:
-        lines.append(f"  {default_note}")
-    for d, dataset in enumerate(datasets):
-        for entry in getattr(dataset, "_collage_info", []):
-            settings = entry["settings"]
-            lines.append(
-                f"  [dataset {d} subset {entry['subset']}] {entry['image_dir']}: {entry['images']} images -> "
-                f"{entry['frames_per_epoch']} samples/epoch ({entry['collage_frames']} collage frames, "
-                f"{entry['single_samples']} single), rate {settings['collage_rate']}, "
-                f"{settings['collage_min_images']}-{settings['collage_max_images']} images/frame, "
-                f"layouts {','.join(settings['collage_layouts'])}, fit {settings['collage_fit_mode']}")
-            for note in entry.get("frames", []):
-                lines.append(f"    {note}")
-            if entry.get("stats"):
-                lines.append(f"    epoch 1: {_stats_text(entry['stats'])}")
-    if mode == "static":
-        lines.append(f"  static frames and their caches: {static_cache_dir(configs, run)}")
-    logger.info("\n".join(lines))
+    return derived_seed(kohya_config), "derived from the dataset config (pass --seed to choose one)"

@@ -3,7 +3,7 @@
 ``collage-ext preview`` promises the frames that training sees, byte for byte. That holds only if
 both sides turn a subset into a ``Pool`` identically: the same sources in the same order, the same
 stable keys, repeats, frame size, pool key and seed. This module is that single definition; the
-adapter (``sdscripts/dataset.py``) and the CLI (``datasets.py``, ``preview.py``, ``export.py``)
+adapter (``sdscripts/dataset.py``) and the CLI (``kohya/datasets.py``, ``preview.py``, ``export.py``)
 both call ``plan_subset``.
 """
 
@@ -13,31 +13,17 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from collage_ext.geometry.buckets import Buckets
-from collage_ext.plan.collage import Source, load_source
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageInputError
-from collage_ext.plan.pool import Pool
 from collage_ext.core.rng import sample_key
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.kohya.specs import SubsetImage, subset_root  # noqa: F401  (re-exported for the adapter)
+from collage_ext.plan.collage import Source, load_source
+from collage_ext.plan.pool import Pool
 
 #: Wraps an iterable in a progress bar (``tqdm``) or returns it unchanged.
 Progress = Callable[[Iterable[int]], Iterable[int]]
-
-
-@dataclass(frozen=True, slots=True)
-class SubsetImage:
-    """One image of a subset as the trainer registered it.
-
-    Attributes:
-        path: the path exactly as sd-scripts spells it (``ImageInfo.absolute_path``).
-        caption: the raw caption sd-scripts read (caption file, else ``class_tokens``, else "").
-        num_repeats: repeats per epoch (for regularisation images, after sd-scripts' balancing).
-    """
-
-    path: str
-    caption: str
-    num_repeats: int
 
 
 @dataclass(frozen=True)
@@ -52,16 +38,6 @@ class SubsetPlan:
 
     pool: Pool
     order: tuple[int, ...]
-
-
-def subset_root(image_dir: str | None, metadata_file: str | None) -> str:
-    """The folder sample keys are relative to: ``image_dir``, else the metadata file's folder.
-
-    Examples:
-        >>> subset_root("train/10_cat", None), subset_root(None, "meta/cat.json")
-        ('train/10_cat', 'meta')
-    """
-    return image_dir or os.path.dirname(metadata_file or ".")
 
 
 def pool_key(dataset_index: int, subset_index: int, root: str) -> str:

@@ -1,8 +1,9 @@
 """Caption settings for one subset: sd-scripts' grammar and the trainer's real tokenizer.
 
-Phrase repetition needs real token positions. The trainer already holds its tokenizer: on main
-through ``strategy_base.TokenizeStrategy.get_strategy()`` (set before the dataset is built), on
-v0.9.1 as the ``tokenizer`` argument of the dataset class. Without one, a clearly-labelled
+Phrase repetition needs real token positions. The trainer already holds its tokenizer: on main in
+the tokenize strategy it set before building the dataset (``seams.tokenize_strategy``), on v0.9.1
+as the ``tokenizer`` argument of the dataset class; a script that sets its strategy later
+(``flux_train.py``) gets the tokenizer its family's row names. Without one, a clearly-labelled
 estimate is used and the log says so.
 """
 
@@ -11,28 +12,37 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from collage_ext.captions import TokenBudget, TokenCounter, clip_budget, t5_budget
+from collage_ext.captions import TokenBudget, TokenCounter
 from collage_ext.captions.subset import check_caption_combination, grammar_of
 from collage_ext.plan.collage import Collage
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.types import Size
 from collage_ext.kohya.runargs import RunArgs
+from collage_ext.sdscripts import seams
+from collage_ext.sdscripts.trainers import run_family
 
 logger = logging.getLogger(__name__)
 
 
 def token_tools(run: RunArgs, tokenizer: Any) -> tuple[TokenBudget, TokenCounter | None]:
-    """The token budget of the run's text encoder and a counter built from its real tokenizer."""
-    strategy = _tokenize_strategy()
-    if strategy is not None and hasattr(strategy, "t5xxl"):  # Flux / Chroma: T5 reads up to t5xxl_max_length
-        return t5_budget(int(getattr(strategy, "t5xxl_max_length", 512) or 512)), _counter(strategy.t5xxl)
-    budget = clip_budget(run.get("max_token_length"))
-    if strategy is not None and hasattr(strategy, "tokenizer1"):
-        return budget, _counter(strategy.tokenizer1)
-    if strategy is not None and hasattr(strategy, "tokenizer"):
-        return budget, _counter(strategy.tokenizer)
-    first = tokenizer[0] if isinstance(tokenizer, (list, tuple)) and tokenizer else tokenizer
-    return budget, _counter(first) if first is not None else None
+    """The token budget of the run's text encoder and a counter built from its real tokenizer.
+
+    The family comes from the family table (``trainers.run_family``), the same rows the CLI reads;
+    a T5 length comes from the strategy itself (what it pads and truncates to), a CLIP length from
+    ``--max_token_length`` (what the strategy was built from).
+    """
+    strategy = seams.tokenize_strategy()
+    family, why = run_family(run.values, strategy)
+    real, length = seams.strategy_tokens(strategy)
+    budget = family.budget(length) if length is not None else family.budget_for(run.values)
+    logger.debug(f"collage_ext: captions sized for {budget.max_tokens} tokens ({family.title}: {why})")
+    if real is None:  # v0.9.1: the dataset class is handed the tokenizers
+        real = tokenizer[0] if isinstance(tokenizer, (list, tuple)) and tokenizer else tokenizer
+    if real is None and family.tokenizer is not None:
+        # the script sets its strategy only after building the dataset (flux_train.py): load the tokenizer
+        # it will load, from --tokenizer_cache_dir or the Hugging Face cache
+        real = family.tokenizer.load(run.get("tokenizer_cache_dir"), download=True)
+    return budget, _counter(real) if real is not None else None
 
 
 def caption_setup(config: CollageConfig, frame: Size, subset: Any, run: RunArgs, tokenizer: Any) -> Collage:
@@ -42,14 +52,6 @@ def caption_setup(config: CollageConfig, frame: Size, subset: Any, run: RunArgs,
     if config.repeat_phrases and counter is None:
         logger.warning("collage_ext: no trainer tokenizer found; phrase positions use a token ESTIMATE")
     return Collage(config, frame, grammar=grammar_of(subset), budget=budget, counter=counter)
-
-
-def _tokenize_strategy() -> Any:
-    try:
-        from library import strategy_base  # type: ignore[import-not-found]
-    except ImportError:  # v0.9.1 has no strategies
-        return None
-    return strategy_base.TokenizeStrategy.get_strategy()
 
 
 class _Counter:

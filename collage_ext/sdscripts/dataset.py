@@ -1,9 +1,11 @@
 """``collage_ext.CollageDataset``: collage training inside real sd-scripts runs.
 
 sd-scripts constructs ``--dataset_class`` objects positionally and without ``args``; this class
-recovers the run's arguments, builds the datasets through sd-scripts' own ``config_util`` (so every
-kohya key is validated by kohya's sanitizer and means what it always meant), and returns a genuine
-``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses.
+recovers the run's arguments (``startup.run_arguments``), resolves the run once (``run.resolve_run``,
+as the CLI does), builds the datasets through sd-scripts' own ``config_util`` (so every kohya key is
+validated by kohya's sanitizer and means what it always meant), and returns a genuine
+``DatasetGroup`` of ``DreamBoothDataset`` / ``FineTuningDataset`` subclasses. Every sd-scripts name
+it relies on goes through ``seams`` (hooks via ``seams.DatasetHooks``).
 
 How frames reach the trainer:
 - **dynamic** mode registers one virtual image per collage slot; ``load_image_with_face_info``
@@ -16,10 +18,8 @@ How frames reach the trainer:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import weakref
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from collage_ext.plan.collage import Source
 from collage_ext.plan.singles import cropped_pixels, cropped_single_path
 from collage_ext.core.types import Size
 from collage_ext.sdscripts.captioning import caption_setup
-from collage_ext.kohya.caption_files import check_caption_files, check_crop_extensions
+from collage_ext.kohya.caption_files import check_crop_extensions
 from collage_ext.plan.frames import (
     SlotCaption,
     SubsetFrames,
@@ -48,21 +48,17 @@ from collage_ext.plan.frames import (
     uses_alpha,
     with_alpha,
 )
-from collage_ext.kohya.runargs import RunArgs, find_run_args
+from collage_ext.kohya.runargs import RunArgs
 from collage_ext.sdscripts.te_dropout import encode_empty_caption, substitute, take_over_dropout
-from collage_ext.plan.run import (default_rate_note, log_summary, refuse_cache_in_image_folders, resolve_mode, resolve_seed,
-                   static_cache_dir)
+from collage_ext.kohya.args import DatasetLocation, dataset_source
+from collage_ext.plan.run import resolve_run, static_cache_dir
 from collage_ext.sdscripts import seams
-from collage_ext.sdscripts.trainers import refuse_unsupported
+from collage_ext.sdscripts.startup import check_caption_files, default_rate_note, log_summary, run_arguments
+from collage_ext.sdscripts.trainers import SUPPORTED, refuse_unsupported
 
 # Before anything else touches sd-scripts: every name used below exists, or training stops here
 # (sd-scripts imports this module while it builds the dataset, before any model loads).
-_SEAMS = seams.require()
-DatasetGroup = _SEAMS["DatasetGroup"]
-DreamBoothDataset = _SEAMS["DreamBoothDataset"]
-FineTuningDataset = _SEAMS["FineTuningDataset"]
-ImageInfo = _SEAMS["ImageInfo"]
-from library import config_util  # type: ignore[import-not-found]  # noqa: E402
+_SD = seams.require()
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +83,13 @@ class _BuildContext:
         return index, self.configs[index] if index < len(self.configs) else ()
 
 
-class _CollageMixin:
+class _CollageMixin(seams.DatasetHooks):
     """Adds collage frames to an sd-scripts dataset after it registered its source images."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        given = _constructor_arguments(type(self), args, kwargs)
+        given = seams.constructor_arguments(_SD, type(self), args, kwargs)
         subsets = list(given.get("subsets") or [])
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         ctx = _PENDING[-1]
         index, configs = ctx.take(given.get("is_training_dataset", True))
         by_subset = {id(s): c for s, c in zip(subsets, configs)}
@@ -112,20 +108,20 @@ class _CollageMixin:
             config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
             if config.enabled:
                 self._setup_subset(s_index, subset, config, ctx)
-        self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, _strategy_era())
+        self._te_dropout = take_over_dropout(self.subsets, ctx.run.caches_text_encoder, seams.strategy_era(_SD))
         self._te_cache_dir = static_cache_dir(list(configs) or [CollageConfig(rate=0.0)], ctx.run)
         self._empty_te: list[Any] | None = None
 
     # -- planning ----------------------------------------------------------------------------
     def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: _BuildContext) -> None:
-        keys = [k for k, s in self.image_to_subset.items() if s is subset and k in self.image_data]
+        keys = self._subset_keys(subset)
         root = subset_root(subset.image_dir, getattr(subset, "metadata_file", None))
-        images = [SubsetImage(self.image_data[k].absolute_path, self.image_data[k].caption or "",
-                              self.image_data[k].num_repeats) for k in keys]
+        images = [SubsetImage(seams.path_of(self._images[k]), self._images[k].caption or "",
+                              self._images[k].num_repeats) for k in keys]
 
         def skipped(index: int, exc: CollageInputError) -> None:  # collage_on_error = "skip"
             self._failures.record(images[index].path, exc)
-            del self.image_data[keys[index]]
+            del self._images[keys[index]]
 
         buckets = self._bucket_settings()
         # The same function the CLI uses, so `collage-ext preview` shows exactly these frames.
@@ -150,17 +146,17 @@ class _CollageMixin:
             added = self._register_dynamic(frames, subset, pool_key, ctx)
         for key, count, source in zip(keys, singles, sources):
             if count:
-                info = self.image_data[key]
+                info = self._images[key]
                 info.num_repeats = count
                 if source.crop is not None and not self._crop_single(key, source, config, collage.alpha_mask, ctx):
                     continue
                 if config.on_error == "skip":  # a replacement image must bring its own caption
-                    info.caption = SlotCaption(info.caption or "", info.absolute_path)
+                    info.caption = SlotCaption(info.caption or "", seams.path_of(info))
             else:
-                del self.image_data[key]
+                del self._images[key]
         if config.on_error == "skip" and ctx.mode == "static":
             self._verify_singles(keys, singles)  # sd-scripts' own caching would crash on them
-            left = added + sum(1 for key in keys if key in self.image_data)
+            left = added + sum(1 for key in keys if key in self._images)
             self._refuse_emptied(subset, s_index, root, images, left)
         self._pool_of_subset[id(subset)] = frames
         self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(sources),
@@ -179,8 +175,8 @@ class _CollageMixin:
         ``_load_single``; static mode writes the cropped image into the cache folder, because
         sd-scripts' latent caching reads the file itself.
         """
-        info = self.image_data[key]
-        info.image_size = (source.effective_size.width, source.effective_size.height)
+        info = self._images[key]
+        seams.set_size(info, (source.effective_size.width, source.effective_size.height))
         if ctx.mode != "static":
             return True
         path = cropped_single_path(source, config, _cache_dir(config, ctx.run), alpha)
@@ -190,10 +186,10 @@ class _CollageMixin:
             if config.on_error == "raise":
                 raise
             self._failures.record(source.path, exc)
-            del self.image_data[key]
+            del self._images[key]
             return False
         self._cropped[str(path)] = (source, config, alpha)
-        info.absolute_path = str(path)
+        seams.set_path(info, str(path))
         return True
 
     def _refuse_emptied(self, subset: Any, s_index: int, root: str, images: list[SubsetImage], left: int) -> None:
@@ -212,20 +208,17 @@ class _CollageMixin:
 
     def _bucket_settings(self) -> Buckets:
         """This dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
-        params = {"enable_bucket": self.enable_bucket, "min_bucket_reso": self.min_bucket_reso,
-                  "max_bucket_reso": self.max_bucket_reso, "bucket_reso_steps": self.bucket_reso_steps,
-                  "bucket_no_upscale": self.bucket_no_upscale}
-        return Buckets.from_params(Size(self.width, self.height), params)
+        return Buckets.from_params(Size(self.width, self.height), seams.bucket_params(self))
 
     def _verify_singles(self, keys: list[str], singles: list[int]) -> None:
         for key, count in zip(keys, singles):
-            if count and key in self.image_data:
-                path = self.image_data[key].absolute_path
+            if count and key in self._images:
+                path = seams.path_of(self._images[key])
                 try:  # a tiny draft-mode decode still reads every byte of the file
                     load_fitted(path, Size(64, 64))
                 except CollageInputError as exc:
                     self._failures.record(path, exc)
-                    del self.image_data[key]
+                    del self._images[key]
 
     def _register_dynamic(self, frames: SubsetFrames, subset: Any, pool_key: str, ctx: _BuildContext) -> int:
         slot_dir = _cache_dir(frames.pool.config, ctx.run) / "dynamic"
@@ -233,7 +226,7 @@ class _CollageMixin:
             path = str(slot_dir / f"{_safe(pool_key)}_slot{slot:05d}.png")  # virtual: never written
             info = self._new_info(path, SlotCaption("", path), subset, frames.pool.slot_frame(slot))
             self._frames[path] = (frames, slot)
-            self.register_image(info, subset)
+            self._register(info, subset)
         return frames.slot_count
 
     def _register_static(self, frames: SubsetFrames, subset: Any, singles: list[int], ctx: _BuildContext) -> int:
@@ -251,33 +244,29 @@ class _CollageMixin:
         for (group, variant), (path, caption, new) in zip(collages, rendering):
             count += 1
             if str(path) in self._static:  # the same frame twice in a variant: one image, two repeats
-                self.image_data[str(path)].num_repeats += 1
+                self._images[str(path)].num_repeats += 1
                 continue
             self._static[str(path)] = (frames, group, variant)
             rendered += new
-            self.register_image(self._new_info(str(path), caption, subset, frames.pool.frame_for(group)), subset)
+            self._register(self._new_info(str(path), caption, subset, frames.pool.frame_for(group)), subset)
         logger.info(f"collage_ext: {count} static frames in {cache} ({rendered} rendered, {count - rendered} reused)")
         return count
 
     def _new_info(self, path: str, caption: str, subset: Any, frame: Size) -> Any:
-        info = ImageInfo(path, 1, caption, getattr(subset, "is_reg", False), path)  # FineTuningSubset has none
-        info.image_size = (frame.width, frame.height)
-        if hasattr(self, "resize_interpolation"):
-            info.resize_interpolation = subset.resize_interpolation or self.resize_interpolation
-        return info
+        return seams.new_image_info(_SD, self, path, caption, subset, (frame.width, frame.height))
 
-    # -- sd-scripts hooks --------------------------------------------------------------------
-    def load_image_with_face_info(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
+    # -- sd-scripts hooks (seams.DatasetHooks calls these) ----------------------------------------
+    def _load_image(self, subset: Any, image_path: str, alpha_mask: bool = False) -> Any:
         """Compose the slot's frame for the current epoch; other images load as sd-scripts does."""
         entry = self._frames.get(image_path)
         if entry is None:
             return self._load_single(subset, image_path, alpha_mask)
         frames, slot = entry
-        params = frames.params(slot, self.current_epoch)
-        sources = frames.sources_of(frames.groups(self.current_epoch)[slot])
+        params = frames.params(slot, self._epoch)
+        sources = frames.sources_of(frames.groups(self._epoch)[slot])
         rendered, used = compose(frames.collage, sources, params, self._failures, with_mask=alpha_mask,
                                  spares=frames.pool.sources)
-        frames.remember(slot, self.current_epoch, used)  # the caption follows a rebuilt frame
+        frames.remember(slot, self._epoch, used)  # the caption follows a rebuilt frame
         if not alpha_mask:
             return rendered.image, 0, 0, 0, 0
         return with_alpha(rendered, frames.pool.config), 0, 0, 0, 0
@@ -306,7 +295,7 @@ class _CollageMixin:
                                      lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem))
         frames = self._pool_of_subset.get(id(subset))
         if frames is None:
-            return super().load_image_with_face_info(subset, image_path, alpha_mask)  # type: ignore[misc]
+            return self._sd_load_image(subset, image_path, alpha_mask)
         planned = self._planned_sizes().get(image_path)
         if frames.pool.config.on_error == "raise":
             try:
@@ -341,7 +330,7 @@ class _CollageMixin:
     def _load_cached(self, subset: Any, path: str, alpha_mask: bool, rebuild: Any) -> Any:
         """sd-scripts' loading of a file collage_ext wrote, checked by content; a bad file is written again."""
         try:
-            loaded = super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+            loaded = self._sd_load_image(subset, path, alpha_mask)
             problem = cached_png_problem(path, loaded[0])
         except FileNotFoundError:
             problem = "was deleted from the cache"
@@ -350,60 +339,58 @@ class _CollageMixin:
         if problem is None:
             return loaded
         rebuild(problem)
-        return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+        return self._sd_load_image(subset, path, alpha_mask)
 
     def _load_source(self, subset: Any, frames: SubsetFrames, path: str, alpha_mask: bool) -> Any:
         """A pool source as a single sample: sd-scripts' loader, or its crop box when it has one."""
         index = _index_of(frames).get(path)
         source = frames.pool.sources[index] if index is not None else None
         if source is None or source.crop is None:
-            return super().load_image_with_face_info(subset, path, alpha_mask)  # type: ignore[misc]
+            return self._sd_load_image(subset, path, alpha_mask)
         return cropped_pixels(source, frames.pool.config, alpha=alpha_mask), 0, 0, 0, 0
 
     def _planned_sizes(self) -> dict[str, tuple[int, int]]:
         """``absolute_path -> image_size`` as sd-scripts bucketed it (built once per process, after bucketing)."""
         sizes = getattr(self, "_sizes_cache", None)
         if sizes is None:
-            sizes = {i.absolute_path: tuple(i.image_size) for i in self.image_data.values() if i.image_size}
+            sizes = {seams.path_of(i): size for i in self._images.values() if (size := seams.size_of(i))}
             self._sizes_cache = sizes
         return sizes
 
-    def process_caption(self, subset: Any, caption: str) -> str:
-        """Merge a slot's cell captions for the current epoch, then let sd-scripts process it as usual."""
+    def _caption(self, subset: Any, caption: str) -> str:
+        """Merge a slot's cell captions for the current epoch (sd-scripts then processes it as usual)."""
         if isinstance(caption, SlotCaption) and caption.slot in self._frames:
             frames, slot = self._frames[caption.slot]
-            caption = frames.collage.caption(frames.params(slot, self.current_epoch))
+            caption = frames.collage.caption(frames.params(slot, self._epoch))
         elif isinstance(caption, SlotCaption) and caption.slot in self._replaced:
             frames = self._pool_of_subset[id(subset)]
             replacement = self._replaced[caption.slot]
             caption = frames.pool.sources[_index_of(frames)[replacement]].caption
-        return super().process_caption(subset, caption)  # type: ignore[misc]
+        return caption
 
-    def is_latent_cacheable(self) -> bool:
+    def _cacheable(self) -> bool:
         """Dynamic collage frames change every epoch, so they cannot be cached."""
-        return not self._frames and super().is_latent_cacheable()  # type: ignore[misc]
+        return not self._frames
 
-    def make_buckets(self) -> None:
-        """sd-scripts' bucketing, plus the collage settings in ``bucket_info`` (it lands in LoRA metadata)."""
-        super().make_buckets()  # type: ignore[misc]
-        if self._collage_info:
-            info = self.bucket_info if isinstance(getattr(self, "bucket_info", None), dict) else {}
-            info["collage_ext"] = {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
-                                   "subsets": self._collage_info}
-            self.bucket_info = info
+    def _bucket_metadata(self) -> dict[str, Any] | None:
+        """The collage settings for sd-scripts' ``bucket_info`` (it lands in LoRA metadata)."""
+        if not self._collage_info:
+            return None
+        return {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
+                "subsets": self._collage_info}
 
-    def new_cache_text_encoder_outputs(self, models: list[Any], accelerator: Any) -> None:
-        """sd-scripts' caching, plus the empty-caption encoding that dropped samples get."""
-        super().new_cache_text_encoder_outputs(models, accelerator)  # type: ignore[misc]
+    def _after_text_encoder_cache(self, models: list[Any]) -> None:
+        """The empty-caption encoding that dropped samples get, once sd-scripts cached the outputs."""
         if self._te_dropout:
             self._empty_te = encode_empty_caption(models, self._te_cache_dir)
             logger.info(f"collage_ext: caption dropout up to {self._te_dropout:g} on cached text-encoder outputs "
                         "(empty-caption encoding cached)")
 
-    def __getitem__(self, index: int) -> Any:
+    def _before_item(self) -> None:
         self._sync_epoch()
-        example = super().__getitem__(index)  # type: ignore[misc]
-        if self._te_dropout and isinstance(example, dict) and example.get("text_encoder_outputs_list") is not None:
+
+    def _after_item(self, example: Any, index: int) -> Any:
+        if self._te_dropout and isinstance(example, dict) and seams.cached_text_outputs(example) is not None:
             if self._empty_te is None:
                 msg = ("internal: caption dropout with cached text-encoder outputs, but the empty-caption encoding "
                        "was never cached (new_cache_text_encoder_outputs was not called)")
@@ -416,19 +403,19 @@ class _CollageMixin:
         # would use last epoch's order and frames; reading the trainer's shared epoch value first
         # keeps every batch of an epoch on one plan (exact coverage, no duplicates).
         value = self._epoch_value
-        if value is not None and value.value > self.current_epoch:
-            self.set_current_epoch(value.value)  # type: ignore[attr-defined]
+        if value is not None and value.value > self._epoch:
+            self._set_epoch(value.value)
 
 
-class CollageDreamBoothDataset(_CollageMixin, DreamBoothDataset):  # type: ignore[misc]
+class CollageDreamBoothDataset(_CollageMixin, _SD.dreambooth):  # type: ignore[misc,name-defined]
     """sd-scripts' DreamBooth dataset (folders of images + caption files) with collage frames."""
 
 
-class CollageFineTuningDataset(_CollageMixin, FineTuningDataset):  # type: ignore[misc]
+class CollageFineTuningDataset(_CollageMixin, _SD.finetuning):  # type: ignore[misc,name-defined]
     """sd-scripts' fine-tuning dataset (``--in_json`` / ``metadata_file``) with collage frames."""
 
 
-class CollageDataset(DatasetGroup):  # type: ignore[misc]
+class CollageDataset(_SD.group):  # type: ignore[misc,name-defined]
     """The ``--dataset_class`` entry point: a genuine sd-scripts ``DatasetGroup`` with collage frames.
 
     sd-scripts calls ``CollageDataset(tokenizer, max_token_length, resolution, debug_dataset)``;
@@ -437,21 +424,18 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
 
     def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
                  debug_dataset: bool = False) -> None:
-        refuse_unsupported(strategy=_current_tokenize_strategy())
-        run = find_run_args()
-        logger.info(f"collage_ext: run arguments from {run.found}")
+        run = run_arguments()
+        family, family_why = refuse_unsupported(strategy=seams.tokenize_strategy(), values=run.values)
+        logger.info(f"collage_ext: run arguments from {run.found}; model family {family.name} ({family_why})")
         user_config, where = _user_config(run)
         tree = split_dataset_config(user_config, defaults=run.collage_defaults, defaults_where=where)
         all_configs = [c for row in tree.subsets for c in row]
-        mode, why = resolve_mode(all_configs, run)
-        if mode == "static":
-            refuse_cache_in_image_folders(all_configs, run, tree.kohya)
-        seed, seed_why = resolve_seed(run, tree.kohya)
+        settings = resolve_run(all_configs, run, tree.kohya)
         check_caption_files(tree.kohya, run)
         check_crop_extensions(tree.kohya, tree.subsets, run)
-        ctx = _BuildContext(run, tree.subsets, seed, mode, tokenizer)
+        ctx = _BuildContext(run, tree.subsets, settings.seed, settings.mode, tokenizer)
         datasets, validation = _generate(tree.kohya, run, ctx)
-        if not sum(getattr(d, "num_train_images", 0) + getattr(d, "num_reg_images", 0) for d in datasets):
+        if not sum(seams.sample_count(d) for d in datasets):
             raise CollageConfigError(_no_samples_message(tree.kohya))
         super().__init__(datasets)
         if "seed" not in run.explicit:
@@ -459,13 +443,12 @@ class CollageDataset(DatasetGroup):  # type: ignore[misc]
             # derives its batch-order seed from it: ranks would order batches differently and show some
             # frames twice, others never. The config-derived seed is the same on every rank.
             for dataset in self.datasets:
-                dataset.set_seed(seed)
+                dataset.set_seed(settings.seed)
         #: sd-scripts' validation group (single images, no collages) for trainers patched with
         #: patches/0001-dataset-class-validation-split.patch; unpatched trainers ignore it.
         self.validation_dataset_group = validation
         _LIVE.add(self)
-        log_summary(self.datasets, mode, why, seed, seed_why, all_configs, run,
-                    default_rate_note(user_config, run.collage_defaults))
+        log_summary(self.datasets, settings, all_configs, default_rate_note(user_config, run.collage_defaults))
 
 
 def _no_samples_message(kohya_config: dict[str, Any]) -> str:
@@ -481,80 +464,28 @@ def _no_samples_message(kohya_config: dict[str, Any]) -> str:
 
 
 def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: _BuildContext) -> tuple[list[Any], Any]:
+    """sd-scripts' own datasets for the config, built as the collage subclasses (``seams.build_datasets``)."""
     args = run.namespace
     if args is None:
-        msg = ("collage_ext could not find the trainer's arguments on the call stack; start training with "
-               "sd-scripts' own scripts (train_network.py, sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
+        msg = ("collage_ext could not find the trainer's arguments (sd-scripts' load_arbitrary_dataset did not "
+               "build the dataset); start training with sd-scripts' own scripts (train_network.py, "
+               "sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
         raise CollageConfigError(msg)
-    sanitizer = config_util.ConfigSanitizer(True, True, getattr(args, "masked_loss", False), True)
-    extra = {"tokenizer": ctx.tokenizer} if _wants_tokenizer() else {}
-    blueprint = config_util.BlueprintGenerator(sanitizer).generate(kohya_config, args, **extra)
-    with _collage_classes(ctx):
-        result = config_util.generate_dataset_group_by_blueprint(blueprint.dataset_group)
-    group, validation = result if isinstance(result, tuple) else (result, None)
-    return list(group.datasets), validation
-
-
-@contextmanager
-def _collage_classes(ctx: _BuildContext) -> Any:
-    """Let sd-scripts' own ``generate_dataset_group_by_blueprint`` build our subclasses.
-
-    That function names ``DreamBoothDataset`` / ``FineTuningDataset`` directly; swapping the names
-    in ``config_util`` for the duration reuses its logging, validation split, bucketing and seeding
-    instead of copying them (and their differences between v0.9.1 and main).
-    """
-    saved = (config_util.DreamBoothDataset, config_util.FineTuningDataset)
-    config_util.DreamBoothDataset, config_util.FineTuningDataset = CollageDreamBoothDataset, CollageFineTuningDataset
-    _PENDING.append(ctx)
-    try:
-        yield
-    finally:
-        _PENDING.pop()
-        config_util.DreamBoothDataset, config_util.FineTuningDataset = saved
-
-
-def _constructor_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """sd-scripts' dataset constructor arguments by name, whether passed by keyword or by position.
-
-    Their positional order changes between releases (v0.11 inserted ``train_inpainting``), so the
-    adapter never relies on a position.
-    """
-    base = next(c for c in cls.__mro__ if c in (DreamBoothDataset, FineTuningDataset))
-    try:
-        return dict(inspect.signature(base.__init__).bind(None, *args, **kwargs).arguments)
-    except TypeError:  # let sd-scripts' own constructor report the bad call
-        return dict(kwargs)
-
-
-def _current_tokenize_strategy() -> Any:
-    """The tokenize strategy the script set before building the dataset (main), else None."""
-    if not _strategy_era():
-        return None
-    from library import strategy_base  # type: ignore[import-not-found]
-
-    return strategy_base.TokenizeStrategy.get_strategy()
-
-
-def _strategy_era() -> bool:
-    return hasattr(DatasetGroup, "new_cache_text_encoder_outputs")
-
-
-def _wants_tokenizer() -> bool:
-    # v0.9.1 datasets take the tokenizers as a runtime parameter; main's take none.
-    return "tokenizer" in inspect.signature(DreamBoothDataset.__init__).parameters
+    return seams.build_datasets(kohya_config, args, ctx.tokenizer, CollageDreamBoothDataset, CollageFineTuningDataset,
+                                seams.datasets_take_tokenizer(_SD), before=lambda: _PENDING.append(ctx),
+                                after=_PENDING.pop)
 
 
 def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:
     """The dataset config as sd-scripts would build it, and where global collage defaults came from."""
     where = f"--config_file {run.get('config_file')}" if run.get("config_file") else "the training arguments"
-    if run.get("dataset_config"):
-        return config_util.load_user_config(run.get("dataset_config")), where
-    if run.get("in_json") is None:
-        subsets = config_util.generate_dreambooth_subsets_config_by_subdirs(run.get("train_data_dir"),
-                                                                            run.get("reg_data_dir"))
-    else:
-        subsets = [{"image_dir": run.get("train_data_dir"), "metadata_file": run.get("in_json")}]
-    return {"datasets": [{"subsets": subsets}]}, where
+    # no source: sd-scripts' own reading of no folders (it then finds no sample; _no_samples_message)
+    source = dataset_source(run) or DatasetLocation("train_data_dir", None, reg_data_dir=run.get("reg_data_dir"))
+    if source.kind == "dataset_config":
+        return seams.load_user_config(str(source.path)), where
+    if source.kind == "in_json":
+        return {"datasets": [{"subsets": [{"image_dir": source.path, "metadata_file": source.metadata_file}]}]}, where
+    return {"datasets": [{"subsets": seams.subsets_by_subdirs(source.path, source.reg_data_dir)}]}, where
 
 
 def _index_of(frames: SubsetFrames) -> dict[str, int]:
@@ -598,23 +529,5 @@ def attach_epoch_value(epoch_value: Any) -> None:
                 dataset._epoch_value = epoch_value
 
 
-def _patch_collator() -> None:
-    """Wrap sd-scripts' ``collator_class`` so the shared epoch value reaches our datasets.
-
-    The trainer creates the collator (holding ``multiprocessing.Value`` epoch) after the dataset;
-    the wrapper hands that value to every live CollageDataset before DataLoader workers start.
-    """
-    cls = _SEAMS["collator_class"]
-    if getattr(cls, "_collage_ext_patched", False):
-        return
-    original = cls.__init__
-
-    def __init__(self: Any, epoch: Any, step: Any, dataset: Any) -> None:
-        original(self, epoch, step, dataset)
-        attach_epoch_value(epoch)
-
-    cls.__init__ = __init__
-    cls._collage_ext_patched = True
-
-
-_patch_collator()
+# The trainer builds sd-scripts' collator (holding the shared epoch value) after the dataset.
+seams.on_collator(attach_epoch_value)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from collage_ext.core.errors import CollageConfigError
 from collage_ext.core.rng import derive_rng
+from collage_ext.sdscripts import seams
 
 logger = logging.getLogger(__name__)
 
@@ -48,30 +48,8 @@ def take_over_dropout(subsets: list[Any], caches_text_encoder: bool, strategy_er
 
 def encode_empty_caption(models: list[Any], cache_dir: Path) -> list[np.ndarray]:
     """The cached-output form of ``""``, made by sd-scripts' own tokenize/encode/caching strategies."""
-    from library import strategy_base  # type: ignore[import-not-found]
-
-    tokenize = strategy_base.TokenizeStrategy.get_strategy()
-    encode = strategy_base.TextEncodingStrategy.get_strategy()
-    caching = strategy_base.TextEncoderOutputsCachingStrategy.get_strategy()
-    if tokenize is None or encode is None or caching is None:
-        msg = "internal: sd-scripts' text-encoder strategies are not set while caching text-encoder outputs"
-        raise RuntimeError(msg)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    stub = SimpleNamespace(caption="", text_encoder_outputs=None,
-                           text_encoder_outputs_npz=caching.get_outputs_npz_path(str(cache_dir / "empty_caption.png")))
-    caching.cache_batch_outputs(tokenize, models, encode, [stub])
-    outputs = stub.text_encoder_outputs
-    if outputs is None:  # cache_to_disk: the strategy wrote the npz instead
-        outputs = caching.load_outputs_npz(stub.text_encoder_outputs_npz)
-    return [np.asarray(o) for o in outputs]
-
-
-def batch_keys(dataset: Any, index: int) -> list[str]:
-    """The image keys sd-scripts put into batch ``index`` (mirrors ``BaseDataset.__getitem__``)."""
-    entry = dataset.buckets_indices[index]
-    bucket = dataset.bucket_manager.buckets[entry.bucket_index]
-    start = entry.batch_index * entry.bucket_batch_size
-    return list(bucket[start : start + entry.bucket_batch_size])
+    return [np.asarray(o) for o in seams.encode_text(models, "", cache_dir / "empty_caption.png")]
 
 
 def drop_decision(seed: int, epoch: int, index: int, position: int, key: str, rate: float) -> bool:
@@ -81,15 +59,15 @@ def drop_decision(seed: int, epoch: int, index: int, position: int, key: str, ra
 
 def substitute(example: dict[str, Any], dataset: Any, index: int, empty: list[np.ndarray], seed: int) -> int:
     """Replace the cached outputs of dropped samples by the empty encoding; returns how many were dropped."""
-    outputs = example.get("text_encoder_outputs_list")
+    outputs = seams.cached_text_outputs(example)
     if outputs is None:
         return 0
     import torch
 
     dropped = 0
-    for position, key in enumerate(batch_keys(dataset, index)):
-        rate = getattr(dataset.image_to_subset[key], RATE_ATTR, 0.0)
-        if not drop_decision(seed, dataset.current_epoch, index, position, key, rate):
+    for position, key in enumerate(seams.batch_keys(dataset, index)):
+        rate = getattr(seams.subset_of(dataset, key), RATE_ATTR, 0.0)
+        if not drop_decision(seed, seams.epoch_of(dataset), index, position, key, rate):
             continue
         for k, tensor in enumerate(outputs):
             value = torch.as_tensor(empty[k], dtype=tensor.dtype)

@@ -1,53 +1,67 @@
-"""Which sd-scripts training scripts collage_ext supports, and a clear refusal for the others.
+"""Which model family the running trainer trains, and a clear refusal for the ones collage_ext does not model.
 
 Every script that reaches ``--dataset_class`` builds ``CollageDataset``, but the adapter sizes merged
-captions for the run's text encoder (CLIP or T5 token budget, from the tokenize strategy the script
-set) and is tested through each supported script's own strategies (tests/sdscripts/test_scripts.py).
-The scripts below are not: their text encoders (Gemma2, Qwen3, Qwen2.5-VL + byT5) have budgets the
-adapter does not model, or, in the full fine-tune scripts, the tokenize strategy is only set after
-the dataset is built. Training with them would silently use a wrong caption budget, so they stop at
-start-up instead, before any model loads.
+captions for the run's text encoder, so it must know the family (``kohya.families``). It asks, in
+order: the tokenize strategy the script set before building the dataset (``seams``), the script's
+name (sd-scripts v0.9.1 has no strategies; ``flux_train.py`` sets its strategy only after the
+dataset), then the training arguments exactly as the CLI reads them. Families whose text encoders
+have budgets the adapter does not model, and scripts that cannot be sized, stop at start-up, before
+any model loads, instead of silently training with a wrong caption budget.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from collage_ext.core.errors import CollageConfigError
+from collage_ext.kohya import families
+from collage_ext.kohya.families import Family
+from collage_ext.sdscripts import seams
 
-#: Scripts tested with CollageDataset (README "Supported trainers" lists the same).
-SUPPORTED = ("train_network.py", "sdxl_train_network.py", "sdxl_train.py", "flux_train_network.py",
-             "sd3_train_network.py")
+#: Scripts tested with CollageDataset (README "Supported trainers" lists the same), from the family table.
+SUPPORTED: tuple[str, ...] = families.supported_scripts()
 
-#: script stem -> why it is refused
-REFUSED: dict[str, str] = {
-    "sd3_train": "the full SD3 fine-tune sets its tokenizers only after the dataset is built, so collage "
-                 "captions cannot be sized for T5; use sd3_train_network.py (LoRA)",
-    "lumina_train_network": "Lumina's Gemma2 text encoder has a caption budget collage_ext does not model",
-    "lumina_train": "Lumina's Gemma2 text encoder has a caption budget collage_ext does not model",
-    "anima_train_network": "Anima's Qwen3 text encoder has a caption budget collage_ext does not model",
-    "anima_train": "Anima's Qwen3 text encoder has a caption budget collage_ext does not model",
-    "hunyuan_image_train_network": "HunyuanImage's Qwen2.5-VL + byT5 text encoders have caption budgets "
-                                   "collage_ext does not model",
-}
-
-#: tokenize strategies of refused model families (caught even when the script was renamed)
-_REFUSED_STRATEGIES = {"LuminaTokenizeStrategy": "lumina_train_network", "AnimaTokenizeStrategy": "anima_train_network",
-                       "HunyuanImageTokenizeStrategy": "hunyuan_image_train_network"}
+#: script stem -> why it is refused, from the family table.
+REFUSED: dict[str, str] = families.refused_scripts()
 
 
-def refuse_unsupported(argv0: str | None = None, strategy: Any = None) -> None:
-    """Stop when the running script (or its tokenize strategy) belongs to an unsupported trainer.
+def _script(argv0: str | None) -> str:
+    return Path(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else "")).stem
+
+
+def run_family(values: Mapping[str, Any], strategy: Any = None, argv0: str | None = None) -> tuple[Family, str]:
+    """The family of the running trainer, and how it was recognised (for the log).
+
+    ``values`` are the training arguments; ``strategy`` the tokenize strategy the script has set (or
+    None); ``argv0`` the script (default ``sys.argv[0]``).
+    """
+    seam = seams.strategy_seam(strategy)
+    if seam is not None:
+        return families.refine(families.by_name(seam.family), values, f"tokenize strategy {seam.cls}")
+    script = _script(argv0)
+    family = families.by_script(script)
+    if family is not None:
+        return families.refine(family, values, f"script {script}.py")
+    return families.detect(values)
+
+
+def refuse_unsupported(argv0: str | None = None, strategy: Any = None,
+                       values: Mapping[str, Any] | None = None) -> tuple[Family, str]:
+    """Stop when the running script, its tokenize strategy or its arguments belong to an unsupported family.
+
+    Returns:
+        the family and how it was recognised, when it is supported.
 
     Raises:
-        CollageConfigError: names the script, why, and the supported scripts.
+        CollageConfigError: names the script (or family), why, and the supported scripts.
     """
-    script = Path(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else "")).stem
-    if script not in REFUSED and strategy is not None:
-        script = _REFUSED_STRATEGIES.get(type(strategy).__name__, script)
+    script = _script(argv0)
     if script in REFUSED:
-        msg = (f"collage_ext does not support {script}.py: {REFUSED[script]}. Remove --dataset_class "
-               f"collage_ext.CollageDataset for this run, or train with one of: {', '.join(SUPPORTED)}.")
-        raise CollageConfigError(msg)
+        raise CollageConfigError(families.refusal_message(script, REFUSED[script]))
+    family, why = run_family(values or {}, strategy, argv0)
+    if family.refused:
+        raise CollageConfigError(families.refusal_message(family.name, family.refused))
+    return family, why

@@ -1,6 +1,6 @@
 """``collage-ext studio``: curate a collage dataset by eye, in a local browser page.
 
-The studio reads the dataset exactly as training does (``datasets.load_project``, ``framesets``,
+The studio reads the dataset exactly as training does (``plan.project.load_project``, ``framesets``,
 ``check.run_check``), so its frames are ``preview``'s frames. It writes only what plain sd-scripts
 reads anyway (crop sidecars, caption files) or ignores (a ``_collage_studio`` sub-folder that
 ``glob_images`` never scans), atomically and with the previous version kept for undo.

@@ -78,8 +78,10 @@ class RefusedError(CollageError):
 
 def _under(real: Path, roots: Iterable[Path]) -> Path | None:
     """The root of ``roots`` that is ``real`` or one of its folders, or ``None``."""
+    text = os.path.normcase(str(real))  # a string prefix test: ``real.parents`` builds a Path per folder level
     for root in roots:
-        if real == root or root in real.parents:
+        top = os.path.normcase(str(root))
+        if text == top or text.startswith(top if top.endswith(os.sep) else top + os.sep):
             return root
     return None
 
@@ -111,7 +113,7 @@ class Folders:
         after every edit the studio asks about every image and sidecar of the dataset.
         """
         text = os.fspath(path)
-        if ".." in Path(text).parts or os.path.islink(text):
+        if ".." in text.replace(os.altsep or os.sep, os.sep).split(os.sep) or os.path.islink(text):
             return Path(os.path.realpath(text))
         folder, name = os.path.split(os.path.abspath(text))
         real = self._dirs.get(folder)

@@ -267,6 +267,32 @@ def test_seed_from_command_line(tmp_path: Path, toks: fakes.TinyTokenizers, monk
     assert group.datasets[0].bucket_info["collage_ext"]["seed"] == 42
 
 
+def test_ranks_with_different_roots(tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two nodes of one run mount the dataset elsewhere; without --seed both plan the same frames.
+
+    The derived seed reduces paths to their names (``run.derived_seed``); it used to hash the absolute
+    paths, so each node planned other frames (and trained others). Same epochs, same pixels, same captions.
+    """
+    monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py"])  # no --seed: the derived one
+    plans = []
+    for root in (tmp_path / "node_a" / "mnt", tmp_path / "b" / "deeper" / "place"):
+        root.mkdir(parents=True)
+        config = dataset_toml(root, write_dataset(root), general="collage_rate = 1.0")
+        with fakes.fresh_strategies():  # a second trainer in this process (each node has its own)
+            group, _, _ = load(root, toks, config)
+            seed = group.datasets[0].bucket_info["collage_ext"]["seed"]
+            frames = []
+            for epoch in (1, 2):
+                group.set_current_epoch(epoch)
+                for i in range(len(group)):
+                    example = group[i]
+                    frames += [(c, hashlib.sha256(example["images"][n].numpy().tobytes()).hexdigest())
+                               for n, c in enumerate(example["captions"])]
+        plans.append((seed, frames))
+    assert plans[0][1] and all(len(ID.findall(c)) >= 2 for c, _ in plans[0][1])
+    assert plans[0] == plans[1]
+
+
 def test_train_data_dir_with_config_file_defaults(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """--train_data_dir with N_name folders; collage keys from the training --config_file apply to all."""
     fakes.write_dreambooth_dir(tmp_path / "data", subdir="3_cat", sizes=SIZES[:6],

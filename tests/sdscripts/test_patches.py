@@ -22,7 +22,9 @@ SD_DIR = Path(os.environ["SD_SCRIPTS_DIR"]).resolve()
 MAIN = fakes.is_strategy_era()
 # Which checkouts each patch is made for (see patches/README.md).
 TARGETS = {"0001-dataset-class-validation-split.patch": {"main"},
-           "0002-debug-dataset-terminates.patch": {"main", "v0.9.1"}}
+           "0002-debug-dataset-terminates.patch": {"main", "v0.9.1"},
+           # written from the stored v0.11 sources; no v0.11 tree is reachable (see the patch's header)
+           "0002-debug-dataset-terminates-v0.11.patch": {"v0.11"}}
 VERSION = "main" if MAIN else "v0.9.1"
 
 
@@ -45,6 +47,21 @@ def test_patch_applies_to_named_versions(patch: str) -> None:
         assert result.returncode == 0, result.stderr
     else:
         pytest.skip(f"{patch} is made for {sorted(TARGETS[patch])}, not {VERSION}")
+
+
+def test_v011_form_is_the_same_change_in_library_dataset(tmp_path: Path) -> None:
+    """The v0.11 hunk fits this checkout's debug_dataset loop once it lives in library/dataset.py (as in v0.11).
+
+    The only check possible without a v0.11 tree: same context, same change, the moved file.
+    """
+    (tmp_path / "library").mkdir()
+    shutil.copy(SD_DIR / "library" / "train_util.py", tmp_path / "library" / "dataset.py")
+    patch = PATCHES / "0002-debug-dataset-terminates-v0.11.patch"
+    subprocess.run(["git", "apply", str(patch)], cwd=tmp_path, check=True, capture_output=True)
+    text = (tmp_path / "library" / "dataset.py").read_text(encoding="utf-8")
+    assert 'if k == 27 or os.name != "nt":' in text
+    unpatched = subprocess.run(["git", "apply", "--check", str(patch)], cwd=SD_DIR, capture_output=True, text=True)
+    assert unpatched.returncode != 0  # no library/dataset.py before v0.11: the patch does not fit silently
 
 
 def test_every_patch_is_listed() -> None:

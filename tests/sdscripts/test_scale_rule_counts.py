@@ -22,7 +22,7 @@ from test_content_frames import write_photos  # noqa: E402
 
 from collage_ext.geometry.buckets import Buckets  # noqa: E402
 from collage_ext.commands.check import run_check  # noqa: E402
-from collage_ext.kohya.datasets import load_project  # noqa: E402
+from collage_ext.plan.project import load_project  # noqa: E402
 from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
 from collage_ext.plan.framestats import frame_stats  # noqa: E402
 from collage_ext.geometry.shapes import area_tolerance  # noqa: E402

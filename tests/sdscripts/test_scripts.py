@@ -20,6 +20,8 @@ pytest.importorskip("library.train_util", reason="sd-scripts' library is not imp
 import fakes  # noqa: E402
 from test_collage_dataset import ID, dataset_toml, write_dataset  # noqa: E402
 
+from collage_ext.sdscripts.trainers import REFUSED  # noqa: E402  (the family table's refusals)
+
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
 
@@ -99,8 +101,7 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
     assert len(ID.findall(group[0]["captions"][0])) >= 2
 
 
-@pytest.mark.parametrize("refused", ["sd3_train", "lumina_train_network", "lumina_train", "anima_train_network",
-                                     "anima_train", "hunyuan_image_train_network"])
+@pytest.mark.parametrize("refused", sorted(REFUSED))
 def test_unsupported_trainers_refuse_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  toks: fakes.TinyTokenizers, refused: str) -> None:
     """Scripts whose caption budget collage_ext does not model stop when the dataset is built, with the reason."""

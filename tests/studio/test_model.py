@@ -10,7 +10,8 @@ import pytest
 
 from collage_ext.captions import CaptionGrammar, clip_budget, estimate_tokens, t5_budget
 from collage_ext.cli import main
-from collage_ext.kohya.datasets import glob_images, load_project
+from collage_ext.kohya.datasets import glob_images
+from collage_ext.plan.project import load_project
 from collage_ext.plan.framesets import frames_for, plan_project, text_encoder_for
 from collage_ext.studio import files as studio_files
 from collage_ext.studio.files import Folders, History, RefusedError

@@ -25,8 +25,10 @@ function toast(msg, bad) {
   clearTimeout(toastTimer); toastTimer = setTimeout(() => { t.hidden = true; }, bad ? 8000 : 2500);
 }
 function v() { return S.state ? S.state.version : 0; }
-function srcImg(id, thumb) { return `/api/source-image?id=${encodeURIComponent(id)}${thumb ? "&thumb=1" : ""}&v=${v()}`; }
-function frameImg(name, thumb) { return `/api/frame-image?epoch=${S.epoch}&name=${encodeURIComponent(name)}${thumb ? "&thumb=1" : ""}&v=${v()}`; }
+// Image URLs carry the version of what they show (the image file; the frame's pixels), not the dataset's:
+// after an edit only the images it changed are fetched again, the rest stay on the page as they are.
+function srcImg(s, thumb) { return `/api/source-image?id=${encodeURIComponent(s.id)}${thumb ? "&thumb=1" : ""}&v=${s.image_version ?? v()}`; }
+function frameImg(f, thumb) { return `/api/frame-image?epoch=${S.epoch}&name=${encodeURIComponent(f.name)}${thumb ? "&thumb=1" : ""}&v=${f.pixels ?? v()}`; }
 
 // ---- loading -------------------------------------------------------------------------------
 async function refresh() {
@@ -111,7 +113,7 @@ function sourceCard(s) {
   for (const f of findingsOf(s.id)) badges.push(`<span class="badge ${esc(f.level)}" title="${esc(f.message)}">${esc(f.code.replaceAll("_", " "))}</span>`);
   if (s.tokens && s.tokens.overflow) badges.push(`<span class="badge warning">${s.tokens.total} tokens</span>`);
   const card = el(`<div class="card ${s.dropped ? "dropped" : ""}" data-id="${esc(s.id)}">
-    <div class="thumb"><div class="inner" style="${innerStyle(s)}"><img src="${srcImg(s.id, true)}" alt="${esc(s.name)}" loading="lazy">${cropMark(s)}</div></div>
+    <div class="thumb"><div class="inner" style="${innerStyle(s)}"><img src="${srcImg(s, true)}" alt="${esc(s.name)}" loading="lazy">${cropMark(s)}</div></div>
     <div class="meta"><div class="name" title="${esc(s.path)}">${esc(s.name)}</div>
       <div class="muted" style="font-size:12px">${s.size ? s.size.join("×") : "?"} · ${esc(s.subset_name)}</div>
       <div class="cap">${esc(s.caption_text ?? s.caption)}</div><div class="badges">${badges.join("")}</div></div></div>`);
@@ -181,7 +183,7 @@ function renderEditorFrames(s) {
   const frames = (S.frames ? S.frames.frames : []).filter((f) => f.sources.some((x) => x.id === s.id));
   if (!frames.length) box.append(el(`<div class="muted">${s.dropped ? "Dropped: in no frame." : "Trains as a single image this epoch."}</div>`));
   for (const f of frames) {
-    const node = el(`<div class="edframe" data-frame="${esc(f.name)}"><img src="${frameImg(f.name, true)}" alt="${esc(f.name)}">
+    const node = el(`<div class="edframe" data-frame="${esc(f.name)}"><img src="${frameImg(f, true)}" alt="${esc(f.name)}">
       <div><div><b>${esc(f.layout)}</b> · fill ${(100 * f.fill).toFixed(0)}% · <span class="mono muted">${esc(f.name)}</span></div>
       <div class="framecap">${tokenView(f.tokens, "merged caption")}</div></div></div>`);
     box.append(node);
@@ -195,7 +197,7 @@ function setupCrop(s) {
   if (!s.size) { img.removeAttribute("src"); boxEl.hidden = true; return; }
   const [w, h] = s.size, k = Math.min(BOX_SIDE / w, BOX_SIDE / h, 1);
   img.width = Math.round(w * k); img.height = Math.round(h * k);
-  const want = srcImg(s.id, false);
+  const want = srcImg(s, false);
   if (img.getAttribute("src") !== want) img.src = want;
   S.scale = w / img.width;
   S.box = s.crop ? s.crop.map((x) => x / S.scale) : null;
@@ -301,7 +303,7 @@ function renderFrames() {
   for (const fr of f.frames) {
     const chips = fr.sources.map((x) => `<span class="chip ${x.span >= 0.95 ? "full" : ""}" data-src="${esc(x.id)}" title="span ${(100 * x.span).toFixed(0)}% of the frame">${esc(x.name)} · ${(100 * x.span).toFixed(0)}%</span>`).join("");
     const card = el(`<div class="card frame" data-frame="${esc(fr.name)}">
-      <div class="thumb"><a href="${frameImg(fr.name, false)}" target="_blank"><img src="${frameImg(fr.name, true)}" alt="${esc(fr.name)}" loading="lazy"></a></div>
+      <div class="thumb"><a href="${frameImg(fr, false)}" target="_blank"><img src="${frameImg(fr, true)}" alt="${esc(fr.name)}" loading="lazy"></a></div>
       <div class="meta"><div class="row"><b>${esc(fr.layout)}</b><span class="muted">${fr.frame.join("×")}</span><span class="spacer"></span>
         <span title="share of the frame that shows source pixels">fill ${(100 * fr.fill).toFixed(0)}%</span></div>
         <div class="fillbar"><i style="width:${100 * fr.fill}%"></i></div>
