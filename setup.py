@@ -13,14 +13,28 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["collage_ext", "collage_ext.*"]),
     package_data={"collage_ext": ["py.typed"], "collage_ext.studio": ["static/*"]},
-    # pyvips[binary]: libvips (bundled, no system package) resamples cells 3-4x faster than Pillow (collage_ext/pixels/resample.py)
+    # pyvips[binary]: libvips (bundled, no system package) resamples cells 3-4x faster than Pillow
+    # (collage_ext/pixels/resample.py)
     install_requires=["Pillow>=9.1", "numpy", "toml", "pyvips[binary]>=2.2.3"],
     extras_require={
         "cli": ["tqdm"],
         # the browser page: a small ASGI server; the page itself is plain HTML/JS shipped in the package
         "studio": ["starlette>=0.37", "uvicorn>=0.29"],
         # studio tests drive Debian's chromium (/usr/bin/chromium) through Playwright; no browser is downloaded
-        "test": ["pytest>=7", "hypothesis>=6", "tqdm", "starlette>=0.37", "uvicorn>=0.29", "httpx", "playwright>=1.40"],
+        # ruff and mypy are pinned: a new release may add rules or change the format, and CI must not fail on its own
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "tqdm",
+            "starlette>=0.37",
+            "uvicorn>=0.29",
+            "httpx",
+            "playwright>=1.40",
+            "ruff==0.17.5",
+            "mypy==2.4.1",
+            "types-toml",
+            "types-tqdm",
+        ],
         # bench_layout.py's photos
         "bench": ["scikit-image", "scikit-learn"],
     },

@@ -389,7 +389,7 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
     """The same edits made in headless chromium (Debian's, through Playwright): drag, type, click, as a user."""
     from playwright.sync_api import sync_playwright
 
-    from tests.studio.conftest import chromium_path
+    from tests.conftest import chromium_path
     from tests.studio.latency import (caption_until_tokens_change, crop_until_frames_change, drop_until_counted,
                                       open_editor)
 

@@ -51,8 +51,10 @@ def run(steps: int, workers: int, images: int, root: Path) -> dict[str, object]:
     import torch
 
     folder = root / "img"
-    fakes.write_dreambooth_dir(root, subdir="img", sizes=[(96 + (i % 5) * 16, 160 - (i % 3) * 32) for i in range(images)],
-                               captions=[f"sks, id{i:03d}" for i in range(images)])
+    # Portraits and landscapes near the 256 px frame: the scale rule (issue 18) lets them share frames (smaller
+    # sources would each need > 1.5x magnification and all train single, and nothing would be composed).
+    sizes = [(176 + (i % 3) * 8, 256) if i % 2 else (256, 176 + (i % 3) * 8) for i in range(images)]
+    fakes.write_dreambooth_dir(root, subdir="img", sizes=sizes, captions=[f"sks, id{i:03d}" for i in range(images)])
     config = root / "dataset.toml"
     config.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_rate = 0.8\n[[datasets]]\nresolution = 256\n'
                       f'batch_size = 1\nenable_bucket = true\n  [[datasets.subsets]]\n  image_dir = "{folder}"\n')

@@ -92,7 +92,8 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def sd_split(caption: str, grammar: CaptionGrammar) -> tuple[list[str], list[str], list[str]]:
-    """Re-statement of process_caption's fixed/flex/suffix split (sd-scripts train_util.py 872-890), for caption tests."""
+    """Re-statement of process_caption's fixed/flex/suffix split (sd-scripts train_util.py 872-890), for caption
+    tests."""
     sep, kts = grammar.caption_separator, grammar.keep_tokens_separator
     fixed: list[str] = []
     suffix: list[str] = []

@@ -1,9 +1,17 @@
-"""Shared fixtures: the global-RNG guard every test runs under; Pillow-only resampling on request."""
+"""Shared fixtures: the global-RNG guard every test runs under; Pillow-only resampling on request; the browser.
+
+The browser tests (the studio's, the preview contact sheet's) drive Debian's chromium (``/usr/bin/chromium``, or
+``COLLAGE_CHROMIUM``) through Playwright with ``executable_path``: no browser is downloaded, and no test installs
+one (``.ci/run`` installs the package). Without chromium they skip, except in CI (``CI`` set), where they fail.
+"""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,3 +40,24 @@ def pillow_resampler(monkeypatch: pytest.MonkeyPatch) -> None:
     from collage_ext.pixels import resample
 
     monkeypatch.setattr(resample, "_pyvips", lambda: None)
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium, or ``COLLAGE_CHROMIUM``."""
+    path = os.environ.get("COLLAGE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    return path if os.path.exists(path) else None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless chromium through Playwright, one per session (each test opens its own context)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (test extra)")
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no chromium at /usr/bin/chromium: CI installs Debian's chromium (apt-get install chromium)")
+        pytest.skip("no chromium at /usr/bin/chromium (apt-get install chromium, or set COLLAGE_CHROMIUM)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()

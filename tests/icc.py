@@ -54,8 +54,15 @@ def _curve_tag(trc: float | str) -> bytes:
 
 def _desc_tag(text: str) -> bytes:
     ascii_text = text.encode("ascii") + b"\0"
-    return (b"desc" + b"\0" * 4 + struct.pack(">I", len(ascii_text)) + ascii_text + struct.pack(">II", 0, 0)
-            + struct.pack(">HB", 0, 0) + b"\0" * 67)
+    return (
+        b"desc"
+        + b"\0" * 4
+        + struct.pack(">I", len(ascii_text))
+        + ascii_text
+        + struct.pack(">II", 0, 0)
+        + struct.pack(">HB", 0, 0)
+        + b"\0" * 67
+    )
 
 
 def matrix_profile(definition: tuple, name: str) -> bytes:
@@ -63,9 +70,17 @@ def matrix_profile(definition: tuple, name: str) -> bytes:
     primaries, white, trc = definition
     columns = colorants(primaries, white)
     curve = _curve_tag(trc)
-    tags = [(b"desc", _desc_tag(name)), (b"cprt", b"text" + b"\0" * 4 + b"No copyright, test profile\0"),
-            (b"wtpt", _xyz_tag(D50_XYZ)), (b"rXYZ", _xyz_tag(columns[:, 0])), (b"gXYZ", _xyz_tag(columns[:, 1])),
-            (b"bXYZ", _xyz_tag(columns[:, 2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    tags = [
+        (b"desc", _desc_tag(name)),
+        (b"cprt", b"text" + b"\0" * 4 + b"No copyright, test profile\0"),
+        (b"wtpt", _xyz_tag(D50_XYZ)),
+        (b"rXYZ", _xyz_tag(columns[:, 0])),
+        (b"gXYZ", _xyz_tag(columns[:, 1])),
+        (b"bXYZ", _xyz_tag(columns[:, 2])),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
     offset = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for signature, body in tags:
@@ -75,9 +90,23 @@ def matrix_profile(definition: tuple, name: str) -> bytes:
         data += body
     body = struct.pack(">I", len(tags)) + table + data
     size = 128 + len(body)
-    header = (struct.pack(">I", size) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-              + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 4 + b"\0" * 4 + b"\0" * 8 + b"\0" * 8
-              + struct.pack(">I", 0) + b"".join(_s15(v) for v in D50_XYZ) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
+    header = (
+        struct.pack(">I", size)
+        + b"\0" * 4
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + b"\0" * 4
+        + b"\0" * 4
+        + b"\0" * 8
+        + b"\0" * 8
+        + struct.pack(">I", 0)
+        + b"".join(_s15(v) for v in D50_XYZ)
+        + b"\0" * 4
+        + b"\0" * 16
+        + b"\0" * 28
+    )
     assert len(header) == 128
     return header + body
 

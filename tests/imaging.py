@@ -53,12 +53,19 @@ def stop_band_residue(image: Image.Image, n: int) -> float:
     return float(out[frequency >= 1.5 * 0.5 / factor].std())
 
 
-def float_lanczos(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None,
-                  *, rounded: bool = True) -> Image.Image | np.ndarray:
+def float_lanczos(
+    image: Image.Image,
+    size: tuple[int, int],
+    box: tuple[float, float, float, float] | None = None,
+    *,
+    rounded: bool = True,
+) -> Image.Image | np.ndarray:
     """The ideal every resampling path approximates: LANCZOS per channel in 32-bit float.
 
     Rounded to an 8-bit image by default, like every real path; ``rounded=False`` keeps the float
     array (the benchmark's zone-plate row for the ideal itself, free of 8-bit quantisation).
     """
-    bands = np.stack([np.asarray(b.convert("F").resize(size, Image.Resampling.LANCZOS, box=box)) for b in image.split()], -1)
+    bands = np.stack(
+        [np.asarray(b.convert("F").resize(size, Image.Resampling.LANCZOS, box=box)) for b in image.split()], -1
+    )
     return Image.fromarray(np.clip(np.rint(bands), 0, 255).astype(np.uint8)) if rounded else bands

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.plan.collage import Collage, Source, load_source
+from collage_ext.commands.preview import CHECKER, viewable
 from collage_ext.core.config import CollageConfig
+from collage_ext.core.types import Box, Size
 from collage_ext.pixels.fit import cell_fit
+from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, to_rgb
+from collage_ext.plan.collage import Collage, Source, load_source
 from collage_ext.plan.frames import frame_pixels, uses_alpha, with_alpha
 from collage_ext.plan.jobs import frame_digest
-from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, to_rgb
-from collage_ext.commands.preview import CHECKER, viewable
-from collage_ext.core.types import Box, Size
 from tests.common import FILL, make_image, save
 
 # --- alpha_channel: every kind of transparency, the same pixels to_rgb composites -------------------
@@ -94,8 +94,18 @@ def test_alpha_channel_reads_every_kind_of_transparency(make: Any) -> None:
     assert tuple(np.asarray(to_rgb(image, fill=FILL))[0, 0]) == FILL  # the pixel composited onto the fill
 
 
-@pytest.mark.parametrize(("mode", "color"), [("RGB", (1, 2, 3)), ("L", 7), ("RGBA", (1, 2, 3, 255)),
-                                             ("LA", (5, 255)), ("I;16", 300), ("F", 0.5), ("CMYK", (0, 0, 0, 0))])
+@pytest.mark.parametrize(
+    ("mode", "color"),
+    [
+        ("RGB", (1, 2, 3)),
+        ("L", 7),
+        ("RGBA", (1, 2, 3, 255)),
+        ("LA", (5, 255)),
+        ("I;16", 300),
+        ("F", 0.5),
+        ("CMYK", (0, 0, 0, 0)),
+    ],
+)
 def test_alpha_channel_none_when_fully_opaque(mode: str, color: Any) -> None:
     """No transparency (or alpha 255 everywhere): None, the source is fully weighted at no cost."""
     assert alpha_channel(make_image((3, 2), color, mode)) is None
@@ -128,8 +138,9 @@ def _pattern(width: int, height: int) -> np.ndarray:
 def _twin_files(tmp: Path, orientation: int = 1) -> tuple[Path, Path, np.ndarray]:
     """The same pattern as the alpha of an RGBA PNG and as the gray value of an opaque PNG (same EXIF)."""
     upright = _pattern(W, H)
-    rgba = np.dstack([np.full((H, W), 200, np.uint8), np.zeros((H, W), np.uint8), np.full((H, W), 50, np.uint8),
-                      upright])
+    rgba = np.dstack(
+        [np.full((H, W), 200, np.uint8), np.zeros((H, W), np.uint8), np.full((H, W), 50, np.uint8), upright]
+    )
     images = [Image.fromarray(rgba, "RGBA"), Image.fromarray(np.dstack([upright] * 3), "RGB")]
     method = INVERSE[orientation]
     exif = Image.Exif()
@@ -341,10 +352,12 @@ def _alpha_dataset(tmp: Path, subset: str = "alpha_mask = true", general: str = 
         Image.fromarray(pixels, "RGBA").save(folder / f"img_{i:02d}.png")
         (folder / f"img_{i:02d}.txt").write_text(f"sks, id{i:03d}", encoding="utf-8")
     path = tmp / "dataset.toml"
-    path.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_rate = 1.0\n{general}\n'
-                    f"[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n"
-                    f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  num_repeats = 2\n  {subset}\n',
-                    encoding="utf-8")
+    path.write_text(
+        f'[general]\ncaption_extension = ".txt"\ncollage_rate = 1.0\n{general}\n'
+        f"[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  num_repeats = 2\n  {subset}\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -397,8 +410,9 @@ def test_export_writes_the_weights_as_alpha(tmp_path: Path) -> None:
 
 def test_export_loss_mask_turns_alpha_mask_on_for_singles_too(tmp_path: Path) -> None:
     """collage_loss_mask turns sd-scripts' alpha_mask on for the whole subset in training, so the export does too."""
-    from collage_ext.cli import main
     import toml
+
+    from collage_ext.cli import main
 
     dataset = _alpha_dataset(tmp_path, subset="collage_rate = 0.5", general="collage_loss_mask = true")
     assert main(["export", str(dataset), "--out", str(tmp_path / "e"), "--seed", "6"]) == 0
@@ -434,8 +448,10 @@ def test_studio_shows_the_weights(tmp_path: Path) -> None:
     studio = Studio(dataset)
     shown = 0
     for frame in studio.frames(1)["frames"]:
-        with Image.open(io.BytesIO(studio.frame_image(1, frame["name"]))) as png, \
-                Image.open(out / "frames" / f"{frame['name']}.png") as previewed:
+        with (
+            Image.open(io.BytesIO(studio.frame_image(1, frame["name"]))) as png,
+            Image.open(out / "frames" / f"{frame['name']}.png") as previewed,
+        ):
             assert png.mode == previewed.mode
             np.testing.assert_array_equal(np.asarray(png), np.asarray(previewed))
             shown += png.mode == "RGBA"

@@ -33,7 +33,9 @@ def test_kill_mid_write_leaves_only_complete_frames(tmp_path: Path) -> None:
     for attempt in range(5):
         out = tmp_path / f"run{attempt}"
         out.mkdir()
-        child = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], env={**os.environ, "PYTHONPATH": os.getcwd()})
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(out)], env={**os.environ, "PYTHONPATH": os.getcwd()}
+        )
         # Kill at a random moment after the first frame landed (a loaded machine starts Python slowly).
         deadline = time.monotonic() + 120
         while not any(out.glob("collage_*.png")) and time.monotonic() < deadline and child.poll() is None:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from icc import ADOBE_RGB, DISPLAY_P3, expected_srgb, matrix_profile
 from PIL import Image, ImageCms
 
-from collage_ext.plan.collage import Collage, Source
-from collage_ext.pixels.color import _transform_for, to_srgb
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.images import load_fitted, read_image_size
 from collage_ext.core.types import Size
+from collage_ext.pixels.color import _transform_for, to_srgb
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.plan.collage import Collage, Source
+from icc import ADOBE_RGB, DISPLAY_P3, expected_srgb, matrix_profile
 
 PROFILES = {"p3": matrix_profile(DISPLAY_P3, "Display P3"), "adobe": matrix_profile(ADOBE_RGB, "Adobe RGB (1998)")}
 COLOURS = {"p3": [(200, 120, 60), (30, 60, 200), (90, 170, 120)], "adobe": [(200, 120, 60), (90, 170, 120)]}
@@ -49,8 +49,10 @@ def test_collage_cells_follow_the_option(tmp_path: Path) -> None:
     colour = (200, 120, 60)
     paths = [tagged_jpeg(tmp_path / "a.jpg", "p3", colour), tagged_jpeg(tmp_path / "b.jpg", "adobe", colour)]
     sources = [Source(p.stem, str(p), read_image_size(p)) for p in paths]
-    for policy, expected in (("srgb", [expected_srgb(colour, "p3"), expected_srgb(colour, "adobe")]),
-                             ("ignore", [colour, colour])):
+    for policy, expected in (
+        ("srgb", [expected_srgb(colour, "p3"), expected_srgb(colour, "adobe")]),
+        ("ignore", [colour, colour]),
+    ):
         collage = Collage(CollageConfig(rate=1.0, color_profile=policy), Size(128, 128))  # type: ignore[arg-type]
         params = collage.make_params(sources, seed=1, epoch=1)
         image = collage.render(sources, params).image

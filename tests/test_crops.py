@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.pixels.crops import crop_path_for, parse_crop_box, read_crop_box
 from collage_ext.core.errors import CollageConfigError, CollageInputError
+from collage_ext.core.types import Box, Rect, Size
+from collage_ext.pixels.crops import crop_path_for, parse_crop_box, read_crop_box
 from collage_ext.pixels.fit import fit_image
 from collage_ext.pixels.images import open_image, read_image_size
-from collage_ext.core.types import Box, Rect, Size
 from tests.common import make_quadrants, save
 
 SIZE = Size(640, 480)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.plan.collage import FAST_DRAFT_GAPS
+from collage_ext.core.types import Size
 from collage_ext.pixels.fit import fit_image
 from collage_ext.pixels.images import load_fitted, open_image
-from collage_ext.core.types import Size
+from collage_ext.plan.collage import FAST_DRAFT_GAPS
 from tests.imaging import stop_band_residue, zone_plate
 
 
@@ -52,8 +52,11 @@ def area_mean(image: Image.Image, factor: int) -> Image.Image:
     return Image.fromarray(np.rint(blocks).astype(np.uint8))
 
 
-@pytest.mark.parametrize(("n", "cell", "suffix"), [(3000, 500, ".jpg"), (2000, 250, ".jpg"), (1600, 400, ".jpg"), (1000, 500, ".jpg"), (1200, 400, ".png")],
-                         ids=["jpeg-6x", "jpeg-8x-cell-size-at-1/8", "jpeg-4x-cell-size-at-1/4", "jpeg-2x", "png-3x"])
+@pytest.mark.parametrize(
+    ("n", "cell", "suffix"),
+    [(3000, 500, ".jpg"), (2000, 250, ".jpg"), (1600, 400, ".jpg"), (1000, 500, ".jpg"), (1200, 400, ".png")],
+    ids=["jpeg-6x", "jpeg-8x-cell-size-at-1/8", "jpeg-4x-cell-size-at-1/4", "jpeg-2x", "png-3x"],
+)
 def test_fast_aliases_no_more_than_sd_scripts(tmp_path: Path, n: int, cell: int, suffix: str) -> None:
     """On a zone plate, 'fast' leaves no more false rings than sd-scripts' full decode + INTER_AREA."""
     path = tmp_path / f"zone{suffix}"

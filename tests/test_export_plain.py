@@ -7,16 +7,17 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cli import write_images, write_toml
 
-from collage_ext.geometry.buckets import Buckets
 from collage_ext.cli import main
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets
+from test_cli import write_images, write_toml
 
 
 def _export(tmp_path: Path, capsys: pytest.CaptureFixture[str], dataset: str = "") -> tuple[Path, str]:
-    toml_path = write_toml(tmp_path / "dataset.toml", write_images(tmp_path / "img", 10), resolution=1024,
-                           dataset=dataset)
+    toml_path = write_toml(
+        tmp_path / "dataset.toml", write_images(tmp_path / "img", 10), resolution=1024, dataset=dataset
+    )
     out = tmp_path / "export"
     capsys.readouterr()
     assert main(["export", str(toml_path), "--out", str(out), "--seed", "5"]) == 0
@@ -41,14 +42,16 @@ def test_printed_command_gives_the_frames_their_buckets(tmp_path: Path, capsys: 
 def test_export_counts_agree_with_check_on_the_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The printed samples/batches are what `check` (sd-scripts' counting) finds; the export trains as single images."""
     out, printed = _export(tmp_path, capsys, "max_bucket_reso = 2048")
-    found = re.search(r"One epoch of it: (\d+) training samples in (\d+) batches \((\d+) buckets?\) = (\d+) optimizer",
-                      printed)
+    found = re.search(
+        r"One epoch of it: (\d+) training samples in (\d+) batches \((\d+) buckets?\) = (\d+) optimizer", printed
+    )
     assert found, printed
     samples, batches, buckets, steps = map(int, found.groups())
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     exported = sum(f["repeats"] for f in manifest["frames"]) + sum(s["repeats"] for s in manifest["singles"])
-    shown = sum(f["repeats"] * len(f["sources"]) for f in manifest["frames"]) + sum(s["repeats"]
-                                                                                 for s in manifest["singles"])
+    shown = sum(f["repeats"] * len(f["sources"]) for f in manifest["frames"]) + sum(
+        s["repeats"] for s in manifest["singles"]
+    )
     assert samples == exported and shown == 20  # 10 images x 2 repeats, in fewer samples
     capsys.readouterr()
     assert main(["check", str(out / "dataset.toml"), "--json"]) == 0
@@ -56,10 +59,28 @@ def test_export_counts_agree_with_check_on_the_export(tmp_path: Path, capsys: py
     dataset = report["summary"]["datasets"][0]
     assert dataset["samples_per_epoch"] == samples and dataset["batches_per_epoch"] == batches == steps
     assert dataset["buckets"] == buckets
-    assert all(s["collage_frames"] == 0 and s["collage_rate"] == 0 for s in dataset["subsets"])  # no collage of collages
+    assert all(
+        s["collage_frames"] == 0 and s["collage_rate"] == 0 for s in dataset["subsets"]
+    )  # no collage of collages
     assert any(f["code"] == "export_folder" for f in report["findings"])
     capsys.readouterr()  # the same for the folder itself (--train_data_dir)
-    assert main(["check", str(out / "train"), "--json", "--", "--resolution", "1024", "--enable_bucket",
-                 "--max_bucket_reso", "2048", "--caption_extension", ".txt"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                str(out / "train"),
+                "--json",
+                "--",
+                "--resolution",
+                "1024",
+                "--enable_bucket",
+                "--max_bucket_reso",
+                "2048",
+                "--caption_extension",
+                ".txt",
+            ]
+        )
+        == 0
+    )
     subsets = json.loads(capsys.readouterr().out)["summary"]["datasets"][0]["subsets"]
     assert subsets and all(s["collage_frames"] == 0 for s in subsets)

@@ -19,17 +19,17 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
+from collage_ext.core.types import Box, Rect, Size
 from collage_ext.pixels.fit import (
     DRAFT_GAPS,
     ScaledCellFit,
     apply_fit,
+    cell_fit,
     choose_draft_scale,
     fit_image,
-    cell_fit,
     scaled_cell_fit,
 )
 from collage_ext.pixels.images import _REVERSED_AXES, _TRANSPOSE_FOR_ORIENTATION, load_fitted, open_image
-from collage_ext.core.types import Box, Rect, Size
 from tests.common import FILL, GREEN, RED, make_image, save
 from tests.imaging import float_lanczos, photo, psnr, stop_band_residue, zone_plate
 
@@ -96,7 +96,9 @@ def test_draft_scale_never_leaves_fewer_pixels_than_needed(mode: str) -> None:
                 assert plan.box.height >= DRAFT_GAPS[scale] * plan.dst.height, where
             cut = plan.cut
             assert 0 <= cut.left < cut.right <= -(-sw // scale) and 0 <= cut.top < cut.bottom <= -(-sh // scale)
-            assert 0 <= plan.box.left < plan.box.right <= cut.width and 0 <= plan.box.top < plan.box.bottom <= cut.height
+            assert (
+                0 <= plan.box.left < plan.box.right <= cut.width and 0 <= plan.box.top < plan.box.bottom <= cut.height
+            )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -109,32 +111,94 @@ def test_scale_one_is_cell_fit(mode: str) -> None:
         scaled = scaled_cell_fit(src, cell, mode, crop)  # type: ignore[arg-type]
         region = crop or Box(0, 0, sw, sh)
         assert scaled.cut == region
-        assert scaled.box == Box(plan.src_box.left - region.left, plan.src_box.top - region.top,
-                                 plan.src_box.right - region.left, plan.src_box.bottom - region.top)
+        assert scaled.box == Box(
+            plan.src_box.left - region.left,
+            plan.src_box.top - region.top,
+            plan.src_box.right - region.left,
+            plan.src_box.bottom - region.top,
+        )
 
 
 SCALED_CASES = [
     # src, cell, mode, crop, scale, flipped, expected plan
-    ((3000, 4000), (512, 1024), "contain", None, 2, (False, False),
-     ScaledCellFit(2, Box(0, 0, 1500, 2000), Box(0, 0, 1500, 2000), Rect(0, 170, 512, 683))),
-    ((3001, 4000), (100, 100), "contain", None, 8, (False, False),
-     ScaledCellFit(8, Box(0, 0, 376, 500), Box(0, 0, 375.125, 500), Rect(12, 0, 75, 100))),
-    ((3001, 4000), (100, 100), "contain", None, 8, (True, False),
-     ScaledCellFit(8, Box(0, 0, 376, 500), Box(0.875, 0, 376, 500), Rect(12, 0, 75, 100))),
-    ((4000, 3000), (64, 64), "cover", None, 4, (False, False),
-     ScaledCellFit(4, Box(0, 0, 1000, 750), Box(125, 0, 875, 750), Rect(0, 0, 64, 64))),
-    ((1000, 1000), (50, 50), "contain", Box(3, 10, 997, 1000), 4, (False, False),
-     ScaledCellFit(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50))),
-    ((1000, 1000), (50, 50), "contain", Box(3, 10, 997, 1000), 4, (True, True),
-     ScaledCellFit(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50))),
+    (
+        (3000, 4000),
+        (512, 1024),
+        "contain",
+        None,
+        2,
+        (False, False),
+        ScaledCellFit(2, Box(0, 0, 1500, 2000), Box(0, 0, 1500, 2000), Rect(0, 170, 512, 683)),
+    ),
+    (
+        (3001, 4000),
+        (100, 100),
+        "contain",
+        None,
+        8,
+        (False, False),
+        ScaledCellFit(8, Box(0, 0, 376, 500), Box(0, 0, 375.125, 500), Rect(12, 0, 75, 100)),
+    ),
+    (
+        (3001, 4000),
+        (100, 100),
+        "contain",
+        None,
+        8,
+        (True, False),
+        ScaledCellFit(8, Box(0, 0, 376, 500), Box(0.875, 0, 376, 500), Rect(12, 0, 75, 100)),
+    ),
+    (
+        (4000, 3000),
+        (64, 64),
+        "cover",
+        None,
+        4,
+        (False, False),
+        ScaledCellFit(4, Box(0, 0, 1000, 750), Box(125, 0, 875, 750), Rect(0, 0, 64, 64)),
+    ),
+    (
+        (1000, 1000),
+        (50, 50),
+        "contain",
+        Box(3, 10, 997, 1000),
+        4,
+        (False, False),
+        ScaledCellFit(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50)),
+    ),
+    (
+        (1000, 1000),
+        (50, 50),
+        "contain",
+        Box(3, 10, 997, 1000),
+        4,
+        (True, True),
+        ScaledCellFit(4, Box(1, 3, 249, 250), Box(0, 0, 248, 247), Rect(0, 0, 50, 50)),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("src", "cell", "mode", "crop", "scale", "flipped", "expected"), SCALED_CASES,
-                         ids=["half", "eighth-partial-pixel", "eighth-flipped-offset", "quarter-cover",
-                              "crop-rounds-inward", "crop-inward-flipped"])
-def test_plan_scaled_fit_table(src: tuple[int, int], cell: tuple[int, int], mode: str, crop: Box | None,
-                               scale: int, flipped: tuple[bool, bool], expected: ScaledCellFit) -> None:
+@pytest.mark.parametrize(
+    ("src", "cell", "mode", "crop", "scale", "flipped", "expected"),
+    SCALED_CASES,
+    ids=[
+        "half",
+        "eighth-partial-pixel",
+        "eighth-flipped-offset",
+        "quarter-cover",
+        "crop-rounds-inward",
+        "crop-inward-flipped",
+    ],
+)
+def test_plan_scaled_fit_table(
+    src: tuple[int, int],
+    cell: tuple[int, int],
+    mode: str,
+    crop: Box | None,
+    scale: int,
+    flipped: tuple[bool, bool],
+    expected: ScaledCellFit,
+) -> None:
     """Exact reduced plans: partial last pixels, flipped offsets, crops cut inward."""
     plan = scaled_cell_fit(Size(*src), Size(*cell), mode, crop, scale=scale, flipped=flipped)  # type: ignore[arg-type]
     assert plan == expected
@@ -234,12 +298,17 @@ def test_identity_fit_is_detached_from_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9), ids=[f"orientation-{o}" for o in range(1, 9)])
-def test_reduced_decode_close_to_reference_every_orientation(tmp_path: Path, orientation: int,
-                                                             drafts: list[int]) -> None:
+def test_reduced_decode_close_to_reference_every_orientation(
+    tmp_path: Path, orientation: int, drafts: list[int]
+) -> None:
     """Odd sizes (partial last reduced pixel) under every EXIF transpose stay within PHOTO_PSNR."""
     path = save_jpeg(photo((1203, 901), seed=orientation), tmp_path / "photo.jpg", orientation=orientation)
-    cases = [(Size(120, 150), "contain", None), (Size(128, 96), "cover", None),
-             (Size(96, 96), "contain", Box(101, 37, 803, 590)), (Size(64, 200), "stretch", None)]
+    cases = [
+        (Size(120, 150), "contain", None),
+        (Size(128, 96), "cover", None),
+        (Size(96, 96), "contain", Box(101, 37, 803, 590)),
+        (Size(64, 200), "stretch", None),
+    ]
     for cell, mode, crop in cases:
         drafts.clear()
         expected, rect = reference(path, cell, mode, crop)
@@ -267,10 +336,12 @@ def pillow_only(monkeypatch: pytest.MonkeyPatch, path: Path, cell: Size) -> Imag
         return load_fitted(path, cell, "contain")[0]
 
 
-@pytest.mark.parametrize(("cell", "scale"), [((355, 355), 2), ((133, 133), 4), ((66, 66), 8)],
-                         ids=["half", "quarter", "eighth"])
-def test_zone_plate_no_aliasing(tmp_path: Path, cell: tuple[int, int], scale: int, drafts: list[int],
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("cell", "scale"), [((355, 355), 2), ((133, 133), 4), ((66, 66), 8)], ids=["half", "quarter", "eighth"]
+)
+def test_zone_plate_no_aliasing(
+    tmp_path: Path, cell: tuple[int, int], scale: int, drafts: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At the smallest gap each reduction allows, the zone plate aliases little more than an ideal resize.
 
     Measured residue (gray levels RMS) reduced / float reference: 1.16 / 1.15, 1.99 / 0.72, 1.63 / 1.34;
@@ -341,9 +412,12 @@ def test_reduced_crop_is_a_hard_edge(tmp_path: Path, drafts: list[int]) -> None:
 def test_jpeg_variants(tmp_path: Path, drafts: list[int]) -> None:
     """CMYK converts after the reduced decode, gray is resampled first, progressive and 4:4:4 reduce too."""
     base = photo((1200, 900), seed=5)
-    paths = [save_jpeg(base.convert("CMYK"), tmp_path / "cmyk.jpg"), save_jpeg(base.convert("L"), tmp_path / "g.jpg"),
-             save_jpeg(base, tmp_path / "progressive.jpg", progressive=True),
-             save_jpeg(base, tmp_path / "444.jpg", subsampling=0)]
+    paths = [
+        save_jpeg(base.convert("CMYK"), tmp_path / "cmyk.jpg"),
+        save_jpeg(base.convert("L"), tmp_path / "g.jpg"),
+        save_jpeg(base, tmp_path / "progressive.jpg", progressive=True),
+        save_jpeg(base, tmp_path / "444.jpg", subsampling=0),
+    ]
     for path in paths:
         expected, _ = reference(path, Size(100, 100), "contain")
         fitted, _ = load_fitted(path, Size(100, 100), "contain")

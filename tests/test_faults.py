@@ -14,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from collage_ext.pixels.crops import check_crop_unchanged
 from collage_ext.core.errors import CollageCacheError, CollageInputError
-from collage_ext.plan.frames import ensure_writable, write_png_atomic
-from collage_ext.pixels.images import load_fitted, read_image_size
-from collage_ext.plan.policy import check_single, fit_to_aspect
 from collage_ext.core.types import Box, Size
+from collage_ext.pixels.crops import check_crop_unchanged
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.plan.frames import ensure_writable, write_png_atomic
+from collage_ext.plan.policy import check_single, fit_to_aspect
 
 
 def test_load_fitted_refuses_a_resized_file(tmp_path: Path) -> None:
@@ -30,8 +30,11 @@ def test_load_fitted_refuses_a_resized_file(tmp_path: Path) -> None:
         planned = read_image_size(path)
         load_fitted(path, Size(150, 100), expected=planned)  # unchanged: fine
         Image.new("RGB", (200, 300), (10, 200, 30)).save(path)
-        with pytest.raises(CollageInputError, match=rf"a\.{ext} changed while training: it is 200x300 now, its "
-                                                    r"frames were planned for 300x200"):
+        with pytest.raises(
+            CollageInputError,
+            match=rf"a\.{ext} changed while training: it is 200x300 now, its "
+            r"frames were planned for 300x200",
+        ):
             load_fitted(path, Size(150, 100), expected=planned)
         load_fitted(path, Size(150, 100))  # without a plan to compare with, nothing is checked
 
@@ -59,8 +62,11 @@ def test_crop_change_detection(tmp_path: Path) -> None:
     sidecar.write_text("# same\n0% 0% 50% 50%")
     check_crop_unchanged(image, size, box)
     sidecar.write_text("0, 0, 120, 50")
-    with pytest.raises(CollageInputError, match=r"a\.crop changed while training: the frames were planned with box "
-                                                r"0, 0, 100, 50, now it gives box 0, 0, 120, 50"):
+    with pytest.raises(
+        CollageInputError,
+        match=r"a\.crop changed while training: the frames were planned with box "
+        r"0, 0, 100, 50, now it gives box 0, 0, 120, 50",
+    ):
         check_crop_unchanged(image, size, box)
     sidecar.unlink()
     with pytest.raises(CollageInputError, match="now it gives no crop box"):
@@ -71,8 +77,9 @@ def test_crop_change_detection(tmp_path: Path) -> None:
         check_crop_unchanged(image, size, None)
 
 
-@given(width=st.integers(1, 400), height=st.integers(1, 400), target_w=st.integers(1, 400),
-       target_h=st.integers(1, 400))
+@given(
+    width=st.integers(1, 400), height=st.integers(1, 400), target_w=st.integers(1, 400), target_h=st.integers(1, 400)
+)
 def test_fit_to_aspect_crops_to_the_target_aspect(width: int, height: int, target_w: int, target_h: int) -> None:
     """Only a centred crop, whole rows or columns kept, aspect within one pixel of the target."""
     pixels = np.arange(width * height, dtype=np.int64).reshape(height, width)
@@ -83,15 +90,16 @@ def test_fit_to_aspect_crops_to_the_target_aspect(width: int, height: int, targe
     top = int(out[0, 0]) // width
     left = int(out[0, 0]) % width
     assert abs(top - (height - h - top)) <= 1 and abs(left - (width - w - left)) <= 1
-    assert np.array_equal(out, pixels[top:top + h, left:left + w])
+    assert np.array_equal(out, pixels[top : top + h, left : left + w])
 
 
 def test_check_single() -> None:
     """A load error or a new shape is named; the planned shape passes."""
     pixels = np.zeros((192, 128, 3), np.uint8)
     check_single("a.png", pixels, (128, 192))
-    with pytest.raises(CollageInputError, match="a.png changed while training: it is 128x192 now, sd-scripts bucketed "
-                                                "it as 192x128"):
+    with pytest.raises(
+        CollageInputError, match="a.png changed while training: it is 128x192 now, sd-scripts bucketed it as 192x128"
+    ):
         check_single("a.png", pixels, (192, 128))
     with pytest.raises(CollageInputError, match=r"a.png cannot be loaded \(FileNotFoundError: gone\)"):
         check_single("a.png", None, None, FileNotFoundError("gone"))
@@ -99,13 +107,17 @@ def test_check_single() -> None:
 
 def test_disk_full_leaves_nothing_under_the_final_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC while encoding: CollageCacheError naming the folder, no final file, no temporary file."""
+
     def full(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
         fp.write(b"\x89PNG partial")  # type: ignore[attr-defined]
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full)
-    with pytest.raises(CollageCacheError, match=rf"collage cache folder {tmp_path} cannot write collage_a\.png: No "
-                                                r"space left on device; .*free space on that disk"):
+    with pytest.raises(
+        CollageCacheError,
+        match=rf"collage cache folder {tmp_path} cannot write collage_a\.png: No "
+        r"space left on device; .*free space on that disk",
+    ):
         write_png_atomic(Image.new("RGB", (4, 4)), tmp_path / "collage_a.png")
     assert list(tmp_path.iterdir()) == []
 
@@ -119,6 +131,9 @@ def test_ensure_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr("tempfile.TemporaryFile", refuse)
-    with pytest.raises(CollageCacheError, match=r"cannot be written: Permission denied; .*make the folder writable, "
-                                                r"or set collage_cache_dir"):
+    with pytest.raises(
+        CollageCacheError,
+        match=r"cannot be written: Permission denied; .*make the folder writable, "
+        r"or set collage_cache_dir",
+    ):
         ensure_writable(tmp_path)

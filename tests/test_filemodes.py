@@ -18,7 +18,6 @@ from PIL import Image
 from collage_ext.core.filemodes import current_umask, mode_of, new_file_mode
 from collage_ext.plan.frames import write_png_atomic
 from collage_ext.studio.files import Folders, History, write_atomic
-
 from tests.common import python_for_another_user
 
 
@@ -99,11 +98,12 @@ def _written_then_read_as_nobody(root: Path) -> None:
     History(Folders([folder])).write(caption, b"new caption\n", "caption")
     frame = folder / "collage_00001_abc.png"
     write_png_atomic(Image.new("RGB", (8, 8)), frame)
-    code = ("import sys\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\nprint('read', len(sys.argv) - 1)")
+    code = "import sys\nfor p in sys.argv[1:]:\n    open(p, 'rb').read()\nprint('read', len(sys.argv) - 1)"
     python = python_for_another_user()
     if python is None:
         pytest.skip("no Python interpreter that the user nobody may run")
-    done = subprocess.run([python, "-I", "-c", code, str(caption), str(frame)], capture_output=True, text=True,
-                          user="nobody", timeout=60)
+    done = subprocess.run(
+        [python, "-I", "-c", code, str(caption), str(frame)], capture_output=True, text=True, user="nobody", timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "read 2"

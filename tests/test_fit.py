@@ -10,10 +10,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
-from collage_ext.pixels.fit import CellFit, fit_image, cell_fit, upscale_factor
-from collage_ext.pixels.resample import REDUCING_GAP
-from collage_ext.pixels.render import render_frame
 from collage_ext.core.types import Box, Rect, Size
+from collage_ext.pixels.fit import CellFit, cell_fit, fit_image, upscale_factor
+from collage_ext.pixels.render import render_frame
+from collage_ext.pixels.resample import REDUCING_GAP
 from tests.common import BLUE, FILL, GREEN, RED, make_image, solid_color_at
 
 LANCZOS = Image.Resampling.LANCZOS

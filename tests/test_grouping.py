@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collage_ext.core.config import CollageConfig
-from collage_ext.geometry.grouping import Record, group_instances, pool_structure, static_variants
 from collage_ext.core.types import Size
+from collage_ext.geometry.grouping import Record, group_instances, pool_structure, static_variants
 
 FRAME = Size(1024, 1024)
 SIZES = [Size(832, 1216), Size(1216, 832), Size(1024, 1024), Size(2000, 1500), Size(300, 300)]
@@ -36,8 +36,12 @@ def coverage(structure, groups) -> collections.Counter:  # type: ignore[no-untyp
 
 
 @settings(derandomize=True, deadline=None, max_examples=60)
-@given(n=st.integers(1, 60), rate=st.sampled_from([0.0, 0.3, 0.7, 1.0]), seed=st.integers(0, 50),
-       max_images=st.integers(2, 4))
+@given(
+    n=st.integers(1, 60),
+    rate=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
+    seed=st.integers(0, 50),
+    max_images=st.integers(2, 4),
+)
 def test_exact_coverage_constant_frames(n: int, rate: float, seed: int, max_images: int) -> None:
     """Every image appears exactly num_repeats times per epoch, and frames/epoch never changes."""
     records = make_records(n, seed)
@@ -78,7 +82,9 @@ def test_rate_one_leaves_no_needless_singles() -> None:
 def test_rate_is_share_of_frames() -> None:
     """collage_rate is (about) the share of frames that are collages."""
     records = [Record(f"{i}.png", Size(1024, 1024)) for i in range(2000)]
-    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=0.5, max_images=2), seed=0, pool_key="p")
+    structure = pool_structure(
+        records, FRAME, CollageConfig(min_span=0.0, rate=0.5, max_images=2), seed=0, pool_key="p"
+    )
     share = len(structure.sizes) / structure.frames_per_epoch
     assert abs(share - 0.5) < 0.01
 
@@ -93,8 +99,9 @@ def test_small_images_stay_single() -> None:
 def test_no_image_twice_in_a_frame() -> None:
     """Repeats of one image land in different frames when the pool allows it."""
     records = [Record(f"{i}.png", Size(1024, 1024), 5) for i in range(4)]
-    structure = pool_structure(records, FRAME, CollageConfig(min_span=0.0, rate=1.0, max_images=2, layouts=("1x2",)), seed=1,
-                               pool_key="p")
+    structure = pool_structure(
+        records, FRAME, CollageConfig(min_span=0.0, rate=1.0, max_images=2, layouts=("1x2",)), seed=1, pool_key="p"
+    )
     for epoch in range(5):
         groups = group_instances(structure, records, seed=1, epoch=epoch, pool_key="p")
         assert all(len(set(g)) == len(g) for g in groups)
@@ -144,8 +151,15 @@ def test_plan_identical_across_processes(hash_seed: str) -> None:
 # Plans pinned byte for byte: these digests were computed with the grouping code as it was before
 # its speed-ups (lru_cache levels, one rng.choice per frame, sorted() orientation classes), so any
 # optimisation that changes a plan for the same inputs fails here.
-PINNED_SIZES = [Size(832, 1216), Size(1216, 832), Size(1024, 1024), Size(2000, 1500), Size(300, 300),
-                Size(700, 700), Size(640, 1400)]
+PINNED_SIZES = [
+    Size(832, 1216),
+    Size(1216, 832),
+    Size(1024, 1024),
+    Size(2000, 1500),
+    Size(300, 300),
+    Size(700, 700),
+    Size(640, 1400),
+]
 PINNED_CASES = [
     (2000, 0, (1, 2, 3), {"rate": 0.7}, "b7adfe0e736d932b"),
     (2000, 1, (1,), {"rate": 1.0}, "a78c6e3d913170a8"),
@@ -157,22 +171,36 @@ PINNED_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("n", "seed", "repeats", "options", "digest"), PINNED_CASES,
-                         ids=["rate-0.7", "rate-1", "pairs-odd", "min-3", "cover-grids", "no-upscale", "20k"])
+@pytest.mark.parametrize(
+    ("n", "seed", "repeats", "options", "digest"),
+    PINNED_CASES,
+    ids=["rate-0.7", "rate-1", "pairs-odd", "min-3", "cover-grids", "no-upscale", "20k"],
+)
 def test_plans_pinned(n: int, seed: int, repeats: tuple[int, ...], options: dict[str, object], digest: str) -> None:
     """Structure, three epochs of groups and three static variants equal the pinned plan."""
     import hashlib
 
     rng = random.Random(seed)
     records = [Record(f"d/{i:06d}.png", rng.choice(PINNED_SIZES), rng.choice(repeats)) for i in range(n)]
-    structure = pool_structure(records, FRAME, CollageConfig(**{"min_span": 0.0, **options}), seed=seed, pool_key=f"pool{seed}")  # type: ignore[arg-type]
-    plan: list[object] = [list(structure.single_repeats), list(structure.collage_instances), list(structure.level),
-                          list(structure.sizes)]
+    structure = pool_structure(
+        records, FRAME, CollageConfig(**{"min_span": 0.0, **options}), seed=seed, pool_key=f"pool{seed}"
+    )  # type: ignore[arg-type]
+    plan: list[object] = [
+        list(structure.single_repeats),
+        list(structure.collage_instances),
+        list(structure.level),
+        list(structure.sizes),
+    ]
     for epoch in (0, 1, 7):
-        plan.append([list(g) for g in group_instances(structure, records, seed=seed, epoch=epoch,
-                                                      pool_key=f"pool{seed}")])
-    plan.append([[list(g) for g in variant]
-                 for variant in static_variants(structure, records, seed=seed, variants=3, pool_key=f"pool{seed}")])
+        plan.append(
+            [list(g) for g in group_instances(structure, records, seed=seed, epoch=epoch, pool_key=f"pool{seed}")]
+        )
+    plan.append(
+        [
+            [list(g) for g in variant]
+            for variant in static_variants(structure, records, seed=seed, variants=3, pool_key=f"pool{seed}")
+        ]
+    )
     assert hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:16] == digest
 
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageFile, features
 
 from collage_ext.core.errors import CollageConfigError, CollageInputError
-from collage_ext.pixels.images import DEFAULT_FILL, check_fill, open_image, read_image_size, to_rgb
 from collage_ext.core.types import Size
+from collage_ext.pixels.images import DEFAULT_FILL, check_fill, open_image, read_image_size, to_rgb
 from tests.common import (
     BLUE,
     FILL,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from collage_ext.core.config import BUILTIN_LAYOUTS, CollageConfig
 from collage_ext.core.errors import LayoutError
+from collage_ext.core.types import Rect, Size
 from collage_ext.geometry.layout import (
     check_partition,
     layout_cells,
@@ -18,7 +19,6 @@ from collage_ext.geometry.layout import (
     position_names,
     split_span,
 )
-from collage_ext.core.types import Rect, Size
 
 FRAME = Size(1024, 1024)
 PORTRAIT, LANDSCAPE, SQUARE = Size(832, 1216), Size(1216, 832), Size(1024, 1024)

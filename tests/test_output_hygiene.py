@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 import toml
 from PIL import Image
-from test_cli import frame_files, write_images, write_toml
 
-from collage_ext.core import progress as progress_module
 from collage_ext.cli import main
+from collage_ext.core import progress as progress_module
 from collage_ext.core.progress import progress, set_quiet
+from test_cli import frame_files, write_images, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,10 @@ def test_demo_images_are_all_different(tmp_path: Path) -> None:
     from collage_ext.commands.demo import make_demo_dataset
 
     folder = make_demo_dataset(tmp_path, 72)  # 64 distinct colour pairs, then moved subjects
-    digests = {hashlib.sha256(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest()
-               for p in sorted(folder.glob("*.png"))}
+    digests = {
+        hashlib.sha256(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest()
+        for p in sorted(folder.glob("*.png"))
+    }
     assert len(digests) == 72
 
 
@@ -86,3 +88,14 @@ def test_pytest_lists_skip_reasons() -> None:
     """The README says skipped tests are reported with the reason: pytest's -rs is on by default."""
     config = toml.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert "-rs" in config["tool"]["pytest"]["ini_options"]["addopts"].split()
+
+
+def test_preview_of_a_run_without_collage_frames(tmp_path: Path) -> None:
+    """Every image trains single (rate 0): preview says so with an empty sheet instead of an internal error."""
+    config = write_toml(tmp_path / "d.toml", write_images(tmp_path / "img", 4), general="collage_rate = 0.0")
+    out = tmp_path / "preview"
+    assert main(["preview", str(config), "--out", str(out), "--seed", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["frames"] == []
+    with Image.open(out / "contact_sheet.png") as sheet:
+        assert sheet.width > 0

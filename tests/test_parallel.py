@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.commands import check
-from collage_ext.core import filemodes, parallel
-from collage_ext.commands.check import run_check
 from collage_ext.cli import main
-from collage_ext.plan.project import load_project
-from collage_ext.plan.framesets import text_encoder_for
+from collage_ext.commands import check
+from collage_ext.commands.check import run_check
 from collage_ext.commands.measurecache import MeasureCache
-
+from collage_ext.core import filemodes, parallel
+from collage_ext.plan.framesets import text_encoder_for
+from collage_ext.plan.project import load_project
 from tests.test_cli import write_images, write_toml
 
 
@@ -49,7 +48,7 @@ def skipping(tmp_path: Path) -> Path:
 
 
 def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
-    """Atomic writes go through mkstemp (0600); the final file has open()'s mode, as before (readable by the trainer)."""
+    """Atomic writes go through mkstemp (0600); the final file has open()'s mode, as before (the trainer reads it)."""
     filemodes.write_bytes_atomic(tmp_path / "a.png", b"x")
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == filemodes.new_file_mode()
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
@@ -114,8 +113,9 @@ def test_failures_found_while_rendering_give_the_serial_result(skipping: Path, t
     assert one == two
 
 
-def test_check_on_two_processes_and_from_the_cache_gives_the_same_report(skipping: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_on_two_processes_and_from_the_cache_gives_the_same_report(
+    skipping: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = load_project(skipping, strict=False)
     encoder = text_encoder_for(project.run.values)
     serial = run_check(project, encoder, jobs_n=1).to_json()
@@ -149,8 +149,12 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path: Path) -> None:
     config = write_toml(tmp_path / "d.toml", folder, repeats=4, resolution=768)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "collage_ext", "preview", str(config), "--out", str(out),
-                             "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collage_ext", "preview", str(config), "--out", str(out), "--jobs", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not list((out / "frames").glob("*.png")) if (out / "frames").is_dir() else True:
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -171,9 +175,9 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("broken", [False, True])
 def test_static_cache_build_on_two_processes_writes_the_serial_files(tmp_path: Path, broken: bool) -> None:
     """staticframes.render_static_frames (the adapter's static-mode build): same files, paths, captions, failures."""
+    from collage_ext.plan.policy import FailureLog
     from collage_ext.plan.project import plan_project
     from collage_ext.sdscripts.staticframes import render_static_frames
-    from collage_ext.plan.policy import FailureLog
 
     folder = write_images(tmp_path / "img", 12)
     if broken:
@@ -185,8 +189,10 @@ def test_static_cache_build_on_two_processes_writes_the_serial_files(tmp_path: P
     for jobs in (1, 2):
         cache, failures = tmp_path / f"cache{jobs}", FailureLog()
         cache.mkdir()
-        out = [(p.name, caption, new) for p, caption, new in
-               render_static_frames(planned.jobs("static", 1, failures), cache, jobs_n=jobs)]
+        out = [
+            (p.name, caption, new)
+            for p, caption, new in render_static_frames(planned.jobs("static", 1, failures), cache, jobs_n=jobs)
+        ]
         results[jobs] = (out, dict(failures.failed), tree(cache))
     assert results[1][0] and results[1] == results[2]
     assert bool(results[1][1]) == broken

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
+from collage_ext.core.types import Rect, Size
 from collage_ext.pixels.fit import fit_image
 from collage_ext.pixels.render import RenderResult, render_frame
-from collage_ext.core.types import Rect, Size
 from tests.common import BLUE, FILL, GREEN, RED, WHITE, make_image, solid_color_at
 
 FRAME = Size(12, 8)
@@ -170,8 +170,11 @@ def test_accepts_plain_tuple_rects() -> None:
 def test_alpha_pasted_with_its_pixels() -> None:
     """A placement's own alpha lands exactly in its rect; other rects and padding stay 255."""
     own = Image.fromarray(np.array([[0, 64, 255], [128, 0, 7]], dtype=np.uint8))
-    placements = [(Rect(1, 1, 3, 2), make_image((3, 2), RED), own), (Rect(5, 0, 2, 2), make_image((2, 2), BLUE), None),
-                  (Rect(0, 3, 2, 1), make_image((2, 1), GREEN))]
+    placements = [
+        (Rect(1, 1, 3, 2), make_image((3, 2), RED), own),
+        (Rect(5, 0, 2, 2), make_image((2, 2), BLUE), None),
+        (Rect(0, 3, 2, 1), make_image((2, 1), GREEN)),
+    ]
     result = render_frame(Size(8, 4), placements, FILL, with_mask=True)
     expected = np.full((4, 8), 255, np.uint8)
     expected[1:3, 1:4] = np.asarray(own)

@@ -1,4 +1,4 @@
-"""collage_ext.pixels.resample: libvips' Lanczos-3 where it applies, Pillow's LANCZOS elsewhere; same geometry, fork-safe."""
+"""collage_ext.pixels.resample: libvips' Lanczos-3 where it applies, else Pillow's LANCZOS; same geometry, fork-safe."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("src", "size", "box"), CASES, ids=[f"{c[0]}->{c[1]}@{c[2]}" for c in CASES])
-def test_vips_matches_a_float_lanczos_reference(src: tuple[int, int], size: tuple[int, int],
-                                                box: tuple[float, float, float, float]) -> None:
+def test_vips_matches_a_float_lanczos_reference(
+    src: tuple[int, int], size: tuple[int, int], box: tuple[float, float, float, float]
+) -> None:
     """Same geometry as Pillow (box, fractional edges, crop offsets), within 47 dB of float LANCZOS on photos."""
     image = photo(src, seed=sum(src))
     assert resample.vips_applies(image.mode, size, box)
@@ -62,14 +63,19 @@ def test_zone_plate_aliasing_like_pillow() -> None:
         assert stop_band_residue(ours, n) <= stop_band_residue(pillow, n) + 0.6, (n, out)
 
 
-@pytest.mark.parametrize(("mode", "size", "box"), [
-    ("RGBA", (100, 75), (0, 0, 400, 300)),  # not 8-bit RGB / gray
-    ("RGB", (500, 75), (0, 0, 400, 300)),  # enlarges one axis
-    ("RGB", (100, 75), (0.5, 0, 400, 300)),  # an edge between pixels: libvips would centre differently
-    ("RGB", (100, 75), (0, 0.25, 400, 300)),
-    ("RGB", (100, 75), (0, 0, 399.5, 300)),
-])
-def test_other_geometries_are_pillow_bytes(mode: str, size: tuple[int, int], box: tuple[float, float, float, float]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "size", "box"),
+    [
+        ("RGBA", (100, 75), (0, 0, 400, 300)),  # not 8-bit RGB / gray
+        ("RGB", (500, 75), (0, 0, 400, 300)),  # enlarges one axis
+        ("RGB", (100, 75), (0.5, 0, 400, 300)),  # an edge between pixels: libvips would centre differently
+        ("RGB", (100, 75), (0, 0.25, 400, 300)),
+        ("RGB", (100, 75), (0, 0, 399.5, 300)),
+    ],
+)
+def test_other_geometries_are_pillow_bytes(
+    mode: str, size: tuple[int, int], box: tuple[float, float, float, float]
+) -> None:
     """Outside libvips' case the result is exactly Pillow's LANCZOS call."""
     image = photo((400, 300)).convert(mode)
     assert not resample.vips_applies(image.mode, size, box)
@@ -129,9 +135,9 @@ def test_geometry_grid_sizes_are_exact() -> None:
 
 def test_plain_png_takes_the_libvips_path_with_pillow_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An 8-bit RGB / gray PNG is read by libvips and gives exactly the bytes of Pillow's decode + shrink."""
+    from collage_ext.core.types import Size
     from collage_ext.pixels.fit import fit_image
     from collage_ext.pixels.images import load_fitted, open_image
-    from collage_ext.core.types import Size
 
     opened: list[str] = []
     original = resample.open_plain_png
@@ -150,8 +156,8 @@ def test_plain_png_takes_the_libvips_path_with_pillow_bytes(tmp_path: Path, monk
 def test_truncated_png_is_still_named(tmp_path: Path) -> None:
     """libvips gives up on a truncated PNG; Pillow's path then reports it with the file's name."""
     from collage_ext.core.errors import CollageInputError
-    from collage_ext.pixels.images import load_fitted
     from collage_ext.core.types import Size
+    from collage_ext.pixels.images import load_fitted
 
     whole = tmp_path / "whole.png"
     photo((600, 400)).save(whole)
@@ -162,16 +168,16 @@ def test_truncated_png_is_still_named(tmp_path: Path) -> None:
 
 
 def _png_digest_in_child(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    from collage_ext.pixels.images import load_fitted
     from collage_ext.core.types import Size
+    from collage_ext.pixels.images import load_fitted
 
     queue.put(hashlib.sha256(load_fitted(path, Size(200, 200))[0].tobytes()).hexdigest())
 
 
 def test_forked_workers_read_pngs_after_the_parent_did(tmp_path: Path) -> None:
     """The libvips PNG loader, like the shrink, runs on the calling thread: forked workers do not hang."""
-    from collage_ext.pixels.images import load_fitted
     from collage_ext.core.types import Size
+    from collage_ext.pixels.images import load_fitted
 
     path = tmp_path / "plain.png"
     photo((640, 480), seed=5).save(path)

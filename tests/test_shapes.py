@@ -9,17 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
-from collage_ext.plan.collage import Collage, Source
 from collage_ext.core.config import CollageConfig, split_dataset_config
-from collage_ext.plan.subsets import PlannedSubset
-from collage_ext.plan.framestats import epoch_stats, frame_note, frame_stats
-from collage_ext.geometry.layout import check_partition, line_cells, choose_layout
-from collage_ext.plan.pool import Pool
-from collage_ext.sdscripts.startup import default_rate_note
-from collage_ext.plan.framestats import alone_images
-from collage_ext.geometry.shapes import area_tolerance, shape_classes
 from collage_ext.core.types import Layout, Rect, Size
+from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
+from collage_ext.geometry.layout import check_partition, choose_layout, line_cells
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.plan.collage import Collage, Source
+from collage_ext.plan.framestats import alone_images, epoch_stats, frame_note, frame_stats
+from collage_ext.plan.pool import Pool
+from collage_ext.plan.subsets import PlannedSubset
+from collage_ext.sdscripts.startup import default_rate_note
 
 RES = Size(1024, 1024)
 WIDE = Buckets.from_params(RES, {"enable_bucket": True, "max_bucket_reso": 2048})
@@ -42,8 +41,9 @@ def mixed(n: int, seed: int = 0, long_side: int = 1536) -> list[tuple[int, int]]
     return out
 
 
-def shaped_pool(sizes: list[tuple[int, int]], buckets: Buckets = WIDE, repeats: list[int] | None = None,
-                **options: object) -> Pool:
+def shaped_pool(
+    sizes: list[tuple[int, int]], buckets: Buckets = WIDE, repeats: list[int] | None = None, **options: object
+) -> Pool:
     """A pool planned with content-shaped frames."""
     config = CollageConfig(**options)  # type: ignore[arg-type]
     return Pool("0/0:photos", sources(sizes), config, RES, seed=7, repeats=repeats or [], buckets=buckets)
@@ -55,6 +55,7 @@ def frames_of(pool: Pool) -> PlannedSubset:
 
 
 # -- buckets and shape classes ---------------------------------------------------------------------
+
 
 def test_bucket_set_matches_the_rule() -> None:
     """Every bucket has sides in [min, max], multiples of the steps, area at most the resolution's."""
@@ -135,9 +136,9 @@ def test_fixed_frame_when_frame_size_is_set_or_no_buckets() -> None:
 
 # -- the epoch plan ---------------------------------------------------------------------------------
 
+
 @settings(derandomize=True, deadline=None, max_examples=40)
-@given(n=st.integers(1, 50), seed=st.integers(0, 30), rate=st.sampled_from([0.5, 1.0]),
-       max_images=st.integers(2, 4))
+@given(n=st.integers(1, 50), seed=st.integers(0, 30), rate=st.sampled_from([0.5, 1.0]), max_images=st.integers(2, 4))
 def test_exact_coverage_and_constant_slot_frames(n: int, seed: int, rate: float, max_images: int) -> None:
     """Every repeat lands in exactly one sample; each slot keeps its frame shape in every epoch."""
     rng = random.Random(seed)
@@ -187,6 +188,7 @@ def test_benchmark_targets_on_mixed_photos() -> None:
 
 # -- geometry and statistics ------------------------------------------------------------------------
 
+
 def test_line_cells_partition_and_cap_the_upscale() -> None:
     """Line cells stay inside the frame without overlap; a small source's cell shrinks to max_upscale."""
     config = CollageConfig(gutter=8)
@@ -214,6 +216,7 @@ def test_frame_stats_counts_padding() -> None:
 
 
 # -- defaults ---------------------------------------------------------------------------------------
+
 
 def test_collage_is_on_by_default_and_reg_stays_single() -> None:
     """No collage key: training subsets get collage_rate 1, regularisation subsets 0; the log line says so."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from collage_ext.core.errors import CollageConfigError
 from collage_ext.captions.grammar import CaptionGrammar, ParsedCaption, format_caption, parse_caption
+from collage_ext.core.errors import CollageConfigError
 
 __all__ = ["apply_cell_dropout", "drop_cells"]
 

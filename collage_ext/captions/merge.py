@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from collage_ext.core.errors import CollageConfigError
 from collage_ext.captions.grammar import CaptionGrammar, ParsedCaption, format_caption, parse_caption, tag_key
+from collage_ext.core.errors import CollageConfigError
 
 __all__ = ["MERGE_MODES", "MergeMode", "merge_captions"]
 
@@ -82,8 +82,10 @@ def _rehome_kept(cells: Sequence[ParsedCaption], kept: tuple[str, ...]) -> tuple
     "tag" ("... under a clear blue sky, subject, seen from a distance").
     """
     keys = {tag_key(t) for t in kept}
-    rehomed = [ParsedCaption((), (*(t for t in cell.fixed if tag_key(t) not in keys), *cell.flex), cell.suffix)
-               for cell in cells]
+    rehomed = [
+        ParsedCaption((), (*(t for t in cell.fixed if tag_key(t) not in keys), *cell.flex), cell.suffix)
+        for cell in cells
+    ]
     return kept, rehomed
 
 

@@ -16,9 +16,17 @@ import logging
 import re
 from collections.abc import Sequence
 
-from collage_ext.core.errors import CollageConfigError
-from collage_ext.captions.grammar import CaptionGrammar, ParsedCaption, find_wildcards, format_caption, parse_caption, split_tags, tag_key
+from collage_ext.captions.grammar import (
+    CaptionGrammar,
+    ParsedCaption,
+    find_wildcards,
+    format_caption,
+    parse_caption,
+    split_tags,
+    tag_key,
+)
 from collage_ext.captions.tokens import TokenBudget, TokenCounter
+from collage_ext.core.errors import CollageConfigError
 
 __all__ = ["KEEP_TOKENS", "repeat_phrases"]
 

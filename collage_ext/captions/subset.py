@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from collage_ext.captions.grammar import CaptionGrammar
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.captions.grammar import CaptionGrammar
 
 
 def grammar_of(subset: Any) -> CaptionGrammar:
@@ -30,10 +30,14 @@ def check_caption_combination(config: CollageConfig, subset: Any, where: str) ->
     if config.caption_merge != "positional":
         return
     if getattr(subset, "flip_aug", False):
-        msg = (f"collage_caption_merge = 'positional' cannot be combined with flip_aug = true: a flipped frame "
-               f"swaps [LEFT] and [RIGHT]; set flip_aug = false or collage_caption_merge = 'concat' @ {where}")
+        msg = (
+            f"collage_caption_merge = 'positional' cannot be combined with flip_aug = true: a flipped frame "
+            f"swaps [LEFT] and [RIGHT]; set flip_aug = false or collage_caption_merge = 'concat' @ {where}"
+        )
         raise CollageConfigError(msg)
     if getattr(subset, "shuffle_caption", False) and not getattr(subset, "secondary_separator", None):
-        msg = (f"collage_caption_merge = 'positional' with shuffle_caption = true needs secondary_separator "
-               f"(e.g. secondary_separator = \";;;\") so each cell's text stays with its marker @ {where}")
+        msg = (
+            f"collage_caption_merge = 'positional' with shuffle_caption = true needs secondary_separator "
+            f'(e.g. secondary_separator = ";;;") so each cell\'s text stays with its marker @ {where}'
+        )
         raise CollageConfigError(msg)

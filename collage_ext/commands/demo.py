@@ -15,8 +15,14 @@ from PIL import Image, ImageDraw
 from collage_ext.core.types import Size
 
 _COLORS = {
-    "red": (200, 40, 50), "blue": (40, 80, 200), "green": (40, 150, 70), "yellow": (230, 200, 40),
-    "purple": (130, 60, 170), "orange": (235, 130, 30), "teal": (30, 150, 150), "pink": (230, 120, 170),
+    "red": (200, 40, 50),
+    "blue": (40, 80, 200),
+    "green": (40, 150, 70),
+    "yellow": (230, 200, 40),
+    "purple": (130, 60, 170),
+    "orange": (235, 130, 30),
+    "teal": (30, 150, 150),
+    "pink": (230, 120, 170),
 }
 _BACKGROUNDS = {"azure": (120, 180, 230), "mint": (170, 225, 200), "sand": (225, 205, 160), "lilac": (200, 180, 230)}
 

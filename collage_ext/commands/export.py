@@ -33,27 +33,34 @@ from typing import Any
 import toml
 from PIL import Image
 
+from collage_ext.commands.renderjobs import render_jobs
+from collage_ext.core.errors import CollageConfigError
+from collage_ext.core.filemodes import write_bytes_atomic
+from collage_ext.core.progress import progress
+from collage_ext.core.types import Size
 from collage_ext.core.version import __version__
 from collage_ext.geometry.buckets import Buckets
 from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
-from collage_ext.plan.project import Project
-from collage_ext.core.errors import CollageConfigError
-from collage_ext.core.progress import progress
+from collage_ext.plan.frames import encode_png, frame_pixels, uses_alpha
 from collage_ext.plan.framesets import TextEncoder
 from collage_ext.plan.jobs import FrameSet, frames_for
-from collage_ext.plan.project import plan_project, read_failures
-from collage_ext.plan.subsets import PlannedSubset
-from collage_ext.plan.frames import encode_png, frame_pixels, uses_alpha
-from collage_ext.core.filemodes import write_bytes_atomic
-from collage_ext.commands.renderjobs import render_jobs
+from collage_ext.plan.project import Project, plan_project, read_failures
 from collage_ext.plan.singles import cropped_pixels
-from collage_ext.core.types import Size
+from collage_ext.plan.subsets import PlannedSubset
 
 logger = logging.getLogger(__name__)
 
 #: Subset keys that describe *where* images come from; the export replaces them.
-_LOCATION_KEYS = ("image_dir", "num_repeats", "class_tokens", "metadata_file", "caption_extension", "is_reg",
-                  "cache_info", "conditioning_data_dir")
+_LOCATION_KEYS = (
+    "image_dir",
+    "num_repeats",
+    "class_tokens",
+    "metadata_file",
+    "caption_extension",
+    "is_reg",
+    "cache_info",
+    "conditioning_data_dir",
+)
 
 
 @dataclass
@@ -96,8 +103,15 @@ def check_out_dir(out: Path, project: Project, *, force: bool) -> None:
             raise CollageConfigError(msg)
 
 
-def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: int | None = None,
-               force: bool = False, jobs_n: int | None = None) -> ExportResult:
+def run_export(
+    project: Project,
+    encoder: TextEncoder,
+    out: Path,
+    *,
+    variants: int | None = None,
+    force: bool = False,
+    jobs_n: int | None = None,
+) -> ExportResult:
     """Write the static frames, the single images and the manifest into ``out``.
 
     Raises:
@@ -130,11 +144,16 @@ def run_export(project: Project, encoder: TextEncoder, out: Path, *, variants: i
     _write_dataset_toml(project, folders, out / "dataset.toml")
     _count_epoch(project, out, manifest_frames + manifest_singles + plain, result)
     manifest = {
-        "collage_ext": __version__, "source": project.source, "seed": project.seed, "seed_why": project.seed_why,
-        "plan": "static", "variants": {p.pool.key: p.subset.config.variants for p in planned},
+        "collage_ext": __version__,
+        "source": project.source,
+        "seed": project.seed,
+        "seed_why": project.seed_why,
+        "plan": "static",
+        "variants": {p.pool.key: p.subset.config.variants for p in planned},
         "settings": {p.pool.key: p.subset.config.to_metadata() for p in planned},
         "stats": frameset.summary().to_json(),
-        "frames": manifest_frames, "singles": manifest_singles + plain,
+        "frames": manifest_frames,
+        "singles": manifest_singles + plain,
         "left_out": [{"path": p, "error": str(e)} for p, e in failed.items()],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -171,8 +190,9 @@ def _clean(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".") or "subset"
 
 
-def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult,
-                  jobs_n: int | None = None) -> list[dict[str, Any]]:
+def _write_frames(
+    frameset: FrameSet, folders: _Folders, result: ExportResult, jobs_n: int | None = None
+) -> list[dict[str, Any]]:
     # A static variant can hold the same frame twice (an image with more repeats than partners of its
     # shape): one file in an N_ folder with N = its count keeps every repeat. Repeats are found by the
     # planned name; a frame renamed while rendering (a source failed) is written once per planned name.
@@ -183,8 +203,13 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult,
     unique = list(first.values())
     planned_key = {id(job): (id(job.planned), job.name) for job in unique}
     records = []
-    for job, png, error in render_jobs(unique, _encode_export, with_mask=lambda job: job.planned.subset.config.loss_mask,
-                                       jobs_n=jobs_n, desc="exporting frames"):
+    for job, png, error in render_jobs(
+        unique,
+        _encode_export,
+        with_mask=lambda job: job.planned.subset.config.loss_mask,
+        jobs_n=jobs_n,
+        desc="exporting frames",
+    ):
         key = planned_key[id(job)]
         if error is not None:  # export's policy is "warn": leave the frame out, go on
             names = " + ".join(Path(s.path).name for s in job.sources)
@@ -196,16 +221,34 @@ def _write_frames(frameset: FrameSet, folders: _Folders, result: ExportResult,
         write_bytes_atomic(path, png)
         write_bytes_atomic(path.with_suffix(".txt"), (job.caption + "\n").encode("utf-8"))
         layout = job.params.layout
-        records.append({
-            "file": path.relative_to(folders.out).as_posix(), "repeats": counts[key], "dataset": job.planned.dataset.index,
-            "subset": job.planned.subset.index, "image_dir": job.planned.subset.image_dir,
-            "pool_key": job.planned.pool.key, "variant": job.variant, "seed": job.planned.pool.seed,
-            "frame": list(layout.frame), "layout": layout.name, **_stats_json(job),
-            "cells": [{"rect": list(c), "position": n, "source": job.sources[i].path, "key": job.sources[i].key,
-                       "crop": _box(job.sources[i].crop)}
-                      for c, i, n in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells))],
-            "sources": [s.path for s in job.sources], "caption": job.caption, "params": job.params.to_json(),
-        })
+        records.append(
+            {
+                "file": path.relative_to(folders.out).as_posix(),
+                "repeats": counts[key],
+                "dataset": job.planned.dataset.index,
+                "subset": job.planned.subset.index,
+                "image_dir": job.planned.subset.image_dir,
+                "pool_key": job.planned.pool.key,
+                "variant": job.variant,
+                "seed": job.planned.pool.seed,
+                "frame": list(layout.frame),
+                "layout": layout.name,
+                **_stats_json(job),
+                "cells": [
+                    {
+                        "rect": list(c),
+                        "position": n,
+                        "source": job.sources[i].path,
+                        "key": job.sources[i].key,
+                        "crop": _box(job.sources[i].crop),
+                    }
+                    for c, i, n in zip(layout.cells, layout.order, layout.names or [""] * len(layout.cells))
+                ],
+                "sources": [s.path for s in job.sources],
+                "caption": job.caption,
+                "params": job.params.to_json(),
+            }
+        )
         result.frames += counts[key]
     return records
 
@@ -252,15 +295,23 @@ def _write_singles(frameset: FrameSet, folders: _Folders, result: ExportResult) 
             target = _copy(source.path, folder, source.caption, used, suffix=".png")
             alpha = uses_alpha(item.subset.params.get("alpha_mask", False), item.subset.config)
             Image.fromarray(cropped_pixels(source, item.subset.config, alpha)).save(target)
-        records.append({"file": target.relative_to(folders.out).as_posix(), "source": source.path,
-                        "repeats": repeats, "dataset": item.dataset.index, "subset": item.subset.index,
-                        "crop": _box(source.crop)})
+        records.append(
+            {
+                "file": target.relative_to(folders.out).as_posix(),
+                "source": source.path,
+                "repeats": repeats,
+                "dataset": item.dataset.index,
+                "subset": item.subset.index,
+                "crop": _box(source.crop),
+            }
+        )
         result.singles += 1
     return records
 
 
-def _copy_plain(project: Project, planned: Sequence[PlannedSubset], folders: _Folders, failed: dict[str, Any],
-                result: ExportResult) -> list[dict[str, Any]]:
+def _copy_plain(
+    project: Project, planned: Sequence[PlannedSubset], folders: _Folders, failed: dict[str, Any], result: ExportResult
+) -> list[dict[str, Any]]:
     """Subsets without collage frames are copied with their TOML ``num_repeats`` (sd-scripts balances reg again)."""
     collage = {id(p.subset) for p in planned}
     records: list[dict[str, Any]] = []
@@ -273,8 +324,15 @@ def _copy_plain(project: Project, planned: Sequence[PlannedSubset], folders: _Fo
             if image.path in failed:
                 continue
             target = _copy(image.path, folders.get(dataset, subset, repeats), image.caption, used)
-            records.append({"file": target.relative_to(folders.out).as_posix(), "source": image.path,
-                            "repeats": repeats, "dataset": dataset.index, "subset": subset.index})
+            records.append(
+                {
+                    "file": target.relative_to(folders.out).as_posix(),
+                    "source": image.path,
+                    "repeats": repeats,
+                    "dataset": dataset.index,
+                    "subset": subset.index,
+                }
+            )
             result.copied += 1
     return records
 
@@ -288,8 +346,11 @@ def _write_dataset_toml(project: Project, folders: _Folders, path: Path) -> None
         entries = []
         raw_subsets = raw.get("subsets", []) or []
         for subset in dataset.subsets:
-            base = {k: v for k, v in (raw_subsets[subset.index] if subset.index < len(raw_subsets) else {}).items()
-                    if k not in _LOCATION_KEYS}
+            base = {
+                k: v
+                for k, v in (raw_subsets[subset.index] if subset.index < len(raw_subsets) else {}).items()
+                if k not in _LOCATION_KEYS
+            }
             for folder, repeats in folders.by_subset.get((dataset.index, subset.index), []):
                 entry = dict(base, image_dir=str(folder.resolve()), num_repeats=repeats, caption_extension=".txt")
                 if uses_alpha(subset.params.get("alpha_mask", False), subset.config):
@@ -306,8 +367,10 @@ def _write_dataset_toml(project: Project, folders: _Folders, path: Path) -> None
             new["subsets"] = entries
             out_datasets.append(new)
     data["datasets"] = out_datasets
-    header = (f"# Written by collage-ext export {__version__} from {project.source}.\n"
-              "# Plain sd-scripts dataset config: no collage_ext needed. Paths are absolute.\n")
+    header = (
+        f"# Written by collage-ext export {__version__} from {project.source}.\n"
+        "# Plain sd-scripts dataset config: no collage_ext needed. Paths are absolute.\n"
+    )
     path.write_text(header + toml.dumps(data), encoding="utf-8")
 
 
@@ -370,25 +433,39 @@ def training_hint(project: Project, result: ExportResult) -> str:
     batch = int(first.params.get("batch_size") or 1) if first is not None else 1
     accumulation = int(project.run.get("gradient_accumulation_steps") or 1)
     steps = math.ceil(result.batches / accumulation)
-    reg = (f" + {result.reg_samples} regularisation samples as copied (sd-scripts adds regularisation samples "
-           "until they match the training samples, so expect up to twice the steps)" if result.reg_samples else "")
+    reg = (
+        f" + {result.reg_samples} regularisation samples as copied (sd-scripts adds regularisation samples "
+        "until they match the training samples, so expect up to twice the steps)"
+        if result.reg_samples
+        else ""
+    )
     lines = [
-        (f"collage-ext export {__version__}: {result.frames} collage frames, {result.singles} single images from "
-         f"collage subsets, {result.copied} images copied from other subsets (seed {project.seed})."),
-        (f"One epoch of it: {result.samples} training samples in {result.batches} batches ({result.buckets} "
-         f"bucket{'s' * (result.buckets != 1)}) = {steps} optimizer step{'s' * (steps != 1)}"
-         + (f" with gradient_accumulation_steps {accumulation}" if accumulation > 1 else "") + f"{reg}."),
+        (
+            f"collage-ext export {__version__}: {result.frames} collage frames, {result.singles} single images from "
+            f"collage subsets, {result.copied} images copied from other subsets (seed {project.seed})."
+        ),
+        (
+            f"One epoch of it: {result.samples} training samples in {result.batches} batches ({result.buckets} "
+            f"bucket{'s' * (result.buckets != 1)}) = {steps} optimizer step{'s' * (steps != 1)}"
+            + (f" with gradient_accumulation_steps {accumulation}" if accumulation > 1 else "")
+            + f"{reg}."
+        ),
         "",
         "Train with plain sd-scripts (no collage_ext needed) either on the folders:",
-        (f"  --train_data_dir {out / 'train'}" + (f" --reg_data_dir {out / 'reg'}" if result.reg_dir else "")
-         + f" --caption_extension .txt --resolution {reso} --train_batch_size {batch}"
-         + (bucket_flags(first) if first is not None else "")),
+        (
+            f"  --train_data_dir {out / 'train'}"
+            + (f" --reg_data_dir {out / 'reg'}" if result.reg_dir else "")
+            + f" --caption_extension .txt --resolution {reso} --train_batch_size {batch}"
+            + (bucket_flags(first) if first is not None else "")
+        ),
         "or on the dataset config, which keeps your other dataset settings (keep_tokens, batch size...):",
         f"  --dataset_config {out / 'dataset.toml'}",
         "Remove dataset_class / dataset_config / train_data_dir from your training TOML first (or override them).",
         "",
-        ("ai-toolkit, OneTrainer, diffusion-pipe: point the dataset folder at the N_name folders under train/ "
-         "(image + .txt caption pairs); the N_ prefix is the repeat count per epoch."),
+        (
+            "ai-toolkit, OneTrainer, diffusion-pipe: point the dataset folder at the N_name folders under train/ "
+            "(image + .txt caption pairs); the N_ prefix is the repeat count per epoch."
+        ),
         "manifest.json traces every frame back to its source images, crop boxes, layout and seed.",
     ]
     if len(resolutions) > 1:

@@ -23,9 +23,22 @@ from collage_ext.core.errors import CollageInputError
 MAX_HEADER = 100_000_000
 
 #: sd-scripts metadata keys worth showing next to the collage settings.
-CONTEXT_KEYS = ("ss_output_name", "ss_sd_model_name", "ss_base_model_version", "ss_model_type", "ss_network_module",
-                "ss_network_dim", "ss_network_alpha", "ss_epoch", "ss_steps", "ss_max_train_steps",
-                "ss_num_train_images", "ss_resolution", "ss_seed", "ss_training_finished_at")
+CONTEXT_KEYS = (
+    "ss_output_name",
+    "ss_sd_model_name",
+    "ss_base_model_version",
+    "ss_model_type",
+    "ss_network_module",
+    "ss_network_dim",
+    "ss_network_alpha",
+    "ss_epoch",
+    "ss_steps",
+    "ss_max_train_steps",
+    "ss_num_train_images",
+    "ss_resolution",
+    "ss_seed",
+    "ss_training_finished_at",
+)
 
 
 def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -74,7 +87,7 @@ def _json(value: str | None) -> Any:
 
 
 def collage_settings(metadata: dict[str, str]) -> list[dict[str, Any]]:
-    """Every ``collage_ext`` block in the metadata, with the dataset index it came from (``None`` for ss_bucket_info)."""
+    """Every ``collage_ext`` block in the metadata, with its dataset index (``None`` for ss_bucket_info)."""
     found: list[dict[str, Any]] = []
     datasets = _json(metadata.get("ss_datasets"))
     if isinstance(datasets, list):
@@ -119,13 +132,17 @@ def format_settings(path: str, metadata: dict[str, str], blocks: list[dict[str, 
     defaults = CollageConfig().to_metadata()
     for block in blocks:
         where = "ss_bucket_info" if block["dataset"] is None else f"dataset {block['dataset']}"
-        lines.append(f"collage_ext {block.get('version', '?')} ({where}): mode {block.get('mode', '?')}, "
-                     f"seed {block.get('seed', '?')}")
+        lines.append(
+            f"collage_ext {block.get('version', '?')} ({where}): mode {block.get('mode', '?')}, "
+            f"seed {block.get('seed', '?')}"
+        )
         for subset in block.get("subsets", []) or []:
-            lines.append(f"  subset {subset.get('subset', '?')} {subset.get('image_dir', '')}: "
-                         f"{subset.get('images', '?')} images -> {subset.get('frames_per_epoch', '?')} samples/epoch "
-                         f"({subset.get('collage_frames', '?')} collage frames, {subset.get('single_samples', '?')} "
-                         "single)")
+            lines.append(
+                f"  subset {subset.get('subset', '?')} {subset.get('image_dir', '')}: "
+                f"{subset.get('images', '?')} images -> {subset.get('frames_per_epoch', '?')} samples/epoch "
+                f"({subset.get('collage_frames', '?')} collage frames, {subset.get('single_samples', '?')} "
+                "single)"
+            )
             settings = subset.get("settings") or {}
             changed = {k: v for k, v in settings.items() if defaults.get(k, object()) != v}
             for key, value in changed.items():

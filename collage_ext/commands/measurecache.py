@@ -23,8 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from collage_ext.core.filemodes import write_bytes_atomic
 from collage_ext.commands.quality import ImageMeasures
+from collage_ext.core.filemodes import write_bytes_atomic
 from collage_ext.core.types import Size
 
 logger = logging.getLogger(__name__)
@@ -72,9 +72,12 @@ class MeasureCache:
         try:
             raw = json.loads(self.file.read_text(encoding="utf-8"))
             for path, size, mtime, fill, value in raw.get("entries", []):
-                key: Key = (path, size, mtime, tuple(fill))  # type: ignore[assignment]
-                self._data[key] = value if isinstance(value, str) else ImageMeasures(
-                    Size(*value["size"]), float(value["detail_factor"]), float(value["contrast"]))
+                key: Key = (path, size, mtime, tuple(fill))
+                self._data[key] = (
+                    value
+                    if isinstance(value, str)
+                    else ImageMeasures(Size(*value["size"]), float(value["detail_factor"]), float(value["contrast"]))
+                )
         except (OSError, ValueError, TypeError, KeyError) as exc:
             logger.debug(f"ignoring the quality cache {self.file}: {exc}")
             self._data = {}
@@ -119,8 +122,21 @@ class MeasureCache:
                 return
             entries: list[list[Any]] = []
             for (path, size, mtime, fill), value in self._data.items():
-                entries.append([path, size, mtime, list(fill), value if isinstance(value, str) else {
-                    "size": list(value.size), "detail_factor": value.detail_factor, "contrast": value.contrast}])
+                entries.append(
+                    [
+                        path,
+                        size,
+                        mtime,
+                        list(fill),
+                        value
+                        if isinstance(value, str)
+                        else {
+                            "size": list(value.size),
+                            "detail_factor": value.detail_factor,
+                            "contrast": value.contrast,
+                        },
+                    ]
+                )
             self._dirty = False
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)

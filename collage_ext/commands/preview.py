@@ -29,16 +29,16 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from collage_ext.commands.quality import CaptionTokens, count_caption, phrases_past_budget
+from collage_ext.commands.renderjobs import render_jobs
+from collage_ext.core.filemodes import write_bytes_atomic
 from collage_ext.core.version import __version__
 from collage_ext.kohya.datasets import Finding
-from collage_ext.plan.project import Project
+from collage_ext.pixels.render import RenderResult
 from collage_ext.plan.frames import encode_png, frame_pixels
 from collage_ext.plan.framesets import TextEncoder
 from collage_ext.plan.jobs import FrameJob, FrameSet
-from collage_ext.core.filemodes import write_bytes_atomic
-from collage_ext.pixels.render import RenderResult
-from collage_ext.commands.renderjobs import render_jobs
-from collage_ext.commands.quality import CaptionTokens, count_caption, phrases_past_budget
+from collage_ext.plan.project import Project
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def viewable(image: Image.Image) -> Image.Image:
         return image.convert("RGB")
     side, dark, light = CHECKER
     ys, xs = np.indices((image.height, image.width))
-    board = np.where((((ys // side) + (xs // side)) % 2 == 0)[:, :, None], np.array(light, np.uint8),
-                     np.array(dark, np.uint8))
+    board = np.where(
+        (((ys // side) + (xs // side)) % 2 == 0)[:, :, None], np.array(light, np.uint8), np.array(dark, np.uint8)
+    )
     return Image.alpha_composite(Image.fromarray(board.astype(np.uint8)).convert("RGBA"), image).convert("RGB")
 
 
@@ -82,8 +83,10 @@ def group_label(job: FrameJob) -> str:
     """Where a frame comes from, e.g. ``dataset 0 / subset 1 (10_cat), slot 3``."""
     planned = job.planned
     where = job.variant if job.variant is not None else job.slot
-    return (f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
-            f"{'variant' if job.variant is not None else 'slot'} {where}")
+    return (
+        f"dataset {planned.dataset.index} / subset {planned.subset.index} ({planned.subset.name}), "
+        f"{'variant' if job.variant is not None else 'slot'} {where}"
+    )
 
 
 def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
@@ -96,40 +99,76 @@ def frame_record(job: FrameJob, encoder: TextEncoder) -> FrameEntry:
     reading = sorted(range(len(layout.cells)), key=lambda c: (layout.cells[c].y, layout.cells[c].x))
     names = [Path(job.sources[layout.order[c]].path).name for c in reading]  # left to right, top to bottom
     if tokens.overflow:
-        warnings.append(f"caption has {tokens.total} tokens, {tokens.overflow} past the {encoder.budget.max_tokens}-"
-                        f"token budget are cut off (never trained)")
-    for phrase, start in phrases_past_budget(caption, planned.subset.config.repeat_phrases, encoder.budget,
-                                             encoder.counter, planned.collage.grammar):
+        warnings.append(
+            f"caption has {tokens.total} tokens, {tokens.overflow} past the {encoder.budget.max_tokens}-"
+            f"token budget are cut off (never trained)"
+        )
+    for phrase, start in phrases_past_budget(
+        caption, planned.subset.config.repeat_phrases, encoder.budget, encoder.counter, planned.collage.grammar
+    ):
         warnings.append(f"phrase {phrase!r} first appears at token {start}, past the budget: it is never trained")
     stats = job.stats
     min_span = planned.subset.config.min_span
     short = [Path(s.path).name for s, span in zip(job.sources, stats.spans) if span < min_span - 1e-9]
     if short and min_span > 0:
-        warnings.append(f"scale rule: {', '.join(short)} span{'s' if len(short) == 1 else ''} less than "
-                        f"{min_span:g} of the frame (layout {layout.name})")
+        warnings.append(
+            f"scale rule: {', '.join(short)} span{'s' if len(short) == 1 else ''} less than "
+            f"{min_span:g} of the frame (layout {layout.name})"
+        )
     cells = []
     positions = layout.names or [""] * len(layout.cells)
     for c in reading:
         cell, index, position = layout.cells[c], layout.order[c], positions[c]
         source = job.sources[index]
-        cells.append({"rect": list(cell), "position": position, "key": source.key, "path": source.path,
-                      "size": list(source.size), "crop": list(source.crop) if source.crop else None,
-                      "span": round(stats.spans[index], 4)})
+        cells.append(
+            {
+                "rect": list(cell),
+                "position": position,
+                "key": source.key,
+                "path": source.path,
+                "size": list(source.size),
+                "crop": list(source.crop) if source.crop else None,
+                "span": round(stats.spans[index], 4),
+            }
+        )
     label = group_label(job)
     info = {
-        "name": job.name, "dataset": planned.dataset.index, "subset": planned.subset.index,
-        "image_dir": planned.subset.image_dir, "pool_key": planned.pool.key, "slot": job.slot,
-        "variant": job.variant, "seed": planned.pool.seed, "frame": list(layout.frame),
-        "fill": round(stats.fill, 4), "layout": layout.name, "cells": cells, "sources": [s.path for s in job.sources], "caption": caption,
-        "tokens": {"encoder": encoder.label, "total": tokens.total, "chunks": list(tokens.chunks),
-                   "max": encoder.budget.max_tokens, "exact": encoder.exact},
-        "params": job.params.to_json(), "collage_ext": __version__,
+        "name": job.name,
+        "dataset": planned.dataset.index,
+        "subset": planned.subset.index,
+        "image_dir": planned.subset.image_dir,
+        "pool_key": planned.pool.key,
+        "slot": job.slot,
+        "variant": job.variant,
+        "seed": planned.pool.seed,
+        "frame": list(layout.frame),
+        "fill": round(stats.fill, 4),
+        "layout": layout.name,
+        "cells": cells,
+        "sources": [s.path for s in job.sources],
+        "caption": caption,
+        "tokens": {
+            "encoder": encoder.label,
+            "total": tokens.total,
+            "chunks": list(tokens.chunks),
+            "max": encoder.budget.max_tokens,
+            "exact": encoder.exact,
+        },
+        "params": job.params.to_json(),
+        "collage_ext": __version__,
     }
     return FrameEntry(job.name, layout.name, label, names, caption, tokens, warnings, info)
 
 
-def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, masks: bool = True,
-                 desc: str = "rendering frames", jobs_n: int | None = None) -> list[FrameEntry]:
+def write_frames(
+    jobs: Sequence[FrameJob],
+    out: Path,
+    encoder: TextEncoder,
+    *,
+    masks: bool = True,
+    desc: str = "rendering frames",
+    jobs_n: int | None = None,
+) -> list[FrameEntry]:
     """Render each job into ``out/frames`` (PNG, caption, mask, JSON) and a thumbnail into ``out/thumbs``.
 
     Frames render on ``jobs_n`` processes (``parallel.default_jobs``); files are written here, in
@@ -140,9 +179,13 @@ def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, m
     frames_dir.mkdir(parents=True, exist_ok=True)
     thumbs_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for job, files, error in render_jobs(jobs, _encode_preview,
-                                         with_mask=lambda job: masks or job.planned.subset.config.loss_mask,
-                                         jobs_n=jobs_n, desc=desc):
+    for job, files, error in render_jobs(
+        jobs,
+        _encode_preview,
+        with_mask=lambda job: masks or job.planned.subset.config.loss_mask,
+        jobs_n=jobs_n,
+        desc=desc,
+    ):
         if error is not None:
             raise error
         png, mask_png, weight_png, thumb_jpg, thumb_size = files
@@ -154,8 +197,10 @@ def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, m
         entry = frame_record(job, encoder)
         entry.info["loss_weight"] = weight_png is not None
         write_bytes_atomic(frames_dir / f"{job.name}.txt", (entry.caption + "\n").encode("utf-8"))
-        write_bytes_atomic(frames_dir / f"{job.name}.json",
-                           (json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+        write_bytes_atomic(
+            frames_dir / f"{job.name}.json",
+            (json.dumps(entry.info, indent=1, ensure_ascii=False) + "\n").encode("utf-8"),
+        )
         write_bytes_atomic(thumbs_dir / f"{job.name}.jpg", thumb_jpg)
         entry.info["thumb_size"] = list(thumb_size)
         for warning in entry.warnings:
@@ -165,8 +210,14 @@ def write_frames(jobs: Sequence[FrameJob], out: Path, encoder: TextEncoder, *, m
 
 
 #: What a preview writes per frame, under ``frames/`` and ``thumbs/``.
-_FRAME_FILES = (("frames", ".png"), ("frames", "_mask.png"), ("frames", "_weight.png"), ("frames", ".txt"), ("frames", ".json"),
-                ("thumbs", ".jpg"))
+_FRAME_FILES = (
+    ("frames", ".png"),
+    ("frames", "_mask.png"),
+    ("frames", "_weight.png"),
+    ("frames", ".txt"),
+    ("frames", ".json"),
+    ("thumbs", ".jpg"),
+)
 
 
 def clear_previous(out: Path) -> int:
@@ -196,8 +247,9 @@ def clear_previous(out: Path) -> int:
     return removed
 
 
-def _encode_preview(job: FrameJob, rendered: RenderResult
-                    ) -> tuple[bytes, bytes | None, bytes | None, bytes, tuple[int, int]]:
+def _encode_preview(
+    job: FrameJob, rendered: RenderResult
+) -> tuple[bytes, bytes | None, bytes | None, bytes, tuple[int, int]]:
     """The frame PNG (as the adapter hands it: RGBA when it carries loss weights), its padding mask PNG,
     its weight PNG (the alpha as gray), the contact-sheet thumbnail (JPEG, weights < 1 on a checkerboard)
     and the thumbnail's size (run in a worker)."""
@@ -213,9 +265,17 @@ def _encode_preview(job: FrameJob, rendered: RenderResult
     return encode_png(image), mask, weight, out.getvalue(), thumb.size
 
 
-def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out: Path, *, count: int | None,
-                title: str = "collage-ext preview", notes: Sequence[str] = (),
-                jobs_n: int | None = None) -> list[FrameEntry]:
+def run_preview(
+    project: Project,
+    frameset: FrameSet,
+    encoder: TextEncoder,
+    out: Path,
+    *,
+    count: int | None,
+    title: str = "collage-ext preview",
+    notes: Sequence[str] = (),
+    jobs_n: int | None = None,
+) -> list[FrameEntry]:
     """Write the frames (at most ``count``), the contact sheets and the manifest; returns the entries."""
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
@@ -225,12 +285,25 @@ def run_preview(project: Project, frameset: FrameSet, encoder: TextEncoder, out:
     all_notes = list(notes)
     if count is not None and count < len(frameset.jobs):
         all_notes.append(f"showing the first {count} of {len(frameset.jobs)} collage frames (--count)")
-    write_index_html(out / "index.html", entries, title=title, summary=summary, findings=project.findings,
-                     notes=all_notes, singles=_singles(frameset))
-    write_contact_sheet([(out / "frames" / f"{e.name}.png", e.layout) for e in sheet_entries(entries)],
-                        out / "contact_sheet.png")
-    manifest = {"collage_ext": __version__, "summary": summary, "frames": [e.info for e in entries],
-                "singles": _singles(frameset), "findings": [f.to_json() for f in project.findings]}
+    write_index_html(
+        out / "index.html",
+        entries,
+        title=title,
+        summary=summary,
+        findings=project.findings,
+        notes=all_notes,
+        singles=_singles(frameset),
+    )
+    write_contact_sheet(
+        [(out / "frames" / f"{e.name}.png", e.layout) for e in sheet_entries(entries)], out / "contact_sheet.png"
+    )
+    manifest = {
+        "collage_ext": __version__,
+        "summary": summary,
+        "frames": [e.info for e in entries],
+        "singles": _singles(frameset),
+        "findings": [f.to_json() for f in project.findings],
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return entries
 
@@ -240,18 +313,35 @@ def summarize(project: Project, frameset: FrameSet, encoder: TextEncoder, writte
     singles = sum(n for _, _, n in frameset.singles)
     stats = frameset.summary()
     return {
-        "source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
-        "mode_why": project.mode_why, "epoch": frameset.epoch, "collage_frames": len(frameset.jobs),
-        "frames_written": written, "single_samples_in_collage_subsets": singles, "text_encoder": encoder.label,
-        "frame_stats": stats.text(), "mean_fill": round(stats.mean_fill, 4), "min_fill": round(stats.fill_min, 4),
-        "span_share": round(stats.span_share, 4), "images_per_frame": round(stats.images_per_frame, 4),
+        "source": project.source,
+        "seed": project.seed,
+        "seed_why": project.seed_why,
+        "mode": project.mode,
+        "mode_why": project.mode_why,
+        "epoch": frameset.epoch,
+        "collage_frames": len(frameset.jobs),
+        "frames_written": written,
+        "single_samples_in_collage_subsets": singles,
+        "text_encoder": encoder.label,
+        "frame_stats": stats.text(),
+        "mean_fill": round(stats.mean_fill, 4),
+        "min_fill": round(stats.fill_min, 4),
+        "span_share": round(stats.span_share, 4),
+        "images_per_frame": round(stats.images_per_frame, 4),
     }
 
 
 def _singles(frameset: FrameSet) -> list[dict[str, Any]]:
-    return [{"path": item.pool.sources[i].path, "repeats": n, "dataset": item.dataset.index,
-             "subset": item.subset.index, "crop": list(item.pool.sources[i].crop or ()) or None}
-            for item, i, n in frameset.singles]
+    return [
+        {
+            "path": item.pool.sources[i].path,
+            "repeats": n,
+            "dataset": item.dataset.index,
+            "subset": item.subset.index,
+            "crop": list(item.pool.sources[i].crop or ()) or None,
+        }
+        for item, i, n in frameset.singles
+    ]
 
 
 _CSS = """
@@ -277,25 +367,34 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #333;padding:2px 8p
 """
 
 
-def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, summary: dict[str, Any],
-                     findings: Sequence[Finding] = (), notes: Sequence[str] = (),
-                     singles: Sequence[dict[str, Any]] = ()) -> Path:
+def write_index_html(
+    path: Path,
+    entries: Sequence[FrameEntry],
+    *,
+    title: str,
+    summary: dict[str, Any],
+    findings: Sequence[Finding] = (),
+    notes: Sequence[str] = (),
+    singles: Sequence[dict[str, Any]] = (),
+) -> Path:
     """A self-contained contact sheet: thumbnails, layout names, captions, token counts, warnings.
 
     It references only files next to it (relative links), has no JavaScript and no external
     resources, so it opens from disk in any browser.
     """
     e = html.escape
-    rows = "".join(f"<dt>{e(str(k).replace('_', ' '))}</dt><dd>{e(str(v))}</dd>" for k, v in summary.items()
-                   if v is not None)
+    rows = "".join(
+        f"<dt>{e(str(k).replace('_', ' '))}</dt><dd>{e(str(v))}</dd>" for k, v in summary.items() if v is not None
+    )
     note_items = "".join(f"<li>{e(n)}</li>" for n in notes)
     finding_items = "".join(f'<li class="{e(f.level)}">{e(f.level)}: {e(f.message)}</li>' for f in findings)
     cards = []
     for entry in entries:
         width, height = entry.info.get("thumb_size", [THUMB, THUMB])
         warn = "".join(f'<div class="warn">⚠ {e(w)}</div>' for w in entry.warnings)
-        spans = " · ".join(f"{Path(str(c['path'])).name} {c['span']:.2f}" for c in entry.info.get("cells", [])
-                           if "span" in c)
+        spans = " · ".join(
+            f"{Path(str(c['path'])).name} {c['span']:.2f}" for c in entry.info.get("cells", []) if "span" in c
+        )
         frame = entry.info.get("frame") or ["?", "?"]
         fill = entry.info.get("fill")
         cards.append(
@@ -303,34 +402,45 @@ def write_index_html(path: Path, entries: Sequence[FrameEntry], *, title: str, s
             f'<a href="frames/{e(entry.name)}.png"><img src="thumbs/{e(entry.name)}.jpg" width="{width}" '
             f'height="{height}" alt="{e(entry.name)}, layout {e(entry.layout)}"></a>'
             f'<figcaption><div><span class="layout">{e(entry.layout)}</span> · {len(entry.sources)} images · '
-            f'{e(entry.group_label)}</div>'
+            f"{e(entry.group_label)}</div>"
             f'<div class="name">{e(entry.name)}</div>'
             f'<div class="name">{e(" + ".join(entry.sources))}</div>'
             f'<div class="stats">frame {frame[0]}x{frame[1]}'
-            + (f' · fill {fill:.2f}' if fill is not None else '') + f' · span {e(spans)}</div>'
+            + (f" · fill {fill:.2f}" if fill is not None else "")
+            + f" · span {e(spans)}</div>"
             f'<div class="caption">{e(entry.caption)}</div>'
             f'<div class="tokens">tokens {e(entry.tokens.describe())}</div>{warn}'
             f'<div><a href="frames/{e(entry.name)}.png">frame</a> · <a href="frames/{e(entry.name)}_mask.png">'
-            f'padding mask</a> · '
-            + (f'<a href="frames/{e(entry.name)}_weight.png">loss weight</a> (checkerboard: weight &lt; 1) · '
-               if entry.info.get("loss_weight") else '')
+            f"padding mask</a> · "
+            + (
+                f'<a href="frames/{e(entry.name)}_weight.png">loss weight</a> (checkerboard: weight &lt; 1) · '
+                if entry.info.get("loss_weight")
+                else ""
+            )
             + f'<a href="frames/{e(entry.name)}.txt">caption</a> · '
-            f'<a href="frames/{e(entry.name)}.json">params</a></div></figcaption></figure>')
-    single_rows = "".join(f"<tr><td>{e(str(s['path']))}</td><td>{s['repeats']}</td><td>"
-                          + (e(", ".join(str(v) for v in s["crop"])) if s.get("crop") else "whole image")
-                          + "</td></tr>" for s in singles)
-    singles_html = (f"<details><summary>{len(singles)} images also train as single images (not shown)</summary>"
-                    "<table><tr><th>image</th><th>repeats per epoch</th><th>trained region (crop box)</th></tr>"
-                    f"{single_rows}</table></details>"
-                    if singles else "")
+            f'<a href="frames/{e(entry.name)}.json">params</a></div></figcaption></figure>'
+        )
+    single_rows = "".join(
+        f"<tr><td>{e(str(s['path']))}</td><td>{s['repeats']}</td><td>"
+        + (e(", ".join(str(v) for v in s["crop"])) if s.get("crop") else "whole image")
+        + "</td></tr>"
+        for s in singles
+    )
+    singles_html = (
+        f"<details><summary>{len(singles)} images also train as single images (not shown)</summary>"
+        "<table><tr><th>image</th><th>repeats per epoch</th><th>trained region (crop box)</th></tr>"
+        f"{single_rows}</table></details>"
+        if singles
+        else ""
+    )
     empty = "" if entries else "<p style='padding:0 24px'>No collage frames: every sample is a single image.</p>"
     page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{e(title)}</title>"
-        f"<link rel=\"icon\" href=\"data:,\"><style>{_CSS}</style></head><body>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(title)}</title>'
+        f'<link rel="icon" href="data:,"><style>{_CSS}</style></head><body>'
         f"<header><h1>{e(title)}</h1><dl>{rows}</dl>"
-        + (f"<ul class=\"notes\">{note_items}</ul>" if note_items else "")
-        + (f"<ul class=\"findings\">{finding_items}</ul>" if finding_items else "")
+        + (f'<ul class="notes">{note_items}</ul>' if note_items else "")
+        + (f'<ul class="findings">{finding_items}</ul>' if finding_items else "")
         + f"</header><main>{''.join(cards)}</main>{empty}{singles_html}</body></html>\n"
     )
     path.write_text(page, encoding="utf-8")
@@ -377,6 +487,7 @@ def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: in
             x = gap
         rows[-1].append(n)
         x += min(w, width - 2 * gap) + gap
+    rows = [row for row in rows if row]  # no frames at all (every image trains single): an empty sheet
     placed: list[tuple[int, int, int, int, int]] = []  # frame index, x, y, w, h
     y = gap
     for r, row in enumerate(rows):

@@ -61,8 +61,9 @@ class ImageMeasures:
     @property
     def effective_size(self) -> Size:
         """The size whose detail the image really holds."""
-        return Size(max(1, round(self.size.width / self.detail_factor)),
-                    max(1, round(self.size.height / self.detail_factor)))
+        return Size(
+            max(1, round(self.size.width / self.detail_factor)), max(1, round(self.size.height / self.detail_factor))
+        )
 
 
 def measure_image(image: Image.Image) -> ImageMeasures:
@@ -127,10 +128,11 @@ def contrast(image: Image.Image, *, side: int = 256, share: float = 0.005) -> fl
     if values.size == 0:
         return 0.0
     count = max(1, math.ceil(values.size * share))
-    return float(np.partition(values, values.size - count)[values.size - count:].mean())
+    return float(np.partition(values, values.size - count)[values.size - count :].mean())
 
 
 # -- captions -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class CaptionTokens:
@@ -173,12 +175,16 @@ def phrase_starts(caption: str, phrase: str, counter: TokenCounter, grammar: Cap
         [1, 5]
     """
     spans = find_wildcards(caption) if grammar.enable_wildcard else []
-    return [counter(caption[: m.start()]) for m in _phrase_pattern(phrase).finditer(caption)
-            if not any(s < m.end() and m.start() < e for s, e in spans)]
+    return [
+        counter(caption[: m.start()])
+        for m in _phrase_pattern(phrase).finditer(caption)
+        if not any(s < m.end() and m.start() < e for s, e in spans)
+    ]
 
 
-def phrases_past_budget(caption: str, phrases: Sequence[str], budget: TokenBudget, counter: TokenCounter,
-                        grammar: CaptionGrammar) -> list[tuple[str, int]]:
+def phrases_past_budget(
+    caption: str, phrases: Sequence[str], budget: TokenBudget, counter: TokenCounter, grammar: CaptionGrammar
+) -> list[tuple[str, int]]:
     """``(phrase, first token offset)`` for phrases that occur only past the budget (never trained).
 
     ``<keep_tokens>`` is skipped: kept tags always lead the caption.

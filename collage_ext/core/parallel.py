@@ -88,8 +88,13 @@ def _run(index: int) -> Any:
     return fn(items[index])
 
 
-def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = None,
-                progress: Callable[[Iterator[R], int], Iterator[R]] | None = None) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    jobs: int | None = None,
+    progress: Callable[[Iterator[R], int], Iterator[R]] | None = None,
+) -> Iterator[R]:
     """``fn(item)`` for every item, in order, computed by ``jobs`` forked workers.
 
     ``fn`` and ``items`` reach the workers by fork (they need not pickle); each result is pickled
@@ -133,6 +138,8 @@ def ordered_map(fn: Callable[[T], R], items: Sequence[T], *, jobs: int | None = 
 
 def tqdm_progress(desc: str, unit: str) -> Callable[[Iterator[R], int], Iterator[R]]:
     """A ``progress`` wrapper for ``ordered_map``: ``progress.progress`` (a bar on a terminal, else one line)."""
+
     def wrap(results: Iterator[R], total: int) -> Iterator[R]:
         return iter(show_progress(results, desc, unit, total=total))
+
     return wrap

@@ -65,5 +65,6 @@ def _summarised(items: Iterable[T], count: int, desc: str, unit: str) -> Iterato
     start = time.perf_counter()
     yield from items
     seconds = time.perf_counter() - start
-    logger.log(logging.DEBUG if _quiet else logging.INFO,
-               f"{desc}: {count} {unit}{'s' * (count != 1)} in {seconds:.1f} s")
+    logger.log(
+        logging.DEBUG if _quiet else logging.INFO, f"{desc}: {count} {unit}{'s' * (count != 1)} in {seconds:.1f} s"
+    )

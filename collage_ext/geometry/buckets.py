@@ -43,7 +43,9 @@ class Buckets:
         lo, hi = int(params.get("min_bucket_reso") or 256), int(params.get("max_bucket_reso") or 1024)
         lo -= lo % steps
         hi += (steps - hi % steps) % steps
-        buckets = cls(resolution, bool(params.get("enable_bucket")), lo, hi, steps, bool(params.get("bucket_no_upscale")))
+        buckets = cls(
+            resolution, bool(params.get("enable_bucket")), lo, hi, steps, bool(params.get("bucket_no_upscale"))
+        )
         if buckets.enable and not buckets.no_upscale:
             buckets.resos = make_bucket_resolutions(resolution, lo, hi, steps)
         else:
@@ -73,8 +75,11 @@ class Buckets:
                 ar_w = bw / round_steps(bw / aspect, self.steps)
                 bh = round_steps(rh, self.steps)
                 ar_h = round_steps(bh * aspect, self.steps) / bh
-                resized = ((bw, int(bw / aspect + 0.5)) if abs(ar_w - aspect) < abs(ar_h - aspect)
-                           else (int(bh * aspect + 0.5), bh))
+                resized = (
+                    (bw, int(bw / aspect + 0.5))
+                    if abs(ar_w - aspect) < abs(ar_h - aspect)
+                    else (int(bh * aspect + 0.5), bh)
+                )
             else:
                 resized = (w, h)
             return (resized[0] - resized[0] % self.steps, resized[1] - resized[1] % self.steps), resized[0] / w
@@ -93,7 +98,8 @@ def round_steps(value: float, steps: int) -> int:
 
 
 def make_bucket_resolutions(max_reso: Size, min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
-    """The predefined bucket set: about ``max_reso``'s area, sides in ``[min_size, max_size]``, multiples of ``divisible``.
+    """The predefined bucket set: about ``max_reso``'s area, sides in ``[min_size, max_size]``, multiples of
+    ``divisible``.
 
     Examples:
         >>> make_bucket_resolutions(Size(1024, 1024), 256, 2048, 64)[:3]

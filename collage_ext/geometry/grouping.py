@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collage_ext.core.config import CollageConfig
-from collage_ext.geometry.layout import group_sizes, max_group_size
 from collage_ext.core.rng import derive_rng
-from collage_ext.geometry.shapes import GROW_AREA, ShapeClasses
 from collage_ext.core.types import Size
+from collage_ext.geometry.layout import group_sizes, max_group_size
+from collage_ext.geometry.shapes import GROW_AREA, ShapeClasses
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,9 @@ class PoolStructure:
         return len(self.sizes) + sum(self.single_repeats)
 
 
-def pool_structure(records: Sequence[Record], frame: Size, config: CollageConfig, *, seed: int,
-                   pool_key: str) -> PoolStructure:
+def pool_structure(
+    records: Sequence[Record], frame: Size, config: CollageConfig, *, seed: int, pool_key: str
+) -> PoolStructure:
     """Decide, once per run, the collage instances and the frame populations of one pool.
 
     ``collage_rate`` is the expected share of *frames* that are collages. Instances that cannot join
@@ -167,8 +168,9 @@ def _draw_sizes(levels: Sequence[int], allowed: Sequence[int], rng: random.Rando
     return sizes
 
 
-def _take_for_sizes(chosen: Sequence[int], levels: Sequence[int], sizes: Sequence[int],
-                    rng: random.Random) -> list[int]:
+def _take_for_sizes(
+    chosen: Sequence[int], levels: Sequence[int], sizes: Sequence[int], rng: random.Random
+) -> list[int]:
     """Pick which chosen instances fill the frames (largest population first); the rest become singles."""
     if sum(sizes) == len(chosen):
         return list(chosen)
@@ -188,8 +190,9 @@ def _take_for_sizes(chosen: Sequence[int], levels: Sequence[int], sizes: Sequenc
     return taken
 
 
-def shaped_pool_structure(records: Sequence[Record], shapes: ShapeClasses, config: CollageConfig, *, seed: int,
-                          pool_key: str) -> PoolStructure:
+def shaped_pool_structure(
+    records: Sequence[Record], shapes: ShapeClasses, config: CollageConfig, *, seed: int, pool_key: str
+) -> PoolStructure:
     """``pool_structure`` for content-shaped frames: frames hold sources of one shape class.
 
     Per class the chosen instances make frames of the smallest allowed population (pairs by
@@ -220,9 +223,17 @@ def shaped_pool_structure(records: Sequence[Record], shapes: ShapeClasses, confi
     for i in chosen:
         by_class.setdefault(classes[i], []).append(i)
     # A grown frame must keep most of the pair frame's area (max_bucket_reso can make 3-wide frames tiny).
-    per_class = tuple((cls, tuple(k for k in allowed if k == allowed[0]
-                                  or shapes.frame(cls, k).area >= GROW_AREA * shapes.frame(cls, allowed[0]).area))
-                      for cls in sorted(set(classes)))
+    per_class = tuple(
+        (
+            cls,
+            tuple(
+                k
+                for k in allowed
+                if k == allowed[0] or shapes.frame(cls, k).area >= GROW_AREA * shapes.frame(cls, allowed[0]).area
+            ),
+        )
+        for cls in sorted(set(classes))
+    )
     allowed_of = dict(per_class)
     collage: list[int] = []
     slots: list[tuple[int, int]] = []
@@ -234,8 +245,15 @@ def shaped_pool_structure(records: Sequence[Record], shapes: ShapeClasses, confi
     single = [r.num_repeats for r in records]
     for i in collage:
         single[i] -= 1
-    return PoolStructure(tuple(single), tuple(sorted(collage)), level, tuple(s for _, s in slots),
-                         tuple(c for c, _ in slots), classes, per_class)
+    return PoolStructure(
+        tuple(single),
+        tuple(sorted(collage)),
+        level,
+        tuple(s for _, s in slots),
+        tuple(c for c, _ in slots),
+        classes,
+        per_class,
+    )
 
 
 def _without_dominant(members: list[int]) -> list[int]:
@@ -306,9 +324,16 @@ def _group_shaped(structure: PoolStructure, rng: random.Random) -> list[Group]:
     return groups
 
 
-def group_instances(structure: PoolStructure, records: Sequence[Record], *, seed: int, epoch: int,
-                    pool_key: str, instances: Sequence[int] | None = None,
-                    sizes: Sequence[int] | None = None) -> list[Group]:
+def group_instances(
+    structure: PoolStructure,
+    records: Sequence[Record],
+    *,
+    seed: int,
+    epoch: int,
+    pool_key: str,
+    instances: Sequence[int] | None = None,
+    sizes: Sequence[int] | None = None,
+) -> list[Group]:
     """Partition the collage instances into frames for one epoch (or one static variant).
 
     Frames are filled largest population first, from instances allowed at that population. Within a
@@ -415,8 +440,12 @@ def _separate_duplicates(groups: list[list[int]], rng: random.Random, level: Seq
                 if other is group:
                     continue
                 for o_slot, candidate in enumerate(other):
-                    if candidate not in group and group[slot] not in other and fits(candidate, group) \
-                            and fits(group[slot], other):
+                    if (
+                        candidate not in group
+                        and group[slot] not in other
+                        and fits(candidate, group)
+                        and fits(group[slot], other)
+                    ):
                         group[slot], other[o_slot] = candidate, group[slot]
                         break
                 else:
@@ -425,8 +454,9 @@ def _separate_duplicates(groups: list[list[int]], rng: random.Random, level: Seq
         groups[g] = group
 
 
-def static_variants(structure: PoolStructure, records: Sequence[Record], *, seed: int, variants: int,
-                    pool_key: str) -> list[list[Group]]:
+def static_variants(
+    structure: PoolStructure, records: Sequence[Record], *, seed: int, variants: int, pool_key: str
+) -> list[list[Group]]:
     """Plan ``variants`` fixed partitions for static mode (cacheable frames).
 
     Repeat ``j`` of an image belongs to variant ``j % variants``, so an epoch that shows every
@@ -447,16 +477,18 @@ def static_variants(structure: PoolStructure, records: Sequence[Record], *, seed
         levels = [structure.level[i] for i in members]
         sizes = _draw_sizes(levels, sorted(set(structure.sizes)) or [2], derive_rng(seed, v, pool_key, "structure"))
         taken = _take_for_sizes(sorted(members), structure.level, sizes, derive_rng(seed, v, pool_key, "structure"))
-        groups = group_instances(structure, records, seed=seed, epoch=v, pool_key=pool_key, instances=taken,
-                                 sizes=sizes)
+        groups = group_instances(
+            structure, records, seed=seed, epoch=v, pool_key=pool_key, instances=taken, sizes=sizes
+        )
         leftovers = _without(members, _multiset(taken))
         groups.extend((i,) for i in leftovers)
         plans.append(groups)
     return plans
 
 
-def _static_shaped(structure: PoolStructure, members: Sequence[int], *, seed: int, variant: int,
-                   pool_key: str) -> list[Group]:
+def _static_shaped(
+    structure: PoolStructure, members: Sequence[int], *, seed: int, variant: int, pool_key: str
+) -> list[Group]:
     """One static variant of a shaped pool: per class, frames as in ``shaped_pool_structure``, the rest single."""
     classes, level = structure.classes, structure.level
     by_class: dict[int, list[int]] = {}

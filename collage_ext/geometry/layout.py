@@ -97,10 +97,16 @@ def position_names(cells: Sequence[Rect], frame: Size) -> tuple[str, ...]:
     """
     names = []
     for cell in cells:
-        vertical = "" if cell.height >= frame.height else _third(cell.y * 2 + cell.height, frame.height * 2,
-                                                                  ("TOP", "MIDDLE", "BOTTOM"))
-        horizontal = "" if cell.width >= frame.width else _third(cell.x * 2 + cell.width, frame.width * 2,
-                                                                  ("LEFT", "CENTER", "RIGHT"))
+        vertical = (
+            ""
+            if cell.height >= frame.height
+            else _third(cell.y * 2 + cell.height, frame.height * 2, ("TOP", "MIDDLE", "BOTTOM"))
+        )
+        horizontal = (
+            ""
+            if cell.width >= frame.width
+            else _third(cell.x * 2 + cell.width, frame.width * 2, ("LEFT", "CENTER", "RIGHT"))
+        )
         if vertical == "MIDDLE" and horizontal:
             vertical = ""
         if horizontal == "CENTER" and vertical:
@@ -171,8 +177,15 @@ def max_group_size(src: Size, frame: Size, config: CollageConfig) -> int:
     return best
 
 
-def choose_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, rng: random.Random,
-                shaped: bool = False, max_crop: Sequence[float] | float = 0.0) -> Layout:
+def choose_layout(
+    sizes: Sequence[Size],
+    frame: Size,
+    config: CollageConfig,
+    *,
+    rng: random.Random,
+    shaped: bool = False,
+    max_crop: Sequence[float] | float = 0.0,
+) -> Layout:
     """Choose the layout and the source-to-cell assignment for one collage frame.
 
     Every allowed layout with ``len(sizes)`` cells and every assignment of sources to its cells is
@@ -193,16 +206,19 @@ def choose_layout(sizes: Sequence[Size], frame: Size, config: CollageConfig, *, 
     crops = [float(max_crop)] * n if isinstance(max_crop, (int, float)) else [float(c) for c in max_crop]
     best = _best_layouts(tuple(sizes), frame, config, shaped, tuple(crops))
     if not best:
-        msg = (f"no allowed layout holds {n} images of sizes {', '.join(map(str, sizes))} in a {frame} frame "
-               f"within collage_max_upscale={config.max_upscale:g}; allow more layouts or raise collage_max_upscale")
+        msg = (
+            f"no allowed layout holds {n} images of sizes {', '.join(map(str, sizes))} in a {frame} frame "
+            f"within collage_max_upscale={config.max_upscale:g}; allow more layouts or raise collage_max_upscale"
+        )
         raise LayoutError(msg)
     name, cells, order, fit = best[rng.randrange(len(best))] if len(best) > 1 else best[0]
     return Layout(name=name, frame=frame, cells=cells, order=order, names=position_names(cells, frame), fit=fit)
 
 
 @lru_cache(maxsize=8192)
-def _best_layouts(sizes: tuple[Size, ...], frame: Size, config: CollageConfig, shaped: bool,
-                  crops: tuple[float, ...]) -> tuple[tuple[str, tuple[Rect, ...], tuple[int, ...], str | None], ...]:
+def _best_layouts(
+    sizes: tuple[Size, ...], frame: Size, config: CollageConfig, shaped: bool, crops: tuple[float, ...]
+) -> tuple[tuple[str, tuple[Rect, ...], tuple[int, ...], str | None], ...]:
     """The best-scoring (layout, cells, source order, fit) of ``choose_layout``, before its random pick.
 
     A pure function of its arguments, kept: a dataset's images come in few sizes, so the same size
@@ -217,8 +233,7 @@ def _best_layouts(sizes: tuple[Size, ...], frame: Size, config: CollageConfig, s
             if fixed is not None:
                 cells = fixed
             else:
-                cells, cropped = line_plan(name, [sizes[i] for i in order], frame, config,
-                                           [crops[i] for i in order])
+                cells, cropped = line_plan(name, [sizes[i] for i in order], frame, config, [crops[i] for i in order])
                 fit = "cover" if cropped else None
             score = _score(sizes, cells, order, frame, config, fit or config.fit_mode)
             if score is None or _worse(score, best_score):
@@ -264,8 +279,9 @@ def line_cells(name: str, sizes: Sequence[Size], frame: Size, config: CollageCon
     return line_plan(name, sizes, frame, config)[0]
 
 
-def line_plan(name: str, sizes: Sequence[Size], frame: Size, config: CollageConfig,
-              max_crop: Sequence[float] | None = None) -> tuple[tuple[Rect, ...], bool]:
+def line_plan(
+    name: str, sizes: Sequence[Size], frame: Size, config: CollageConfig, max_crop: Sequence[float] | None = None
+) -> tuple[tuple[Rect, ...], bool]:
     """``line_cells`` where each source may lose up to ``max_crop[i]`` of its width (side by side) or
     height (stacked) to keep the full frame height (width); returns the cells and whether any crops.
 
@@ -282,13 +298,19 @@ def line_plan(name: str, sizes: Sequence[Size], frame: Size, config: CollageConf
 
 
 @lru_cache(maxsize=8192)
-def _line_plan(name: str, sizes: tuple[Size, ...], frame: Size, config: CollageConfig,
-               max_crop: tuple[float, ...] | None) -> tuple[tuple[Rect, ...], bool]:
+def _line_plan(
+    name: str, sizes: tuple[Size, ...], frame: Size, config: CollageConfig, max_crop: tuple[float, ...] | None
+) -> tuple[tuple[Rect, ...], bool]:
     """``line_plan``, kept: a pure function that planning, shape levels and the check ask again and again
     for the same few sizes."""
     if name.endswith("x1") and not name.startswith("1x"):  # stacked: the transposed problem
-        flipped, cropped = line_plan(f"1x{len(sizes)}", [Size(s.height, s.width) for s in sizes],
-                                     Size(frame.height, frame.width), config, max_crop)
+        flipped, cropped = line_plan(
+            f"1x{len(sizes)}",
+            [Size(s.height, s.width) for s in sizes],
+            Size(frame.height, frame.width),
+            config,
+            max_crop,
+        )
         return tuple(Rect(r.y, r.x, r.height, r.width) for r in flipped), cropped
     n, gutter = len(sizes), config.gutter
     avail = frame.width - gutter * (n - 1)
@@ -374,8 +396,14 @@ def _assignments(sizes: Sequence[Size], cells: Sequence[Rect]) -> list[tuple[int
     return [tuple(order)]
 
 
-def _score(sizes: Sequence[Size], cells: Sequence[Rect], order: Sequence[int], frame: Size,
-           config: CollageConfig, fit_mode: str) -> tuple[int, float] | None:
+def _score(
+    sizes: Sequence[Size],
+    cells: Sequence[Rect],
+    order: Sequence[int],
+    frame: Size,
+    config: CollageConfig,
+    fit_mode: str,
+) -> tuple[int, float] | None:
     total, keeping = 0.0, 0
     for cell, src_index in zip(cells, order):
         src = sizes[src_index]

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from statistics import median
 
-from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
 from collage_ext.core.config import CollageConfig, layout_cell_count
-from collage_ext.geometry.layout import fit_scale, is_line_layout as is_line, line_plan, source_span
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
+from collage_ext.geometry.layout import fit_scale, line_plan, source_span
+from collage_ext.geometry.layout import is_line_layout as is_line
 
 #: Arrangements of one class whose aspects differ by less than this factor share a class when a
 #: class is too small to fill a frame on its own.
@@ -47,6 +48,7 @@ PAIR_MERGE_RATIO = 1.2
 #: three-wide frame tiny); otherwise a class's odd leftover stays single or pairs across classes.
 GROW_AREA = 0.8
 
+
 def area_tolerance(buckets: Buckets) -> float:
     """The share of a member's own bucket area a collage frame must reach to count as "as large".
 
@@ -60,6 +62,7 @@ def area_tolerance(buckets: Buckets) -> float:
         0.9375
     """
     return 1 - buckets.steps / math.sqrt(buckets.area)
+
 
 #: Offset of each size tier (``bucket_no_upscale``): tier ``t`` of class ``c`` is ``c + (t + 1) * TIER``.
 TIER = 1_000_000
@@ -298,8 +301,9 @@ class ShapeClasses:
             return "upscale" if too_big else ""
         # The line as it would be without the magnification limit: the record must fill its cell
         # within collage_max_upscale (line_plan would shrink the cell instead) and span the frame.
-        cells, cropped = line_plan(name, [src] + [partner] * (k - 1), frame, self._unlimited,
-                                   [cap] + [partner_cap] * (k - 1))
+        cells, cropped = line_plan(
+            name, [src] + [partner] * (k - 1), frame, self._unlimited, [cap] + [partner_cap] * (k - 1)
+        )
         mode = "cover" if cropped else self.config.fit_mode
         if fit_scale(src, cells[0].size, mode) > self.config.max_upscale + 1e-9:
             return "upscale"
@@ -326,7 +330,9 @@ class ShapeClasses:
         out = []
         for cls, k in sorted(set(used)):
             frame = self.frame(cls, k)
-            out.append(f"{_aspect_text(self.aspects[cls])} x{k} {_arrangement_text(self.layout_for(cls, k))} -> {frame}")
+            out.append(
+                f"{_aspect_text(self.aspects[cls])} x{k} {_arrangement_text(self.layout_for(cls, k))} -> {frame}"
+            )
         return out
 
 
@@ -376,9 +382,16 @@ def _arrangement_text(name: str) -> str:
     return f"in {name}"
 
 
-def shape_classes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
-                weights: Sequence[int] | None = None, *, fixed: Size | None = None, max_crop: float = 0.0,
-                boxed: Sequence[bool] | None = None) -> ShapeClasses:
+def shape_classes(
+    sizes: Sequence[Size],
+    buckets: Buckets,
+    config: CollageConfig,
+    weights: Sequence[int] | None = None,
+    *,
+    fixed: Size | None = None,
+    max_crop: float = 0.0,
+    boxed: Sequence[bool] | None = None,
+) -> ShapeClasses:
     """Sort sources into shape classes (the bucket each would get alone) and merge classes too small to pair.
 
     A class with fewer sources than ``collage_min_images`` joins the nearest class of the same
@@ -408,7 +421,7 @@ def shape_classes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig
 
     known: dict[Size, int] = {}  # datasets repeat a handful of sizes
     classes = []
-    for i, size in enumerate(sizes):
+    for size in sizes:
         if size not in known:
             a = math.log(size.width / size.height)
             known[size] = min(range(len(logs)), key=lambda j: (abs(logs[j] - a), j))
@@ -422,8 +435,14 @@ def shape_classes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig
         if c not in members or len(members[c]) >= need:
             continue
         here = log_of(c)
-        options = [o for o in members if o != c and (log_of(o) < 0) == (here < 0) and kind(o) == kind(c)
-                   and abs(log_of(o) - here) < math.log(MERGE_RATIO)]
+        options = [
+            o
+            for o in members
+            if o != c
+            and (log_of(o) < 0) == (here < 0)
+            and kind(o) == kind(c)
+            and abs(log_of(o) - here) < math.log(MERGE_RATIO)
+        ]
         if not options:
             continue
         target = min(options, key=lambda o: (abs(log_of(o) - here), -len(members[o]), o))
@@ -445,15 +464,20 @@ def shape_classes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig
 
     def stuck(c: int) -> bool:  # an odd class whose leftover cannot join a frame of three
         count = sum(weights[i] for i in members[c])
-        return count % 2 == 1 and not (3 in plan.group_sizes and plan.frame(c, 3).area >= GROW_AREA * plan.frame(c, 2).area)
+        return count % 2 == 1 and not (
+            3 in plan.group_sizes and plan.frame(c, 3).area >= GROW_AREA * plan.frame(c, 2).area
+        )
 
     odd = sorted((c for c in members if len(members[c]) >= need and stuck(c)), key=lambda c: (kind(c), log_of(c)))
     merged = False
     k = 0
     while k + 1 < len(odd):
         a, b = odd[k], odd[k + 1]
-        if kind(a) == kind(b) and (log_of(a) < 0) == (log_of(b) < 0) \
-                and abs(log_of(a) - log_of(b)) < math.log(PAIR_MERGE_RATIO):
+        if (
+            kind(a) == kind(b)
+            and (log_of(a) < 0) == (log_of(b) < 0)
+            and abs(log_of(a) - log_of(b)) < math.log(PAIR_MERGE_RATIO)
+        ):
             for i in members.pop(b):
                 classes[i] = a
                 members[a].append(i)
@@ -466,8 +490,9 @@ def shape_classes(sizes: Sequence[Size], buckets: Buckets, config: CollageConfig
     return make(members)
 
 
-def _size_tiers(members: dict[int, list[int]], sizes: Sequence[Size], buckets: Buckets, config: CollageConfig,
-                classes: list[int]) -> dict[int, list[int]]:
+def _size_tiers(
+    members: dict[int, list[int]], sizes: Sequence[Size], buckets: Buckets, config: CollageConfig, classes: list[int]
+) -> dict[int, list[int]]:
     """``bucket_no_upscale``: split each class into tiers of similar size (largest first, greedily).
 
     A frame keeps its smallest member's scale, so a member joins a tier only while the pair frame at

@@ -46,7 +46,15 @@ def to_srgb(image: Image.Image, icc: bytes | None, *, name: str = "image") -> Im
     transform = _transform_for(hashlib.sha256(icc).digest(), icc)
     if transform is None:
         return image
-    result: Image.Image = ImageCms.applyTransform(image, transform)
+    return _apply(image, transform)
+
+
+def _apply(image: Image.Image, transform: Any) -> Image.Image:
+    """``ImageCms.applyTransform`` into a new image (typed: it returns None only with ``inPlace=True``)."""
+    result = ImageCms.applyTransform(image, transform)
+    if result is None:
+        msg = "internal: ImageCms.applyTransform returned no image"
+        raise RuntimeError(msg)
     return result
 
 
@@ -61,13 +69,14 @@ def _transform_for(digest: bytes, icc: bytes) -> Any:
         description = (profile.profile.profile_description or "").strip()
         if "srgb" in description.lower().replace(" ", ""):
             return None
-        transform = ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB",
-                                            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+        transform = ImageCms.buildTransform(
+            profile, _SRGB, "RGB", "RGB", renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC
+        )
     except (OSError, ValueError, ImageCms.PyCMSError) as exc:
         logger.warning(f"collage_ext: ignoring an ICC profile that cannot be used ({exc}); pixels taken as sRGB")
         return None
     probe = Image.frombytes("RGB", (len(_PROBE), 1), bytes(v for rgb in _PROBE for v in rgb))
-    converted = ImageCms.applyTransform(probe, transform)
+    converted = _apply(probe, transform)
     if all(abs(a - b) <= 1 for a, b in zip(converted.tobytes(), probe.tobytes())):
         return None  # an sRGB profile under another name: nothing to convert
     logger.debug(f"collage_ext: converting ICC profile {description!r} to sRGB")

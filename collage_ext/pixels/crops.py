@@ -166,8 +166,9 @@ def _check_box(box: Box, size: Size, source: str, line: str) -> None:
             raise CollageInputError(msg)
 
 
-def check_crop_unchanged(image_path: str | os.PathLike[str], image_size: Size, planned: Box | None,
-                         extension: str = DEFAULT_CROP_EXTENSION) -> None:
+def check_crop_unchanged(
+    image_path: str | os.PathLike[str], image_size: Size, planned: Box | None, extension: str = DEFAULT_CROP_EXTENSION
+) -> None:
     """Refuse a sidecar that was added, removed or edited after the frames were planned.
 
     Frames are planned once from the boxes read at start-up; a box edited mid-run (say, to cut a
@@ -184,8 +185,10 @@ def check_crop_unchanged(image_path: str | os.PathLike[str], image_size: Size, p
         raise CollageInputError(msg) from exc
     if current != planned:
         sidecar = crop_path_for(image_path, extension)
-        msg = (f"crop file {sidecar} changed while training: the frames were planned with {_describe(planned)}, "
-               f"now it gives {_describe(current)}; restart training to use the new box (or restore the file)")
+        msg = (
+            f"crop file {sidecar} changed while training: the frames were planned with {_describe(planned)}, "
+            f"now it gives {_describe(current)}; restart training to use the new box (or restore the file)"
+        )
         raise CollageInputError(msg)
 
 

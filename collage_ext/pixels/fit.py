@@ -38,9 +38,9 @@ from typing import Literal, get_args
 from PIL import Image
 
 from collage_ext.core.errors import CollageConfigError, CollageInputError, LayoutError
+from collage_ext.core.types import Box, Rect, Size
 from collage_ext.geometry.layout import fit_scale
 from collage_ext.pixels.resample import lanczos
-from collage_ext.core.types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +173,15 @@ def fit_image(image: Image.Image, cell: Size, mode: FitMode, crop: Box | None = 
     return apply_fit(image, plan), plan.dst
 
 
-def scaled_cell_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = None, *, scale: int = 1,
-                    flipped: tuple[bool, bool] = (False, False)) -> ScaledCellFit:
+def scaled_cell_fit(
+    src: Size,
+    cell: Size,
+    mode: FitMode,
+    crop: Box | None = None,
+    *,
+    scale: int = 1,
+    flipped: tuple[bool, bool] = (False, False),
+) -> ScaledCellFit:
     """Map ``cell_fit`` onto a source decoded at ``1/scale`` of its size.
 
     A decoded pixel ``i`` covers source pixels ``[i * scale, (i + 1) * scale)``; the decoded image
@@ -196,27 +203,38 @@ def scaled_cell_fit(src: Size, cell: Size, mode: FitMode, crop: Box | None = Non
         CollageConfigError, CollageInputError: as ``cell_fit``.
 
     Examples:
-        >>> scaled_cell_fit(Size(3000, 4000), Size(512, 1024), "contain", scale=2)
-        ScaledCellFit(scale=2, cut=Box(left=0, top=0, right=1500, bottom=2000), box=Box(left=0, top=0, right=1500, bottom=2000), dst=Rect(x=0, y=170, width=512, height=683))
+        >>> scaled_cell_fit(Size(3000, 4000), Size(512, 1024), "contain", scale=2)  # doctest: +NORMALIZE_WHITESPACE
+        ScaledCellFit(scale=2, cut=Box(left=0, top=0, right=1500, bottom=2000),
+                      box=Box(left=0, top=0, right=1500, bottom=2000), dst=Rect(x=0, y=170, width=512, height=683))
     """
     plan = cell_fit(src, cell, mode, crop)
     region = _source_region(src, cell, crop)
     if scale < 1:
         msg = f"scale must be a positive integer, got {scale!r}"
         raise ValueError(msg)
-    cut_x, box_x = _scaled_axis(src.width, region.left, region.right, plan.src_box.left, plan.src_box.right,
-                                scale, flipped[0])
-    cut_y, box_y = _scaled_axis(src.height, region.top, region.bottom, plan.src_box.top, plan.src_box.bottom,
-                                scale, flipped[1])
+    cut_x, box_x = _scaled_axis(
+        src.width, region.left, region.right, plan.src_box.left, plan.src_box.right, scale, flipped[0]
+    )
+    cut_y, box_y = _scaled_axis(
+        src.height, region.top, region.bottom, plan.src_box.top, plan.src_box.bottom, scale, flipped[1]
+    )
     if cut_x[1] <= cut_x[0] or cut_y[1] <= cut_y[0]:
         msg = f"crop box {tuple(region)} is smaller than one decoded pixel at scale 1/{scale}; decode at a larger scale"
         raise LayoutError(msg)
-    return ScaledCellFit(scale, Box(cut_x[0], cut_y[0], cut_x[1], cut_y[1]),
-                         Box(box_x[0], box_y[0], box_x[1], box_y[1]), plan.dst)
+    return ScaledCellFit(
+        scale, Box(cut_x[0], cut_y[0], cut_x[1], cut_y[1]), Box(box_x[0], box_y[0], box_x[1], box_y[1]), plan.dst
+    )
 
 
-def choose_draft_scale(src: Size, cell: Size, mode: FitMode, crop: Box | None = None, *,
-                       flipped: tuple[bool, bool] = (False, False), gaps: Mapping[int, float] = DRAFT_GAPS) -> int:
+def choose_draft_scale(
+    src: Size,
+    cell: Size,
+    mode: FitMode,
+    crop: Box | None = None,
+    *,
+    flipped: tuple[bool, bool] = (False, False),
+    gaps: Mapping[int, float] = DRAFT_GAPS,
+) -> int:
     """The largest decoding reduction whose final LANCZOS pass still shrinks by ``gaps[scale]``.
 
     The shrink is measured on the region actually resampled (after the crop box and the cover
@@ -272,8 +290,9 @@ def apply_fit(image: Image.Image, plan: ScaledCellFit, *, soft_shrink: bool = Fa
     return lanczos(source, size, box)
 
 
-def _scaled_axis(length: int, region_lo: float, region_hi: float, box_lo: float, box_hi: float, scale: int,
-                 flipped: bool) -> tuple[tuple[int, int], tuple[float, float]]:
+def _scaled_axis(
+    length: int, region_lo: float, region_hi: float, box_lo: float, box_hi: float, scale: int, flipped: bool
+) -> tuple[tuple[int, int], tuple[float, float]]:
     """One axis of ``scaled_cell_fit``: the whole-pixel cut and the resample span relative to it."""
     decoded = -(-length // scale)
     # Where source coordinate 0 lies on the decoded axis: the partial last pixel comes first on a

@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError
+from collage_ext.core.types import Box, Rect, Size
 from collage_ext.pixels import resample
 from collage_ext.pixels.color import to_srgb
-from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError
 from collage_ext.pixels.fit import DRAFT_GAPS, FitMode, apply_fit, choose_draft_scale, scaled_cell_fit
-from collage_ext.core.types import Box, Rect, Size
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +205,18 @@ def load_fitted(
         CollageInputError: as ``open_image`` and ``fit_image``, naming the file.
         CollageConfigError, LayoutError: as ``cell_fit``.
     """
-    fitted, dst, _ = _load_cell(path, cell, mode, crop, fill=fill, draft_gaps=draft_gaps, soft_shrink=soft_shrink,
-                                expected=expected, convert_icc=convert_icc, with_alpha=False)
+    fitted, dst, _ = _load_cell(
+        path,
+        cell,
+        mode,
+        crop,
+        fill=fill,
+        draft_gaps=draft_gaps,
+        soft_shrink=soft_shrink,
+        expected=expected,
+        convert_icc=convert_icc,
+        with_alpha=False,
+    )
     return fitted, dst
 
 
@@ -236,8 +246,18 @@ def load_fitted_with_alpha(
     Raises:
         As ``load_fitted``.
     """
-    return _load_cell(path, cell, mode, crop, fill=fill, draft_gaps=draft_gaps, soft_shrink=soft_shrink,
-                      expected=expected, convert_icc=convert_icc, with_alpha=True)
+    return _load_cell(
+        path,
+        cell,
+        mode,
+        crop,
+        fill=fill,
+        draft_gaps=draft_gaps,
+        soft_shrink=soft_shrink,
+        expected=expected,
+        convert_icc=convert_icc,
+        with_alpha=True,
+    )
 
 
 def _load_cell(
@@ -279,9 +299,9 @@ def _load_cell(
             full = Size(stored.height, stored.width) if orientation >= 5 else stored
             flipped = _REVERSED_AXES[orientation] if scale > 1 else (False, False)
             plan = scaled_cell_fit(full, cell, mode, crop, scale=scale, flipped=flipped)
-            expected = (-(-full.width // scale), -(-full.height // scale))
-            if upright.size != expected:  # pragma: no cover - a Pillow draft() whose sizes we do not know
-                msg = f"internal: {name} decoded at 1/{scale} as {upright.size}, expected {expected}"
+            reduced = (-(-full.width // scale), -(-full.height // scale))
+            if upright.size != reduced:  # pragma: no cover - a Pillow draft() whose sizes we do not know
+                msg = f"internal: {name} decoded at 1/{scale} as {upright.size}, expected {reduced}"
                 raise AssertionError(msg)
             deferred = upright.mode in ("RGB", "L") and not _has_alpha(upright)
             source = upright if deferred else _rgb_of(path, name, upright, fill)
@@ -297,8 +317,9 @@ def _load_cell(
     return fitted, dst, alpha
 
 
-def _png_through_vips(path: StrPath, raw: Image.Image, stored: Size, cell: Size, mode: FitMode,
-                      crop: Box | None) -> tuple[Image.Image, Rect] | None:
+def _png_through_vips(
+    path: StrPath, raw: Image.Image, stored: Size, cell: Size, mode: FitMode, crop: Box | None
+) -> tuple[Image.Image, Rect] | None:
     """A plain 8-bit PNG decoded and shrunk by libvips in one pipeline, or None for Pillow's path.
 
     The same bytes as Pillow's decode + ``apply_fit`` (PNG is lossless and both backends take the
@@ -313,8 +334,12 @@ def _png_through_vips(path: StrPath, raw: Image.Image, stored: Size, cell: Size,
     except CollageError:
         return None  # Pillow's path plans on the upright size and reports a crop box that is really wrong
     size = (plan.dst.width, plan.dst.height)
-    box = (plan.cut.left + plan.box.left, plan.cut.top + plan.box.top,
-           plan.cut.left + plan.box.right, plan.cut.top + plan.box.bottom)
+    box = (
+        plan.cut.left + plan.box.left,
+        plan.cut.top + plan.box.top,
+        plan.cut.left + plan.box.right,
+        plan.cut.top + plan.box.bottom,
+    )
     if not resample.vips_applies(raw.mode, size, box):
         return None
     image = resample.open_plain_png(os.fspath(path), raw.mode, (stored.width, stored.height))
@@ -333,9 +358,11 @@ def check_unchanged(name: str, actual: Size, expected: Size | None) -> None:
         CollageInputError: naming the file, both sizes and the fix.
     """
     if expected is not None and actual != expected:
-        msg = (f"image {name} changed while training: it is {actual.width}x{actual.height} now, its frames were "
-               f"planned for {expected.width}x{expected.height}; restart training to plan with the new file "
-               "(or put the old file back)")
+        msg = (
+            f"image {name} changed while training: it is {actual.width}x{actual.height} now, its frames were "
+            f"planned for {expected.width}x{expected.height}; restart training to plan with the new file "
+            "(or put the old file back)"
+        )
         raise CollageInputError(msg)
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from collage_ext.core.errors import CollageInputError, LayoutError
-from collage_ext.pixels.images import check_fill
 from collage_ext.core.types import Rect, Size
+from collage_ext.pixels.images import check_fill
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +136,10 @@ def _check_placement(index: int, placement: Placement, frame: Size) -> tuple[Rec
         msg = f"placement {index} alpha must be a PIL.Image.Image or None, got {type(own).__name__}"
         raise TypeError(msg)
     if own is not None and (own.mode != "L" or own.size != image.size):
-        msg = (f"placement {index} alpha must be an 'L' image of its image's size {image.width}x{image.height}, "
-               f"got mode {own.mode!r}, {own.width}x{own.height}; fit it with the same plan as the image "
-               "(images.load_fitted_with_alpha)")
+        msg = (
+            f"placement {index} alpha must be an 'L' image of its image's size {image.width}x{image.height}, "
+            f"got mode {own.mode!r}, {own.width}x{own.height}; fit it with the same plan as the image "
+            "(images.load_fitted_with_alpha)"
+        )
         raise LayoutError(msg)
     return rect, image, own

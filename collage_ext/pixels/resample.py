@@ -49,8 +49,10 @@ def _pyvips() -> Any | None:
     try:
         import pyvips
     except (ImportError, OSError) as exc:  # OSError: a libvips shared library that fails to load
-        logger.info(f"collage_ext: libvips is not available ({type(exc).__name__}: {exc}); "
-                    "cells are resampled with Pillow's LANCZOS (slower, same look)")
+        logger.info(
+            f"collage_ext: libvips is not available ({type(exc).__name__}: {exc}); "
+            "cells are resampled with Pillow's LANCZOS (slower, same look)"
+        )
         return None
     pyvips.cache_set_max(0)  # every call builds a new pipeline; the operation cache would only hold memory
     # libvips reports every kernel it builds at INFO ("reducev: 13 point mask"): once per cell in a
@@ -59,12 +61,22 @@ def _pyvips() -> Any | None:
     return pyvips
 
 
+def _loaded_pyvips() -> Any:
+    """pyvips, for a caller that already knows it loaded (``vips_applies`` said so, or it holds a libvips image)."""
+    pyvips = _pyvips()
+    if pyvips is None:
+        msg = "internal: libvips is used although it did not load"
+        raise RuntimeError(msg)
+    return pyvips
+
+
 def lanczos(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
     """``image.resize(size, LANCZOS, box=box, reducing_gap=REDUCING_GAP)``, on libvips where it applies."""
     if vips_applies(image.mode, size, box):
-        pyvips = _pyvips()
-        source = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, _VIPS_MODES[image.mode],
-                                              "uchar")
+        pyvips = _loaded_pyvips()
+        source = pyvips.Image.new_from_memory(
+            image.tobytes(), image.width, image.height, _VIPS_MODES[image.mode], "uchar"
+        )
         reduced = vips_shrink(source, image.mode, size, box)
         if reduced is not None:
             return reduced
@@ -76,18 +88,25 @@ def vips_applies(mode: str, size: tuple[int, int], box: tuple[float, float, floa
 
     A function of the geometry only, so every process (preview, export, each DataLoader worker) agrees.
     """
-    return (mode in _VIPS_MODES and all(edge == int(edge) for edge in box)
-            and size[0] <= box[2] - box[0] and size[1] <= box[3] - box[1] and _pyvips() is not None)
+    return (
+        mode in _VIPS_MODES
+        and all(edge == int(edge) for edge in box)
+        and size[0] <= box[2] - box[0]
+        and size[1] <= box[3] - box[1]
+        and _pyvips() is not None
+    )
 
 
-def vips_shrink(source: Any, mode: str, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image | None:
+def vips_shrink(
+    source: Any, mode: str, size: tuple[int, int], box: tuple[float, float, float, float]
+) -> Image.Image | None:
     """Cut ``box`` out of a libvips image, Lanczos-3 it to ``size`` and pull the pixels on this thread.
 
     The box is a hard edge here (libvips repeats its edge pixels), where Pillow lets the kernel read
     the neighbours just outside a cover trim: the outermost output pixels may differ by a few levels.
     Returns None when libvips fails or would not give exactly ``size`` (the caller falls back to Pillow).
     """
-    pyvips = _pyvips()
+    pyvips = _loaded_pyvips()
     left, top, right, bottom = (int(edge) for edge in box)
     width, height = right - left, bottom - top
     try:
@@ -120,6 +139,11 @@ def open_plain_png(path: str, mode: str, size: tuple[int, int]) -> Any | None:
     except pyvips.Error:
         return None
     fields = set(image.get_fields())
-    plain = (image.get("vips-loader") == "pngload" and image.format == "uchar" and image.bands == _VIPS_MODES[mode]
-             and (image.width, image.height) == size and not fields & {"exif-data", "xmp-data"})
+    plain = (
+        image.get("vips-loader") == "pngload"
+        and image.format == "uchar"
+        and image.bands == _VIPS_MODES[mode]
+        and (image.width, image.height) == size
+        and not fields & {"exif-data", "xmp-data"}
+    )
     return image if plain else None

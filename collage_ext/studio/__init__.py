@@ -5,10 +5,10 @@ The studio reads the dataset exactly as training does (``plan.project.load_proje
 reads anyway (crop sidecars, caption files) or ignores (a ``_collage_studio`` sub-folder that
 ``glob_images`` never scans), atomically and with the previous version kept for undo.
 
-Fill and span per frame come from ``collage_ext.plan.framestats``, like every other report. Modules: ``files`` (the dataset's folders, safe atomic
-writes, undo history, keep/drop), ``tokens`` (the token view of a caption), ``model`` (the
-dataset as the page sees it), ``app`` (the Starlette app and ``serve``). Needs the ``studio``
-extra: ``pip install "collage-ext[studio]"``.
+Fill and span per frame come from ``collage_ext.plan.framestats``, like every other report. Modules: ``files``
+(the dataset's folders, safe atomic writes, undo history, keep/drop), ``tokens`` (the token view of a
+caption), ``model`` (the dataset as the page sees it), ``app`` (the Starlette app and ``serve``). Needs the
+``studio`` extra: ``pip install "collage-ext[studio]"``.
 """
 
 from __future__ import annotations

@@ -89,8 +89,12 @@ def _under(real: Path, roots: Iterable[Path]) -> Path | None:
 class Folders:
     """The dataset's image folders, resolved once; every read and write is checked against them."""
 
-    def __init__(self, folders: Iterable[str | os.PathLike[str]], files: Iterable[str | os.PathLike[str]] = (),
-                 read_only: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(
+        self,
+        folders: Iterable[str | os.PathLike[str]],
+        files: Iterable[str | os.PathLike[str]] = (),
+        read_only: Iterable[str | os.PathLike[str]] = (),
+    ) -> None:
         self.roots: tuple[Path, ...] = tuple(sorted({Path(os.path.realpath(f)) for f in folders}))
         #: Single files outside the image folders the user asked the studio to edit (the training TOML's seed).
         self.files: frozenset[Path] = frozenset(Path(os.path.realpath(f)) for f in files)
@@ -135,8 +139,10 @@ class Folders:
         """
         real = self._real(path)
         if _under(real, self.roots) is None and _under(real, self.read_roots) is None:
-            raise RefusedError(f"{path} is not inside the dataset's image folders (or is a symlink leading out "
-                               "of them); the studio only shows the dataset's own files")
+            raise RefusedError(
+                f"{path} is not inside the dataset's image folders (or is a symlink leading out "
+                "of them); the studio only shows the dataset's own files"
+            )
         return real
 
     def outside(self, paths: Iterable[str | os.PathLike[str]]) -> str | None:
@@ -160,15 +166,19 @@ class Folders:
         if target.is_symlink():
             real = Path(os.path.realpath(target))
             if self.root_of(real) is None and real not in self.files:
-                raise RefusedError(f"refusing to write {target}: it is a symlink leading out of the dataset's image "
-                                   f"folders (to {real}); the studio reads and writes only files inside them")
+                raise RefusedError(
+                    f"refusing to write {target}: it is a symlink leading out of the dataset's image "
+                    f"folders (to {real}); the studio reads and writes only files inside them"
+                )
             target = real  # a link inside the dataset: write the file it points to, keep the link
         if Path(os.path.realpath(target)) in self.files:
             return target
         folder = Path(os.path.realpath(target.parent))
         if folder not in self.allowed_folders():
-            raise RefusedError(f"refusing to write {target}: it is not in one of the dataset's image folders "
-                               f"({', '.join(str(r) for r in self.roots) or 'none'})")
+            raise RefusedError(
+                f"refusing to write {target}: it is not in one of the dataset's image folders "
+                f"({', '.join(str(r) for r in self.roots) or 'none'})"
+            )
         if self.root_of(target) is None and folder not in self.allowed_folders():
             raise RefusedError(f"refusing to write {target}: it resolves outside the dataset's image folders")
         return target
@@ -219,8 +229,10 @@ class History:
 
     def _forget(self) -> None:
         """Keep Undo's memory within ``UNDO_STEPS`` changes and ``UNDO_BYTES`` (the copies on disk stay)."""
+
         def size(c: Change) -> int:
             return len(c.before or b"") + len(c.after or b"")
+
         total = sum(size(c) for c in self.changes)
         while len(self.changes) > UNDO_STEPS or (total > UNDO_BYTES and len(self.changes) > 1):
             total -= size(self.changes.pop(0))
@@ -291,8 +303,10 @@ def prune_history(folder: Path, newest: Path | None = None) -> list[Path]:
             per[name] -= 1
             total -= size
     if removed:
-        logger.info(f"studio: removed {len(removed)} old cop{'y' if len(removed) == 1 else 'ies'} from {folder} "
-                    f"(keeps {KEEP_PER_FILE} per file, {KEEP_BYTES >> 20} MiB in all)")
+        logger.info(
+            f"studio: removed {len(removed)} old cop{'y' if len(removed) == 1 else 'ies'} from {folder} "
+            f"(keeps {KEEP_PER_FILE} per file, {KEEP_BYTES >> 20} MiB in all)"
+        )
     return removed
 
 
@@ -327,8 +341,9 @@ def move_group(files: Sequence[Path], dest: Path, folders: Folders, *, copy: Seq
     targets = [folders.writable(dest / f.name) for f in files]
     taken = [t for t in targets if t.exists() or t.is_symlink()]
     if taken:
-        raise RefusedError(f"refusing to move {files[0].name}: {taken[0]} already exists; rename one of them first",
-                           409)
+        raise RefusedError(
+            f"refusing to move {files[0].name}: {taken[0]} already exists; rename one of them first", 409
+        )
     for f, t in zip(files, targets):
         if f in copy:
             write_atomic(t, f.read_bytes())

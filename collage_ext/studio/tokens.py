@@ -58,12 +58,13 @@ class PrefixCounter:
     def at(self, pos: int) -> int:
         """Tokens of ``text[:pos]``; ``pos`` may not go below an earlier call's."""
         text = self.text
-        cut = max(text.rfind(" ", self.anchor, pos), text.rfind("\n", self.anchor, pos),
-                  text.rfind("\t", self.anchor, pos))
+        cut = max(
+            text.rfind(" ", self.anchor, pos), text.rfind("\n", self.anchor, pos), text.rfind("\t", self.anchor, pos)
+        )
         if cut > self.anchor:
-            self.base += self.counter(text[self.anchor:cut])
+            self.base += self.counter(text[self.anchor : cut])
             self.anchor = cut
-        return self.base + self.counter(text[self.anchor:pos])
+        return self.base + self.counter(text[self.anchor : pos])
 
     def upto(self, limit: int) -> tuple[int, bool]:
         """Tokens of the whole text, counting stopped once past ``limit``: ``(count, counted to the end)``."""
@@ -76,6 +77,7 @@ class PrefixCounter:
             if count > limit and pos < end:
                 return count, False
         return count, True
+
 
 def tag_spans(text: str, separator: str) -> list[tuple[int, int]]:
     """``(start, end)`` of every non-empty tag of ``text`` (separators outside wildcard braces, lines split).
@@ -135,8 +137,15 @@ def _phrase_pattern(phrase: str) -> re.Pattern[str]:
     return re.compile(r"(?<![^\W_])" + body + r"(?![^\W_])", re.IGNORECASE)
 
 
-def token_view(text: str, budget: TokenBudget, counter: TokenCounter, grammar: CaptionGrammar, *,
-               phrases: Sequence[str] = (), inserted: Sequence[int] = ()) -> dict[str, Any]:
+def token_view(
+    text: str,
+    budget: TokenBudget,
+    counter: TokenCounter,
+    grammar: CaptionGrammar,
+    *,
+    phrases: Sequence[str] = (),
+    inserted: Sequence[int] = (),
+) -> dict[str, Any]:
     """Every tag of ``text`` with its first token, chunk, cut flag and repeat marks (JSON for the page).
 
     ``inserted`` lists tag indices that phrase repetition added.
@@ -155,30 +164,55 @@ def token_view(text: str, budget: TokenBudget, counter: TokenCounter, grammar: C
     cut_listed = more = 0
     for i, (lo, hi) in enumerate(iter_tag_spans(text, grammar.caption_separator)):
         if cut_listed >= LISTED_CUT_TAGS:  # the rest is past the budget too: count, do not list
-            more = 1 + text.count(grammar.caption_separator or "\n", hi) + (text.count("\n", hi)
-                                                                             if grammar.caption_separator else 0)
+            more = (
+                1
+                + text.count(grammar.caption_separator or "\n", hi)
+                + (text.count("\n", hi) if grammar.caption_separator else 0)
+            )
             break
         start, end = prefix.at(lo), prefix.at(hi)
         piece = text[lo:hi]
         cut = end > budget.max_tokens
         cut_listed += cut
-        tags.append({"text": piece, "start": start, "end": end, "chunk": start // budget.chunk, "cut": cut,
-                     "straddles": start // budget.chunk != max(start, end - 1) // budget.chunk,
-                     "phrase": any(p.search(piece) for p in patterns), "inserted": i in added})
+        tags.append(
+            {
+                "text": piece,
+                "start": start,
+                "end": end,
+                "chunk": start // budget.chunk,
+                "cut": cut,
+                "straddles": start // budget.chunk != max(start, end - 1) // budget.chunk,
+                "phrase": any(p.search(piece) for p in patterns),
+                "inserted": i in added,
+            }
+        )
     total, exact = prefix.upto(TOTAL_CAP * budget.max_tokens)
     shown = min(total, budget.max_tokens)
     chunks = [min(budget.chunk, max(0, shown - k * budget.chunk)) for k in range(max(1, -(-shown // budget.chunk)))]
-    return {"kind": budget.kind, "max": budget.max_tokens, "chunk": budget.chunk, "total": total,
-            "total_exact": exact, "chunks": chunks if budget.kind == "clip" else [shown],
-            "overflow": max(0, total - budget.max_tokens), "tags": tags, "more_tags": more}
+    return {
+        "kind": budget.kind,
+        "max": budget.max_tokens,
+        "chunk": budget.chunk,
+        "total": total,
+        "total_exact": exact,
+        "chunks": chunks if budget.kind == "clip" else [shown],
+        "overflow": max(0, total - budget.max_tokens),
+        "tags": tags,
+        "more_tags": more,
+    }
 
 
-def caption_view(caption: str, budget: TokenBudget, counter: TokenCounter, grammar: CaptionGrammar,
-                 phrases: Sequence[str], count: int) -> dict[str, Any]:
+def caption_view(
+    caption: str,
+    budget: TokenBudget,
+    counter: TokenCounter,
+    grammar: CaptionGrammar,
+    phrases: Sequence[str],
+    count: int,
+) -> dict[str, Any]:
     """The token view of a source caption as phrase repetition would write it (copies marked ``inserted``)."""
     repeated = caption
-    if (phrases and len(caption) <= REPEAT_PREVIEW_CHARS and caption.strip()
-            and "\n" not in caption.strip()):
+    if phrases and len(caption) <= REPEAT_PREVIEW_CHARS and caption.strip() and "\n" not in caption.strip():
         repeated = repeat_phrases(caption, list(phrases), budget, counter, grammar, count=count)
     inserted: list[int] = []
     if repeated != caption:  # both within the budget here: a few hundred tags at most

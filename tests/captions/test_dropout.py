@@ -46,10 +46,12 @@ def test_drop_cells_draws_n_numbers(n: int, rate_a: float, rate_b: float, seed: 
 
 @pytest.mark.parametrize(
     ("n", "rate", "error", "match"),
-    [(2, 1.5, CollageConfigError, r"collage_cell_caption_dropout_rate must be in \[0, 1\], got 1.5"),
-     (2, -0.1, CollageConfigError, r"collage_cell_caption_dropout_rate .* got -0.1"),
-     (2, True, CollageConfigError, r"collage_cell_caption_dropout_rate .* got True"),
-     (-1, 0.5, ValueError, r"n must be an integer >= 0, got -1")],
+    [
+        (2, 1.5, CollageConfigError, r"collage_cell_caption_dropout_rate must be in \[0, 1\], got 1.5"),
+        (2, -0.1, CollageConfigError, r"collage_cell_caption_dropout_rate .* got -0.1"),
+        (2, True, CollageConfigError, r"collage_cell_caption_dropout_rate .* got True"),
+        (-1, 0.5, ValueError, r"n must be an integer >= 0, got -1"),
+    ],
     ids=["above-one", "negative", "bool", "negative-n"],
 )
 def test_drop_cells_rejects(n: int, rate: float, error: type[Exception], match: str) -> None:
@@ -69,8 +71,9 @@ def test_drop_cells_rejects(n: int, rate: float, error: type[Exception], match: 
     ],
     ids=["kts", "kts-suffix", "keep-tokens", "none-dropped", "empty"],
 )
-def test_apply_cell_dropout(captions: list[str], dropped: list[bool], grammar: CaptionGrammar,
-                            expected: list[str]) -> None:
+def test_apply_cell_dropout(
+    captions: list[str], dropped: list[bool], grammar: CaptionGrammar, expected: list[str]
+) -> None:
     """A dropped cell keeps only its kept (trigger) tags and suffix; others are untouched."""
     assert apply_cell_dropout(captions, dropped, grammar) == expected
 

@@ -66,8 +66,19 @@ def test_grammar_rejects_bad_values(kwargs: dict[str, object], match: str) -> No
         ("a / b / c", " / ", ["a", "b", "c"]),
         ("a;b", ";", ["a", "b"]),
     ],
-    ids=["plain", "empties", "empty", "wildcard", "escaped", "escape-then-group", "unclosed", "reversed",
-         "secondary", "multichar", "semicolon"],
+    ids=[
+        "plain",
+        "empties",
+        "empty",
+        "wildcard",
+        "escaped",
+        "escape-then-group",
+        "unclosed",
+        "reversed",
+        "secondary",
+        "multichar",
+        "semicolon",
+    ],
 )
 def test_split_tags(text: str, separator: str, expected: list[str]) -> None:
     """Tags split on the separator only outside wildcard groups, stripped, empties dropped."""
@@ -110,8 +121,21 @@ def test_find_wildcards(text: str, expected: list[tuple[int, int]]) -> None:
         ("{x|y, z}, w", CaptionGrammar(keep_tokens=1), ParsedCaption(("{x|y, z}",), ("w",), ())),
         ("", KTS, ParsedCaption()),
     ],
-    ids=["plain", "keep-2", "keep-more-than-tags", "kts", "kts-suffix", "kts-third-stays", "kts-empty-fixed",
-         "kts-empty-flex", "kts-no-spaces", "kts-absent-uses-keep", "kts-overrides-keep", "wildcard-one-tag", "empty"],
+    ids=[
+        "plain",
+        "keep-2",
+        "keep-more-than-tags",
+        "kts",
+        "kts-suffix",
+        "kts-third-stays",
+        "kts-empty-fixed",
+        "kts-empty-flex",
+        "kts-no-spaces",
+        "kts-absent-uses-keep",
+        "kts-overrides-keep",
+        "wildcard-one-tag",
+        "empty",
+    ],
 )
 def test_parse_caption(text: str, grammar: CaptionGrammar, expected: ParsedCaption) -> None:
     """parse_caption splits exactly as process_caption's keep_tokens(_separator) code does."""
@@ -164,8 +188,20 @@ def test_parse_matches_sd_scripts(
         (ParsedCaption((), ("a", "b"), ()), CaptionGrammar(caption_separator=";"), "a; b"),
         (ParsedCaption((), ("{x|y, z}", "w;;;v"), ()), CaptionGrammar(), "{x|y, z}, w;;;v"),
     ],
-    ids=["plain", "keep-tokens", "kts", "kts-no-flex", "kts-suffix", "kts-no-fixed-suffix", "kts-empty-flex",
-         "kts-flex-only", "kts-flex-only-keep", "empty", "semicolon", "wildcard-secondary"],
+    ids=[
+        "plain",
+        "keep-tokens",
+        "kts",
+        "kts-no-flex",
+        "kts-suffix",
+        "kts-no-fixed-suffix",
+        "kts-empty-flex",
+        "kts-flex-only",
+        "kts-flex-only-keep",
+        "empty",
+        "semicolon",
+        "wildcard-secondary",
+    ],
 )
 def test_format_caption(parsed: ParsedCaption, grammar: CaptionGrammar, expected: str) -> None:
     """format_caption writes the grammar process_caption expects, with spaces around |||."""

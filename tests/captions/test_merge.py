@@ -47,16 +47,31 @@ def sd_process(caption: str, grammar: CaptionGrammar, rng: random.Random) -> str
         (["a, b", "", "c"], ["L", "C", "R"], "concat", PLAIN, "a, b, c"),
         (["", ""], LR, "concat", KTS, ""),
         (["a, b", "a, c"], LR, "concat", PLAIN, "a, b, a, c"),
-        (["A woman in a red dress.", "A man in a suit."], LR, "concat", PLAIN,
-         "A woman in a red dress. A man in a suit."),
+        (
+            ["A woman in a red dress.", "A man in a suit."],
+            LR,
+            "concat",
+            PLAIN,
+            "A woman in a red dress. A man in a suit.",
+        ),
         (['She says "hi."', "He waves!"], LR, "concat", PLAIN, 'She says "hi." He waves!'),
         (["ohwx, A woman.", "ohwx, A man."], LR, "concat", KEEP1, "ohwx, A woman. A man."),
         (["1girl, !?", "1boy"], LR, "concat", PLAIN, "1girl, !?, 1boy"),
         (["{red|blue, green} dress, {{x}}", "a"], LR, "concat", PLAIN, "{red|blue, green} dress, {{x}}, a"),
-        (["ohwx ||| 1girl, red dress", "ohwx ||| 1boy"], LR, "positional", KTS,
-         "ohwx ||| [LEFT] 1girl, red dress, [RIGHT] 1boy"),
-        (["ohwx ||| 1girl, red dress", "ohwx ||| 1boy"], LR, "positional", KTS_SEC,
-         "ohwx ||| [LEFT] 1girl;;; red dress, [RIGHT] 1boy"),
+        (
+            ["ohwx ||| 1girl, red dress", "ohwx ||| 1boy"],
+            LR,
+            "positional",
+            KTS,
+            "ohwx ||| [LEFT] 1girl, red dress, [RIGHT] 1boy",
+        ),
+        (
+            ["ohwx ||| 1girl, red dress", "ohwx ||| 1boy"],
+            LR,
+            "positional",
+            KTS_SEC,
+            "ohwx ||| [LEFT] 1girl;;; red dress, [RIGHT] 1boy",
+        ),
         (["a", "", "c"], ["L", "C", "R"], "positional", PLAIN, "[L] a, [R] c"),
         (["ohwx |||", "ohwx ||| b"], LR, "positional", KTS, "ohwx ||| [RIGHT] b"),
         (["A woman.", "A man."], LR, "positional", PLAIN, "[LEFT] A woman. [RIGHT] A man."),
@@ -68,15 +83,35 @@ def sd_process(caption: str, grammar: CaptionGrammar, rng: random.Random) -> str
         (["A woman.", "A man."], LR, "tags", PLAIN, "A woman. A man."),
         (["sky;;;cloud, a", "sky;;;cloud, b"], LR, "tags", KTS_SEC, "sky;;;cloud, a, b"),
     ],
-    ids=["concat-shared-trigger", "concat-suffix", "concat-keep-tokens", "concat-dropped-cell", "concat-all-empty",
-         "concat-keeps-duplicates", "concat-sentences", "concat-quoted-sentence", "concat-trigger-sentences",
-         "concat-booru-interrobang", "concat-wildcards", "positional", "positional-secondary",
-         "positional-dropped-cell", "positional-fixed-only-cell", "positional-sentences", "positional-no-name",
-         "positional-wildcard", "tags-normalised-dedup", "tags-fixed-first", "tags-suffix", "tags-sentences",
-         "tags-secondary-group"],
+    ids=[
+        "concat-shared-trigger",
+        "concat-suffix",
+        "concat-keep-tokens",
+        "concat-dropped-cell",
+        "concat-all-empty",
+        "concat-keeps-duplicates",
+        "concat-sentences",
+        "concat-quoted-sentence",
+        "concat-trigger-sentences",
+        "concat-booru-interrobang",
+        "concat-wildcards",
+        "positional",
+        "positional-secondary",
+        "positional-dropped-cell",
+        "positional-fixed-only-cell",
+        "positional-sentences",
+        "positional-no-name",
+        "positional-wildcard",
+        "tags-normalised-dedup",
+        "tags-fixed-first",
+        "tags-suffix",
+        "tags-sentences",
+        "tags-secondary-group",
+    ],
 )
-def test_merge_exact(captions: list[str], names: list[str], mode: MergeMode, grammar: CaptionGrammar,
-                     expected: str) -> None:
+def test_merge_exact(
+    captions: list[str], names: list[str], mode: MergeMode, grammar: CaptionGrammar, expected: str
+) -> None:
     """Each mode merges hand-checked captions to the exact expected text."""
     assert merge_captions(captions, names, mode, grammar) == expected
 
@@ -125,8 +160,9 @@ def _no_doubled_separator(text: str) -> bool:
 
 @PROPERTY
 @given(cells=CELLS, mode=st.sampled_from(MERGE_MODES), secondary=st.booleans())
-def test_merge_invariants(cells: list[tuple[list[str], list[str], list[str]]], mode: MergeMode,
-                          secondary: bool) -> None:
+def test_merge_invariants(
+    cells: list[tuple[list[str], list[str], list[str]]], mode: MergeMode, secondary: bool
+) -> None:
     """Fixed tags first (deduped), suffix last (deduped), never a doubled separator, in every mode."""
     grammar = KTS_SEC if secondary else KTS
     names = [f"C{i}" for i in range(len(cells))]

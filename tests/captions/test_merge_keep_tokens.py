@@ -32,8 +32,10 @@ def test_each_cell_text_stays_in_one_piece(mode: str) -> None:
 def test_the_reported_frame() -> None:
     merged = merge_captions([SENTENCES[0], SENTENCES[1]], ["TOP", "BOTTOM"], "concat", CaptionGrammar(keep_tokens=1))
     assert "blue sky, subject," not in merged
-    assert merged == ("A woman walking on the beach under a clear blue sky, seen from a distance, subject, a red "
-                      "house on a hill, autumn trees")
+    assert merged == (
+        "A woman walking on the beach under a clear blue sky, seen from a distance, subject, a red "
+        "house on a hill, autumn trees"
+    )
 
 
 def test_shared_trigger_and_separator_unchanged() -> None:

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
+import collage_ext
+
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import SIZES, dataset_toml, write_dataset  # noqa: E402
+import fakes
+from test_collage_dataset import SIZES, dataset_toml, write_dataset
 
 pytestmark = [pytest.mark.sdscripts, pytest.mark.slow]
 ID = re.compile(r"id\d{3}")
 
-RANK_SCRIPT = r'''
+RANK_SCRIPT = r"""
 import json, random, sys
 sys.path[:0] = [{tests!r}]
 import fakes
@@ -59,7 +61,7 @@ with fakes.hub_offline():
         epoch_value.value = epoch
         seen[epoch] = [c for batch in loader for c in batch["captions"]]
 json.dump({{"len": len(group), "plan": plan, "seen": seen}}, open({out!r} + f"/rank{{rank}}.json", "w"))
-'''
+"""
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -73,14 +75,43 @@ def test_two_processes_same_plan_exact_coverage(tmp_path: Path, workers: int) ->
     out = tmp_path / "out"
     out.mkdir()
     script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT.format(tests=str(Path(__file__).parent), config=str(config),
-                                         toks=str(toks.cache_dir), workers=workers, out=str(out)))
+    script.write_text(
+        RANK_SCRIPT.format(
+            tests=str(Path(__file__).parent),
+            config=str(config),
+            toks=str(toks.cache_dir),
+            workers=workers,
+            out=str(out),
+        )
+    )
     # accelerate 1.6 runs ONE process for `--cpu --num_processes 2`; `--multi_gpu` with no visible GPU
     # starts two real CPU ranks (DistributedType.MULTI_CPU, gloo), which is what we want.
-    env = {**fakes.offline_env(), "PYTHONPATH": os.environ.get("SD_SCRIPTS_DIR", ""), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                             "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
-                            capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    # The ranks import sd-scripts' library, and collage_ext (the dataset class) from this checkout: the
+    # README runs pytest with PYTHONPATH=$PWD and no installed package, so the checkout goes on the path too.
+    path = [os.environ.get("SD_SCRIPTS_DIR", ""), str(Path(collage_ext.__file__).resolve().parents[1])]
+    path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**fakes.offline_env(), "PYTHONPATH": os.pathsep.join(path), "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["len"] == ranks[1]["len"]

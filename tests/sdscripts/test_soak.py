@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import fakes  # noqa: E402
-import soak  # noqa: E402
+import fakes
+import soak
 
 pytestmark = [pytest.mark.sdscripts, pytest.mark.slow]
 
@@ -23,4 +23,5 @@ def test_soak_memory_flat_no_fd_growth(tmp_path: Path) -> None:
     fds: list[int] = result["fds"]  # type: ignore[assignment]
     half = len(fds) // 2
     assert max(fds[half:]) <= max(fds[:half]) + 8, fds  # pipes come and go at epoch ends; they must not pile up
-    assert abs(result["rss_slope_mib_per_1000_steps"]) < 20, result  # type: ignore[operator]
+    # A leak makes RSS grow; a falling RSS is the kernel reclaiming mapped pages under other processes' load.
+    assert result["rss_slope_mib_per_1000_steps"] < 20, result  # type: ignore[operator]

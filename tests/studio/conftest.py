@@ -1,18 +1,13 @@
 """Fixtures for the studio: a user-like dataset, a running studio server, and headless chromium.
 
 Tests that need the server skip when the ``studio`` extra (starlette, uvicorn; httpx for the client)
-is not installed, the browser tests also without Playwright (all are in the ``test`` extra). The
-browser is Debian's chromium (``/usr/bin/chromium``, or ``COLLAGE_CHROMIUM``), driven by Playwright
-with ``executable_path``; no browser is downloaded. Without chromium the browser tests skip, except
-in CI (``CI`` set), where they fail.
+is not installed. The ``browser`` fixture (headless Debian chromium through Playwright) is in
+``tests/conftest.py``, shared with the preview contact-sheet tests.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +28,17 @@ def need_extra() -> None:
     for name in ("starlette", "uvicorn", "httpx"):
         pytest.importorskip(name, reason=NO_EXTRA)
 
+
 #: Portraits the crop editor shows at exactly half size (560 px tall), so drags map to whole pixels.
 PORTRAIT = (800, 1120)
-DRESSES = {"red": (200, 40, 50), "green": (40, 150, 70), "purple": (130, 60, 170), "orange": (235, 130, 30),
-           "teal": (30, 150, 150), "pink": (230, 120, 170)}
+DRESSES = {
+    "red": (200, 40, 50),
+    "green": (40, 150, 70),
+    "purple": (130, 60, 170),
+    "orange": (235, 130, 30),
+    "teal": (30, 150, 150),
+    "pink": (230, 120, 170),
+}
 BLUE, RED = (30, 60, 200), (210, 30, 40)
 
 
@@ -63,7 +65,8 @@ class Dataset:
 
 
 def make_dataset(root: Path) -> Dataset:
-    """Six portraits and a small faint one; ``mychar_00.png`` is half blue, half red (the crop test cuts the blue away)."""
+    """Six portraits and a small faint one; ``mychar_00.png`` is half blue, half red (the crop test cuts the blue
+    away)."""
     images = root / "train" / "10_mychar"
     images.mkdir(parents=True)
     for i, (name, colour) in enumerate(DRESSES.items()):
@@ -72,14 +75,16 @@ def make_dataset(root: Path) -> Dataset:
             img = Image.new("RGB", PORTRAIT, BLUE)
             img.paste(RED, (PORTRAIT[0] // 2, 0, PORTRAIT[0], PORTRAIT[1]))
         img.save(images / f"mychar_{i:02d}.png")
-        (images / f"mychar_{i:02d}.txt").write_text(f"mychar, 1girl, {name} dress, full body, standing\n",
-                                                    encoding="utf-8")
+        (images / f"mychar_{i:02d}.txt").write_text(
+            f"mychar, 1girl, {name} dress, full body, standing\n", encoding="utf-8"
+        )
     faint = Image.new("RGB", (300, 420), (128, 128, 128))  # a small, washed-out photo: check flags it
     ImageDraw.Draw(faint).ellipse([90, 60, 210, 360], fill=(138, 134, 130))
     faint.save(images / "mychar_06.png")
     (images / "mychar_06.txt").write_text("mychar, 1girl, grey dress, blurry\n", encoding="utf-8")
     toml = root / "dataset.toml"
-    toml.write_text(f"""\
+    toml.write_text(
+        f"""\
 [general]
 caption_extension = ".txt"
 keep_tokens = 1
@@ -98,10 +103,15 @@ max_bucket_reso = 2048
   [[datasets.subsets]]
   image_dir = "{images.as_posix()}"
   num_repeats = 1
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     train = root / "train.toml"
-    train.write_text("# my training run\n[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n"
-                     "dataset_class = \"collage_ext.CollageDataset\"\n", encoding="utf-8")
+    train.write_text(
+        "# my training run\n[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n"
+        'dataset_class = "collage_ext.CollageDataset"\n',
+        encoding="utf-8",
+    )
     return Dataset(root, images, toml, train)
 
 
@@ -139,49 +149,42 @@ class Server:
 def server(dataset: Dataset) -> Iterator[Server]:
     """Start the studio (uvicorn on a free loopback port) and stop it after the test."""
     need_extra()
-    import uvicorn
-
     import httpx
+    import uvicorn
 
     studio = Studio(dataset.toml, config=dataset.train)
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     token = new_token()
     app = create_app(studio, allowed_hosts("127.0.0.1", port), token)
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    ready = threading.Event()
+
+    class Announcing(uvicorn.Server):
+        """Sets ``ready`` when start-up is over, listening or not (``started`` tells which)."""
+
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            try:
+                await super().startup(sockets=sockets)
+            finally:
+                ready.set()
+
+    srv = Announcing(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+
+    def serve() -> None:
+        try:
+            srv.run(sockets=[sock])
+        finally:
+            ready.set()  # a server that failed before start-up finished
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the studio server did not start")
-        time.sleep(0.02)
+    if not ready.wait(timeout=60) or not srv.started:
+        raise RuntimeError("the studio server did not start")
     with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=120) as client:
         yield Server(studio, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", token, client)
     srv.should_exit = True
     thread.join(10)
     sock.close()
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium, or ``COLLAGE_CHROMIUM``."""
-    path = os.environ.get("COLLAGE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    return path if os.path.exists(path) else None
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless chromium through Playwright (``executable_path``: nothing is downloaded)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (test extra)")
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("no chromium at /usr/bin/chromium: CI must install Debian's chromium (apt-get install chromium)")
-        pytest.skip("no chromium at /usr/bin/chromium (apt-get install chromium, or set COLLAGE_CHROMIUM)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

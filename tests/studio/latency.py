@@ -25,8 +25,10 @@ def open_editor(page: Any, image_id: str, timeout: float = 60_000) -> None:
     """Click the image's card and wait until the editor shows it and its frames have loaded."""
     page.click(f'.card[data-id="{image_id}"]')
     page.wait_for_selector("#editor:not([hidden])")
-    page.wait_for_function("document.getElementById('ed-img').complete && document.getElementById('ed-img').naturalWidth > 0",
-                           timeout=timeout)
+    page.wait_for_function(
+        "document.getElementById('ed-img').complete && document.getElementById('ed-img').naturalWidth > 0",
+        timeout=timeout,
+    )
     frames_loaded(page, timeout)
 
 
@@ -46,8 +48,11 @@ def drag_crop(page: Any, box: tuple[float, float, float, float]) -> None:
     page.mouse.move(x1, y1, steps=3)
 
 
-def crop_until_frames_change(page: Any, box: tuple[float, float, float, float], timeout: float = 60_000,
-                             ) -> tuple[float, list[Any], list[Any]]:
+def crop_until_frames_change(
+    page: Any,
+    box: tuple[float, float, float, float],
+    timeout: float = 60_000,
+) -> tuple[float, list[Any], list[Any]]:
     """Drag a crop, release it, and wait until every frame image of the editor shows new pixels.
 
     Returns the seconds from the release of the mouse button to the last frame image loaded with
@@ -67,7 +72,9 @@ def crop_until_frames_change(page: Any, box: tuple[float, float, float, float], 
             f"""(() => {{ const now = ({FRAME_PIXELS})(); const old = {sorted(old)!r}; const sums = {sums!r};
                  if (!now.length) return document.getElementById('ed-frames').innerText.includes('single image');
                  return now.every((x) => x[1] && !old.includes(x[0])) && now.some((x) => !sums.includes(x[2])); }})""",
-            timeout=timeout, polling=10)
+            timeout=timeout,
+            polling=10,
+        )
     elapsed = time.perf_counter() - start
     return elapsed, before, page.evaluate(FRAME_PIXELS)
 
@@ -77,9 +84,13 @@ def caption_until_tokens_change(page: Any, text: str, timeout: float = 60_000) -
     page.fill("#ed-caption", text)
     start = time.perf_counter()
     page.click("#ed-save")
-    page.wait_for_function("document.querySelector('#ed-tokens .tokhead') && "
-                           "!document.querySelector('#ed-tokens').innerText.includes('unsaved') && "
-                           f"document.querySelector('#ed-caption').dataset.dirty === '0'", timeout=timeout, polling=10)
+    page.wait_for_function(
+        "document.querySelector('#ed-tokens .tokhead') && "
+        "!document.querySelector('#ed-tokens').innerText.includes('unsaved') && "
+        "document.querySelector('#ed-caption').dataset.dirty === '0'",
+        timeout=timeout,
+        polling=10,
+    )
     return time.perf_counter() - start
 
 
@@ -88,6 +99,7 @@ def drop_until_counted(page: Any, timeout: float = 60_000) -> float:
     before = int(page.inner_text("#nsources"))
     start = time.perf_counter()
     page.click("#ed-drop")
-    page.wait_for_function(f"+document.querySelector('#nsources').innerText === {before - 1}", timeout=timeout,
-                           polling=10)
+    page.wait_for_function(
+        f"+document.querySelector('#nsources').innerText === {before - 1}", timeout=timeout, polling=10
+    )
     return time.perf_counter() - start

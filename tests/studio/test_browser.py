@@ -10,24 +10,25 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from collage_ext.pixels.crops import parse_crop_box
-from collage_ext.kohya.datasets import glob_images
 from collage_ext.core.types import Size
+from collage_ext.kohya.datasets import glob_images
+from collage_ext.pixels.crops import parse_crop_box
 
 from .conftest import need_extra
 
 need_extra()
-import httpx
 
-from .conftest import BLUE, PORTRAIT, RED, Dataset, Server
+from .conftest import BLUE, PORTRAIT, RED, Dataset, Server  # noqa: E402 (after the skip gate above)
 
 #: A long booru-style caption: it reaches CLIP's second chunk, so the token view shows the boundary and
 #: where phrase repetition copies the trigger word.
-SHOWCASE_CAPTION = ("mychar, 1girl, solo, teal dress, full body, standing, looking at viewer, short hair, brown hair, "
-                    "sleeveless dress, bare arms, arms at sides, simple background, beige background, front view, "
-                    "flat color, minimalism, geometric shapes, triangle dress, round head, brown legs, centered, "
-                    "symmetrical, pastel colors, clean lines, vector art, illustration, full-length portrait, "
-                    "character reference")
+SHOWCASE_CAPTION = (
+    "mychar, 1girl, solo, teal dress, full body, standing, looking at viewer, short hair, brown hair, "
+    "sleeveless dress, bare arms, arms at sides, simple background, beige background, front view, "
+    "flat color, minimalism, geometric shapes, triangle dress, round head, brown legs, centered, "
+    "symmetrical, pastel colors, clean lines, vector art, illustration, full-length portrait, "
+    "character reference"
+)
 
 
 def version(page: Any) -> int:
@@ -36,15 +37,18 @@ def version(page: Any) -> int:
 
 def wait_after(page: Any, before: int) -> int:
     """Wait until the page has reloaded everything after a write (a newer version, check done)."""
-    page.wait_for_function(f"+document.body.dataset.version > {before} && "
-                           "document.body.dataset.checked === document.body.dataset.version")
+    page.wait_for_function(
+        f"+document.body.dataset.version > {before} && document.body.dataset.checked === document.body.dataset.version"
+    )
     return version(page)
 
 
 def open_editor(page: Any, image_id: str) -> None:
     page.click(f'.card[data-id="{image_id}"]')
     page.wait_for_selector("#editor:not([hidden])")
-    page.wait_for_function("document.getElementById('ed-img').complete && document.getElementById('ed-img').naturalWidth > 0")
+    page.wait_for_function(
+        "document.getElementById('ed-img').complete && document.getElementById('ed-img').naturalWidth > 0"
+    )
 
 
 def frame_with(server: Server, name: str) -> tuple[dict[str, Any], np.ndarray]:
@@ -63,7 +67,7 @@ def frame_with(server: Server, name: str) -> tuple[dict[str, Any], np.ndarray]:
 def cell_pixels(frame: dict[str, Any], pixels: np.ndarray, name: str) -> np.ndarray:
     cell = next(c for c in frame["cells"] if Path(c["path"]).name == name)
     x, y, w, h = cell["rect"]
-    return pixels[y:y + h, x:x + w].reshape(-1, 3)
+    return pixels[y : y + h, x : x + w].reshape(-1, 3)
 
 
 def count(colour: tuple[int, int, int], pixels: np.ndarray) -> int:
@@ -75,8 +79,9 @@ def plan(server: Server, epoch: int = 1) -> list[tuple[str, tuple[str, ...]]]:
     return [(f["layout"], tuple(s["name"] for s in f["sources"])) for f in frames]
 
 
-def test_drag_a_crop_writes_the_sidecar_and_the_frame_shows_the_region(page: Any, server: Server,
-                                                                         dataset: Dataset) -> None:
+def test_drag_a_crop_writes_the_sidecar_and_the_frame_shows_the_region(
+    page: Any, server: Server, dataset: Dataset
+) -> None:
     """Drag a box over the red half of mychar_00: its .crop holds those pixels and its frame cell turns red."""
     frame, pixels = frame_with(server, "mychar_00.png")
     before = cell_pixels(frame, pixels, "mychar_00.png")
@@ -99,7 +104,9 @@ def test_drag_a_crop_writes_the_sidecar_and_the_frame_shows_the_region(page: Any
     sidecar = dataset.images / "mychar_00.crop"
     written = parse_crop_box(sidecar.read_text(encoding="utf-8"), Size(*PORTRAIT), source=str(sidecar))
     assert all(abs(got - want) <= 1 for got, want in zip(written, (420, 140, 780, 644))), written
-    assert page.inner_text("#ed-crop").startswith(f"crop {written.left}, {written.top}, {written.right}, {written.bottom}")
+    assert page.inner_text("#ed-crop").startswith(
+        f"crop {written.left}, {written.top}, {written.right}, {written.bottom}"
+    )
     # The page re-rendered the frames that hold the image: their thumbnails carry new pixel versions.
     shown_after = page.eval_on_selector_all(".edframe img", "els => els.map(e => e.src)")
     assert shown_after and not shown_before & set(shown_after)
@@ -121,8 +128,9 @@ def test_drag_a_crop_writes_the_sidecar_and_the_frame_shows_the_region(page: Any
     assert count(BLUE, cell_pixels(frame, pixels, "mychar_00.png")) > 0
 
 
-def test_edit_a_caption_updates_the_token_view_and_the_frame_caption(page: Any, server: Server,
-                                                                     dataset: Dataset) -> None:
+def test_edit_a_caption_updates_the_token_view_and_the_frame_caption(
+    page: Any, server: Server, dataset: Dataset
+) -> None:
     """A long caption typed into the editor: chunk 2 appears in the token view, then in the frame's caption."""
     open_editor(page, "0/0/mychar_01.png")
     assert "chunk 2" not in page.inner_text("#ed-tokens")
@@ -150,8 +158,9 @@ def test_edit_a_caption_updates_the_token_view_and_the_frame_caption(page: Any, 
     assert "smiling at viewer" in frame["caption"]
 
 
-def test_drop_and_restore_an_image_changes_the_plan_and_changes_it_back(page: Any, server: Server,
-                                                                        dataset: Dataset) -> None:
+def test_drop_and_restore_an_image_changes_the_plan_and_changes_it_back(
+    page: Any, server: Server, dataset: Dataset
+) -> None:
     """Drop moves the image and its sidecars where sd-scripts does not look; restore gives the same plan back."""
     original = plan(server)
     assert any("mychar_02.png" in names for _, names in original)
@@ -226,15 +235,20 @@ def test_screenshot_of_the_studio(page: Any, server: Server, tmp_path: Path) -> 
     Written to ``COLLAGE_STUDIO_SCREENSHOT`` when set (``docs/studio.png`` for the README), else to a temp file.
     """
     target = Path(os.environ.get("COLLAGE_STUDIO_SCREENSHOT") or tmp_path / "studio.png")
-    server.http.post(f"{server.url}/api/crop", json={"id": "0/0/mychar_04.png", "box": [120, 40, 680, 1100]},
-               headers={"Origin": server.url})
+    server.http.post(
+        f"{server.url}/api/crop",
+        json={"id": "0/0/mychar_04.png", "box": [120, 40, 680, 1100]},
+        headers={"Origin": server.url},
+    )
     server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_04.png", "text": SHOWCASE_CAPTION})
     page.reload()
     page.wait_for_function("document.body.dataset.checked !== undefined")
     open_editor(page, "0/0/mychar_04.png")
     # Every image on screen has loaded (images off screen load lazily, when scrolled to: they never do here).
-    page.wait_for_function("[...document.images].filter(i => i.loading !== 'lazy' || (i.offsetParent !== null && "
-                           "i.getBoundingClientRect().top < innerHeight)).every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.images].filter(i => i.loading !== 'lazy' || (i.offsetParent !== null && "
+        "i.getBoundingClientRect().top < innerHeight)).every(i => i.complete && i.naturalWidth > 0)"
+    )
     page.screenshot(path=str(target))
     with Image.open(target) as shot:
         assert shot.size == (1440, 960)
@@ -242,6 +256,7 @@ def test_screenshot_of_the_studio(page: Any, server: Server, tmp_path: Path) -> 
 
 
 # -- the session token, framing, stale writes (issue 20 items 10, 12, 14) ------------------------------------------
+
 
 def test_the_token_becomes_an_httponly_cookie_and_leaves_the_address(page: Any, server: Server, browser: Any) -> None:
     """Opened with the printed address, the page works, its address bar no longer shows the token, and scripts
@@ -272,11 +287,12 @@ def test_another_page_cannot_frame_the_studio(page: Any, server: Server) -> None
     import http.server
     import threading
 
-    framing = (f'<!DOCTYPE html><title>prize</title>'
-               f'<iframe id="f" src="{server.url}/" width="900" height="600"></iframe>')
+    framing = (
+        f'<!DOCTYPE html><title>prize</title><iframe id="f" src="{server.url}/" width="900" height="600"></iframe>'
+    )
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = framing.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -292,9 +308,10 @@ def test_another_page_cannot_frame_the_studio(page: Any, server: Server) -> None
     thread.start()
     try:
         attacker = page.context.new_page()  # the same browser, already holding the studio's cookie
-        attacker.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        # The iframe's one navigation: to the studio if the browser showed it, else to the browser's error page.
+        with attacker.expect_event("framenavigated", predicate=lambda frame: frame.parent_frame is not None):
+            attacker.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
         attacker.wait_for_load_state("load")
-        attacker.wait_for_timeout(1500)
         framed = [f for f in attacker.frames if f != attacker.main_frame]
         assert framed, "the iframe was not created"
         for frame in framed:

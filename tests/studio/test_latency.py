@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
-
 from .conftest import Server, need_extra
 from .latency import caption_until_tokens_change, crop_until_frames_change, drop_until_counted, open_editor
 
@@ -50,7 +48,9 @@ def test_a_saved_caption_shows_in_the_token_view(page: Any, server: Server, reco
     assert typed != old
     seconds = caption_until_tokens_change(page, text)
     assert int(page.inner_text("#ed-tokens .toktotal")) == typed
-    page.wait_for_function("document.querySelector('.edframe .framecap').innerText.includes('new tag 11')")  # then the frame
+    page.wait_for_function(
+        "document.querySelector('.edframe .framecap').innerText.includes('new tag 11')"
+    )  # then the frame
     record_property("caption_to_token_view_seconds", round(seconds, 3))
     print(f"caption save -> token view: {seconds:.3f} s")
 
@@ -64,5 +64,3 @@ def test_a_drop_shows_in_the_counts(page: Any, server: Server, record_property: 
     assert "dropped" in page.get_attribute(f'.card[data-id="{image}"]', "class")
     record_property("drop_to_counts_seconds", round(seconds, 3))
     print(f"drop -> counts: {seconds:.3f} s")
-
-

@@ -17,9 +17,9 @@ from collage_ext.studio.files import Folders, History, RefusedError, move_group
 from .conftest import need_extra
 
 need_extra()
-import httpx
+import httpx  # noqa: E402 (after the skip gate above)
 
-from .conftest import Dataset, Server
+from .conftest import Dataset, Server  # noqa: E402
 
 
 def snapshot(*roots: Path) -> dict[str, bytes | str]:
@@ -50,8 +50,9 @@ def raw_get(server: Server, target: str, host: str | None = None, *, token: bool
     hostname, port = server.url.removeprefix("http://").split(":")
     auth = f"Authorization: token {server.token}\r\n" if token else ""
     with socket.create_connection((hostname, int(port)), timeout=10) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host or server.host}\r\n{auth}Connection: close\r\n\r\n"
-                     .encode())
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {host or server.host}\r\n{auth}Connection: close\r\n\r\n".encode()
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -59,14 +60,17 @@ def raw_get(server: Server, target: str, host: str | None = None, *, token: bool
     return int(head.split()[1]), body
 
 
-@pytest.mark.parametrize("target", [
-    "/static/../../../../etc/passwd",
-    "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-    "/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
-    "/api/source-image?id=../../../../etc/passwd",
-    "/api/source-image?id=0/0/../../../private/notes.txt",
-    "/api/frame-image?epoch=1&name=../../../../etc/passwd",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/static/../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/api/source-image?id=../../../../etc/passwd",
+        "/api/source-image?id=0/0/../../../private/notes.txt",
+        "/api/frame-image?epoch=1&name=../../../../etc/passwd",
+    ],
+)
 def test_path_traversal_is_refused(server: Server, dataset: Dataset, outside: Path, target: str) -> None:
     status, body = raw_get(server, target)
     assert status in (400, 403, 404)
@@ -86,29 +90,38 @@ def test_traversal_in_a_write_is_refused_and_writes_nothing(server: Server, data
 def test_foreign_origin_is_refused_and_writes_nothing(server: Server, dataset: Dataset, outside: Path) -> None:
     before = snapshot(dataset.root, outside)
     body = {"id": "0/0/mychar_01.png", "text": "written by another site"}
-    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
-                    {"Origin": server.url.replace("127.0.0.1", "127.0.0.1.evil.example")},
-                    {"Origin": server.url, "Sec-Fetch-Site": "cross-site"}):
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": server.url.replace("127.0.0.1", "127.0.0.1.evil.example")},
+        {"Origin": server.url, "Sec-Fetch-Site": "cross-site"},
+    ):
         r = server.http.post(f"{server.url}/api/caption", json=body, headers=headers)
         assert r.status_code == 403 and ("refused" in r.text or "not this studio" in r.text), r.text
     # A cross-site form post cannot send JSON: a text/plain body is refused as well.
-    r = server.http.post(f"{server.url}/api/caption", content=b'{"id": "0/0/mychar_01.png", "text": "x"}',
-                   headers={"Content-Type": "text/plain"})
+    r = server.http.post(
+        f"{server.url}/api/caption",
+        content=b'{"id": "0/0/mychar_01.png", "text": "x"}',
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 403
     assert snapshot(dataset.root, outside) == before
     # The page's own origin is accepted.
-    ok = server.http.post(f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": "a, b"},
-                    headers={"Origin": server.url})
+    ok = server.http.post(
+        f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": "a, b"}, headers={"Origin": server.url}
+    )
     assert ok.status_code == 200 and ok.json()["total"] > 0
 
 
 def test_another_site_cannot_embed_the_datasets_images(server: Server) -> None:
     """An <img> on another site sends no Origin but Sec-Fetch-Site: cross-site; only the page itself may open."""
-    r = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
-                  headers={"Sec-Fetch-Site": "cross-site"})
+    r = server.http.get(
+        f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert r.status_code == 403
-    same = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"},
-                     headers={"Sec-Fetch-Site": "same-origin"})
+    same = server.http.get(
+        f"{server.url}/api/source-image", params={"id": "0/0/mychar_01.png"}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
     assert same.status_code == 200 and same.headers["content-type"] == "image/jpeg"
     assert server.http.get(f"{server.url}/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
 
@@ -130,8 +143,9 @@ def test_a_symlinked_image_leading_out_is_not_served(server: Server, dataset: Da
     before = snapshot(dataset.root, outside)
     r = server.http.get(f"{server.url}/api/source-image", params={"id": "0/0/mychar_00.png"})
     assert r.status_code == 403 and "not inside the dataset" in r.json()["error"]
-    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
-                  if s["name"] == "mychar_00.png")
+    listed = next(
+        s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_00.png"
+    )
     assert "symlink" in listed["problem"]
     assert snapshot(dataset.root, outside) == before
 
@@ -180,11 +194,27 @@ def test_folders_refuse_paths_outside(tmp_path: Path) -> None:
 # -- the session token (issue 20 item 10) ----------------------------------------------------------------------
 
 #: Every route: the page, its static files, each API read (images included) and each write.
-EVERY_GET = ["/", "/static/studio.js", "/static/studio.css", "/api/state", "/api/sources", "/api/check",
-             "/api/frames?epoch=1", "/api/source-image?id=0/0/mychar_01.png",
-             "/api/source-image?id=0/0/mychar_01.png&thumb=1"]
-EVERY_POST = ["/api/caption", "/api/tokens", "/api/crop", "/api/drop", "/api/restore", "/api/undo", "/api/seed",
-              "/api/reload"]
+EVERY_GET = [
+    "/",
+    "/static/studio.js",
+    "/static/studio.css",
+    "/api/state",
+    "/api/sources",
+    "/api/check",
+    "/api/frames?epoch=1",
+    "/api/source-image?id=0/0/mychar_01.png",
+    "/api/source-image?id=0/0/mychar_01.png&thumb=1",
+]
+EVERY_POST = [
+    "/api/caption",
+    "/api/tokens",
+    "/api/crop",
+    "/api/drop",
+    "/api/restore",
+    "/api/undo",
+    "/api/seed",
+    "/api/reload",
+]
 #: Bytes that only a served dataset, image or page would contain.
 DATA_MARKERS = (b"mychar", b"\x89PNG", b"\xff\xd8\xff", b"use strict", b"studio.js", b"caption", b"seed")
 
@@ -203,8 +233,11 @@ def test_every_route_refuses_without_the_token(server: Server, dataset: Dataset,
             assert r.status_code == 403, (path, creds, r.status_code)
             assert "token" in r.text and not any(m in r.content for m in DATA_MARKERS), (path, r.content[:200])
         for path in EVERY_POST:
-            r = httpx.post(server.url + path, json={"id": "0/0/mychar_01.png", "text": "pwned", "box": [0, 0, 9, 9],
-                                                    "seed": 1, "write": True}, headers=creds)
+            r = httpx.post(
+                server.url + path,
+                json={"id": "0/0/mychar_01.png", "text": "pwned", "box": [0, 0, 9, 9], "seed": 1, "write": True},
+                headers=creds,
+            )
             assert r.status_code == 403 and not any(m in r.content for m in DATA_MARKERS), (path, r.text)
     assert snapshot(dataset.root, outside) == before
     # With the token every read answers.
@@ -249,6 +282,7 @@ def asgi_get(app: object, path: str, host: str, client: str, headers: dict[str, 
         transport = httpx.ASGITransport(app=app, client=(client, 50000))  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
             return await c.get(path, headers=headers)
+
     with ThreadPoolExecutor(1) as pool:  # its own event loop (the browser tests' Playwright may hold this thread's)
         return pool.submit(lambda: asyncio.run(go())).result()
 
@@ -277,10 +311,13 @@ def test_a_lan_client_claiming_a_loopback_host_is_refused(dataset: Dataset) -> N
 
 # -- headers, sizes, malformed bodies (items 12, 13) --------------------------------------------------------------
 
+
 def test_every_response_forbids_framing(server: Server) -> None:
     """Clickjacking: neither the page nor any answer (refusals included) may be shown in another site's frame."""
-    responses = [server.http.get(server.url + p) for p in EVERY_GET] + [httpx.get(server.url + "/api/state"),
-                                                                      httpx.get(server.page_url)]
+    responses = [server.http.get(server.url + p) for p in EVERY_GET] + [
+        httpx.get(server.url + "/api/state"),
+        httpx.get(server.page_url),
+    ]
     responses.append(server.http.post(f"{server.url}/api/caption", json={"id": "nope", "text": "x"}))
     for r in responses:
         assert r.headers.get("x-frame-options") == "DENY", r.url
@@ -297,17 +334,29 @@ def test_large_bodies_are_refused_before_they_are_read(server: Server, dataset: 
     def chunks():  # no Content-Length: the limit still holds while reading
         body = ('{"id": "0/0/mychar_01.png", "text": "' + "y" * (3 << 20) + '"}').encode()
         for i in range(0, len(body), 65536):
-            yield body[i:i + 65536]
+            yield body[i : i + 65536]
+
     r = server.http.post(f"{server.url}/api/caption", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
     assert snapshot(dataset.root, outside) == before
-    ok = server.http.post(f"{server.url}/api/caption",
-                          json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000})
+    ok = server.http.post(
+        f"{server.url}/api/caption", json={"id": "0/0/mychar_01.png", "text": "mychar, " + "z" * 5000}
+    )
     assert ok.status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"{", b"not json", b"[" * 100_000 + b"]" * 100_000,
-                                  b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, b"[1, 2]", b'"text"', b"\xff\xfe{}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"not json",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a": ' * 100_000 + b"1" + b"}" * 100_000,
+        b"[1, 2]",
+        b'"text"',
+        b"\xff\xfe{}",
+    ],
+)
 def test_malformed_json_is_a_400(server: Server, dataset: Dataset, body: bytes) -> None:
     before = snapshot(dataset.root)
     r = server.http.post(f"{server.url}/api/caption", content=body, headers={"Content-Type": "application/json"})
@@ -317,8 +366,11 @@ def test_malformed_json_is_a_400(server: Server, dataset: Dataset, body: bytes) 
 
 
 def test_deeply_nested_brackets_in_a_caption_are_not_a_500(server: Server) -> None:
-    for text in ("(" * 100_000 + "mychar" + ")" * 100_000, "{" * 100_000 + "a|b" + "}" * 100_000,
-                 "[" * 100_000 + ", " + "]" * 100_000):
+    for text in (
+        "(" * 100_000 + "mychar" + ")" * 100_000,
+        "{" * 100_000 + "a|b" + "}" * 100_000,
+        "[" * 100_000 + ", " + "]" * 100_000,
+    ):
         r = server.http.post(f"{server.url}/api/tokens", json={"id": "0/0/mychar_01.png", "text": text})
         assert r.status_code in (200, 400), (r.status_code, r.text[:200])
 
@@ -353,8 +405,9 @@ def test_a_caption_symlinked_out_is_not_read(server: Server, dataset: Dataset, o
     server.http.post(f"{server.url}/api/reload", json={})
     served = everything_served(server)
     assert "hunter2" not in served
-    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
-                  if s["name"] == "mychar_01.png")
+    listed = next(
+        s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_01.png"
+    )
     assert "symlink" in listed["problem"] and listed["caption_text"] is None and listed["caption"] == ""
     assert "mychar_01.png" not in frame_sources(server)
 
@@ -382,8 +435,9 @@ def test_a_symlink_inside_the_dataset_is_read_and_written_through(server: Server
     caption.rename(shared)
     caption.symlink_to(shared.name)  # relative, inside the image folder
     server.http.post(f"{server.url}/api/reload", json={})
-    listed = next(s for s in server.http.get(f"{server.url}/api/sources").json()["sources"]
-                  if s["name"] == "mychar_04.png")
+    listed = next(
+        s for s in server.http.get(f"{server.url}/api/sources").json()["sources"] if s["name"] == "mychar_04.png"
+    )
     assert listed["problem"] is None and "teal dress" in listed["caption_text"]
     assert "mychar_04.png" in frame_sources(server, epochs=6)
     r = server.http.post(f"{server.url}/api/caption", json={"id": "0/0/mychar_04.png", "text": "mychar, linked"})
@@ -442,15 +496,24 @@ def test_another_local_user_gets_nothing_without_the_token(server: Server, datas
     port = server.host.rsplit(":", 1)[1]
 
     def as_nobody(plan: list[tuple[str, str, dict[str, str]]], token: str = "") -> list[tuple[str, int, bytes]]:
-        done = subprocess.run([python, "-I", "-c", CLIENT, server.url, json.dumps(plan), str(secret)], input=token,
-                              capture_output=True, text=True, user="nobody", timeout=600)
+        done = subprocess.run(
+            [python, "-I", "-c", CLIENT, server.url, json.dumps(plan), str(secret)],
+            input=token,
+            capture_output=True,
+            text=True,
+            user="nobody",
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr
         return [(p, status, bytes.fromhex(body)) for p, status, body in json.loads(done.stdout)]
 
     frame = first_frame(server)
     gets = EVERY_GET + [f"/api/frame-image?epoch=1&name={frame}"]
-    plan = [("GET", p, h) for p in gets for h in ({}, {"Host": f"localhost:{port}"},
-                                                  {"Cookie": f"collage_studio_{port}=guess"})]
+    plan = [
+        ("GET", p, h)
+        for p in gets
+        for h in ({}, {"Host": f"localhost:{port}"}, {"Cookie": f"collage_studio_{port}=guess"})
+    ]
     plan += [("POST", p, {}) for p in EVERY_POST]
     answers = as_nobody(plan)
     assert answers[-1][:2] == ("direct read", 403)  # the file is really root-only
@@ -460,9 +523,19 @@ def test_another_local_user_gets_nothing_without_the_token(server: Server, datas
     assert snapshot(dataset.root) == before
     # With the token: the studio answers, and still reads nothing outside the dataset.
     auth = {"Authorization": "token {token}"}
-    reads = as_nobody([("GET", p, auth) for p in ["/api/sources", "/api/frames?epoch=1", "/api/frames?epoch=2",
-                                                  "/api/check", "/api/source-image?id=0/0/mychar_01.png"]],
-                      token=server.token)
+    reads = as_nobody(
+        [
+            ("GET", p, auth)
+            for p in [
+                "/api/sources",
+                "/api/frames?epoch=1",
+                "/api/frames?epoch=2",
+                "/api/check",
+                "/api/source-image?id=0/0/mychar_01.png",
+            ]
+        ],
+        token=server.token,
+    )
     assert [status for _, status, _ in reads[:4]] == [200, 200, 200, 200]
     assert all(b"hunter2" not in body for _, _, body in reads)
 
@@ -484,9 +557,13 @@ def test_the_cli_prints_an_address_with_the_token_and_answers_only_it(dataset: D
     import subprocess
     import sys
 
-    with subprocess.Popen([sys.executable, "-m", "collage_ext", "studio", str(dataset.toml), "--port", "0",
-                           "--no_browser"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env={**os.environ, "COLLAGE_EXT_NO_TOKENIZER": "1"}) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "collage_ext", "studio", str(dataset.toml), "--port", "0", "--no_browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "COLLAGE_EXT_NO_TOKENIZER": "1"},
+    ) as proc:
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
