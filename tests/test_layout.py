@@ -13,9 +13,9 @@ from collage_ext.core.errors import LayoutError
 from collage_ext.core.types import Rect, Size
 from collage_ext.geometry.layout import (
     check_partition,
+    choose_layout,
     layout_cells,
     max_group_size,
-    choose_layout,
     position_names,
     split_span,
 )

@@ -25,8 +25,12 @@ OWNERS: dict[str, set[str]] = {
     "slot_job": {"collage_ext/plan/subsets.py", "collage_ext/sdscripts/loading.py"},  # the job of a slot
     "static_job": {"collage_ext/plan/subsets.py", "collage_ext/sdscripts/loading.py"},  # the job of a static frame
     # a frame's parameters: sampled when a job is listed, re-sampled when a source fails
-    "make_params": {"collage_ext/plan/subsets.py", "collage_ext/plan/jobs.py", "collage_ext/plan/policy.py",
-                    "collage_ext/plan/collage.py"},
+    "make_params": {
+        "collage_ext/plan/subsets.py",
+        "collage_ext/plan/jobs.py",
+        "collage_ext/plan/policy.py",
+        "collage_ext/plan/collage.py",
+    },
 }
 
 

@@ -52,8 +52,10 @@ def frame_digest(params: FrameParams, sources: Sequence[Source], collage: Collag
         try:
             stat = os.stat(source.path)
         except OSError as exc:
-            error = CollageInputError(f"image {source.path} cannot be read any more ({exc.strerror or exc}); it was "
-                                      "there when the dataset was read: put it back or restart training")
+            error = CollageInputError(
+                f"image {source.path} cannot be read any more ({exc.strerror or exc}); it was "
+                "there when the dataset was read: put it back or restart training"
+            )
             error.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
             raise error from exc
         files.append([source.key, stat.st_size, stat.st_mtime_ns, list(source.crop) if source.crop else None])
@@ -83,8 +85,17 @@ class FrameJob:
         rendered_sources: after ``render``, the sources actually used.
     """
 
-    def __init__(self, planned: PlannedSubset, group: Group, params: FrameParams, failures: FailureLog, *,
-                 slot: int | None = None, epoch: int | None = None, variant: int | None = None) -> None:
+    def __init__(
+        self,
+        planned: PlannedSubset,
+        group: Group,
+        params: FrameParams,
+        failures: FailureLog,
+        *,
+        slot: int | None = None,
+        epoch: int | None = None,
+        variant: int | None = None,
+    ) -> None:
         self.planned, self.group, self.params, self.failures = planned, group, params, failures
         self.slot, self.epoch, self.variant = slot, epoch, variant
         self.rendered_sources: list[Source] | None = None
@@ -158,11 +169,19 @@ class FrameJob:
         self.leave_out_failed()
         sources = self._kept
         before = self.params
-        rendered, used = compose(planned.collage, sources, before, self.failures, with_mask=with_mask,
-                                 spares=planned.pool.sources if self.variant is None else (), cells=cells)
+        rendered, used = compose(
+            planned.collage,
+            sources,
+            before,
+            self.failures,
+            with_mask=with_mask,
+            spares=planned.pool.sources if self.variant is None else (),
+            cells=cells,
+        )
         self.params = used
         self.rendered_sources = [s for s in sources if s.path not in self.failures.failed] or [
-            s for s in planned.pool.sources if s.key in used.keys][:1]  # a spare filled the frame
+            s for s in planned.pool.sources if s.key in used.keys
+        ][:1]  # a spare filled the frame
         if self.slot is not None and self.epoch is not None:
             planned.remember(self.slot, self.epoch, used)
         elif used is not before:  # static: renamed by the new content, like the cache
@@ -190,8 +209,7 @@ class FrameJob:
 
 def slot_job(planned: PlannedSubset, slot: int, epoch: int, failures: FailureLog) -> FrameJob:
     """Dynamic slot ``slot`` of ``epoch``."""
-    return FrameJob(planned, planned.groups(epoch)[slot], planned.params(slot, epoch), failures, slot=slot,
-                    epoch=epoch)
+    return FrameJob(planned, planned.groups(epoch)[slot], planned.params(slot, epoch), failures, slot=slot, epoch=epoch)
 
 
 def static_job(planned: PlannedSubset, group: Group, variant: int, failures: FailureLog) -> FrameJob:
