@@ -48,13 +48,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.fit import choose_draft_scale, cell_fit
-from collage_ext.geometry.grouping import Record, group_instances, pool_structure
-from collage_ext.plan.collage import FAST_DRAFT_GAPS
-from collage_ext.pixels.images import load_fitted, open_image, read_image_size
-from collage_ext.geometry.layout import layout_cells
-from collage_ext.pixels.render import render_frame
 from collage_ext.core.types import Size
+from collage_ext.geometry.grouping import Record, group_instances, pool_structure
+from collage_ext.geometry.layout import layout_cells
+from collage_ext.pixels.fit import cell_fit, choose_draft_scale
+from collage_ext.pixels.images import load_fitted, open_image, read_image_size
+from collage_ext.pixels.render import render_frame
+from collage_ext.plan.collage import FAST_DRAFT_GAPS
 from tests.imaging import float_lanczos, psnr, stop_band_residue, zone_plate
 
 PHOTO = Size(3000, 4000)  # 12 MP, portrait
@@ -74,9 +74,9 @@ def _restated_sd() -> tuple[Callable[..., np.ndarray], Callable[..., Any], str]:
     def load_image(image_path: str, alpha: bool = False) -> np.ndarray:  # library/train_util.py
         with Image.open(image_path) as image:
             if alpha:
-                if not image.mode == "RGBA":  # noqa: SIM201 - as written in sd-scripts
+                if not image.mode == "RGBA":
                     image = image.convert("RGBA")
-            elif not image.mode == "RGB":  # noqa: SIM201
+            elif not image.mode == "RGB":
                 image = image.convert("RGB")
             return np.array(image, np.uint8)
 
@@ -84,8 +84,14 @@ def _restated_sd() -> tuple[Callable[..., np.ndarray], Callable[..., Any], str]:
         pil_image = Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         return cv2.cvtColor(np.array(pil_image.resize(size, resample=interpolation)), cv2.COLOR_RGB2BGR)
 
-    def resize_image(image: np.ndarray, width: int, height: int, resized_width: int, resized_height: int,
-                     resize_interpolation: str | None = None) -> np.ndarray:  # library/utils.py
+    def resize_image(
+        image: np.ndarray,
+        width: int,
+        height: int,
+        resized_width: int,
+        resized_height: int,
+        resize_interpolation: str | None = None,
+    ) -> np.ndarray:  # library/utils.py
         if resize_interpolation is None:
             resize_interpolation = "area" if width >= resized_width and height >= resized_height else "lanczos"
         if resize_interpolation in ("lanczos", "lanczos4", "box"):
@@ -93,14 +99,19 @@ def _restated_sd() -> tuple[Callable[..., np.ndarray], Callable[..., Any], str]:
             return pil_resize(image, (resized_width, resized_height), method)
         return cv2.resize(image, (resized_width, resized_height), interpolation=cv2.INTER_AREA)
 
-    def trim_and_resize_if_required(random_crop: bool, image: np.ndarray, reso: tuple[int, int],
-                                    resized_size: tuple[int, int],
-                                    resize_interpolation: str | None = None) -> tuple[np.ndarray, Any, Any]:
+    def trim_and_resize_if_required(
+        random_crop: bool,
+        image: np.ndarray,
+        reso: tuple[int, int],
+        resized_size: tuple[int, int],
+        resize_interpolation: str | None = None,
+    ) -> tuple[np.ndarray, Any, Any]:
         image_height, image_width = image.shape[0:2]  # library/train_util.py
         original_size = (image_width, image_height)
         if image_width != resized_size[0] or image_height != resized_size[1]:
-            image = resize_image(image, image_width, image_height, resized_size[0], resized_size[1],
-                                 resize_interpolation)
+            image = resize_image(
+                image, image_width, image_height, resized_size[0], resized_size[1], resize_interpolation
+            )
         image_height, image_width = image.shape[0:2]
         if image_width > reso[0]:
             p = (image_width - reso[0]) // 2
@@ -124,8 +135,11 @@ def sd_functions() -> tuple[Callable[..., np.ndarray], Callable[..., Any], str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 from library import train_util
-            return (train_util.load_image, train_util.trim_and_resize_if_required,
-                    f"real functions from {sd_dir} (library.train_util)")
+            return (
+                train_util.load_image,
+                train_util.trim_and_resize_if_required,
+                f"real functions from {sd_dir} (library.train_util)",
+            )
         except Exception as exc:  # noqa: BLE001 - any failure: fall back and say so
             print(f"note: SD_SCRIPTS_DIR={sd_dir} not importable ({type(exc).__name__}: {exc}); using the restatement")
     return _restated_sd()
@@ -144,8 +158,18 @@ def _source_photos(count: int) -> tuple[list[np.ndarray], str]:
             coarse = gen.integers(0, 256, (12, 9, 3), dtype=np.uint8)
             photos.append(np.asarray(Image.fromarray(coarse).resize((480, 640), Image.Resampling.BICUBIC)))
         return photos, "synthetic (scikit-image not installed)"
-    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
-             "camera", "grass", "gravel"]
+    names = [
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "retina",
+        "hubble_deep_field",
+        "camera",
+        "grass",
+        "gravel",
+    ]
     photos = []
     for name in (names * (count // len(names) + 1))[:count]:
         pixels = getattr(data, name)()
@@ -180,7 +204,9 @@ def _illustration(index: int, size: Size) -> Image.Image:
         color = tuple(rng.randrange(256) for _ in range(3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=color, outline=(20, 20, 30), width=3)
     for _ in range(120):
-        draw.line([(rng.randrange(size.width), rng.randrange(size.height)) for _ in range(3)], fill=(25, 20, 30), width=2)
+        draw.line(
+            [(rng.randrange(size.width), rng.randrange(size.height)) for _ in range(3)], fill=(25, 20, 30), width=2
+        )
     pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(0.6)), np.float32)
     grain = np.random.default_rng(index).normal(0, 1.0, pixels.shape[:2] + (1,))
     return Image.fromarray((pixels + grain).clip(0, 255).astype(np.uint8))
@@ -361,16 +387,22 @@ def measure_kind(kind: Kind, sd: tuple[Callable[..., Any], ...], rounds: int, qu
             quality[name] = min(quality.get(name, float("inf")), value)
     zone_n = read_image_size(kind.zone).width
     zone_dst = cell_fit(Size(zone_n, zone_n), kind.zone_cell, "contain").dst
-    residue = {name: stop_band_residue(f(kind.zone, kind.zone_cell, (zone_dst.width, zone_dst.height)), zone_n)
-               for name, f in paths_of.items()}
+    residue = {
+        name: stop_band_residue(f(kind.zone, kind.zone_cell, (zone_dst.width, zone_dst.height)), zone_n)
+        for name, f in paths_of.items()
+    }
     residue["float LANCZOS reference"] = stop_band_residue(
-        float_lanczos(open_image(kind.zone), (zone_dst.width, zone_dst.height), rounded=False), zone_n)
+        float_lanczos(open_image(kind.zone), (zone_dst.width, zone_dst.height), rounded=False), zone_n
+    )
     return Measured(f"{kind.label} -> {dst.width}x{dst.height} cell", len(kind.paths), scale, t, quality, residue)
 
 
 def detail_table(results: list[Measured]) -> list[str]:
-    lines = ["| fixture -> cell | path | cells/s | vs sd-scripts | share of the fastest decode floor | "
-             "PSNR vs float LANCZOS (worst file) | zone plate residue |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| fixture -> cell | path | cells/s | vs sd-scripts | share of the fastest decode floor | "
+        "PSNR vs float LANCZOS (worst file) | zone plate residue |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for m in results:
         sd_t = m.t["sd-scripts (full decode + INTER_AREA)"]
         floor = min(v for k, v in m.t.items() if k.startswith("decode floor"))
@@ -379,17 +411,26 @@ def detail_table(results: list[Measured]) -> list[str]:
             quality = "-" if is_floor else f"{m.quality.get(name, float('nan')):.1f} dB"
             residue = "-" if is_floor else f"{m.residue[name]:.2f}"
             share = "-" if is_floor else f"{floor / seconds:.0%}"
-            lines.append(f"| {m.label} | {name} | {m.n / seconds:.1f} | {sd_t / seconds:.2f}x | {share} | "
-                         f"{quality} | {residue} |")
-        lines.append(f"| {m.label} | float LANCZOS reference | - | - | - | - | {m.residue['float LANCZOS reference']:.2f} |")
+            lines.append(
+                f"| {m.label} | {name} | {m.n / seconds:.1f} | {sd_t / seconds:.2f}x | {share} | "
+                f"{quality} | {residue} |"
+            )
+        lines.append(
+            f"| {m.label} | float LANCZOS reference | - | - | - | - | {m.residue['float LANCZOS reference']:.2f} |"
+        )
     return lines
 
 
-def bench_cells(fx: Fixtures, sd: tuple[Callable[..., Any], ...], rounds: int,
-                quality_files: int) -> tuple[list[Row], list[str], list[Measured]]:
+def bench_cells(
+    fx: Fixtures, sd: tuple[Callable[..., Any], ...], rounds: int, quality_files: int
+) -> tuple[list[Row], list[str], list[Measured]]:
     results = [measure_kind(kind, sd, rounds, quality_files) for kind in _kinds(fx)]
     camera, upscaled, png, big_png = results
-    sd_name, ours, fast = "sd-scripts (full decode + INTER_AREA)", "collage_decode = 'quality' (default)", "collage_decode = 'fast'"
+    sd_name, ours, fast = (
+        "sd-scripts (full decode + INTER_AREA)",
+        "collage_decode = 'quality' (default)",
+        "collage_decode = 'fast'",
+    )
 
     def floor_of(m: Measured) -> float:
         return min(v for k, v in m.t.items() if k.startswith("decode floor"))
@@ -398,24 +439,67 @@ def bench_cells(fx: Fixtures, sd: tuple[Callable[..., Any], ...], rounds: int,
     speedup = upscaled.t[sd_name] / upscaled.t[ours]
     worst_psnr = min(camera.quality[ours], upscaled.quality[ours])
     rows = [
-        Row("P1", f"default mode, {camera.label}: share of the fastest decode floor at its scale (1/{camera.scale})",
-            f"{camera.n / camera.t[sd_name]:.1f} cells/s", f"{camera.n / camera.t[ours]:.1f} cells/s",
-            f"{share:.0%} of the floor", ">= 75 %", _yes(share >= 0.75)),
-        Row("P1", f"default mode, {upscaled.label}: cells/s", f"{upscaled.n / upscaled.t[sd_name]:.1f}",
-            f"{upscaled.n / upscaled.t[ours]:.1f}", f"{speedup:.2f}x faster", ">= 5x", _yes(speedup >= 5)),
-        Row("P1", "default mode, PSNR vs a float LANCZOS reference on photos (worst file of both JPEG sets)", "-",
-            f"{worst_psnr:.1f} dB", "-", ">= 45 dB", _yes(worst_psnr >= 45)),
-        Row("P1", "default mode, zone plate residue (3000 px JPEG -> 512 px) vs sd-scripts' path",
-            f"{camera.residue[sd_name]:.2f}", f"{camera.residue[ours]:.2f}", "-", "no worse than before (0.8)",
-            _yes(camera.residue[ours] <= 0.9)),
+        Row(
+            "P1",
+            f"default mode, {camera.label}: share of the fastest decode floor at its scale (1/{camera.scale})",
+            f"{camera.n / camera.t[sd_name]:.1f} cells/s",
+            f"{camera.n / camera.t[ours]:.1f} cells/s",
+            f"{share:.0%} of the floor",
+            ">= 75 %",
+            _yes(share >= 0.75),
+        ),
+        Row(
+            "P1",
+            f"default mode, {upscaled.label}: cells/s",
+            f"{upscaled.n / upscaled.t[sd_name]:.1f}",
+            f"{upscaled.n / upscaled.t[ours]:.1f}",
+            f"{speedup:.2f}x faster",
+            ">= 5x",
+            _yes(speedup >= 5),
+        ),
+        Row(
+            "P1",
+            "default mode, PSNR vs a float LANCZOS reference on photos (worst file of both JPEG sets)",
+            "-",
+            f"{worst_psnr:.1f} dB",
+            "-",
+            ">= 45 dB",
+            _yes(worst_psnr >= 45),
+        ),
+        Row(
+            "P1",
+            "default mode, zone plate residue (3000 px JPEG -> 512 px) vs sd-scripts' path",
+            f"{camera.residue[sd_name]:.2f}",
+            f"{camera.residue[ours]:.2f}",
+            "-",
+            "no worse than before (0.8)",
+            _yes(camera.residue[ours] <= 0.9),
+        ),
     ]
     for m in (png, big_png):
         cost = m.t[ours] / m.t[sd_name]
-        rows.append(Row("P1 (PNG)", f"default mode, {m.label}: cost per image", f"{m.t[sd_name] / m.n * 1000:.1f} ms",
-                        f"{m.t[ours] / m.n * 1000:.1f} ms", f"{cost:.2f}x cost", "<= 1.0x cost", _yes(cost <= 1.0)))
-    rows.append(Row("P1 (fast)", "collage_decode = 'fast', zone plate residue (3000 px JPEG -> 512 px)",
-                    f"{camera.residue[sd_name]:.2f}", f"{camera.residue[fast]:.2f}", "-", "<= sd-scripts",
-                    _yes(camera.residue[fast] <= camera.residue[sd_name])))
+        rows.append(
+            Row(
+                "P1 (PNG)",
+                f"default mode, {m.label}: cost per image",
+                f"{m.t[sd_name] / m.n * 1000:.1f} ms",
+                f"{m.t[ours] / m.n * 1000:.1f} ms",
+                f"{cost:.2f}x cost",
+                "<= 1.0x cost",
+                _yes(cost <= 1.0),
+            )
+        )
+    rows.append(
+        Row(
+            "P1 (fast)",
+            "collage_decode = 'fast', zone plate residue (3000 px JPEG -> 512 px)",
+            f"{camera.residue[sd_name]:.2f}",
+            f"{camera.residue[fast]:.2f}",
+            "-",
+            "<= sd-scripts",
+            _yes(camera.residue[fast] <= camera.residue[sd_name]),
+        )
+    )
     notes = [f"{m.label}: reduced decode at 1/{m.scale}" for m in results]
     return rows, notes, results
 
@@ -428,7 +512,11 @@ def bench_frame(fx: Fixtures, sd: tuple[Callable[..., Any], ...], rounds: int) -
         groups = [[files[(i + k) % len(files)] for k in range(4)] for i in range(len(files))]
         size = read_image_size(files[0])
         # sd-scripts' BucketManager.select_bucket: scale to cover the bucket, then trim the overhang.
-        scale = FRAME.height / size.height if size.width * FRAME.height > size.height * FRAME.width else FRAME.width / size.width
+        scale = (
+            FRAME.height / size.height
+            if size.width * FRAME.height > size.height * FRAME.width
+            else FRAME.width / size.width
+        )
         resized = (int(size.width * scale + 0.5), int(size.height * scale + 0.5))
         draft = choose_draft_scale(size, cells[0].size, "contain")
 
@@ -447,23 +535,43 @@ def bench_frame(fx: Fixtures, sd: tuple[Callable[..., Any], ...], rounds: int) -
             for path in paths:
                 _decode_at(path, draft)
 
-        t = interleaved({"sd": plain, "ours": compose, "fast": lambda g: compose(g, True), "floor": floor}, groups, rounds)
+        t = interleaved(
+            {"sd": plain, "ours": compose, "fast": lambda g: compose(g, True), "floor": floor}, groups, rounds
+        )
         n = len(groups)
-        notes.append(f"2x2 frame of four {label} 12 MP JPEGs: collage_decode = 'fast' {t['fast'] / n * 1000:.0f} ms = "
-                     f"{t['fast'] / t['sd']:.2f}x sd-scripts' frame of one; decoding the four files at 1/{draft} alone "
-                     f"(no resize) takes {t['floor'] / n * 1000:.0f} ms = {t['floor'] / t['sd']:.2f}x")
+        notes.append(
+            f"2x2 frame of four {label} 12 MP JPEGs: collage_decode = 'fast' {t['fast'] / n * 1000:.0f} ms = "
+            f"{t['fast'] / t['sd']:.2f}x sd-scripts' frame of one; decoding the four files at 1/{draft} alone "
+            f"(no resize) takes {t['floor'] / n * 1000:.0f} ms = {t['floor'] / t['sd']:.2f}x"
+        )
         goal = "< 0.8x time" if headline else "informative"
-        rows.append(Row("P2" if headline else "P2 (info)", f"2x2 frame of four {label} 12 MP JPEGs (default mode) vs "
-                        "sd-scripts' plain 1024x1024 frame of one: ms/frame", f"{t['sd'] / n * 1000:.0f} ms",
-                        f"{t['ours'] / n * 1000:.0f} ms", f"{t['ours'] / t['sd']:.2f}x time", goal,
-                        _yes(t["ours"] < 0.8 * t["sd"]) if headline else "-"))
+        rows.append(
+            Row(
+                "P2" if headline else "P2 (info)",
+                f"2x2 frame of four {label} 12 MP JPEGs (default mode) vs "
+                "sd-scripts' plain 1024x1024 frame of one: ms/frame",
+                f"{t['sd'] / n * 1000:.0f} ms",
+                f"{t['ours'] / n * 1000:.0f} ms",
+                f"{t['ours'] / t['sd']:.2f}x time",
+                goal,
+                _yes(t["ours"] < 0.8 * t["sd"]) if headline else "-",
+            )
+        )
     return notes, rows
 
 
 def bench_planning(count: int, fx: Fixtures) -> tuple[list[Row], list[str]]:
     rng = random.Random(0)
-    sizes = [Size(832, 1216), Size(1216, 832), Size(1024, 1024), Size(3000, 4000), Size(4000, 3000),
-             Size(896, 1152), Size(640, 640), Size(300, 400)]
+    sizes = [
+        Size(832, 1216),
+        Size(1216, 832),
+        Size(1024, 1024),
+        Size(3000, 4000),
+        Size(4000, 3000),
+        Size(896, 1152),
+        Size(640, 640),
+        Size(300, 400),
+    ]
     records = [Record(f"train/{i:06d}.png", rng.choice(sizes), rng.choice((1, 1, 2, 3))) for i in range(count)]
     config = CollageConfig(rate=1.0)
 
@@ -486,13 +594,31 @@ def bench_planning(count: int, fx: Fixtures) -> tuple[list[Row], list[str]]:
     header = statistics.median(_header_seconds(p) for p in fx.jpegs + fx.pngs)
     seconds = min(times)
     rows = [
-        Row("P3", f"pool_structure + group_instances, {count:,} records: seconds", "-", f"{seconds:.2f} s", "-",
-            "<= 2 s", _yes(seconds <= 2)),
-        Row("P3", f"plan memory per image ({count:,} records, tracemalloc)", "-",
-            f"{retained / count:.0f} B kept, {peak / count:.0f} B peak", "-", "<= 1 KB", _yes(peak / count <= 1024)),
+        Row(
+            "P3",
+            f"pool_structure + group_instances, {count:,} records: seconds",
+            "-",
+            f"{seconds:.2f} s",
+            "-",
+            "<= 2 s",
+            _yes(seconds <= 2),
+        ),
+        Row(
+            "P3",
+            f"plan memory per image ({count:,} records, tracemalloc)",
+            "-",
+            f"{retained / count:.0f} B kept, {peak / count:.0f} B peak",
+            "-",
+            "<= 1 KB",
+            _yes(peak / count <= 1024),
+        ),
     ]
-    notes = [(f"planning reads one header per image beforehand (read_image_size: median {header * 1e6:.0f} us "
-              f"per file here, {header * count:.1f} s for {count:,} files from a warm page cache)")]
+    notes = [
+        (
+            f"planning reads one header per image beforehand (read_image_size: median {header * 1e6:.0f} us "
+            f"per file here, {header * count:.1f} s for {count:,} files from a warm page cache)"
+        )
+    ]
     return rows, notes
 
 
@@ -507,11 +633,13 @@ def _header_seconds(path: Path) -> float:
 # --------------------------------------------------------------------------------------------------
 def bench_cached_batches(folder: Path, fx: Fixtures, rounds: int) -> tuple[Row, str]:
     if not os.environ.get("SD_SCRIPTS_DIR"):
-        return Row("P4", "static mode, cached latents + TE outputs: ms/batch", "-", "-", "-", "<= 1.05x",
-                   "skipped"), "P4 skipped: set SD_SCRIPTS_DIR and run with the sd-scripts env python"
+        return Row(
+            "P4", "static mode, cached latents + TE outputs: ms/batch", "-", "-", "-", "<= 1.05x", "skipped"
+        ), "P4 skipped: set SD_SCRIPTS_DIR and run with the sd-scripts env python"
     sys.path[:0] = [str(Path(os.environ["SD_SCRIPTS_DIR"]).resolve()), str(REPO / "tests" / "sdscripts")]
-    import fakes
     import torch
+
+    import fakes
 
     torch.set_num_threads(1)
     data = folder / "p4"
@@ -526,18 +654,33 @@ def bench_cached_batches(folder: Path, fx: Fixtures, rounds: int) -> tuple[Row, 
 
     def toml(name: str, general: str) -> Path:
         path = data / name
-        path.write_text(f'[general]\ncaption_extension = ".txt"\n{general}\n[[datasets]]\nresolution = 1024\n'
-                        f'batch_size = 4\nenable_bucket = true\n  [[datasets.subsets]]\n'
-                        f'  image_dir = "{images.as_posix()}"\n  num_repeats = 2\n', encoding="utf-8")
+        path.write_text(
+            f'[general]\ncaption_extension = ".txt"\n{general}\n[[datasets]]\nresolution = 1024\n'
+            f"batch_size = 4\nenable_bucket = true\n  [[datasets.subsets]]\n"
+            f'  image_dir = "{images.as_posix()}"\n  num_repeats = 2\n',
+            encoding="utf-8",
+        )
         return path
 
-    flags = ["--cache_latents", "--cache_text_encoder_outputs", "--network_train_unet_only",
-             "--tokenizer_cache_dir", str(toks.cache_dir), "--output_dir", str(data / "out"),
-             "--max_data_loader_n_workers", "0", "--seed", "42"]
+    flags = [
+        "--cache_latents",
+        "--cache_text_encoder_outputs",
+        "--network_train_unet_only",
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+        "--output_dir",
+        str(data / "out"),
+        "--max_data_loader_n_workers",
+        "0",
+        "--seed",
+        "42",
+    ]
     train_util = fakes.import_sd("library.train_util")
 
     def build(config: Path, collage: bool) -> Any:
-        argv = ["--dataset_config", str(config), *flags] + (["--dataset_class", "collage_ext.CollageDataset"] if collage else [])
+        argv = ["--dataset_config", str(config), *flags] + (
+            ["--dataset_class", "collage_ext.CollageDataset"] if collage else []
+        )
         args = fakes.make_args("sdxl", argv)
         trainer = fakes.make_trainer("sdxl")
         fakes.set_pre_dataset_strategies(trainer, args)
@@ -549,8 +692,11 @@ def bench_cached_batches(folder: Path, fx: Fixtures, rounds: int) -> tuple[Row, 
                 w, h = info.bucket_reso
                 info.latents = torch.zeros(4, h // 8, w // 8)
                 info.latents_original_size, info.latents_crop_ltrb = (w, h), (0, 0, w, h)
-                info.text_encoder_outputs = [np.zeros((77, 768), np.float32), np.zeros((77, 1280), np.float32),
-                                             np.zeros(1280, np.float32)]
+                info.text_encoder_outputs = [
+                    np.zeros((77, 768), np.float32),
+                    np.zeros((77, 1280), np.float32),
+                    np.zeros(1280, np.float32),
+                ]
         return group
 
     with fakes.hub_offline(), fakes.preserve_global_rng():
@@ -563,13 +709,21 @@ def bench_cached_batches(folder: Path, fx: Fixtures, rounds: int) -> tuple[Row, 
         t = interleaved({"sd": lambda i: plain[i], "ours": lambda i: static[i]}, list(range(batches)), 4 * rounds)
     per_sd, per_ours = t["sd"] / batches, t["ours"] / batches
     frames = sum(1 for d in static.datasets for i in d.image_data.values() if "collage_" in Path(i.absolute_path).name)
-    note = (f"P4: plain DatasetGroup {len(plain)} batches of 4 sources, CollageDataset (static, collage_rate 1.0) "
-            f"{len(static)} batches of 4 frames ({frames} static frames), all 1024x1024; latents 4x128x128 and SDXL "
-            f"TE outputs set on every ImageInfo, so __getitem__ reads no file in either; first {batches} batches "
-            f"of each, fastest of {4 * rounds} interleaved rounds")
-    return Row("P4", "static mode, cached latents + TE outputs: __getitem__ ms/batch (batch 4)",
-               f"{per_sd * 1000:.3f} ms", f"{per_ours * 1000:.3f} ms", f"{per_ours / per_sd:.2f}x time",
-               "<= 1.05x", _yes(per_ours <= 1.05 * per_sd)), note
+    note = (
+        f"P4: plain DatasetGroup {len(plain)} batches of 4 sources, CollageDataset (static, collage_rate 1.0) "
+        f"{len(static)} batches of 4 frames ({frames} static frames), all 1024x1024; latents 4x128x128 and SDXL "
+        f"TE outputs set on every ImageInfo, so __getitem__ reads no file in either; first {batches} batches "
+        f"of each, fastest of {4 * rounds} interleaved rounds"
+    )
+    return Row(
+        "P4",
+        "static mode, cached latents + TE outputs: __getitem__ ms/batch (batch 4)",
+        f"{per_sd * 1000:.3f} ms",
+        f"{per_ours * 1000:.3f} ms",
+        f"{per_ours / per_sd:.2f}x time",
+        "<= 1.05x",
+        _yes(per_ours <= 1.05 * per_sd),
+    ), note
 
 
 # --------------------------------------------------------------------------------------------------
@@ -605,8 +759,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=100_000, help="synthetic records for planning (P3)")
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
     parser.add_argument("--keep", default=None, help="write fixtures here and keep them (default: a temp folder)")
-    parser.add_argument("--quality-files", type=int, default=3,
-                        help="files per kind whose PSNR against the float LANCZOS reference is computed (default 3)")
+    parser.add_argument(
+        "--quality-files",
+        type=int,
+        default=3,
+        help="files per kind whose PSNR against the float LANCZOS reference is computed (default 3)",
+    )
     parser.add_argument("--skip-dataset", action="store_true", help="skip P4 (the sd-scripts DatasetGroup run)")
     args = parser.parse_args(argv)
 
@@ -629,19 +787,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             row, note = bench_cached_batches(folder, fx, args.rounds)
             rows.append(row)
             notes.append(note)
-        sizes = {kind: statistics.median(p.stat().st_size for p in paths) / 1e6
-                 for kind, paths in (("jpeg", fx.jpegs), ("grain", fx.grainy), ("png", fx.pngs), ("big", fx.big_pngs))}
+        sizes = {
+            kind: statistics.median(p.stat().st_size for p in paths) / 1e6
+            for kind, paths in (("jpeg", fx.jpegs), ("grain", fx.grainy), ("png", fx.pngs), ("big", fx.big_pngs))
+        }
 
     import PIL
 
-    print(f"## collage_ext composition benchmark\n\n{platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, Pillow {PIL.__version__}, numpy {np.__version__}; {pinned}.")
-    print(f"sd-scripts path: {sd[2]}. Fixtures: {args.images} files per kind: camera-like 12 MP JPEGs "
-          f"({PHOTO.width}x{PHOTO.height}, median {sizes['grain']:.1f} MB), {fx.photo_source} "
-          f"(median {sizes['jpeg']:.1f} MB), PIL-drawn PNG illustrations ({ILLUSTRATION.width}x{ILLUSTRATION.height}, "
-          f"median {sizes['png']:.1f} MB; {BIG_ILLUSTRATION.width}x{BIG_ILLUSTRATION.height}, median "
-          f"{sizes['big']:.1f} MB). Cells: contain into {CELL.width}x{CELL.height}. Per file, the fastest of "
-          f"{args.rounds} interleaved rounds; PSNR on the first {args.quality_files} files of each set.\n")
+    print(
+        f"## collage_ext composition benchmark\n\n{platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, Pillow {PIL.__version__}, numpy {np.__version__}; {pinned}."
+    )
+    print(
+        f"sd-scripts path: {sd[2]}. Fixtures: {args.images} files per kind: camera-like 12 MP JPEGs "
+        f"({PHOTO.width}x{PHOTO.height}, median {sizes['grain']:.1f} MB), {fx.photo_source} "
+        f"(median {sizes['jpeg']:.1f} MB), PIL-drawn PNG illustrations ({ILLUSTRATION.width}x{ILLUSTRATION.height}, "
+        f"median {sizes['png']:.1f} MB; {BIG_ILLUSTRATION.width}x{BIG_ILLUSTRATION.height}, median "
+        f"{sizes['big']:.1f} MB). Cells: contain into {CELL.width}x{CELL.height}. Per file, the fastest of "
+        f"{args.rounds} interleaved rounds; PSNR on the first {args.quality_files} files of each set.\n"
+    )
     print("### Per path\n")
     for line in detail_table(measured):
         print(line)

@@ -62,13 +62,41 @@ from benchmarks.bench_compose import _camera_like  # noqa: E402
 from collage_ext.core.types import Size  # noqa: E402
 from tests.imaging import photo  # noqa: E402
 
-TAGS = ["1girl", "solo", "outdoors", "standing", "smile", "long hair", "brown hair", "blue sky", "tree", "dress",
-        "looking at viewer", "full body", "city", "night", "river", "bridge", "flowers", "holding umbrella",
-        "from side", "upper body", "sitting", "bench", "snow", "cat", "window", "indoors", "lamp", "book"]
+TAGS = [
+    "1girl",
+    "solo",
+    "outdoors",
+    "standing",
+    "smile",
+    "long hair",
+    "brown hair",
+    "blue sky",
+    "tree",
+    "dress",
+    "looking at viewer",
+    "full body",
+    "city",
+    "night",
+    "river",
+    "bridge",
+    "flowers",
+    "holding umbrella",
+    "from side",
+    "upper body",
+    "sitting",
+    "bench",
+    "snow",
+    "cat",
+    "window",
+    "indoors",
+    "lamp",
+    "book",
+]
 CAMERA = Size(3000, 4000)
 
 
 # -- fixtures -------------------------------------------------------------------------------------
+
 
 def _caption(gen: random.Random, i: int) -> str:
     return "mychar, " + ", ".join(gen.sample(TAGS, 8)) + f", shot {i}"
@@ -101,8 +129,17 @@ def _sample_photos() -> list[np.ndarray]:
     except ImportError:
         return [np.asarray(photo((640, 480), seed=s)) for s in range(8)]
     out = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "motorcycle_left",
-                 "cat", "retina"):
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "hubble_deep_field",
+        "motorcycle_left",
+        "cat",
+        "retina",
+    ):
         try:
             pixels = getattr(data, name)()
         except Exception:  # noqa: BLE001 - a sample missing from this scikit-image version (no download here)
@@ -125,17 +162,19 @@ def make_small(folder: Path, count: int) -> None:
         x, y = gen.randrange(0, w - cw + 1), gen.randrange(0, h - ch + 1)
         side = gen.randrange(400, 901)
         if not path.exists():
-            image = Image.fromarray(np.ascontiguousarray(pixels[y:y + ch, x:x + cw]))
+            image = Image.fromarray(np.ascontiguousarray(pixels[y : y + ch, x : x + cw]))
             k = side / max(image.size)
-            image = image.resize((max(1, round(image.width * k)), max(1, round(image.height * k))),
-                                 Image.Resampling.BICUBIC)
+            image = image.resize(
+                (max(1, round(image.width * k)), max(1, round(image.height * k))), Image.Resampling.BICUBIC
+            )
             image.save(path, **({"quality": 90} if ext == ".jpg" else {}))
         path.with_suffix(".txt").write_text(_caption(gen, i) + "\n", encoding="utf-8")
 
 
 def write_tomls(root: Path, images: Path) -> tuple[Path, Path]:
     dataset = root / "dataset.toml"
-    dataset.write_text(f"""[general]
+    dataset.write_text(
+        f"""[general]
 caption_extension = ".txt"
 keep_tokens = 1
 collage_rate = 1.0
@@ -150,14 +189,20 @@ enable_bucket = true
   [[datasets.subsets]]
   image_dir = "{images.as_posix()}"
   num_repeats = 2
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     train = root / "train.toml"
-    train.write_text("[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n"
-                     "dataset_class = \"collage_ext.CollageDataset\"\n", encoding="utf-8")
+    train.write_text(
+        "[training]\nseed = 42\nmax_train_epochs = 10\nmax_token_length = 225\n"
+        'dataset_class = "collage_ext.CollageDataset"\n',
+        encoding="utf-8",
+    )
     return dataset, train
 
 
 # -- the CLI on 1 and 2 cores ----------------------------------------------------------------------
+
 
 def cli(args: list[str], cpus: str, env: dict[str, str]) -> tuple[float, float]:
     """Wall time and CPU time (user + system, the command and its workers) of ``python -m collage_ext ARGS``."""
@@ -166,8 +211,13 @@ def cli(args: list[str], cpus: str, env: dict[str, str]) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
-        subprocess.run(["taskset", "-c", cpus, sys.executable, "-m", "collage_ext", *args], check=True, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["taskset", "-c", cpus, sys.executable, "-m", "collage_ext", *args],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     finally:
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -187,8 +237,14 @@ def digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-def cli_rows(name: str, root: Path, dataset: Path, train: Path, env: dict[str, str], cores: list[str],
-             ) -> list[tuple[str, str, str]]:
+def cli_rows(
+    name: str,
+    root: Path,
+    dataset: Path,
+    train: Path,
+    env: dict[str, str],
+    cores: list[str],
+) -> list[tuple[str, str, str]]:
     rows = []
     env = {**env, "COLLAGE_EXT_CACHE_DIR": "off"}
     for command in ("check", "preview", "export"):
@@ -213,12 +269,18 @@ def cli_rows(name: str, root: Path, dataset: Path, train: Path, env: dict[str, s
         speed = f"{one / times[cores[-1]]:.2f}x" if len(cores) > 1 else "-"
         same = ("identical" if len(set(digests.values())) == 1 else "DIFFERENT") if digests else "-"
         label = " / ".join(str(c.count(",") + 1) for c in cores)
-        rows.append((f"{name}: `{command}` wall time on {label} cores (taskset)", cells,
-                     f"{speed} on {len(cores)} cores; output {same}; CPU " + " / ".join(f"{cpu[c]:.1f} s" for c in cores)))
+        rows.append(
+            (
+                f"{name}: `{command}` wall time on {label} cores (taskset)",
+                cells,
+                f"{speed} on {len(cores)} cores; output {same}; CPU " + " / ".join(f"{cpu[c]:.1f} s" for c in cores),
+            )
+        )
     return rows
 
 
 # -- the studio, driven like the page --------------------------------------------------------------
+
 
 class Served:
     def __init__(self, dataset: Path, train: Path) -> None:
@@ -231,8 +293,14 @@ class Served:
         sock = bind("127.0.0.1", 0)
         port = sock.getsockname()[1]
         self.token = new_token()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.studio, allowed_hosts("127.0.0.1", port), self.token),
-                                                    log_level="warning", access_log=False, lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.studio, allowed_hosts("127.0.0.1", port), self.token),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         while not self.server.started:
@@ -240,8 +308,9 @@ class Served:
         self.url = f"http://127.0.0.1:{port}"
         import httpx
 
-        self.http = httpx.Client(base_url=self.url, timeout=300,
-                                 headers={"Origin": self.url, "Authorization": f"token {self.token}"})
+        self.http = httpx.Client(
+            base_url=self.url, timeout=300, headers={"Origin": self.url, "Authorization": f"token {self.token}"}
+        )
         self.pool = concurrent.futures.ThreadPoolExecutor(6)
 
         #: CPU time of the client's threads (requests, JSON parsing): the server's is the process's minus this.
@@ -298,9 +367,9 @@ def pct(values: list[float], q: float) -> float:
 
 def studio_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list[tuple[str, str, str]], list[float]]:
     from collage_ext.commands.check import run_check
-    from collage_ext.plan.project import load_project
-    from collage_ext.plan.framesets import text_encoder_for
     from collage_ext.commands.measurecache import MeasureCache
+    from collage_ext.plan.framesets import text_encoder_for
+    from collage_ext.plan.project import load_project
 
     project = load_project(dataset, config_file=train, strict=False)
     start = time.perf_counter()
@@ -362,25 +431,43 @@ def studio_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list
     n = len(sources)
     rows = [
         (f"{name}: first `check` ({n} images, fills the quality cache)", f"{first_check:.1f} s", "once per new file"),
-        (f"{name}: studio start-up after a first check (state, sources, frames, check)", f"{startup:.2f} s",
-         f"target < 3 s; CPU {startup_cpu:.2f} s; {check['errors']} errors, {check['warnings']} warnings"),
-        (f"{name}: first 24 source thumbnails", f"{thumbs:.2f} s", f"what the first screen shows; CPU {thumbs_cpu:.2f} s"),
-        (f"{name}: crop edit -> its frames visible, p50 / p95 of {len(crop_times)}",
-         f"{pct(crop_times, .5):.2f} / {pct(crop_times, .95):.2f} s",
-         f"target p95 < 1 s; server CPU p50 / p95 {pct(crop_server, .5):.2f} / {pct(crop_server, .95):.2f} s (all "
-         f"threads: {pct(crop_cpu, .5):.2f} / {pct(crop_cpu, .95):.2f} s); {statistics.mean(frames_per_edit):.1f} "
-         "frames per edit"),
-        (f"{name}: crop edit -> findings updated too, p50 / p95", f"{pct(crop_check, .5):.2f} / {pct(crop_check, .95):.2f} s",
-         f"server CPU p50 / p95 {pct(crop_check_server, .5):.2f} / {pct(crop_check_server, .95):.2f} s"),
-        (f"{name}: caption edit -> token view, p50 / p95 of {len(caption_times)}",
-         f"{pct(caption_times, .5):.3f} / {pct(caption_times, .95):.3f} s",
-         f"target < 0.2 s; CPU p95 {pct(caption_cpu, .95):.3f} s"),
-        (f"{name}: caption edit -> sources and frames refreshed, p50 / p95",
-         f"{pct(caption_refresh, .5):.2f} / {pct(caption_refresh, .95):.2f} s",
-         f"server CPU p50 / p95 {pct(caption_server, .5):.2f} / {pct(caption_server, .95):.2f} s"),
-        (f"{name}: drop -> counts updated, p50 / p95 of {len(drop_times)}",
-         f"{pct(drop_times, .5):.2f} / {pct(drop_times, .95):.2f} s",
-         f"server CPU p50 / p95 {pct(drop_server, .5):.2f} / {pct(drop_server, .95):.2f} s"),
+        (
+            f"{name}: studio start-up after a first check (state, sources, frames, check)",
+            f"{startup:.2f} s",
+            f"target < 3 s; CPU {startup_cpu:.2f} s; {check['errors']} errors, {check['warnings']} warnings",
+        ),
+        (
+            f"{name}: first 24 source thumbnails",
+            f"{thumbs:.2f} s",
+            f"what the first screen shows; CPU {thumbs_cpu:.2f} s",
+        ),
+        (
+            f"{name}: crop edit -> its frames visible, p50 / p95 of {len(crop_times)}",
+            f"{pct(crop_times, 0.5):.2f} / {pct(crop_times, 0.95):.2f} s",
+            f"target p95 < 1 s; server CPU p50 / p95 {pct(crop_server, 0.5):.2f} / {pct(crop_server, 0.95):.2f} s (all "
+            f"threads: {pct(crop_cpu, 0.5):.2f} / {pct(crop_cpu, 0.95):.2f} s); {statistics.mean(frames_per_edit):.1f} "
+            "frames per edit",
+        ),
+        (
+            f"{name}: crop edit -> findings updated too, p50 / p95",
+            f"{pct(crop_check, 0.5):.2f} / {pct(crop_check, 0.95):.2f} s",
+            f"server CPU p50 / p95 {pct(crop_check_server, 0.5):.2f} / {pct(crop_check_server, 0.95):.2f} s",
+        ),
+        (
+            f"{name}: caption edit -> token view, p50 / p95 of {len(caption_times)}",
+            f"{pct(caption_times, 0.5):.3f} / {pct(caption_times, 0.95):.3f} s",
+            f"target < 0.2 s; CPU p95 {pct(caption_cpu, 0.95):.3f} s",
+        ),
+        (
+            f"{name}: caption edit -> sources and frames refreshed, p50 / p95",
+            f"{pct(caption_refresh, 0.5):.2f} / {pct(caption_refresh, 0.95):.2f} s",
+            f"server CPU p50 / p95 {pct(caption_server, 0.5):.2f} / {pct(caption_server, 0.95):.2f} s",
+        ),
+        (
+            f"{name}: drop -> counts updated, p50 / p95 of {len(drop_times)}",
+            f"{pct(drop_times, 0.5):.2f} / {pct(drop_times, 0.95):.2f} s",
+            f"server CPU p50 / p95 {pct(drop_server, 0.5):.2f} / {pct(drop_server, 0.95):.2f} s",
+        ),
     ]
     return rows, crop_times
 
@@ -390,16 +477,20 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
     from playwright.sync_api import sync_playwright
 
     from tests.conftest import chromium_path
-    from tests.studio.latency import (caption_until_tokens_change, crop_until_frames_change, drop_until_counted,
-                                      open_editor)
+    from tests.studio.latency import (
+        caption_until_tokens_change,
+        crop_until_frames_change,
+        drop_until_counted,
+        open_editor,
+    )
 
     path = chromium_path()
     if path is None:
         return [(f"{name}: browser edits", "skipped", "no chromium (apt-get install chromium)")], []
     from collage_ext.commands.check import run_check
-    from collage_ext.plan.project import load_project
-    from collage_ext.plan.framesets import text_encoder_for
     from collage_ext.commands.measurecache import MeasureCache
+    from collage_ext.plan.framesets import text_encoder_for
+    from collage_ext.plan.project import load_project
 
     project = load_project(dataset, config_file=train, strict=False)
     run_check(project, text_encoder_for(project.run.values), cache=MeasureCache())  # a first check, on every CPU
@@ -436,12 +527,21 @@ def browser_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[lis
         browser.close()
     served.close()
     rows = [
-        (f"{name}: **browser**: crop drag released -> its frames' new pixels on screen, p50 / p95 of {len(crops)}",
-         f"{pct(crops, .5):.2f} / {pct(crops, .95):.2f} s", "target p95 < 1 s"),
-        (f"{name}: **browser**: caption saved -> token view, p50 / p95 of {len(captions)}",
-         f"{pct(captions, .5):.2f} / {pct(captions, .95):.2f} s", "click to the saved view (a refresh of the page's data)"),
-        (f"{name}: **browser**: drop clicked -> sources count, p50 / p95 of {len(drops)}",
-         f"{pct(drops, .5):.2f} / {pct(drops, .95):.2f} s", ""),
+        (
+            f"{name}: **browser**: crop drag released -> its frames' new pixels on screen, p50 / p95 of {len(crops)}",
+            f"{pct(crops, 0.5):.2f} / {pct(crops, 0.95):.2f} s",
+            "target p95 < 1 s",
+        ),
+        (
+            f"{name}: **browser**: caption saved -> token view, p50 / p95 of {len(captions)}",
+            f"{pct(captions, 0.5):.2f} / {pct(captions, 0.95):.2f} s",
+            "click to the saved view (a refresh of the page's data)",
+        ),
+        (
+            f"{name}: **browser**: drop clicked -> sources count, p50 / p95 of {len(drops)}",
+            f"{pct(drops, 0.5):.2f} / {pct(drops, 0.95):.2f} s",
+            "",
+        ),
     ]
     return rows, crops
 
@@ -450,10 +550,9 @@ def png_rows(name: str, dataset: Path, train: Path, frames: int = 6) -> list[tup
     """zlib level vs PNG size and encoding CPU time on real frames of the set (fastest of 5 per frame)."""
     import io
 
-    from collage_ext.plan.project import load_project
     from collage_ext.plan.framesets import text_encoder_for
     from collage_ext.plan.jobs import frames_for
-    from collage_ext.plan.project import plan_project
+    from collage_ext.plan.project import load_project, plan_project
 
     project = load_project(dataset, config_file=train, strict=False)
     jobs = frames_for(plan_project(project, text_encoder_for(project.run.values)), "dynamic", 1).jobs[:frames]
@@ -474,10 +573,14 @@ def png_rows(name: str, dataset: Path, train: Path, frames: int = 6) -> list[tup
             base = (size, seconds)
         rows.append((level, size / len(images), seconds / len(images)))
     assert base is not None
-    return [(f"{name}: PNG zlib level {level}{' (Pillow default)' if level == 6 else ''}",
-             f"{size / 2**20:.2f} MiB, {seconds * 1000:.0f} ms CPU per frame",
-             f"{size / (base[0] / len(images)):.2f}x the size, {seconds / (base[1] / len(images)):.2f}x the time of level 6")
-            for level, size, seconds in rows]
+    return [
+        (
+            f"{name}: PNG zlib level {level}{' (Pillow default)' if level == 6 else ''}",
+            f"{size / 2**20:.2f} MiB, {seconds * 1000:.0f} ms CPU per frame",
+            f"{size / (base[0] / len(images)):.2f}x the size, {seconds / (base[1] / len(images)):.2f}x the time of level 6",
+        )
+        for level, size, seconds in rows
+    ]
 
 
 def main() -> int:
@@ -491,8 +594,11 @@ def main() -> int:
     parser.add_argument("--skip-browser", action="store_true", help="no edits in headless chromium")
     parser.add_argument("--skip-http", action="store_true", help="no studio rows driven over HTTP (browser only)")
     parser.add_argument("--skip-png", action="store_true", help="no PNG level table")
-    parser.add_argument("--warm", action="store_true",
-                        help="keep the quality cache of an earlier run with --keep (the first check reads it)")
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="keep the quality cache of an earlier run with --keep (the first check reads it)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench_curation_"))
@@ -517,6 +623,7 @@ def main() -> int:
             os.environ["COLLAGE_EXT_CACHE_DIR"] = str(base / name / "cache")
             if not args.warm:
                 shutil.rmtree(base / name / "cache", ignore_errors=True)
+
             def section(what: str, run: Any) -> None:
                 try:
                     found = run()
@@ -548,8 +655,10 @@ def main() -> int:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
     load_after = os.getloadavg()
-    print(f"\nload average (1, 5, 15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; "
-          f"after: {' '.join(f'{x:.2f}' for x in load_after)}; CPUs: {os.cpu_count()}\n")
+    print(
+        f"\nload average (1, 5, 15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}; CPUs: {os.cpu_count()}\n"
+    )
     print("| measure | result | note |\n| --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")

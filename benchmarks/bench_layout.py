@@ -41,12 +41,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("COLLAGE_EXT_NO_TOKENIZER", "1")
 
 from collage_ext.geometry.buckets import Buckets  # noqa: E402
-from collage_ext.plan.project import load_project  # noqa: E402
+from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
 from collage_ext.pixels.fit import cell_fit  # noqa: E402
 from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
 from collage_ext.plan.jobs import FrameSet, frames_for  # noqa: E402
-from collage_ext.plan.project import plan_project  # noqa: E402
-from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
+from collage_ext.plan.project import (
+    load_project,
+    plan_project,
+)
 
 MIXED: tuple[tuple[int, int], ...] = ((2, 3), (3, 2), (1, 1), (3, 4), (4, 3), (9, 16), (16, 9))
 PORTRAITS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (9, 16), (4, 5), (1, 2))
@@ -59,8 +61,19 @@ def base_photos() -> Iterator[tuple[str, np.ndarray]]:
     import skimage.data as data
     from sklearn.datasets import load_sample_images
 
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-                 "camera", "coins", "moon", "clock"):
+    for name in (
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "camera",
+        "coins",
+        "moon",
+        "clock",
+    ):
         image = getattr(data, name)()
         if image.ndim == 2:
             image = np.stack([image] * 3, axis=2)
@@ -70,8 +83,16 @@ def base_photos() -> Iterator[tuple[str, np.ndarray]]:
         yield name, image
 
 
-def write_photos(folder: Path, aspects: Sequence[tuple[int, int]] = MIXED, *, jitter: float = 0.0, seed: int = 0,
-                 long_sides: Sequence[int] = (1152, 1216, 1344, 1536), every: int = 1, tag: str = "") -> int:
+def write_photos(
+    folder: Path,
+    aspects: Sequence[tuple[int, int]] = MIXED,
+    *,
+    jitter: float = 0.0,
+    seed: int = 0,
+    long_sides: Sequence[int] = (1152, 1216, 1344, 1536),
+    every: int = 1,
+    tag: str = "",
+) -> int:
     """Crop base photos to each aspect, resize to a long side from ``long_sides``, save JPEG or PNG with a caption.
 
     ``every``: only every ``every``-th (photo, aspect) pair (for the small images).
@@ -93,8 +114,9 @@ def write_photos(folder: Path, aspects: Sequence[tuple[int, int]] = MIXED, *, ji
         top = rng.randint(0, height - crop_h)
         crop = image.crop((left, top, left + crop_w, top + crop_h))
         scale = rng.choice(long_sides) / max(crop.size)
-        crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
-                           Image.Resampling.LANCZOS)
+        crop = crop.resize(
+            (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS
+        )
         stem = f"{tag}{name}_{w}x{h}"
         if count % 2:
             crop.save(folder / f"{stem}.jpg", quality=92)
@@ -107,15 +129,20 @@ def write_photos(folder: Path, aspects: Sequence[tuple[int, int]] = MIXED, *, ji
 
 def write_sets(root: Path, jitter: float) -> dict[str, Path]:
     """The four photo sets of the matrix (kept as they are when ``root`` holds them already)."""
-    sets = {"mixed": root / "mixed", "mixed + 15% small": root / "mixed_small", "portraits": root / "portraits",
-            "landscapes": root / "landscapes"}
+    sets = {
+        "mixed": root / "mixed",
+        "mixed + 15% small": root / "mixed_small",
+        "portraits": root / "portraits",
+        "landscapes": root / "landscapes",
+    }
     if (root / "complete").is_file():
         return sets
     write_photos(sets["mixed"], jitter=jitter)
     write_photos(sets["mixed + 15% small"], jitter=jitter)
     # 16 small images (300-600 px long side) next to the 91: 15 % of the set.
-    write_photos(sets["mixed + 15% small"], jitter=jitter, seed=1, long_sides=(300, 400, 500, 600), every=6,
-                 tag="small_")
+    write_photos(
+        sets["mixed + 15% small"], jitter=jitter, seed=1, long_sides=(300, 400, 500, 600), every=6, tag="small_"
+    )
     write_photos(sets["portraits"], PORTRAITS, jitter=jitter, seed=2)
     write_photos(sets["landscapes"], LANDSCAPES, jitter=jitter, seed=3)
     (root / "complete").write_text(f"jitter {jitter}\n", encoding="utf-8")
@@ -134,10 +161,12 @@ class Cell:
 
     def toml(self, folder: Path, extra: str = "") -> str:
         """The dataset TOML of this cell."""
-        return (f'[general]\ncaption_extension = ".txt"\n{extra}\n\n[[datasets]]\nresolution = {self.resolution}\n'
-                f"enable_bucket = {str(self.bucket).lower()}\nbucket_no_upscale = {str(self.no_upscale).lower()}\n"
-                f"max_bucket_reso = {self.max_reso_factor * self.resolution}\n\n"
-                f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n')
+        return (
+            f'[general]\ncaption_extension = ".txt"\n{extra}\n\n[[datasets]]\nresolution = {self.resolution}\n'
+            f"enable_bucket = {str(self.bucket).lower()}\nbucket_no_upscale = {str(self.no_upscale).lower()}\n"
+            f"max_bucket_reso = {self.max_reso_factor * self.resolution}\n\n"
+            f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n'
+        )
 
 
 def own_area(buckets: Buckets, size: tuple[int, int]) -> int:
@@ -166,25 +195,39 @@ def measure(folder: Path, cell: Cell, work: Path, extra: str = "") -> dict[str, 
         frame = job.params.layout.frame
         (fw, fh), _ = buckets.select(frame)
         ratios.append(fw * fh / max(own_area(buckets, s.size) for s in job.sources))
-        kinds = {(s.effective_size.width > s.effective_size.height * 1.1)
-                 - (s.effective_size.height > s.effective_size.width * 1.1) for s in job.sources}
+        kinds = {
+            (s.effective_size.width > s.effective_size.height * 1.1)
+            - (s.effective_size.height > s.effective_size.width * 1.1)
+            for s in job.sources
+        }
         mixed_class += len(kinds) > 1
     kept = []  # share of each collaged source's picture (its crop box, if any) that stays visible
     for job in dynamic.jobs:
         layout = job.params.layout
         for cell, index in zip(layout.cells, layout.order):
             source = job.sources[index]
-            box = cell_fit(source.size, cell.size, layout.fit or job.planned.subset.config.fit_mode, source.crop).src_box
+            box = cell_fit(
+                source.size, cell.size, layout.fit or job.planned.subset.config.fit_mode, source.crop
+            ).src_box
             region = source.effective_size
             kept.append(box.width * box.height / (region.width * region.height))
     instances = sum(len(j.sources) for j in dynamic.jobs) + sum(n for _, _, n in dynamic.singles)
     alone = sum(n for _, _, n in dynamic.singles)
-    return {"frames": summary.frames, "mean_fill": summary.mean_fill, "min_fill": summary.fill_min,
-            "span": sum(1 for s in spans if s >= SPAN - 1e-9) / len(spans) if spans else 1.0,
-            "ipf": summary.images_per_frame, "alone": alone / instances if instances else 0.0,
-            "area": min(ratios) if ratios else float("nan"), "mixed": mixed_class,
-            "kept": sum(kept) / len(kept) if kept else 1.0, "kept_min": min(kept, default=1.0),
-            "dynamic": _samples(dynamic), "static": _samples(static), "tolerance": area_tolerance(buckets)}
+    return {
+        "frames": summary.frames,
+        "mean_fill": summary.mean_fill,
+        "min_fill": summary.fill_min,
+        "span": sum(1 for s in spans if s >= SPAN - 1e-9) / len(spans) if spans else 1.0,
+        "ipf": summary.images_per_frame,
+        "alone": alone / instances if instances else 0.0,
+        "area": min(ratios) if ratios else float("nan"),
+        "mixed": mixed_class,
+        "kept": sum(kept) / len(kept) if kept else 1.0,
+        "kept_min": min(kept, default=1.0),
+        "dynamic": _samples(dynamic),
+        "static": _samples(static),
+        "tolerance": area_tolerance(buckets),
+    }
 
 
 def _samples(frameset: FrameSet) -> int:
@@ -209,10 +252,14 @@ def targets_met(cell: Cell, r: dict[str, float]) -> list[str]:
 
 def matrix() -> list[Cell]:
     """Every cell, in the issue's order."""
-    return [Cell(b, nu, f, res, photos)
-            for photos in ("mixed", "mixed + 15% small", "portraits", "landscapes")
-            for res in (1024, 512)
-            for b in (True, False) for nu in (False, True) for f in (2, 1)]
+    return [
+        Cell(b, nu, f, res, photos)
+        for photos in ("mixed", "mixed + 15% small", "portraits", "landscapes")
+        for res in (1024, 512)
+        for b in (True, False)
+        for nu in (False, True)
+        for f in (2, 1)
+    ]
 
 
 def main() -> None:
@@ -226,32 +273,44 @@ def main() -> None:
         root = (args.keep or Path(tmp) / "photos").resolve()
         sets = write_sets(root, args.jitter)
         counts = {name: sum(1 for p in folder.iterdir() if p.suffix != ".txt") for name, folder in sets.items()}
-        print("Photo sets: " + ", ".join(f"{name} {n}" for name, n in counts.items())
-              + (f"; aspects jittered by up to {args.jitter:.0%}" if args.jitter else "") + "\n")
+        print(
+            "Photo sets: "
+            + ", ".join(f"{name} {n}" for name, n in counts.items())
+            + (f"; aspects jittered by up to {args.jitter:.0%}" if args.jitter else "")
+            + "\n"
+        )
         if args.crop_sweep:
-            print("| collage_max_crop | photos | resolution | mean fill | min fill | span >= 0.95 | images/frame "
-                  "| trained alone | picture kept (mean, min) |")
+            print(
+                "| collage_max_crop | photos | resolution | mean fill | min fill | span >= 0.95 | images/frame "
+                "| trained alone | picture kept (mean, min) |"
+            )
             print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for crop in (0.0, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5):
                 for photos in ("mixed", "mixed + 15% small"):
                     for res in (1024, 512):
                         cell = Cell(False, False, 2, res, photos)
                         r = measure(sets[photos], cell, Path(tmp), f"collage_max_crop = {crop}")
-                        print(f"| {crop:g} | {photos} | {res} | {r['mean_fill']:.3f} | {r['min_fill']:.3f} | "
-                              f"{r['span']:.1%} | {r['ipf']:.2f} | {r['alone']:.1%} | "
-                              f"{r['kept']:.1%}, {r['kept_min']:.1%} |")
+                        print(
+                            f"| {crop:g} | {photos} | {res} | {r['mean_fill']:.3f} | {r['min_fill']:.3f} | "
+                            f"{r['span']:.1%} | {r['ipf']:.2f} | {r['alone']:.1%} | "
+                            f"{r['kept']:.1%}, {r['kept_min']:.1%} |"
+                        )
             return
-        print("| bucketing | no_upscale | max_bucket_reso | res | photos | frames | mean fill | min fill "
-              "| span >= 0.95 | images/frame | trained alone | smallest frame / own bucket | frames/epoch dynamic "
-              "| static | targets |")
+        print(
+            "| bucketing | no_upscale | max_bucket_reso | res | photos | frames | mean fill | min fill "
+            "| span >= 0.95 | images/frame | trained alone | smallest frame / own bucket | frames/epoch dynamic "
+            "| static | targets |"
+        )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for cell in matrix():
             r = measure(sets[cell.photos], cell, Path(tmp))
             missed = targets_met(cell, r)
-            print(f"| {'on' if cell.bucket else 'off'} | {'on' if cell.no_upscale else 'off'} | "
-                  f"{cell.max_reso_factor}x | {cell.resolution} | {cell.photos} | {r['frames']:.0f} | "
-                  f"{r['mean_fill']:.3f} | {r['min_fill']:.3f} | {r['span']:.1%} | {r['ipf']:.2f} | {r['alone']:.1%} | "
-                  f"{r['area']:.2f} | {r['dynamic']} | {r['static']} | {'met' if not missed else 'missed: ' + ', '.join(missed)} |")
+            print(
+                f"| {'on' if cell.bucket else 'off'} | {'on' if cell.no_upscale else 'off'} | "
+                f"{cell.max_reso_factor}x | {cell.resolution} | {cell.photos} | {r['frames']:.0f} | "
+                f"{r['mean_fill']:.3f} | {r['min_fill']:.3f} | {r['span']:.1%} | {r['ipf']:.2f} | {r['alone']:.1%} | "
+                f"{r['area']:.2f} | {r['dynamic']} | {r['static']} | {'met' if not missed else 'missed: ' + ', '.join(missed)} |"
+            )
 
 
 if __name__ == "__main__":

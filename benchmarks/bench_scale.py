@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,9 +63,12 @@ def write_folder(folder: Path, count: int) -> None:
 def write_config(tmp: Path, folder: Path, repeats: int, collage: bool) -> Path:
     path = tmp / f"dataset_{folder.name}_{repeats}_{int(collage)}.toml"
     general = 'collage_rate = 1.0\ncollage_on_error = "raise"\n' if collage else ""
-    path.write_text(f'[general]\ncaption_extension = ".txt"\n{general}[[datasets]]\nresolution = 256\n'
-                    f'batch_size = 1\nenable_bucket = true\n  [[datasets.subsets]]\n  image_dir = "{folder}"\n'
-                    f"  num_repeats = {repeats}\n", encoding="utf-8")
+    path.write_text(
+        f'[general]\ncaption_extension = ".txt"\n{general}[[datasets]]\nresolution = 256\n'
+        f'batch_size = 1\nenable_bucket = true\n  [[datasets.subsets]]\n  image_dir = "{folder}"\n'
+        f"  num_repeats = {repeats}\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -85,8 +86,10 @@ def main() -> None:
         toks = fakes.make_tokenizer_cache(tmp / "toks").cache_dir
         cases = [(f"{n}_images", n, 1) for n in options.images]
         cases += [(f"{r}_name", options.repeat_images, r) for r in options.repeats]
-        print("| case | images x repeats | samples | plain build s | collage build s | first item of an epoch s "
-              "| plain RSS growth MiB | collage RSS growth MiB |")
+        print(
+            "| case | images x repeats | samples | plain build s | collage build s | first item of an epoch s "
+            "| plain RSS growth MiB | collage RSS growth MiB |"
+        )
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for label, count, repeats in cases:
             folder = tmp / label
@@ -94,13 +97,20 @@ def main() -> None:
             row = {}
             for collage in (False, True):
                 config = write_config(tmp, folder, repeats, collage)
-                out = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(tmp / label), str(config),
-                                      str(toks)], capture_output=True, text=True, check=True,
-                                     env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(REPO), str(tmp / label), str(config), str(toks)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                )
                 row[collage] = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"| `{label}` | {count} x {repeats} | {row[True]['samples']} | {row[False]['build_s']:.2f} "
-                  f"| {row[True]['build_s']:.2f} | {row[True]['first_item_s']:.3f} "
-                  f"| {row[False]['rss_growth_mib']:.1f} | {row[True]['rss_growth_mib']:.1f} |", flush=True)
+            print(
+                f"| `{label}` | {count} x {repeats} | {row[True]['samples']} | {row[False]['build_s']:.2f} "
+                f"| {row[True]['build_s']:.2f} | {row[True]['first_item_s']:.3f} "
+                f"| {row[False]['rss_growth_mib']:.1f} | {row[True]['rss_growth_mib']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def slope(points: list[tuple[int, float]]) -> float:
 
 def run(steps: int, workers: int, images: int, root: Path) -> dict[str, object]:
     """Build the dataset like train_network.py and iterate; returns the measurements."""
-    import fakes
     import torch
+
+    import fakes
 
     folder = root / "img"
     # Portraits and landscapes near the 256 px frame: the scale rule (issue 18) lets them share frames (smaller
@@ -56,18 +57,32 @@ def run(steps: int, workers: int, images: int, root: Path) -> dict[str, object]:
     sizes = [(176 + (i % 3) * 8, 256) if i % 2 else (256, 176 + (i % 3) * 8) for i in range(images)]
     fakes.write_dreambooth_dir(root, subdir="img", sizes=sizes, captions=[f"sks, id{i:03d}" for i in range(images)])
     config = root / "dataset.toml"
-    config.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_rate = 0.8\n[[datasets]]\nresolution = 256\n'
-                      f'batch_size = 1\nenable_bucket = true\n  [[datasets.subsets]]\n  image_dir = "{folder}"\n')
+    config.write_text(
+        f'[general]\ncaption_extension = ".txt"\ncollage_rate = 0.8\n[[datasets]]\nresolution = 256\n'
+        f'batch_size = 1\nenable_bucket = true\n  [[datasets.subsets]]\n  image_dir = "{folder}"\n'
+    )
     toks = fakes.make_tokenizer_cache(root / "tok")
-    args = fakes.make_args("sdxl", ["--dataset_config", str(config), "--dataset_class", "collage_ext.CollageDataset",
-                                    "--tokenizer_cache_dir", str(toks.cache_dir), "--seed", "1"])
+    args = fakes.make_args(
+        "sdxl",
+        [
+            "--dataset_config",
+            str(config),
+            "--dataset_class",
+            "collage_ext.CollageDataset",
+            "--tokenizer_cache_dir",
+            str(toks.cache_dir),
+            "--seed",
+            "1",
+        ],
+    )
     train_util = fakes.import_sd("library.train_util")
     with fakes.hub_offline():
         group, _ = fakes.load_with_dataset_class("sdxl", args)
     epoch, step = Value("i", 0), Value("i", 0)
     collator = train_util.collator_class(epoch, step, group if workers == 0 else None)
-    loader = torch.utils.data.DataLoader(group, batch_size=1, shuffle=True, collate_fn=collator,
-                                         num_workers=workers, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        group, batch_size=1, shuffle=True, collate_fn=collator, num_workers=workers, persistent_workers=workers > 0
+    )
     samples: list[tuple[int, float, int]] = []
     done, epoch_len = 0, len(group)
     while done < steps:
@@ -81,9 +96,13 @@ def run(steps: int, workers: int, images: int, root: Path) -> dict[str, object]:
             if done >= steps:
                 break
     settled = [(s, r) for s, r, _ in samples if s > epoch_len]
-    return {"steps": done, "epoch_len": epoch_len, "samples": samples,
-            "rss_slope_mib_per_1000_steps": 1000 * slope(settled) if len(settled) > 1 else 0.0,
-            "fds": [f for _, _, f in samples]}
+    return {
+        "steps": done,
+        "epoch_len": epoch_len,
+        "samples": samples,
+        "rss_slope_mib_per_1000_steps": 1000 * slope(settled) if len(settled) > 1 else 0.0,
+        "fds": [f for _, _, f in samples],
+    }
 
 
 def main() -> None:
@@ -98,9 +117,11 @@ def main() -> None:
     print("| step | RSS MiB (main + workers) | open fds |\n| --- | --- | --- |")
     for s, rss, fds in result["samples"]:  # type: ignore[union-attr]
         print(f"| {s} | {rss:.1f} | {fds} |")
-    print(f"\n{result['steps']} steps ({result['epoch_len']} per epoch), {args.workers} workers: RSS slope after the "
-          f"first epoch {result['rss_slope_mib_per_1000_steps']:+.2f} MiB / 1000 steps; open fds min {min(fds)} "
-          f"max {max(fds)} (first half max {max(fds[: len(fds) // 2])}, second half max {max(fds[len(fds) // 2 :])})")
+    print(
+        f"\n{result['steps']} steps ({result['epoch_len']} per epoch), {args.workers} workers: RSS slope after the "
+        f"first epoch {result['rss_slope_mib_per_1000_steps']:+.2f} MiB / 1000 steps; open fds min {min(fds)} "
+        f"max {max(fds)} (first half max {max(fds[: len(fds) // 2])}, second half max {max(fds[len(fds) // 2 :])})"
+    )
 
 
 if __name__ == "__main__":

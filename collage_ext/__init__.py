@@ -18,11 +18,11 @@ from typing import Any
 
 from collage_ext.core.config import OPTIONS, CollageConfig, parse_color, resolve_config
 from collage_ext.core.errors import CollageConfigError, CollageError, CollageInputError, LayoutError
-from collage_ext.geometry.grouping import PoolStructure, Record, group_instances, pool_structure, static_variants
-from collage_ext.geometry.layout import choose_layout, layout_cells, max_group_size
 from collage_ext.core.rng import derive_rng, sample_key
 from collage_ext.core.types import Box, Layout, Rect, Size
 from collage_ext.core.version import __version__
+from collage_ext.geometry.grouping import PoolStructure, Record, group_instances, pool_structure, static_variants
+from collage_ext.geometry.layout import choose_layout, layout_cells, max_group_size
 
 #: Earlier names of ``choose_layout`` and ``pool_structure`` ("plan" now means only the frames of a run,
 #: ``collage_ext.plan``); kept so code written against them keeps working.

@@ -20,15 +20,15 @@ import pytest
 import toml
 from PIL import Image
 
-from collage_ext.geometry.buckets import Buckets
 from collage_ext.cli import main
-from collage_ext.plan.collage import Collage
-from collage_ext.core.config import split_dataset_config
-from collage_ext.kohya.datasets import build_run
 from collage_ext.commands.demo import draw_landscape, draw_portrait
-from collage_ext.plan.subsets import SubsetImage, SubsetInput, plan_subset
-from collage_ext.plan.run import resolve_seed
+from collage_ext.core.config import split_dataset_config
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.kohya.datasets import build_run
+from collage_ext.plan.collage import Collage
+from collage_ext.plan.run import resolve_seed
+from collage_ext.plan.subsets import SubsetImage, SubsetInput, plan_subset
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "pink"]
 
@@ -38,21 +38,32 @@ def write_images(folder: Path, count: int = 8, *, caption: str = "sks, {i}") -> 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         color = COLORS[i % len(COLORS)]
-        img = draw_portrait(Size(416, 608), color, "azure") if i % 2 == 0 else draw_landscape(Size(608, 416), color,
-                                                                                              "sand")
+        img = (
+            draw_portrait(Size(416, 608), color, "azure")
+            if i % 2 == 0
+            else draw_landscape(Size(608, 416), color, "sand")
+        )
         img.save(folder / f"img_{i:02d}.png")
         (folder / f"img_{i:02d}.txt").write_text(caption.format(i=f"id{i:03d}, {color}") + "\n", encoding="utf-8")
     return folder
 
 
-def write_toml(path: Path, image_dir: Path, general: str = "collage_rate = 1.0", subset: str = "",
-               dataset: str = "", repeats: int = 2, resolution: int = 512) -> Path:
+def write_toml(
+    path: Path,
+    image_dir: Path,
+    general: str = "collage_rate = 1.0",
+    subset: str = "",
+    dataset: str = "",
+    repeats: int = 2,
+    resolution: int = 512,
+) -> Path:
     """A dataset TOML in sd-scripts' documented shape."""
     path.write_text(
         f'[general]\ncaption_extension = ".txt"\nkeep_tokens = 1\n{general}\n\n'
         f"[[datasets]]\nresolution = {resolution}\nbatch_size = 2\nenable_bucket = true\n{dataset}\n"
         f'  [[datasets.subsets]]\n  image_dir = "{image_dir.as_posix()}"\n  num_repeats = {repeats}\n  {subset}\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return path
 
 
@@ -68,6 +79,7 @@ def frame_files(out: Path) -> list[Path]:
 
 
 # -- demo ------------------------------------------------------------------------------------------
+
 
 def test_demo_writes_frames_contact_sheets_and_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README demo: frames + captions, index.html, contact_sheet.png and a reusable dataset TOML."""
@@ -89,6 +101,7 @@ def test_demo_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 # -- preview ---------------------------------------------------------------------------------------
+
 
 def test_preview_writes_every_frame_of_the_epoch(dataset: Path, tmp_path: Path) -> None:
     """One PNG + caption + mask + JSON per collage slot, matching the pool's plan for that epoch."""
@@ -134,6 +147,7 @@ def test_preview_equals_a_direct_plan(dataset: Path, tmp_path: Path) -> None:
 
 def test_preview_is_deterministic_and_epochs_differ(dataset: Path, tmp_path: Path) -> None:
     """Same seed and epoch: the same bytes; another epoch: other groupings."""
+
     def digests(out: Path) -> list[str]:
         return [hashlib.sha256(p.read_bytes()).hexdigest() for p in frame_files(out)]
 
@@ -177,12 +191,16 @@ def test_preview_train_data_dir_folder(tmp_path: Path) -> None:
     assert frame_files(out)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--epoch", "0"], "--epoch must be at least 1"),
-    (["--count", "0"], "--count must be at least 1"),
-])
-def test_preview_usage_errors(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epoch", "0"], "--epoch must be at least 1"),
+        (["--count", "0"], "--count must be at least 1"),
+    ],
+)
+def test_preview_usage_errors(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     """Bad numbers exit 2 with the option name."""
     assert main(["preview", str(dataset), "--out", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err
@@ -226,13 +244,19 @@ def test_runtime_errors_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_python_m_entry_point() -> None:
     """``python -m collage_ext --help`` works and lists every command."""
-    out = subprocess.run([sys.executable, "-m", "collage_ext", "--help"], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "collage_ext", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+    ).stdout
     for command in ("demo", "preview", "export", "check", "inspect"):
         assert command in out
 
 
 # -- export ----------------------------------------------------------------------------------------
+
 
 def test_export_writes_a_plain_kohya_folder(dataset: Path, tmp_path: Path) -> None:
     """N_name folders with lossless PNG frames + .txt, a manifest that traces frames, a plain dataset TOML."""
@@ -273,8 +297,9 @@ def test_export_frames_are_the_static_frames(dataset: Path, tmp_path: Path) -> N
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(previewed[stem])))
 
 
-def test_export_refuses_non_empty_out_and_skips_broken_images(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_refuses_non_empty_out_and_skips_broken_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A non-empty --out needs --force (exit 2); an unreadable image is left out with a warning."""
     folder = write_images(tmp_path / "img", 6)
     (folder / "broken.png").write_bytes(b"not an image")
@@ -292,6 +317,7 @@ def test_export_refuses_non_empty_out_and_skips_broken_images(tmp_path: Path,
 
 # -- inspect ---------------------------------------------------------------------------------------
 
+
 def write_safetensors(path: Path, metadata: dict[str, str] | None) -> Path:
     """A minimal .safetensors file with one 4-byte tensor."""
     header: dict[str, object] = {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
@@ -302,17 +328,36 @@ def write_safetensors(path: Path, metadata: dict[str, str] | None) -> Path:
     return path
 
 
-COLLAGE_INFO = {"version": "0.1.0", "mode": "static", "seed": 42, "subsets": [
-    {"subset": 0, "image_dir": "/data/10_mychar", "images": 24, "frames_per_epoch": 80, "collage_frames": 70,
-     "single_samples": 10, "settings": {"collage_rate": 0.5, "collage_caption_merge": "tags",
-                                        "collage_fill": "#181818"}}]}
+COLLAGE_INFO = {
+    "version": "0.1.0",
+    "mode": "static",
+    "seed": 42,
+    "subsets": [
+        {
+            "subset": 0,
+            "image_dir": "/data/10_mychar",
+            "images": 24,
+            "frames_per_epoch": 80,
+            "collage_frames": 70,
+            "single_samples": 10,
+            "settings": {"collage_rate": 0.5, "collage_caption_merge": "tags", "collage_fill": "#181818"},
+        }
+    ],
+}
 
 
 def test_inspect_prints_settings_from_ss_datasets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--dataset_config runs keep bucket_info inside ss_datasets."""
-    lora = write_safetensors(tmp_path / "a.safetensors", {
-        "ss_datasets": json.dumps([{"bucket_info": {"buckets": {}}}, {"bucket_info": {"collage_ext": COLLAGE_INFO}}]),
-        "ss_network_dim": "32", "ss_seed": "42"})
+    lora = write_safetensors(
+        tmp_path / "a.safetensors",
+        {
+            "ss_datasets": json.dumps(
+                [{"bucket_info": {"buckets": {}}}, {"bucket_info": {"collage_ext": COLLAGE_INFO}}]
+            ),
+            "ss_network_dim": "32",
+            "ss_seed": "42",
+        },
+    )
     assert main(["inspect", str(lora)]) == 0
     out = capsys.readouterr().out
     assert "dataset 1" in out and "mode static" in out and "collage_rate = 0.5" in out
@@ -346,6 +391,7 @@ def test_inspect_failures_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 # -- docs ------------------------------------------------------------------------------------------
+
 
 def test_docs_cover_every_command_and_finding_code() -> None:
     """docs/cli.md has a section per command and explains every error/warning code check can report."""

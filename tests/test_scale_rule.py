@@ -14,15 +14,15 @@ import random
 
 import pytest
 
-from collage_ext.geometry.buckets import Buckets
-from collage_ext.plan.collage import Collage, Source
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.fit import cell_fit
-from collage_ext.plan.framestats import alone_images, frame_note, frame_stats
-from collage_ext.geometry.layout import is_line_layout, line_plan
-from collage_ext.plan.pool import Pool
-from collage_ext.geometry.shapes import area_tolerance
 from collage_ext.core.types import Box, Size
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.geometry.layout import is_line_layout, line_plan
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.pixels.fit import cell_fit
+from collage_ext.plan.collage import Collage, Source
+from collage_ext.plan.framestats import alone_images, frame_note, frame_stats
+from collage_ext.plan.pool import Pool
 
 RES = Size(1024, 1024)
 NO_BUCKETS = Buckets.from_params(RES, {})
@@ -41,12 +41,28 @@ def photos(n: int, seed: int = 0) -> list[tuple[int, int]]:
     return out
 
 
-def pool_of(sizes: list[tuple[int, int]], buckets: Buckets = NO_BUCKETS, *, crops: dict[int, Box] | None = None,
-            repeats: int = 1, seed: int = 7, **options: object) -> Pool:
-    sources = [Source(f"img{i:03d}", f"/data/img{i:03d}.png", Size(w, h), crop=(crops or {}).get(i))
-               for i, (w, h) in enumerate(sizes)]
-    return Pool("0/0:photos", sources, CollageConfig(**options), RES, seed=seed,  # type: ignore[arg-type]
-                repeats=[repeats] * len(sizes), buckets=buckets)
+def pool_of(
+    sizes: list[tuple[int, int]],
+    buckets: Buckets = NO_BUCKETS,
+    *,
+    crops: dict[int, Box] | None = None,
+    repeats: int = 1,
+    seed: int = 7,
+    **options: object,
+) -> Pool:
+    sources = [
+        Source(f"img{i:03d}", f"/data/img{i:03d}.png", Size(w, h), crop=(crops or {}).get(i))
+        for i, (w, h) in enumerate(sizes)
+    ]
+    return Pool(
+        "0/0:photos",
+        sources,
+        CollageConfig(**options),
+        RES,
+        seed=seed,  # type: ignore[arg-type]
+        repeats=[repeats] * len(sizes),
+        buckets=buckets,
+    )
 
 
 def frames(pool: Pool, epoch: int = 1) -> list[tuple[list[Source], object]]:
@@ -134,9 +150,14 @@ def test_squares_in_a_square_frame_train_alone_and_grids_only_when_listed() -> N
     assert params.layout.name == "2x2"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("params", [{"enable_bucket": True},
-                                    {"enable_bucket": True, "max_bucket_reso": 2048},
-                                    {"enable_bucket": True, "bucket_no_upscale": True}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"enable_bucket": True},
+        {"enable_bucket": True, "max_bucket_reso": 2048},
+        {"enable_bucket": True, "bucket_no_upscale": True},
+    ],
+)
 def test_no_frame_is_smaller_than_its_members_buckets(params: dict[str, object]) -> None:
     """Every collage frame is at least the bucket each member gets alone in plain sd-scripts (within the
     bucket set's own spread), whatever max_bucket_reso and bucket_no_upscale say."""
@@ -181,8 +202,8 @@ def test_frames_per_epoch_do_not_depend_on_the_seed(params: dict[str, object]) -
 def test_start_up_line_when_a_forced_grid_breaks_the_rule() -> None:
     """The training log's one line (framestats.rule_warning): silent when every frame keeps the rule, a
     warning naming the images when a listed grid puts them at half size."""
-    from collage_ext.plan.subsets import PlannedSubset
     from collage_ext.plan.framestats import rule_warning
+    from collage_ext.plan.subsets import PlannedSubset
 
     def frames_of(pool: Pool) -> PlannedSubset:
         return PlannedSubset(pool, Collage(pool.config, pool.frame, shaped=pool.lines, max_crop=pool.max_crop))

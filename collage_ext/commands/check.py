@@ -20,28 +20,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
-from collage_ext.plan.collage import Source
-from collage_ext.pixels.crops import read_crop_box
-from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
-from collage_ext.plan.project import Project
-from collage_ext.core.errors import CollageError, CollageInputError
-from collage_ext.pixels.fit import upscale_factor
-from collage_ext.plan.frames import unwritable_reason
-from collage_ext.plan.framestats import alone_images, frame_note
-from collage_ext.core.progress import progress
-from collage_ext.plan.framesets import TextEncoder
-from collage_ext.plan.jobs import FrameSet, frames_for
-from collage_ext.plan.project import plan_project
-from collage_ext.plan.subsets import PlannedSubset
-from collage_ext.pixels.images import open_image
-from collage_ext.geometry.layout import group_sizes, is_line_layout, layout_cells, layouts_with
 from collage_ext.commands.measurecache import MeasureCache, file_key
+from collage_ext.commands.quality import (
+    CONTRAST_THRESHOLD,
+    ImageMeasures,
+    count_caption,
+    measure_image,
+    phrases_past_budget,
+)
+from collage_ext.core.errors import CollageError, CollageInputError
 from collage_ext.core.parallel import ordered_map, tqdm_progress
-from collage_ext.plan.run import static_cache_dir
-from collage_ext.geometry.shapes import area_tolerance
-from collage_ext.commands.quality import CONTRAST_THRESHOLD, ImageMeasures, count_caption, measure_image, phrases_past_budget
+from collage_ext.core.progress import progress
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions  # noqa: F401  (re-exported)
+from collage_ext.geometry.layout import group_sizes, is_line_layout, layout_cells, layouts_with
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.kohya.datasets import DatasetSpec, Finding, SubsetSpec
+from collage_ext.pixels.crops import read_crop_box
+from collage_ext.pixels.fit import upscale_factor
+from collage_ext.pixels.images import open_image
+from collage_ext.plan.collage import Source
+from collage_ext.plan.frames import unwritable_reason
+from collage_ext.plan.framesets import TextEncoder
+from collage_ext.plan.framestats import alone_images, frame_note
+from collage_ext.plan.jobs import FrameSet, frames_for
+from collage_ext.plan.project import Project, plan_project
+from collage_ext.plan.run import static_cache_dir
+from collage_ext.plan.subsets import PlannedSubset
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ EXAMPLES = 3
 
 
 # -- the report ---------------------------------------------------------------------------------
+
 
 @dataclass
 class CheckReport:
@@ -75,22 +81,34 @@ class CheckReport:
 
     def to_json(self) -> dict[str, Any]:
         """Everything, JSON-serialisable (``collage-ext check --json``)."""
-        return {"ok": not self.errors, "errors": len(self.errors), "warnings": len(self.warnings),
-                "findings": [f.to_json() for f in self.findings], "summary": self.summary}
+        return {
+            "ok": not self.errors,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [f.to_json() for f in self.findings],
+            "summary": self.summary,
+        }
 
     def format_text(self) -> str:
         """The human report."""
         s = self.summary
-        lines = [f"collage-ext check: {s['source']}",
-                 f"seed {s['seed']} ({s['seed_why']}); mode {s['mode']} ({s['mode_why']})",
-                 f"text encoder: {s['text_encoder']}, model {s['model']} ({s['model_why']})", ""]
+        lines = [
+            f"collage-ext check: {s['source']}",
+            f"seed {s['seed']} ({s['seed_why']}); mode {s['mode']} ({s['mode_why']})",
+            f"text encoder: {s['text_encoder']}, model {s['model']} ({s['model_why']})",
+            "",
+        ]
         for d in s["datasets"]:
-            lines.append(f"dataset {d['index']}: resolution {d['resolution']}, batch size {d['batch_size']}, "
-                         f"{'buckets on' if d['enable_bucket'] else 'no buckets'}")
+            lines.append(
+                f"dataset {d['index']}: resolution {d['resolution']}, batch size {d['batch_size']}, "
+                f"{'buckets on' if d['enable_bucket'] else 'no buckets'}"
+            )
             for sub in d["subsets"]:
                 lines.append(f"  subset {sub['index']} {sub['image_dir']}: {sub['describe']}")
-            lines.append(f"  per epoch: {d['samples_per_epoch']} samples in {d['batches_per_epoch']} batches "
-                         f"({d['buckets']} bucket{'s' * (d['buckets'] != 1)})")
+            lines.append(
+                f"  per epoch: {d['samples_per_epoch']} samples in {d['batches_per_epoch']} batches "
+                f"({d['buckets']} bucket{'s' * (d['buckets'] != 1)})"
+            )
         st = s["steps"]
         lines.append(f"steps: {st['describe']}")
         modes = modes_line(s)
@@ -101,16 +119,26 @@ class CheckReport:
         for f in sorted(self.findings, key=lambda f: order[f.level]):
             lines.append(f"{f.level.upper():8s}{f.code}: {f.message}")
         e, w = len(self.errors), len(self.warnings)
-        verdict = (f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)}. "
-                   + ("Training would stop or lose data on the errors: fix them first." if e
-                      else "Warnings predict weaker training; fix what you can." if w else "Ready to train."))
+        verdict = f"{e} error{'s' * (e != 1)}, {w} warning{'s' * (w != 1)}. " + (
+            "Training would stop or lose data on the errors: fix them first."
+            if e
+            else "Warnings predict weaker training; fix what you can."
+            if w
+            else "Ready to train."
+        )
         lines += ["", verdict]
         return "\n".join(lines)
 
 
-def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: MeasureCache | None = None,
-              jobs_n: int | None = None,
-              planner: Callable[[frozenset[str]], list[PlannedSubset]] | None = None) -> CheckReport:
+def run_check(
+    project: Project,
+    encoder: TextEncoder,
+    *,
+    epoch: int = 1,
+    cache: MeasureCache | None = None,
+    jobs_n: int | None = None,
+    planner: Callable[[frozenset[str]], list[PlannedSubset]] | None = None,
+) -> CheckReport:
     """Check every kept subset: files, crop boxes, effective resolution, contrast, captions, plan, steps.
 
     Images are decoded and measured on ``jobs_n`` processes (``parallel.default_jobs``), except those
@@ -121,8 +149,9 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: 
     findings = list(project.findings)
     images = {im.path: (d, s) for d, s in project.subsets() for im in s.images}
     measures, broken = _scan_images(project, images, findings, cache, jobs_n)
-    planned = (planner(frozenset(broken)) if planner is not None
-               else plan_project(project, encoder, exclude=frozenset(broken)))
+    planned = (
+        planner(frozenset(broken)) if planner is not None else plan_project(project, encoder, exclude=frozenset(broken))
+    )
     mode = "static" if project.mode == "static" else "dynamic"
     frameset = frames_for(planned, mode, epoch)
     in_collage = _check_collage_sources(planned, measures, findings)
@@ -137,16 +166,17 @@ def run_check(project: Project, encoder: TextEncoder, *, epoch: int = 1, cache: 
     if planned:  # the other mode's count too: they differ by design where repeats split over static variants
         other = "dynamic" if mode == "static" else "static"
         alternative = _summary(project, planned, frames_for(planned, other, epoch), measures, broken, encoder)
-        summary["modes"] = {"used": mode, "why": project.mode_why, mode: _counts(summary),
-                            other: _counts(alternative)}
+        summary["modes"] = {"used": mode, "why": project.mode_why, mode: _counts(summary), other: _counts(alternative)}
     _check_trainable(project, summary, findings)
     return CheckReport(findings, summary)
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, int]:
     """Samples and optimizer steps per epoch of a ``_summary``."""
-    return {"samples_per_epoch": sum(int(d["samples_per_epoch"]) for d in summary["datasets"]),
-            "steps_per_epoch": int(summary["steps"]["steps_per_epoch"])}
+    return {
+        "samples_per_epoch": sum(int(d["samples_per_epoch"]) for d in summary["datasets"]),
+        "steps_per_epoch": int(summary["steps"]["steps_per_epoch"]),
+    }
 
 
 def modes_line(summary: dict[str, Any]) -> str | None:
@@ -157,10 +187,12 @@ def modes_line(summary: dict[str, Any]) -> str | None:
     used, other = modes["used"], "static" if modes["used"] == "dynamic" else "dynamic"
     if modes[used] == modes[other]:
         return f"dynamic and static mode: the same {modes[used]['samples_per_epoch']} samples per epoch"
-    return (f"this run uses {used} mode ({modes['why']}): {modes[used]['samples_per_epoch']} samples, "
-            f"{modes[used]['steps_per_epoch']} steps per epoch; {other} mode would give "
-            f"{modes[other]['samples_per_epoch']} samples, {modes[other]['steps_per_epoch']} steps (static mode "
-            "spreads an image's repeats over collage_variants, so odd leftovers fall per variant)")
+    return (
+        f"this run uses {used} mode ({modes['why']}): {modes[used]['samples_per_epoch']} samples, "
+        f"{modes[used]['steps_per_epoch']} steps per epoch; {other} mode would give "
+        f"{modes[other]['samples_per_epoch']} samples, {modes[other]['steps_per_epoch']} steps (static mode "
+        "spreads an image's repeats over collage_variants, so odd leftovers fall per variant)"
+    )
 
 
 def _check_trainable(project: Project, summary: dict[str, Any], findings: list[Finding]) -> None:
@@ -168,13 +200,26 @@ def _check_trainable(project: Project, summary: dict[str, Any], findings: list[F
     for dataset in project.datasets:
         for subset in dataset.subsets:
             if subset.skipped and subset.skipped.startswith("num_repeats"):
-                findings.append(Finding("warning", "subset_ignored", f"subset {subset.image_dir} @ {subset.where}: "
-                                        f"{subset.skipped}, so sd-scripts ignores it and its images never train; set "
-                                        "num_repeats >= 1", subset.image_dir))
+                findings.append(
+                    Finding(
+                        "warning",
+                        "subset_ignored",
+                        f"subset {subset.image_dir} @ {subset.where}: "
+                        f"{subset.skipped}, so sd-scripts ignores it and its images never train; set "
+                        "num_repeats >= 1",
+                        subset.image_dir,
+                    )
+                )
     if not summary["steps"]["steps_per_epoch"]:
-        findings.append(Finding("error", "no_data", "no image of the dataset would be trained (no subset with images "
-                                "and num_repeats >= 1): sd-scripts stops with \"No data found\" or 'num_samples=0'; "
-                                "check image_dir and num_repeats"))
+        findings.append(
+            Finding(
+                "error",
+                "no_data",
+                "no image of the dataset would be trained (no subset with images "
+                "and num_repeats >= 1): sd-scripts stops with \"No data found\" or 'num_samples=0'; "
+                "check image_dir and num_repeats",
+            )
+        )
     if project.mode == "static":
         for folder in sorted({static_cache_dir([s.config], project.run) for _, s in project.subsets()}):
             reason = unwritable_reason(folder)
@@ -191,9 +236,13 @@ def _measure_file(item: tuple[str, tuple[int, int, int]]) -> ImageMeasures | str
         return str(exc)
 
 
-def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSpec]],
-                 findings: list[Finding], cache: MeasureCache | None = None,
-                 jobs_n: int | None = None) -> tuple[dict[str, ImageMeasures], set[str]]:
+def _scan_images(
+    project: Project,
+    images: dict[str, tuple[DatasetSpec, SubsetSpec]],
+    findings: list[Finding],
+    cache: MeasureCache | None = None,
+    jobs_n: int | None = None,
+) -> tuple[dict[str, ImageMeasures], set[str]]:
     measures: dict[str, ImageMeasures] = {}
     broken: set[str] = set()
     results: dict[str, ImageMeasures | str] = {}
@@ -205,8 +254,9 @@ def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSp
             todo.append((path, subset.config.fill))
         else:
             results[path] = found
-    for result, (path, _) in zip(ordered_map(_measure_file, todo, jobs=jobs_n,
-                                             progress=tqdm_progress("checking images", "image")), todo):
+    for result, (path, _) in zip(
+        ordered_map(_measure_file, todo, jobs=jobs_n, progress=tqdm_progress("checking images", "image")), todo
+    ):
         results[path] = result
         if cache is not None:
             cache.put(keys[path], result)
@@ -227,11 +277,16 @@ def _scan_images(project: Project, images: dict[str, tuple[DatasetSpec, SubsetSp
                 continue
         measures[path] = m
         if m.contrast < CONTRAST_THRESHOLD:
-            findings.append(Finding(
-                "warning", "low_contrast",
-                f"{path}: low subject/background contrast ({m.contrast:.0f} < {CONTRAST_THRESHOLD:.0f}: even its "
-                "strongest outlines are faint); the model learns shapes from contrast, so it teaches little — "
-                "prefer an image whose subject stands out from the background", path))
+            findings.append(
+                Finding(
+                    "warning",
+                    "low_contrast",
+                    f"{path}: low subject/background contrast ({m.contrast:.0f} < {CONTRAST_THRESHOLD:.0f}: even its "
+                    "strongest outlines are faint); the model learns shapes from contrast, so it teaches little — "
+                    "prefer an image whose subject stands out from the background",
+                    path,
+                )
+            )
     return measures, broken
 
 
@@ -259,8 +314,9 @@ def _worst_shaped_scale(item: PlannedSubset, index: int, level: int, size: Size)
     cls = shapes.classes[index]
     used = sorted({k for k, c in zip(structure.sizes, structure.slot_classes) if c == cls and k <= level})
     if not used:
-        used = [min(k for k in shapes.group_sizes if k <= level) if any(k <= level for k in shapes.group_sizes)
-                else level]
+        used = [
+            min(k for k in shapes.group_sizes if k <= level) if any(k <= level for k in shapes.group_sizes) else level
+        ]
     worst, frame = 0.0, shapes.frame(cls, used[0])
     for k in used:
         here = shapes.frame(cls, k)
@@ -270,8 +326,9 @@ def _worst_shaped_scale(item: PlannedSubset, index: int, level: int, size: Size)
     return worst, frame
 
 
-def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str, ImageMeasures],
-                           findings: list[Finding]) -> set[str]:
+def _check_collage_sources(
+    planned: Sequence[PlannedSubset], measures: dict[str, ImageMeasures], findings: list[Finding]
+) -> set[str]:
     """Sources too small for any cell, and sources whose *effective* resolution a cell would over-magnify."""
     reported: set[str] = set()
     for item in planned:
@@ -290,12 +347,17 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
                 continue  # alone for the scale rule or the frame area: trains_alone names it
             if level < smallest:
                 reso, scale = buckets.select(source.size)
-                findings.append(Finding(
-                    "warning", "too_small_for_collage",
-                    f"{source.path} ({source.effective_size}) would be magnified more than collage_max_upscale = "
-                    f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins a "
-                    f"collage and trains as a single image (sd-scripts magnifies it {scale:.1f}x to its "
-                    f"{reso[0]}x{reso[1]} bucket); use a larger original, or remove it", source.path))
+                findings.append(
+                    Finding(
+                        "warning",
+                        "too_small_for_collage",
+                        f"{source.path} ({source.effective_size}) would be magnified more than collage_max_upscale = "
+                        f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins a "
+                        f"collage and trains as a single image (sd-scripts magnifies it {scale:.1f}x to its "
+                        f"{reso[0]}x{reso[1]} bucket); use a larger original, or remove it",
+                        source.path,
+                    )
+                )
                 reported.add(source.path)
                 continue
             if m is None or m.detail_factor <= 1.0:
@@ -308,12 +370,17 @@ def _check_collage_sources(planned: Sequence[PlannedSubset], measures: dict[str,
             if effective > config.max_upscale + 1e-9:
                 crop = source.effective_size
                 cell = Size(round(crop.width * scale), round(crop.height * scale))
-                findings.append(Finding(
-                    "warning", "upscaled_image",
-                    f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks upscaled "
-                    f"or blurred: detail factor {m.detail_factor:g}); its cell of about {cell} in a {frame} frame "
-                    f"magnifies that {effective:.1f}x, more than collage_max_upscale = {config.max_upscale:g}: the "
-                    "blurry pixels add nothing — use the original, larger file", source.path))
+                findings.append(
+                    Finding(
+                        "warning",
+                        "upscaled_image",
+                        f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks upscaled "
+                        f"or blurred: detail factor {m.detail_factor:g}); its cell of about {cell} in a {frame} frame "
+                        f"magnifies that {effective:.1f}x, more than collage_max_upscale = {config.max_upscale:g}: the "
+                        "blurry pixels add nothing — use the original, larger file",
+                        source.path,
+                    )
+                )
                 reported.add(source.path)
     return reported
 
@@ -340,20 +407,28 @@ def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, find
         if short:
             shown = _names(short)
             forced = [n for n in config.layout_names if not is_line_layout(n)]
-            fix = (f"collage_layouts lists {', '.join(forced)} (grids put sources at part size): remove them"
-                   if forced else "raise collage_max_crop (fixed frames) or use enable_bucket = true for "
-                   "content-shaped frames")
-            findings.append(Finding(
-                "warning", "scale_rule",
-                f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
-                f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
-                f"smaller scale; {fix}, or set collage_min_span = 0 to accept it knowingly", short[0]))
+            fix = (
+                f"collage_layouts lists {', '.join(forced)} (grids put sources at part size): remove them"
+                if forced
+                else "raise collage_max_crop (fixed frames) or use enable_bucket = true for content-shaped frames"
+            )
+            findings.append(
+                Finding(
+                    "warning",
+                    "scale_rule",
+                    f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
+                    f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
+                    f"smaller scale; {fix}, or set collage_min_span = 0 to accept it knowingly",
+                    short[0],
+                )
+            )
         _check_frame_area(item, jobs, findings)
 
 
 def _names(paths: Sequence[str]) -> str:
     return ", ".join(os.path.basename(n) for n in paths[:EXAMPLES]) + (
-        f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else "")
+        f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else ""
+    )
 
 
 def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[Finding]) -> None:
@@ -376,12 +451,19 @@ def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[F
     elif buckets.no_upscale:
         fix = "bucket_no_upscale = true: use images of similar size, or bucket_no_upscale = false"
     else:
-        fix = f"max_bucket_reso = {buckets.max_reso} caps the frames: set max_bucket_reso = {2 * max(buckets.resolution)}"
-    findings.append(Finding(
-        "warning", "frame_below_bucket",
-        f"{item.subset.image_dir}: {frames} of {len(jobs)} collage frames train smaller than the bucket their members "
-        f"get alone (down to {worst:.2f} of its area: {_names(small)}), so each image is learned at a smaller scale "
-        f"than plain sd-scripts would train it; {fix}", small[0]))
+        fix = (
+            f"max_bucket_reso = {buckets.max_reso} caps the frames: set max_bucket_reso = {2 * max(buckets.resolution)}"
+        )
+    findings.append(
+        Finding(
+            "warning",
+            "frame_below_bucket",
+            f"{item.subset.image_dir}: {frames} of {len(jobs)} collage frames train smaller than the bucket their members "
+            f"get alone (down to {worst:.2f} of its area: {_names(small)}), so each image is learned at a smaller scale "
+            f"than plain sd-scripts would train it; {fix}",
+            small[0],
+        )
+    )
 
 
 def _own_area(buckets: Buckets, size: Size) -> int:
@@ -403,30 +485,51 @@ def _check_alone(planned: Sequence[PlannedSubset], findings: list[Finding]) -> N
             by_reason.setdefault(why, []).append(item.pool.sources[index].path)
         area = by_reason.get("area", [])
         if area and buckets.no_upscale:
-            findings.append(Finding(
-                "info", "trains_alone",
-                f"{item.subset.image_dir}: {len(area)} images have no partner of a similar size and train alone at "
-                f"their own bucket (bucket_no_upscale = true: a collage frame keeps its smallest member's scale, so "
-                f"it would be smaller than a larger partner's bucket): {_names(area)}", area[0]))
+            findings.append(
+                Finding(
+                    "info",
+                    "trains_alone",
+                    f"{item.subset.image_dir}: {len(area)} images have no partner of a similar size and train alone at "
+                    f"their own bucket (bucket_no_upscale = true: a collage frame keeps its smallest member's scale, so "
+                    f"it would be smaller than a larger partner's bucket): {_names(area)}",
+                    area[0],
+                )
+            )
         elif area:
-            findings.append(Finding(
-                "warning", "trains_alone",
-                f"{item.subset.image_dir}: {len(area)} images train alone because max_bucket_reso = {buckets.max_reso} "
-                f"caps their collage frames below the bucket each gets alone ({_names(area)}); set "
-                f"max_bucket_reso = {2 * max(buckets.resolution)} so they share frames at full size", area[0]))
+            findings.append(
+                Finding(
+                    "warning",
+                    "trains_alone",
+                    f"{item.subset.image_dir}: {len(area)} images train alone because max_bucket_reso = {buckets.max_reso} "
+                    f"caps their collage frames below the bucket each gets alone ({_names(area)}); set "
+                    f"max_bucket_reso = {2 * max(buckets.resolution)} so they share frames at full size",
+                    area[0],
+                )
+            )
         span = by_reason.get("span", [])
         if span:
-            findings.append(Finding(
-                "info", "trains_alone",
-                f"{item.subset.image_dir}: {len(span)} images cannot keep the scale rule beside a partner in the fixed "
-                f"{item.pool.frame} frame and train alone, as sd-scripts would train them ({_names(span)}); "
-                f"enable_bucket = true gives them content-shaped frames, a larger collage_max_crop crops more "
-                f"(now {item.pool.max_crop:g})", span[0]))
+            findings.append(
+                Finding(
+                    "info",
+                    "trains_alone",
+                    f"{item.subset.image_dir}: {len(span)} images cannot keep the scale rule beside a partner in the fixed "
+                    f"{item.pool.frame} frame and train alone, as sd-scripts would train them ({_names(span)}); "
+                    f"enable_bucket = true gives them content-shaped frames, a larger collage_max_crop crops more "
+                    f"(now {item.pool.max_crop:g})",
+                    span[0],
+                )
+            )
 
 
-def _check_singles(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
-                   measures: dict[str, ImageMeasures], broken: set[str], reported: set[str],
-                   findings: list[Finding]) -> None:
+def _check_singles(
+    project: Project,
+    planned: Sequence[PlannedSubset],
+    frameset: FrameSet,
+    measures: dict[str, ImageMeasures],
+    broken: set[str],
+    reported: set[str],
+    findings: list[Finding],
+) -> None:
     """Images trained single (plain subsets and collage leftovers) that sd-scripts magnifies too much."""
     collage_ids = {id(p.subset) for p in planned}
     single_paths: dict[str, tuple[DatasetSpec, SubsetSpec]] = {}
@@ -445,13 +548,21 @@ def _check_singles(project: Project, planned: Sequence[PlannedSubset], frameset:
         effective = scale * m.detail_factor
         limit = subset.config.max_upscale
         if effective > limit + 1e-9:
-            detail = (f" and holds only the detail of ~{m.effective_size} (detail factor {m.detail_factor:g})"
-                      if m.detail_factor > 1 else "")
-            findings.append(Finding(
-                "warning", "upscaled_image",
-                f"{path} is {m.size}{detail}: trained as a single image it is magnified {effective:.1f}x to its "
-                f"{reso[0]}x{reso[1]} bucket, more than {limit:g} (collage_max_upscale): upscaled pixels add "
-                "nothing — use a larger original or remove it", path))
+            detail = (
+                f" and holds only the detail of ~{m.effective_size} (detail factor {m.detail_factor:g})"
+                if m.detail_factor > 1
+                else ""
+            )
+            findings.append(
+                Finding(
+                    "warning",
+                    "upscaled_image",
+                    f"{path} is {m.size}{detail}: trained as a single image it is magnified {effective:.1f}x to its "
+                    f"{reso[0]}x{reso[1]} bucket, more than {limit:g} (collage_max_upscale): upscaled pixels add "
+                    "nothing — use a larger original or remove it",
+                    path,
+                )
+            )
 
 
 def _caption_file(path: str, subset: SubsetSpec) -> str:
@@ -469,21 +580,31 @@ def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], fi
             tokens = count_caption(image.caption, budget, counter)
             file = _caption_file(image.path, subset)
             if tokens.overflow:
-                findings.append(Finding(
-                    "warning", "caption_overflow",
-                    f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
-                    f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
-                    + encoder.raise_hint, file))
+                findings.append(
+                    Finding(
+                        "warning",
+                        "caption_overflow",
+                        f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
+                        f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
+                        + encoder.raise_hint,
+                        file,
+                    )
+                )
             if grammar_phrases:
                 from collage_ext.captions.subset import grammar_of
 
-                for phrase, start in phrases_past_budget(image.caption, grammar_phrases, budget, counter,
-                                                         grammar_of(subset.namespace())):
-                    findings.append(Finding(
-                        "warning", "phrase_past_budget",
-                        f"{file}: repeated phrase {phrase!r} first appears at token {start}, past the "
-                        f"{budget.max_tokens}-token budget: it is cut off and never trained — move it to the front",
-                        file))
+                for phrase, start in phrases_past_budget(
+                    image.caption, grammar_phrases, budget, counter, grammar_of(subset.namespace())
+                ):
+                    findings.append(
+                        Finding(
+                            "warning",
+                            "phrase_past_budget",
+                            f"{file}: repeated phrase {phrase!r} first appears at token {start}, past the "
+                            f"{budget.max_tokens}-token budget: it is cut off and never trained — move it to the front",
+                            file,
+                        )
+                    )
 
 
 def _check_frame_captions(frameset: FrameSet, encoder: TextEncoder, findings: list[Finding]) -> None:
@@ -498,21 +619,36 @@ def _check_frame_captions(frameset: FrameSet, encoder: TextEncoder, findings: li
         names = " + ".join(Path(s.path).name for s in job.sources)
         if tokens.overflow:
             over.setdefault(key, []).append(f"{names} ({tokens.total} tokens)")
-        for phrase, start in phrases_past_budget(job.caption, job.planned.subset.config.repeat_phrases,
-                                                 encoder.budget, encoder.counter, job.planned.collage.grammar):
+        for phrase, start in phrases_past_budget(
+            job.caption,
+            job.planned.subset.config.repeat_phrases,
+            encoder.budget,
+            encoder.counter,
+            job.planned.collage.grammar,
+        ):
             late.setdefault(key, []).append(f"{names}: {phrase!r} at token {start}")
     when = "per epoch" if frameset.epoch is None else f"in epoch {frameset.epoch}"
     for key, items in over.items():
-        findings.append(Finding(
-            "warning", "frame_caption_overflow",
-            f"{key}: {len(items)} of {totals[key]} collage frames {when} merge captions longer than the "
-            f"{encoder.budget.max_tokens}-token budget (the end is cut off), e.g. {'; '.join(items[:EXAMPLES])}; "
-            "shorten the captions, use collage_caption_merge = \"tags\", or lower collage_max_images", key))
+        findings.append(
+            Finding(
+                "warning",
+                "frame_caption_overflow",
+                f"{key}: {len(items)} of {totals[key]} collage frames {when} merge captions longer than the "
+                f"{encoder.budget.max_tokens}-token budget (the end is cut off), e.g. {'; '.join(items[:EXAMPLES])}; "
+                'shorten the captions, use collage_caption_merge = "tags", or lower collage_max_images',
+                key,
+            )
+        )
     for key, items in late.items():
-        findings.append(Finding(
-            "warning", "frame_phrase_past_budget",
-            f"{key}: in {len(items)} collage frames {when} a repeated phrase only appears past the token budget, "
-            f"e.g. {'; '.join(items[:EXAMPLES])}; move the phrase to the front of the captions", key))
+        findings.append(
+            Finding(
+                "warning",
+                "frame_phrase_past_budget",
+                f"{key}: in {len(items)} collage frames {when} a repeated phrase only appears past the token budget, "
+                f"e.g. {'; '.join(items[:EXAMPLES])}; move the phrase to the front of the captions",
+                key,
+            )
+        )
 
 
 def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findings: list[Finding]) -> None:
@@ -524,21 +660,25 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
         smallest = sizes[0] if sizes else 2
         structure = item.pool.structure
         alone = alone_images(item.pool)  # no partner of their shape / size: not leftovers of a division
-        small = sum(r.num_repeats for i, r in enumerate(item.pool.records)
-                    if structure.level[i] < smallest or i in alone)
+        small = sum(
+            r.num_repeats for i, r in enumerate(item.pool.records) if structure.level[i] < smallest or i in alone
+        )
         leftover = sum(structure.single_repeats) - small
         if frameset.mode == "static":
-            leftover = item.static_leftovers + (
-                sum(structure.single_repeats) - small if config.rate >= 1 else 0)
+            leftover = item.static_leftovers + (sum(structure.single_repeats) - small if config.rate >= 1 else 0)
         if config.rate >= 1 and leftover > 0:
-            findings.append(Finding(
-                "warning", "single_leftovers",
-                f"subset {item.subset.image_dir}: {leftover} image repeats per epoch are left over and train as single "
-                f"images although collage_rate = 1: {len(item.pool.sources) - _count_small(item, smallest)} "
-                f"collage-ready images x their repeats do not divide into frames of {sizes_text[id(item)]} images"
-                + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
-                + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",
-                item.subset.image_dir))
+            findings.append(
+                Finding(
+                    "warning",
+                    "single_leftovers",
+                    f"subset {item.subset.image_dir}: {leftover} image repeats per epoch are left over and train as single "
+                    f"images although collage_rate = 1: {len(item.pool.sources) - _count_small(item, smallest)} "
+                    f"collage-ready images x their repeats do not divide into frames of {sizes_text[id(item)]} images"
+                    + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
+                    + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",
+                    item.subset.image_dir,
+                )
+            )
 
 
 def _check_cropped_singles(frameset: FrameSet, findings: list[Finding]) -> None:
@@ -552,16 +692,29 @@ def _check_cropped_singles(frameset: FrameSet, findings: list[Finding]) -> None:
                 names.append(os.path.basename(source.path))
     for key, names in by_subset.items():
         shown = ", ".join(names[:EXAMPLES]) + (f" and {len(names) - EXAMPLES} more" if len(names) > EXAMPLES else "")
-        findings.append(Finding("info", "cropped_singles", f"{key}: {len(names)} image(s) with a crop box train as "
-                                f"single images ({shown}): cropped to the box, as in their collage cells", key))
+        findings.append(
+            Finding(
+                "info",
+                "cropped_singles",
+                f"{key}: {len(names)} image(s) with a crop box train as "
+                f"single images ({shown}): cropped to the box, as in their collage cells",
+                key,
+            )
+        )
 
 
 def _count_small(item: PlannedSubset, smallest: int) -> int:
     return sum(1 for lv in item.pool.structure.level if lv < smallest)
 
 
-def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: FrameSet,
-             measures: dict[str, ImageMeasures], broken: set[str], encoder: TextEncoder) -> dict[str, Any]:
+def _summary(
+    project: Project,
+    planned: Sequence[PlannedSubset],
+    frameset: FrameSet,
+    measures: dict[str, ImageMeasures],
+    broken: set[str],
+    encoder: TextEncoder,
+) -> dict[str, Any]:
     by_subset = {id(p.subset): p for p in planned}
     frames_by: Counter[int] = Counter(id(j.planned.subset) for j in frameset.jobs)
     singles_by: Counter[int] = Counter()
@@ -575,8 +728,14 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
         subsets: list[dict[str, Any]] = []
         for subset in dataset.subsets:
             if subset.kept_index is None:
-                subsets.append({"index": subset.index, "image_dir": subset.image_dir, "skipped": subset.skipped,
-                                "describe": f"skipped by sd-scripts ({subset.skipped})"})
+                subsets.append(
+                    {
+                        "index": subset.index,
+                        "image_dir": subset.image_dir,
+                        "skipped": subset.skipped,
+                        "describe": f"skipped by sd-scripts ({subset.skipped})",
+                    }
+                )
                 continue
             found = by_subset.get(id(subset))
             images = len(subset.images)
@@ -590,8 +749,10 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
                     if source_item is item:
                         bucket_counts[buckets.select(item.pool.sources[index].size)[0]] += n
                 shapes = sorted({str(j.params.layout.frame) for j in frameset.jobs if j.planned is item})
-                describe = (f"{images} images -> {frames + singles} samples per epoch ({frames} collage frames "
-                            f"of {', '.join(shapes) or item.pool.frame}, {singles} single), rate {subset.config.rate:g}")
+                describe = (
+                    f"{images} images -> {frames + singles} samples per epoch ({frames} collage frames "
+                    f"of {', '.join(shapes) or item.pool.frame}, {singles} single), rate {subset.config.rate:g}"
+                )
                 samples = frames + singles
             else:
                 samples = sum(im.num_repeats for im in subset.images if im.path not in broken)
@@ -600,22 +761,48 @@ def _summary(project: Project, planned: Sequence[PlannedSubset], frameset: Frame
                     if m is not None:
                         bucket_counts[buckets.select(m.size)[0]] += image.num_repeats
                 describe = f"{images} images -> {samples} samples per epoch (single images" + (
-                    ", regularisation)" if subset.is_reg else ")")
+                    ", regularisation)" if subset.is_reg else ")"
+                )
                 frames = 0
-            subsets.append({"index": subset.index, "image_dir": subset.image_dir, "images": images,
-                            "samples_per_epoch": samples, "collage_frames": frames, "is_reg": subset.is_reg,
-                            "collage_rate": subset.config.rate, "describe": describe})
+            subsets.append(
+                {
+                    "index": subset.index,
+                    "image_dir": subset.image_dir,
+                    "images": images,
+                    "samples_per_epoch": samples,
+                    "collage_frames": frames,
+                    "is_reg": subset.is_reg,
+                    "collage_rate": subset.config.rate,
+                    "describe": describe,
+                }
+            )
         batch = int(dataset.params.get("batch_size") or 1)
         batches = sum(math.ceil(n / batch) for n in bucket_counts.values() if n)
         total_batches += batches
-        datasets.append({"index": dataset.index, "resolution": str(dataset.resolution), "batch_size": batch,
-                         "enable_bucket": buckets.enable, "subsets": subsets,
-                         "samples_per_epoch": sum(int(s.get("samples_per_epoch") or 0) for s in subsets),
-                         "batches_per_epoch": batches, "buckets": sum(1 for n in bucket_counts.values() if n)})
-    return {"source": project.source, "seed": project.seed, "seed_why": project.seed_why, "mode": project.mode,
-            "mode_why": project.mode_why, "text_encoder": encoder.label, "model": encoder.model,
-            "model_why": encoder.why, "datasets": datasets,
-            "steps": _steps(project, total_batches)}
+        datasets.append(
+            {
+                "index": dataset.index,
+                "resolution": str(dataset.resolution),
+                "batch_size": batch,
+                "enable_bucket": buckets.enable,
+                "subsets": subsets,
+                "samples_per_epoch": sum(int(s.get("samples_per_epoch") or 0) for s in subsets),
+                "batches_per_epoch": batches,
+                "buckets": sum(1 for n in bucket_counts.values() if n),
+            }
+        )
+    return {
+        "source": project.source,
+        "seed": project.seed,
+        "seed_why": project.seed_why,
+        "mode": project.mode,
+        "mode_why": project.mode_why,
+        "text_encoder": encoder.label,
+        "model": encoder.model,
+        "model_why": encoder.why,
+        "datasets": datasets,
+        "steps": _steps(project, total_batches),
+    }
 
 
 def _steps(project: Project, batches: int) -> dict[str, Any]:
@@ -623,19 +810,29 @@ def _steps(project: Project, batches: int) -> dict[str, Any]:
     accumulation = int(run.get("gradient_accumulation_steps") or 1)
     per_epoch = math.ceil(batches / accumulation) if batches else 0
     epochs = run.get("max_train_epochs")
-    out: dict[str, Any] = {"batches_per_epoch": batches, "gradient_accumulation_steps": accumulation,
-                           "steps_per_epoch": per_epoch}
+    out: dict[str, Any] = {
+        "batches_per_epoch": batches,
+        "gradient_accumulation_steps": accumulation,
+        "steps_per_epoch": per_epoch,
+    }
     if isinstance(epochs, int) and epochs > 0:
-        out.update(epochs=epochs, total_steps=epochs * per_epoch,
-                   describe=f"{per_epoch} per epoch x max_train_epochs {epochs} = {epochs * per_epoch} steps")
+        out.update(
+            epochs=epochs,
+            total_steps=epochs * per_epoch,
+            describe=f"{per_epoch} per epoch x max_train_epochs {epochs} = {epochs * per_epoch} steps",
+        )
     elif not per_epoch:
-        out.update(epochs=0, total_steps=0, describe="0 per epoch: no images to train (sd-scripts stops with \"No data "
-                   "found\")")
+        out.update(
+            epochs=0, total_steps=0, describe='0 per epoch: no images to train (sd-scripts stops with "No data found")'
+        )
     else:
         steps = int(run.get("max_train_steps") or 1600)
         n = math.ceil(steps / per_epoch)
-        out.update(epochs=n, total_steps=steps,
-                   describe=f"{per_epoch} per epoch; max_train_steps {steps} = {n} epoch{'s' * (n != 1)}"
-                   + ("" if run.get("max_train_steps") else " (sd-scripts' default max_train_steps)"))
+        out.update(
+            epochs=n,
+            total_steps=steps,
+            describe=f"{per_epoch} per epoch; max_train_steps {steps} = {n} epoch{'s' * (n != 1)}"
+            + ("" if run.get("max_train_steps") else " (sd-scripts' default max_train_steps)"),
+        )
     out["describe"] += " (one GPU; with N GPUs divide the steps by N)"
     return out

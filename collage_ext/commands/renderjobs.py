@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from collage_ext.core.errors import CollageInputError
-from collage_ext.plan.jobs import FrameJob
 from collage_ext.core.parallel import ordered_map, tqdm_progress
 from collage_ext.pixels.render import RenderResult
+from collage_ext.plan.jobs import FrameJob
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,14 @@ def _render(job: FrameJob, encode: Encoder, with_mask: Callable[[FrameJob], bool
     return _Outcome(job.name, job.params, job.rendered_sources, failed, spare, os.getpid(), encode(job, rendered))
 
 
-def render_jobs(jobs: Sequence[FrameJob], encode: Encoder, *, with_mask: Callable[[FrameJob], bool],
-                jobs_n: int | None = None, desc: str = "rendering frames",
-                ) -> Iterator[tuple[FrameJob, Any, CollageInputError | None]]:
+def render_jobs(
+    jobs: Sequence[FrameJob],
+    encode: Encoder,
+    *,
+    with_mask: Callable[[FrameJob], bool],
+    jobs_n: int | None = None,
+    desc: str = "rendering frames",
+) -> Iterator[tuple[FrameJob, Any, CollageInputError | None]]:
     """``(job, encode(job, job.render()), None)`` per job in order, or ``(job, None, error)`` when it failed.
 
     Every job's state afterwards is what a serial ``for job in jobs: job.render()`` leaves.

@@ -28,14 +28,14 @@ from collage_ext.captions import (
     select_line,
 )
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.crops import check_crop_unchanged, read_crop_box
 from collage_ext.core.errors import CollageInputError
-from collage_ext.pixels.fit import DRAFT_GAPS, fit_image
-from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size, to_rgb
-from collage_ext.geometry.layout import layout_cells, choose_layout, position_names  # noqa: F401
-from collage_ext.pixels.render import RenderResult, render_frame
 from collage_ext.core.rng import derive_rng
 from collage_ext.core.types import Box, Layout, Rect, Size
+from collage_ext.geometry.layout import choose_layout, layout_cells, position_names
+from collage_ext.pixels.crops import check_crop_unchanged, read_crop_box
+from collage_ext.pixels.fit import DRAFT_GAPS, fit_image
+from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size, to_rgb
+from collage_ext.pixels.render import RenderResult, render_frame
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +63,21 @@ class Source:
         return Size(max(1, round(self.crop.width)), max(1, round(self.crop.height)))
 
 
-def load_source(path: str | Path, key: str, *, caption: str | None = None, caption_extension: str = ".txt",
-                crop_extension: str = ".crop") -> Source:
+def load_source(
+    path: str | Path,
+    key: str,
+    *,
+    caption: str | None = None,
+    caption_extension: str = ".txt",
+    crop_extension: str = ".crop",
+) -> Source:
     """Describe an image file with one header read; the caption comes from ``caption`` or its sidecar file."""
     path = Path(path)
     size = read_image_size(path)
     if caption is None:
         caption_file = path.with_suffix(caption_extension)
         caption = caption_file.read_text(encoding="utf-8-sig").strip() if caption_file.is_file() else ""
-    return Source(key=key, path=str(path), size=size, caption=caption,
-                  crop=read_crop_box(path, size, crop_extension))
+    return Source(key=key, path=str(path), size=size, caption=caption, crop=read_crop_box(path, size, crop_extension))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +101,35 @@ class FrameParams:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (for manifests and previews)."""
-        return {"keys": list(self.keys), "layout": self.layout.to_json(), "texts": list(self.texts),
-                "dropped": list(self.dropped), "seed": self.seed, "epoch": self.epoch}
+        return {
+            "keys": list(self.keys),
+            "layout": self.layout.to_json(),
+            "texts": list(self.texts),
+            "dropped": list(self.dropped),
+            "seed": self.seed,
+            "epoch": self.epoch,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FrameParams:
         """Rebuild params written by ``to_json``."""
         lay = data["layout"]
-        layout = Layout(name=lay["name"], frame=Size(*lay["frame"]), cells=tuple(Rect(*c) for c in lay["cells"]),
-                        order=tuple(lay["order"]), names=tuple(lay["names"]), fit=lay.get("fit"))
-        return cls(keys=tuple(data["keys"]), layout=layout, texts=tuple(data["texts"]),
-                   dropped=tuple(data["dropped"]), seed=data["seed"], epoch=data["epoch"])
+        layout = Layout(
+            name=lay["name"],
+            frame=Size(*lay["frame"]),
+            cells=tuple(Rect(*c) for c in lay["cells"]),
+            order=tuple(lay["order"]),
+            names=tuple(lay["names"]),
+            fit=lay.get("fit"),
+        )
+        return cls(
+            keys=tuple(data["keys"]),
+            layout=layout,
+            texts=tuple(data["texts"]),
+            dropped=tuple(data["dropped"]),
+            seed=data["seed"],
+            epoch=data["epoch"],
+        )
 
 
 @dataclass(frozen=True)
@@ -155,8 +178,9 @@ class Collage:
     #: Fixed frames (``Pool.max_crop``): share of a source's width / height a line may crop to keep the rule.
     max_crop: float = 0.0
 
-    def make_params(self, sources: Sequence[Source], *, seed: int, epoch: int,
-                    frame: Size | None = None) -> FrameParams:
+    def make_params(
+        self, sources: Sequence[Source], *, seed: int, epoch: int, frame: Size | None = None
+    ) -> FrameParams:
         """Sample the layout, caption lines and per-cell dropout for these sources.
 
         ``frame`` is the group's frame (``Pool.frame_for``); default: the collage's fixed frame.
@@ -167,18 +191,28 @@ class Collage:
             cells = layout_cells("1x1", frame)
             layout = Layout("1x1", frame, cells, (0,), ("",))  # no position marker for a lone image
         else:
-            layout = choose_layout([s.effective_size for s in sources], frame, self.config,
-                                 rng=derive_rng(seed, epoch, key, "layout"), shaped=self.shaped,
-                                 max_crop=[0.0 if s.crop is not None else self.max_crop for s in sources])
+            layout = choose_layout(
+                [s.effective_size for s in sources],
+                frame,
+                self.config,
+                rng=derive_rng(seed, epoch, key, "layout"),
+                shaped=self.shaped,
+                max_crop=[0.0 if s.crop is not None else self.max_crop for s in sources],
+            )
         rng = derive_rng(seed, epoch, key, "caption")
         texts = tuple(select_line(sources[i].caption, self.grammar, rng=rng) for i in layout.order)
         dropped = drop_cells(len(texts), self.config.cell_caption_dropout_rate, rng=rng)
         return FrameParams(tuple(s.key for s in sources), layout, texts, dropped, seed, epoch)
 
-    def render(self, sources: Sequence[Source], params: FrameParams, *,
-               images: Sequence[Image.Image] | None = None, with_mask: bool = False,
-               cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
-               ) -> RenderResult:
+    def render(
+        self,
+        sources: Sequence[Source],
+        params: FrameParams,
+        *,
+        images: Sequence[Image.Image] | None = None,
+        with_mask: bool = False,
+        cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
+    ) -> RenderResult:
         """Fit every source into its cell and paint the frame (no randomness).
 
         With ``alpha_mask`` each source's own alpha is fitted with the same plan as its pixels (crop
@@ -205,9 +239,13 @@ class Collage:
             placements.append((Rect(cell.x + rect.x, cell.y + rect.y, rect.width, rect.height), fitted, alpha))
         return render_frame(params.layout.frame, placements, self.config.fill, with_mask=with_mask)
 
-    def fitted(self, source: Source, size: Size, fit_mode: str,
-               cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
-               ) -> tuple[Image.Image, Rect, Image.Image | None]:
+    def fitted(
+        self,
+        source: Source,
+        size: Size,
+        fit_mode: str,
+        cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
+    ) -> tuple[Image.Image, Rect, Image.Image | None]:
         """One source decoded straight into a cell of ``size`` (JPEG DCT-domain reduction, see
         ``images.load_fitted``): the fitted pixels, where they sit in the cell, and their alpha (with
         ``alpha_mask``). ``cells``: see ``render`` (the studio also fills it ahead, a frame's cells at once).
@@ -221,9 +259,13 @@ class Collage:
         if found is not None:
             return found
         alpha = None
-        how = {"fill": self.config.fill, "draft_gaps": FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS,
-               "soft_shrink": self.config.decode == "fast", "expected": source.size,
-               "convert_icc": self.config.color_profile == "srgb"}
+        how = {
+            "fill": self.config.fill,
+            "draft_gaps": FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS,
+            "soft_shrink": self.config.decode == "fast",
+            "expected": source.size,
+            "convert_icc": self.config.color_profile == "srgb",
+        }
         if self.alpha_mask:
             fitted, rect, alpha = load_fitted_with_alpha(source.path, size, fit_mode, source.crop, **how)
         else:
@@ -239,8 +281,19 @@ class Collage:
         except OSError:
             return None  # load_fitted reports the missing file
         c = self.config
-        return (source.path, stat.st_size, stat.st_mtime_ns, source.size, source.crop, tuple(cell), fit_mode,
-                tuple(c.fill), c.decode, c.color_profile, self.alpha_mask)
+        return (
+            source.path,
+            stat.st_size,
+            stat.st_mtime_ns,
+            source.size,
+            source.crop,
+            tuple(cell),
+            fit_mode,
+            tuple(c.fill),
+            c.decode,
+            c.color_profile,
+            self.alpha_mask,
+        )
 
     def caption(self, params: FrameParams) -> str:
         """Merge the cells' captions in reading order and repeat key phrases (no randomness)."""
@@ -249,12 +302,20 @@ class Collage:
         merged = merge_captions(texts, names, self.config.caption_merge, self.grammar)
         if self.config.repeat_phrases and self.budget is not None and merged:
             counter = self.counter if self.counter is not None else _estimate_counter()
-            merged = repeat_phrases(merged, self.config.repeat_phrases, self.budget, counter, self.grammar,
-                                    count=self.config.repeat_count)
+            merged = repeat_phrases(
+                merged, self.config.repeat_phrases, self.budget, counter, self.grammar, count=self.config.repeat_count
+            )
         return merged
 
-    def __call__(self, sources: Sequence[Source], *, seed: int, epoch: int, with_mask: bool = False,
-                 params: FrameParams | None = None) -> CollageResult:
+    def __call__(
+        self,
+        sources: Sequence[Source],
+        *,
+        seed: int,
+        epoch: int,
+        with_mask: bool = False,
+        params: FrameParams | None = None,
+    ) -> CollageResult:
         """Sample (or replay ``params``) and apply: the image, its mask and its caption."""
         params = params if params is not None else self.make_params(sources, seed=seed, epoch=epoch)
         rendered = self.render(sources, params, with_mask=with_mask)

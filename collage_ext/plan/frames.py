@@ -152,8 +152,10 @@ def _cache_message(folder: Path, what: str, exc: OSError) -> str:
         fix = "free space on that disk, or set collage_cache_dir to a folder on a disk with room"
     else:
         fix = "make the folder writable, or set collage_cache_dir to a writable folder"
-    return (f"collage cache folder {folder} {what}: {cause}; static frames and sd-scripts' caches are written "
-            f"there: {fix} (no partial file is left under a frame's name)")
+    return (
+        f"collage cache folder {folder} {what}: {cause}; static frames and sd-scripts' caches are written "
+        f"there: {fix} (no partial file is left under a frame's name)"
+    )
 
 
 def uses_alpha(alpha_mask: bool, config: CollageConfig) -> bool:

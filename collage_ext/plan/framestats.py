@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from collage_ext.pixels.fit import cell_fit
-from collage_ext.geometry.shapes import TIER, area_tolerance
 from collage_ext.core.types import Layout, Size
+from collage_ext.geometry.shapes import TIER, area_tolerance
+from collage_ext.pixels.fit import cell_fit
 
 if TYPE_CHECKING:
     from collage_ext.geometry.buckets import Buckets
@@ -110,25 +110,40 @@ class SummaryStats:
 
     def add(self, other: SummaryStats) -> SummaryStats:
         """The two summaries together."""
-        return SummaryStats(self.frames + other.frames, self.sources + other.sources, self.singles + other.singles,
-                            self.fill_sum + other.fill_sum, min(self.fill_min, other.fill_min),
-                            self.at_span + other.at_span, min(self.min_span, other.min_span),
-                            self.sampled or other.sampled)
+        return SummaryStats(
+            self.frames + other.frames,
+            self.sources + other.sources,
+            self.singles + other.singles,
+            self.fill_sum + other.fill_sum,
+            min(self.fill_min, other.fill_min),
+            self.at_span + other.at_span,
+            min(self.min_span, other.min_span),
+            self.sampled or other.sampled,
+        )
 
     def text(self) -> str:
         """One line: ``mean fill 0.97 (min 0.91), 100% of sources span >= 0.95, 2.0 images/frame``."""
         if not self.frames:
             return f"no collage frames, {self.singles} single samples"
-        return (f"mean fill {self.mean_fill:.2f} (min {self.fill_min:.2f}), {self.span_share:.0%} of sources span "
-                f">= {self.min_span:g} of the frame, {self.images_per_frame:.2f} images/frame"
-                + (" (sampled)" if self.sampled else ""))
+        return (
+            f"mean fill {self.mean_fill:.2f} (min {self.fill_min:.2f}), {self.span_share:.0%} of sources span "
+            f">= {self.min_span:g} of the frame, {self.images_per_frame:.2f} images/frame"
+            + (" (sampled)" if self.sampled else "")
+        )
 
     def to_json(self) -> dict[str, Any]:
         """For manifests, LoRA metadata and the check report."""
-        return {"collage_frames": self.frames, "sources": self.sources, "single_samples": self.singles,
-                "mean_fill": round(self.mean_fill, 4), "min_fill": round(self.fill_min, 4),
-                "span_share": round(self.span_share, 4), "min_span": self.min_span,
-                "images_per_frame": round(self.images_per_frame, 4), "sampled": self.sampled}
+        return {
+            "collage_frames": self.frames,
+            "sources": self.sources,
+            "single_samples": self.singles,
+            "mean_fill": round(self.mean_fill, 4),
+            "min_fill": round(self.fill_min, 4),
+            "span_share": round(self.span_share, 4),
+            "min_span": self.min_span,
+            "images_per_frame": round(self.images_per_frame, 4),
+            "sampled": self.sampled,
+        }
 
 
 def summarize(stats: Iterable[FrameStats], min_span: float, *, singles: int = 0, sampled: bool = False) -> SummaryStats:
@@ -147,8 +162,12 @@ def summarize(stats: Iterable[FrameStats], min_span: float, *, singles: int = 0,
 def epoch_stats(planned: PlannedSubset, mode: str, epoch: int = 1) -> SummaryStats:
     """A subset's summary: the frames of ``epoch`` (dynamic) or of every static variant (``PlannedSubset.jobs``)."""
     jobs = planned.jobs(mode, epoch, limit=SUMMARY_FRAMES)
-    return summarize((job.stats for job in jobs), planned.pool.config.min_span,
-                     singles=sum(planned.single_repeats(mode)), sampled=planned.frame_count(mode) > SUMMARY_FRAMES)
+    return summarize(
+        (job.stats for job in jobs),
+        planned.pool.config.min_span,
+        singles=sum(planned.single_repeats(mode)),
+        sampled=planned.frame_count(mode) > SUMMARY_FRAMES,
+    )
 
 
 def frame_note(pool: Pool, buckets: Buckets | None) -> list[str]:
@@ -158,39 +177,59 @@ def frame_note(pool: Pool, buckets: Buckets | None) -> list[str]:
     ``max_bucket_reso`` keeps frames below the resolution's area. Fixed: that padding is expected.
     """
     shapes = pool.shapes
-    why = ("collage_frame_size is set" if pool.config.frame_size is not None
-           else "the dataset does not bucket (enable_bucket = false)")
+    why = (
+        "collage_frame_size is set"
+        if pool.config.frame_size is not None
+        else "the dataset does not bucket (enable_bucket = false)"
+    )
     if shapes is None:
-        return [f"fixed {pool.frame} frames ({why}), collage_min_span = 0: sources keep their aspect, so "
-                "#{:02x}{:02x}{:02x} padding is expected; enable_bucket = true gives content-shaped frames".format(
-                    *pool.config.fill)]
+        return [
+            f"fixed {pool.frame} frames ({why}), collage_min_span = 0: sources keep their aspect, so "
+            "#{:02x}{:02x}{:02x} padding is expected; enable_bucket = true gives content-shaped frames".format(
+                *pool.config.fill
+            )
+        ]
     structure = pool.structure
     used = list(dict.fromkeys(zip(structure.slot_classes, structure.sizes)))
     alone = alone_counts(pool)
     if pool.fixed:
-        crop = (f"cropping at most {pool.max_crop:.0%} of a source" if pool.max_crop < 1 else "cropping as needed")
-        lines = [f"fixed {pool.frame} frames ({why}): sources share a frame only within their shape class, each at "
-                 f">= {pool.config.min_span:g} of the frame's height or width ({crop}, collage_max_crop): "
-                 + ("; ".join(shapes.describe(used)) if used else "no source has a partner of its shape")]
+        crop = f"cropping at most {pool.max_crop:.0%} of a source" if pool.max_crop < 1 else "cropping as needed"
+        lines = [
+            f"fixed {pool.frame} frames ({why}): sources share a frame only within their shape class, each at "
+            f">= {pool.config.min_span:g} of the frame's height or width ({crop}, collage_max_crop): "
+            + ("; ".join(shapes.describe(used)) if used else "no source has a partner of its shape")
+        ]
         if alone.get("span"):
-            lines.append(f"{alone['span']} images cannot keep the scale rule beside a partner in a {pool.frame} frame "
-                         "(e.g. squares in a square frame) and train alone, as sd-scripts would train them; "
-                         "enable_bucket = true gives them content-shaped frames")
+            lines.append(
+                f"{alone['span']} images cannot keep the scale rule beside a partner in a {pool.frame} frame "
+                "(e.g. squares in a square frame) and train alone, as sd-scripts would train them; "
+                "enable_bucket = true gives them content-shaped frames"
+            )
         return lines
     if not used:
         return ["content-shaped frames: no source has a partner of its shape, so every image trains single"]
     lines = ["content-shaped frames (bucket resolutions): " + "; ".join(shapes.describe(used))]
     if alone.get("area") and buckets is not None:
-        setting = ("bucket_no_upscale = true: no partner of a similar size" if buckets.no_upscale else
-                   f"max_bucket_reso = {buckets.max_reso} caps their collage frames below that; set "
-                   f"max_bucket_reso = {2 * max(buckets.resolution)}")
-        lines.append(f"{alone['area']} images train alone, at their own bucket, because a collage frame would be "
-                     f"smaller than the bucket each gets alone ({setting})")
-    if buckets is not None and not buckets.no_upscale and any(
-            shapes.frame(c, k).area < 0.85 * buckets.area for c, k in used):
-        lines.append(f"max_bucket_reso = {buckets.max_reso} leaves some arrangements well below the "
-                     f"{buckets.resolution} area; set max_bucket_reso = {2 * max(buckets.resolution)} so side-by-side "
-                     "and stacked frames keep the full area")
+        setting = (
+            "bucket_no_upscale = true: no partner of a similar size"
+            if buckets.no_upscale
+            else f"max_bucket_reso = {buckets.max_reso} caps their collage frames below that; set "
+            f"max_bucket_reso = {2 * max(buckets.resolution)}"
+        )
+        lines.append(
+            f"{alone['area']} images train alone, at their own bucket, because a collage frame would be "
+            f"smaller than the bucket each gets alone ({setting})"
+        )
+    if (
+        buckets is not None
+        and not buckets.no_upscale
+        and any(shapes.frame(c, k).area < 0.85 * buckets.area for c, k in used)
+    ):
+        lines.append(
+            f"max_bucket_reso = {buckets.max_reso} leaves some arrangements well below the "
+            f"{buckets.resolution} area; set max_bucket_reso = {2 * max(buckets.resolution)} so side-by-side "
+            "and stacked frames keep the full area"
+        )
     return lines
 
 
@@ -224,7 +263,6 @@ def alone_images(pool: Pool) -> dict[int, str]:
     return out
 
 
-
 def rule_warning(planned: PlannedSubset, buckets: Buckets, mode: str, epoch: int = 1) -> str | None:
     """One line for the start-up log when a frame breaks the scale rule or trains below a member's own bucket.
 
@@ -250,11 +288,15 @@ def rule_warning(planned: PlannedSubset, buckets: Buckets, mode: str, epoch: int
     parts = []
     if short:
         names = sorted(set(short))
-        parts.append(f"{len(names)} images span less than collage_min_span = {config.min_span:g} of their frame "
-                     f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; collage_layouts / collage_max_crop)")
+        parts.append(
+            f"{len(names)} images span less than collage_min_span = {config.min_span:g} of their frame "
+            f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; collage_layouts / collage_max_crop)"
+        )
     if small:
         names = sorted(set(small))
-        parts.append(f"{len(names)} images sit in frames smaller than their own bucket "
-                     f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; collage_frame_size / "
-                     "max_bucket_reso / bucket_no_upscale)")
+        parts.append(
+            f"{len(names)} images sit in frames smaller than their own bucket "
+            f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}; collage_frame_size / "
+            "max_bucket_reso / bucket_no_upscale)"
+        )
     return f"collage_ext: {pool.key}: the scale rule is broken: " + "; ".join(parts) + " (collage-ext check names them)"

@@ -11,15 +11,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from collage_ext.plan.collage import Source
 from collage_ext.core.config import CollageConfig
-from collage_ext.geometry.buckets import Buckets
-from collage_ext.geometry.grouping import (Group, PoolStructure, Record, group_instances, shaped_pool_structure, pool_structure,
-                       static_variants)
-from collage_ext.geometry.shapes import ShapeClasses, shape_classes
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.geometry.grouping import (
+    Group,
+    PoolStructure,
+    Record,
+    group_instances,
+    pool_structure,
+    shaped_pool_structure,
+    static_variants,
+)
+from collage_ext.geometry.shapes import ShapeClasses, shape_classes
+from collage_ext.plan.collage import Source
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Pool:
@@ -64,9 +72,15 @@ class Pool:
         if self.fixed and self.config.min_span <= 0:
             return None
         buckets = self.buckets or Buckets.from_params(self.frame, {})
-        return shape_classes([r.size for r in self.records], buckets, self.config,
-                           [r.num_repeats for r in self.records], fixed=self.frame if self.fixed else None,
-                           max_crop=self.max_crop, boxed=[s.crop is not None for s in self.sources])
+        return shape_classes(
+            [r.size for r in self.records],
+            buckets,
+            self.config,
+            [r.num_repeats for r in self.records],
+            fixed=self.frame if self.fixed else None,
+            max_crop=self.max_crop,
+            boxed=[s.crop is not None for s in self.sources],
+        )
 
     @property
     def shaped(self) -> bool:
@@ -104,6 +118,7 @@ class Pool:
 
     def static_groups(self) -> list[tuple[int, Group]]:
         """``(variant, group)`` for every frame of every static variant (groups of one are single images)."""
-        plans = static_variants(self.structure, self.records, seed=self.seed, variants=self.config.variants,
-                                pool_key=self.key)
+        plans = static_variants(
+            self.structure, self.records, seed=self.seed, variants=self.config.variants, pool_key=self.key
+        )
         return [(v, g) for v, plan in enumerate(plans) for g in plan]

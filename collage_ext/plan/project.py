@@ -66,8 +66,14 @@ class Project:
         return [(d, s) for d in self.datasets for s in d.kept]
 
 
-def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: str | os.PathLike[str] | None = None,
-                 trainer_args: Sequence[str] = (), seed: int | None = None, strict: bool = True) -> Project:
+def load_project(
+    dataset: str | os.PathLike[str] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    trainer_args: Sequence[str] = (),
+    seed: int | None = None,
+    strict: bool = True,
+) -> Project:
     """Read the dataset (``kohya.datasets``), then resolve the run's mode and seed; plan no frames yet.
 
     Args:
@@ -91,12 +97,16 @@ def load_project(dataset: str | os.PathLike[str] | None = None, *, config_file: 
     seed_value, seed_why, mode, mode_why = settings.seed, settings.seed_why, settings.mode, settings.mode_why
     if seed_why == "from --seed" and seed is None:  # say where the user set it
         after_dash = "seed" in parse_trainer_args(trainer_args)
-        seed_why = ("from --seed after --" if after_dash or config_file is None
-                    else f"from seed = {seed_value} in the training TOML {config_file}")
+        seed_why = (
+            "from --seed after --"
+            if after_dash or config_file is None
+            else f"from seed = {seed_value} in the training TOML {config_file}"
+        )
     # -- the images, read like sd-scripts ----------------------------------------------------------------
     notes = Notes(strict, list(found.findings))
-    project = Project(run, found.source, found.config_path, tree, [], seed_value, seed_why, mode, mode_why,
-                      notes.findings)
+    project = Project(
+        run, found.source, found.config_path, tree, [], seed_value, seed_why, mode, mode_why, notes.findings
+    )
     project.datasets = read_datasets(found, notes)
     if config_file is not None or trainer_args:
         project.findings.extend(dataset_class_finding(run, found.where))
@@ -115,18 +125,28 @@ def read_caption(subset: SubsetSpec, path: str) -> tuple[str, list[Finding]]:
     return caption, notes.findings
 
 
-def subset_input(project: Project, dataset: DatasetSpec, subset: SubsetSpec,
-                 images: Sequence[SubsetImage] | None = None) -> SubsetInput:
+def subset_input(
+    project: Project, dataset: DatasetSpec, subset: SubsetSpec, images: Sequence[SubsetImage] | None = None
+) -> SubsetInput:
     """The ``SubsetInput`` of a kept subset (``images``: a subset of its images, else all)."""
     assert subset.kept_index is not None  # project.subsets() lists kept subsets only
-    return SubsetInput(subset.images if images is None else images, subset.root, subset.config, dataset.resolution,
-                       Buckets.for_dataset(dataset), project.datasets.index(dataset), subset.kept_index,
-                       subset.namespace(), image_dir=subset.image_dir, name=subset.name, dataset=dataset,
-                       subset=subset)
+    return SubsetInput(
+        subset.images if images is None else images,
+        subset.root,
+        subset.config,
+        dataset.resolution,
+        Buckets.for_dataset(dataset),
+        project.datasets.index(dataset),
+        subset.kept_index,
+        subset.namespace(),
+        image_dir=subset.image_dir,
+        name=subset.name,
+        dataset=dataset,
+        subset=subset,
+    )
 
 
-def plan_project(project: Project, encoder: Any, *,
-                 exclude: frozenset[str] = frozenset()) -> list[PlannedSubset]:
+def plan_project(project: Project, encoder: Any, *, exclude: frozenset[str] = frozenset()) -> list[PlannedSubset]:
     """Plan every collage subset of the project (header reads only).
 
     Args:
@@ -153,9 +173,16 @@ def plan_project(project: Project, encoder: Any, *,
             return progress(list(order), f"reading {name}", "image")
 
         skipping = subset.config.on_error == "skip"  # like the adapter: unreadable files leave the pool
-        planned.append(plan_subset(subset_input(project, dataset, subset, images), seed=project.seed,
-                                   budget=encoder.budget, counter=encoder.counter, progress=reading,
-                                   on_error=skipped if skipping else None))
+        planned.append(
+            plan_subset(
+                subset_input(project, dataset, subset, images),
+                seed=project.seed,
+                budget=encoder.budget,
+                counter=encoder.counter,
+                progress=reading,
+                on_error=skipped if skipping else None,
+            )
+        )
     return planned
 
 

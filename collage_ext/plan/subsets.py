@@ -99,9 +99,15 @@ def safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
-def plan_subset(subset: SubsetInput, *, seed: int, budget: TokenBudget | None = None,
-                counter: TokenCounter | None = None, progress: Progress | None = None,
-                on_error: Callable[[int, CollageInputError], None] | None = None) -> PlannedSubset:
+def plan_subset(
+    subset: SubsetInput,
+    *,
+    seed: int,
+    budget: TokenBudget | None = None,
+    counter: TokenCounter | None = None,
+    progress: Progress | None = None,
+    on_error: Callable[[int, CollageInputError], None] | None = None,
+) -> PlannedSubset:
     """Plan one collage subset: its sources sorted by path and keyed relative to ``root``, its pool and collage.
 
     Args:
@@ -126,21 +132,40 @@ def plan_subset(subset: SubsetInput, *, seed: int, budget: TokenBudget | None = 
     sources: list[Source] = []
     for i in indices:
         try:
-            sources.append(load_source(images[i].path, sample_key(images[i].path, subset.root),
-                                       caption=images[i].caption, crop_extension=config.crop_extension))
+            sources.append(
+                load_source(
+                    images[i].path,
+                    sample_key(images[i].path, subset.root),
+                    caption=images[i].caption,
+                    crop_extension=config.crop_extension,
+                )
+            )
         except CollageInputError as exc:
             if on_error is None:
                 raise
             on_error(i, exc)
             continue
         kept.append(i)
-    pool = Pool(key=pool_key(subset.dataset_index, subset.subset_index, subset.root), sources=sources, config=config,
-                frame=config.frame_size or subset.resolution, seed=seed,
-                repeats=[images[i].num_repeats for i in kept], buckets=subset.buckets)
+    pool = Pool(
+        key=pool_key(subset.dataset_index, subset.subset_index, subset.root),
+        sources=sources,
+        config=config,
+        frame=config.frame_size or subset.resolution,
+        seed=seed,
+        repeats=[images[i].num_repeats for i in kept],
+        buckets=subset.buckets,
+    )
     repeat = bool(config.repeat_phrases)
-    collage = Collage(config, pool.frame, grammar=grammar_of(subset.options), budget=budget if repeat else None,
-                      counter=counter if repeat else None, shaped=pool.lines, max_crop=pool.max_crop,
-                      alpha_mask=subset.alpha_mask)
+    collage = Collage(
+        config,
+        pool.frame,
+        grammar=grammar_of(subset.options),
+        budget=budget if repeat else None,
+        counter=counter if repeat else None,
+        shaped=pool.lines,
+        max_crop=pool.max_crop,
+        alpha_mask=subset.alpha_mask,
+    )
     return PlannedSubset(pool, collage, subset, tuple(kept))
 
 
@@ -212,8 +237,13 @@ class PlannedSubset:
         """``Collage.make_params`` with the pool's seed (through ``memo`` when there is one)."""
         if self.memo is None:
             return self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
-        key = (self._settings, tuple((s.key, s.path, s.size, s.crop, s.caption) for s in sources), self.pool.seed,
-               epoch, tuple(frame))
+        key = (
+            self._settings,
+            tuple((s.key, s.path, s.size, s.crop, s.caption) for s in sources),
+            self.pool.seed,
+            epoch,
+            tuple(frame),
+        )
         found = self.memo.get(key)
         if found is None:
             found = self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
@@ -281,8 +311,9 @@ class PlannedSubset:
             return sum(1 for _, group in self.static_groups if len(group) > 1)
         return self.slot_count
 
-    def jobs(self, mode: str, epoch: int, failures: FailureLog | None = None, *,
-             limit: int | None = None) -> list[FrameJob]:
+    def jobs(
+        self, mode: str, epoch: int, failures: FailureLog | None = None, *, limit: int | None = None
+    ) -> list[FrameJob]:
         """The collage frames training sees: the slots of ``epoch`` (dynamic) or every static frame.
 
         This is the one place that lists a subset's frames. ``failures``: the run's failed files,

@@ -42,7 +42,9 @@ def token_tools(run: RunArgs, tokenizer: Any) -> tuple[TokenBudget, TokenCounter
     return budget, _counter(real) if real is not None else None
 
 
-def caption_tokens(config: CollageConfig, run: RunArgs, tokenizer: Any) -> tuple[TokenBudget | None, TokenCounter | None]:
+def caption_tokens(
+    config: CollageConfig, run: RunArgs, tokenizer: Any
+) -> tuple[TokenBudget | None, TokenCounter | None]:
     """The token budget and counter a subset's phrase repetition uses (none without ``collage_repeat_phrases``)."""
     if not config.repeat_phrases:
         return None, None

@@ -52,8 +52,9 @@ class CollageDataset(_SD.group):  # type: ignore[misc,name-defined]
     ``tokenizer`` is a list of tokenizers on v0.9.1 and ``None`` on main.
     """
 
-    def __init__(self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None,
-                 debug_dataset: bool = False) -> None:
+    def __init__(
+        self, tokenizer: Any = None, max_token_length: Any = None, resolution: Any = None, debug_dataset: bool = False
+    ) -> None:
         run = run_arguments()
         family, family_why = refuse_unsupported(strategy=seams.tokenize_strategy(), values=run.values)
         logger.info(f"collage_ext: run arguments from {run.found}; model family {family.name} ({family_why})")
@@ -84,12 +85,18 @@ class CollageDataset(_SD.group):  # type: ignore[misc,name-defined]
 def _no_samples_message(kohya_config: dict[str, Any]) -> str:
     """Why no sample is left (sd-scripts would stop with 'num_samples=0' only after loading the model)."""
     general = kohya_config.get("general", {}) or {}
-    ignored = [f"{s.get('image_dir') or s.get('metadata_file')}: num_repeats = {r}"
-               for d in kohya_config.get("datasets", []) or [] for s in d.get("subsets", []) or []
-               for r in [next((level["num_repeats"] for level in (s, d, general) if "num_repeats" in level), 1)]
-               if isinstance(r, int) and r < 1]
-    why = f"sd-scripts ignores subsets with num_repeats < 1 ({'; '.join(ignored)})" if ignored else (
-        "every subset is empty or was left out (see sd-scripts' log above)")
+    ignored = [
+        f"{s.get('image_dir') or s.get('metadata_file')}: num_repeats = {r}"
+        for d in kohya_config.get("datasets", []) or []
+        for s in d.get("subsets", []) or []
+        for r in [next((level["num_repeats"] for level in (s, d, general) if "num_repeats" in level), 1)]
+        if isinstance(r, int) and r < 1
+    ]
+    why = (
+        f"sd-scripts ignores subsets with num_repeats < 1 ({'; '.join(ignored)})"
+        if ignored
+        else ("every subset is empty or was left out (see sd-scripts' log above)")
+    )
     return f"no sample to train: {why}; give a subset images and num_repeats >= 1"
 
 
@@ -97,13 +104,22 @@ def _generate(kohya_config: dict[str, Any], run: RunArgs, ctx: BuildContext) -> 
     """sd-scripts' own datasets for the config, built as the collage subclasses (``seams.build_datasets``)."""
     args = run.namespace
     if args is None:
-        msg = ("collage_ext could not find the trainer's arguments (sd-scripts' load_arbitrary_dataset did not "
-               "build the dataset); start training with sd-scripts' own scripts (train_network.py, "
-               "sdxl_train_network.py, flux_train_network.py, sdxl_train.py)")
+        msg = (
+            "collage_ext could not find the trainer's arguments (sd-scripts' load_arbitrary_dataset did not "
+            "build the dataset); start training with sd-scripts' own scripts (train_network.py, "
+            "sdxl_train_network.py, flux_train_network.py, sdxl_train.py)"
+        )
         raise CollageConfigError(msg)
-    return seams.build_datasets(kohya_config, args, ctx.tokenizer, CollageDreamBoothDataset, CollageFineTuningDataset,
-                                seams.datasets_take_tokenizer(_SD), before=lambda: mapper._PENDING.append(ctx),
-                                after=mapper._PENDING.pop)
+    return seams.build_datasets(
+        kohya_config,
+        args,
+        ctx.tokenizer,
+        CollageDreamBoothDataset,
+        CollageFineTuningDataset,
+        seams.datasets_take_tokenizer(_SD),
+        before=lambda: mapper._PENDING.append(ctx),
+        after=mapper._PENDING.pop,
+    )
 
 
 def _user_config(run: RunArgs) -> tuple[dict[str, Any], str]:

@@ -59,8 +59,9 @@ class LoadingMixin(seams.DatasetHooks):
         that keep the scale rule only alone (a square in a square frame) arrive at their own size.
         """
         loaded = self._load_single_as_is(subset, image_path, alpha_mask)
-        if (not self.enable_bucket and id(subset) in self._pool_of_subset and not subset.random_crop
-                and not loaded[1]):  # loaded[1]: face_cx (face_crop_aug_range crops to size itself)
+        if (
+            not self.enable_bucket and id(subset) in self._pool_of_subset and not subset.random_crop and not loaded[1]
+        ):  # loaded[1]: face_cx (face_crop_aug_range crops to size itself)
             loaded = (cover_to(loaded[0], (self.width, self.height)), *loaded[1:])
         return loaded
 
@@ -68,12 +69,22 @@ class LoadingMixin(seams.DatasetHooks):
         """sd-scripts' own loading; under ``skip`` a failing image is replaced by the next readable one."""
         if image_path in self._static:  # a frame is no source of the pool: it loads as itself under any policy
             owner, group, variant = self._static[image_path]
-            return self._load_cached(subset, image_path, alpha_mask, lambda problem: restore_static_frame(
-                image_path, static_job(owner, group, variant, self._failures), problem))
+            return self._load_cached(
+                subset,
+                image_path,
+                alpha_mask,
+                lambda problem: restore_static_frame(
+                    image_path, static_job(owner, group, variant, self._failures), problem
+                ),
+            )
         if image_path in self._cropped:  # static mode: a cropped single, written at start-up
             source, config, alpha = self._cropped[image_path]
-            return self._load_cached(subset, image_path, alpha_mask,
-                                     lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem))
+            return self._load_cached(
+                subset,
+                image_path,
+                alpha_mask,
+                lambda problem: _rewrite_cropped(image_path, source, config, alpha, problem),
+            )
         planned = self._pool_of_subset.get(id(subset))
         if planned is None:
             return self._sd_load_image(subset, image_path, alpha_mask)
@@ -141,5 +152,4 @@ class LoadingMixin(seams.DatasetHooks):
 
 def _rewrite_cropped(path: str, source: Source, config: CollageConfig, alpha: bool, problem: str) -> None:
     write_checked_png(cropped_pixels(source, config, alpha), Path(path))
-    logger.warning(f"collage_ext: cropped single {path} (of {source.path}) {problem} while training; "
-                   "rendered it again")
+    logger.warning(f"collage_ext: cropped single {path} (of {source.path}) {problem} while training; rendered it again")

@@ -70,8 +70,9 @@ class SlotCaption(str):
 class BuildContext:
     """What the dataset subclasses need while sd-scripts' ``generate_dataset_group_by_blueprint`` runs."""
 
-    def __init__(self, run: RunArgs, configs: tuple[tuple[CollageConfig, ...], ...], seed: int, mode: str,
-                 tokenizer: Any) -> None:
+    def __init__(
+        self, run: RunArgs, configs: tuple[tuple[CollageConfig, ...], ...], seed: int, mode: str, tokenizer: Any
+    ) -> None:
         self.run, self.configs, self.seed, self.mode, self.tokenizer = run, configs, seed, mode, tokenizer
         self.next_dataset = 0
 
@@ -103,7 +104,9 @@ class CollageMixin(LoadingMixin):
         self._collage_info: list[dict[str, Any]] = []
         self._failures = FailureLog(shared=any(c.on_error == "skip" for c in configs))  # once across workers
         self._replaced: dict[str, str] = {}  # failed single image -> the image shown instead
-        self._cropped: dict[str, tuple[Source, CollageConfig, bool]] = {}  # static: cropped single's cache file -> source
+        self._cropped: dict[
+            str, tuple[Source, CollageConfig, bool]
+        ] = {}  # static: cropped single's cache file -> source
         self._pool_of_subset: dict[int, PlannedSubset] = {}
         for s_index, subset in enumerate(self.subsets):
             config = by_subset.get(id(subset), CollageConfig(rate=0.0))  # validation / unknown subsets stay plain
@@ -117,26 +120,44 @@ class CollageMixin(LoadingMixin):
     def _setup_subset(self, s_index: int, subset: Any, config: CollageConfig, ctx: BuildContext) -> None:
         keys = self._subset_keys(subset)
         root = subset_root(subset.image_dir, getattr(subset, "metadata_file", None))
-        images = [SubsetImage(seams.path_of(self._images[k]), self._images[k].caption or "",
-                              self._images[k].num_repeats) for k in keys]
+        images = [
+            SubsetImage(seams.path_of(self._images[k]), self._images[k].caption or "", self._images[k].num_repeats)
+            for k in keys
+        ]
 
         def skipped(index: int, exc: CollageInputError) -> None:  # collage_on_error = "skip"
             self._failures.record(images[index].path, exc)
             del self._images[keys[index]]
 
         buckets = self._bucket_settings()
-        given = SubsetInput(images, root, config, Size(self.width, self.height), buckets, self._collage_index, s_index,
-                            subset, image_dir=getattr(subset, "image_dir", ""))
+        given = SubsetInput(
+            images,
+            root,
+            config,
+            Size(self.width, self.height),
+            buckets,
+            self._collage_index,
+            s_index,
+            subset,
+            image_dir=getattr(subset, "image_dir", ""),
+        )
         budget, counter = caption_tokens(config, ctx.run, ctx.tokenizer)
         # The same producer the CLI uses, so `collage-ext preview` shows exactly these frames.
-        planned = plan_subset(given, seed=ctx.seed, budget=budget, counter=counter,
-                              on_error=skipped if config.on_error == "skip" else None)
+        planned = plan_subset(
+            given,
+            seed=ctx.seed,
+            budget=budget,
+            counter=counter,
+            on_error=skipped if config.on_error == "skip" else None,
+        )
         self._refuse_emptied(subset, s_index, root, images, len(planned.order))
         keys = [keys[i] for i in planned.order]
         if config.loss_mask and not subset.alpha_mask:
             subset.alpha_mask = True  # sd-scripts then reads our alpha channel as the loss mask
-            logger.info(f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true): the padding "
-                        "weight and every image's own alpha channel are loss weights, alone and in frames")
+            logger.info(
+                f"collage_ext: alpha_mask turned on for {root} (collage_loss_mask = true): the padding "
+                "weight and every image's own alpha channel are loss weights, alone and in frames"
+            )
         if ctx.mode == "static":
             added = self._register_static(planned, subset, ctx)
         else:
@@ -146,8 +167,9 @@ class CollageMixin(LoadingMixin):
             if count:
                 info = self._images[key]
                 info.num_repeats = count
-                if source.crop is not None and not self._crop_single(key, source, config,
-                                                                     planned.collage.alpha_mask, ctx):
+                if source.crop is not None and not self._crop_single(
+                    key, source, config, planned.collage.alpha_mask, ctx
+                ):
                     continue
                 if config.on_error == "skip":  # a replacement image must bring its own caption
                     info.caption = SlotCaption(info.caption or "", seams.path_of(info))
@@ -158,11 +180,19 @@ class CollageMixin(LoadingMixin):
             left = added + sum(1 for key in keys if key in self._images)
             self._refuse_emptied(subset, s_index, root, images, left)
         self._pool_of_subset[id(subset)] = planned
-        self._collage_info.append({"subset": s_index, "image_dir": str(root), "images": len(planned.pool.sources),
-                                   "frames_per_epoch": added + sum(singles), "collage_frames": added,
-                                   "single_samples": sum(singles), "settings": config.to_metadata(),
-                                   "stats": epoch_stats(planned, ctx.mode).to_json(),
-                                   "frames": frame_note(planned.pool, buckets)})
+        self._collage_info.append(
+            {
+                "subset": s_index,
+                "image_dir": str(root),
+                "images": len(planned.pool.sources),
+                "frames_per_epoch": added + sum(singles),
+                "collage_frames": added,
+                "single_samples": sum(singles),
+                "settings": config.to_metadata(),
+                "stats": epoch_stats(planned, ctx.mode).to_json(),
+                "frames": frame_note(planned.pool, buckets),
+            }
+        )
         broken = rule_warning(planned, buckets, ctx.mode)
         if broken:  # one line, the same test as check's scale_rule / frame_below_bucket warnings
             logger.warning(broken)
@@ -193,8 +223,9 @@ class CollageMixin(LoadingMixin):
             self._static[str(path)] = (planned, job.group, job.variant)
             rendered += new
             self._register(self._new_info(str(path), caption, subset, job.frame), subset)
-        logger.info(f"collage_ext: {len(jobs)} static frames in {cache} ({rendered} rendered, "
-                    f"{len(jobs) - rendered} reused)")
+        logger.info(
+            f"collage_ext: {len(jobs)} static frames in {cache} ({rendered} rendered, {len(jobs) - rendered} reused)"
+        )
         return len(jobs)
 
     def _crop_single(self, key: str, source: Source, config: CollageConfig, alpha: bool, ctx: BuildContext) -> bool:
@@ -228,11 +259,14 @@ class CollageMixin(LoadingMixin):
         paths = {image.path for image in images}
         failures = [f"{Path(p).name}: {why}" for p, why in self._failures.failed.items() if p in paths]
         where = f"dataset {self._collage_index}, subset {s_index}" + (
-            f" ({subset.metadata_file})" if getattr(subset, "metadata_file", None) else "")
-        msg = (f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its "
-               f"images failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single "
-               "files: fix the paths or files (with a metadata file, its keys must name the image files), or remove "
-               "the subset")
+            f" ({subset.metadata_file})" if getattr(subset, "metadata_file", None) else ""
+        )
+        msg = (
+            f"collage_on_error = 'skip' left subset {root} ({where}) without any image: all {len(images)} of its "
+            f"images failed, e.g. {'; '.join(failures[:2]) or 'no reason recorded'}; this is no fault of single "
+            "files: fix the paths or files (with a metadata file, its keys must name the image files), or remove "
+            "the subset"
+        )
         raise CollageInputError(msg)
 
     def _bucket_settings(self) -> Buckets:
@@ -273,15 +307,21 @@ class CollageMixin(LoadingMixin):
         """The collage settings for sd-scripts' ``bucket_info`` (it lands in LoRA metadata)."""
         if not self._collage_info:
             return None
-        return {"version": _version(), "mode": self._collage_mode, "seed": self._collage_seed,
-                "subsets": self._collage_info}
+        return {
+            "version": _version(),
+            "mode": self._collage_mode,
+            "seed": self._collage_seed,
+            "subsets": self._collage_info,
+        }
 
     def _after_text_encoder_cache(self, models: list[Any]) -> None:
         """The empty-caption encoding that dropped samples get, once sd-scripts cached the outputs."""
         if self._te_dropout:
             self._empty_te = encode_empty_caption(models, self._te_cache_dir)
-            logger.info(f"collage_ext: caption dropout up to {self._te_dropout:g} on cached text-encoder outputs "
-                        "(empty-caption encoding cached)")
+            logger.info(
+                f"collage_ext: caption dropout up to {self._te_dropout:g} on cached text-encoder outputs "
+                "(empty-caption encoding cached)"
+            )
 
     def _before_item(self) -> None:
         self._sync_epoch()
@@ -289,8 +329,10 @@ class CollageMixin(LoadingMixin):
     def _after_item(self, example: Any, index: int) -> Any:
         if self._te_dropout and isinstance(example, dict) and seams.cached_text_outputs(example) is not None:
             if self._empty_te is None:
-                msg = ("internal: caption dropout with cached text-encoder outputs, but the empty-caption encoding "
-                       "was never cached (new_cache_text_encoder_outputs was not called)")
+                msg = (
+                    "internal: caption dropout with cached text-encoder outputs, but the empty-caption encoding "
+                    "was never cached (new_cache_text_encoder_outputs was not called)"
+                )
                 raise RuntimeError(msg)
             substitute(example, self, index, self._empty_te, self._collage_seed)
         return example

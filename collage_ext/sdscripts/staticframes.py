@@ -49,9 +49,13 @@ def render_static_frame(job: FrameJob, cache_dir: Path, warnings: list[str] | No
     return path, job.caption, True
 
 
-def render_static_frames(jobs: Sequence[FrameJob], cache_dir: Path, *, jobs_n: int | None = None,
-                         progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
-                         ) -> Iterator[tuple[Path, str, bool]]:
+def render_static_frames(
+    jobs: Sequence[FrameJob],
+    cache_dir: Path,
+    *,
+    jobs_n: int | None = None,
+    progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
+) -> Iterator[tuple[Path, str, bool]]:
     """``render_static_frame`` for every job, in order, on ``jobs_n`` processes.
 
     Each worker writes its frames itself (atomically, under content-hashed names) and sends back the
@@ -102,7 +106,9 @@ def restore_static_frame(path: str, job: FrameJob, problem: str = "was deleted f
     Path(path).unlink(missing_ok=True)  # a bad file under the name would be taken as rendered
     rendered, _, _ = render_static_frame(job, Path(path).parent)
     if str(rendered) != path:
-        msg = (f"static frame {path} {problem} while training, and its source images changed since start-up, so it "
-               "cannot be rendered again as planned; restart training")
+        msg = (
+            f"static frame {path} {problem} while training, and its source images changed since start-up, so it "
+            "cannot be rendered again as planned; restart training"
+        )
         raise CollageInputError(msg)
     logger.warning(f"collage_ext: static frame {path} {problem} while training; rendered it again")

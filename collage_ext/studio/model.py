@@ -20,7 +20,6 @@ modules: ``views`` (the page's lists of sources and frames), ``pixels`` (frame a
 ``edits`` (the writes); ``entries`` lists the images.
 """
 
-
 from __future__ import annotations
 
 import concurrent.futures
@@ -34,37 +33,60 @@ from pathlib import Path
 from typing import Any
 
 from collage_ext.commands.check import CheckReport, run_check
-from collage_ext.plan.collage import Source, load_source
-from collage_ext.pixels.crops import read_crop_box
-from collage_ext.plan.project import Project, load_project, plan_project, read_caption
+from collage_ext.commands.measurecache import MeasureCache
 from collage_ext.core.errors import CollageError
+from collage_ext.core.parallel import cpu_count
+from collage_ext.core.rng import sample_key
+from collage_ext.kohya.specs import SubsetImage
+from collage_ext.pixels.crops import read_crop_box
+from collage_ext.pixels.images import read_image_size
+from collage_ext.plan.collage import Source, load_source
 from collage_ext.plan.framesets import TextEncoder, text_encoder_for
 from collage_ext.plan.jobs import FrameJob, FrameSet
+from collage_ext.plan.project import Project, load_project, plan_project, read_caption
 from collage_ext.plan.subsets import PlannedSubset, detached, replan
-from collage_ext.pixels.images import read_image_size
-from collage_ext.kohya.specs import SubsetImage
-from collage_ext.core.rng import sample_key
-from collage_ext.commands.measurecache import MeasureCache
-from collage_ext.core.parallel import cpu_count
 from collage_ext.studio.cache import CELL_BUDGET, IMAGE_BUDGET, ByteLRU, KeyLocks, cell_bytes
 from collage_ext.studio.edits import SEED_MAX, Edits, set_seed_line
-from collage_ext.studio.entries import (DROPPED_SUFFIX, MAX_CAPTION_BYTES, Entry, entry_id, folders_of, left_out,
-                                       read_entries)
+from collage_ext.studio.entries import (
+    DROPPED_SUFFIX,
+    MAX_CAPTION_BYTES,
+    Entry,
+    entry_id,
+    folders_of,
+    left_out,
+    read_entries,
+)
 from collage_ext.studio.files import History, RefusedError
 from collage_ext.studio.pixels import EDITOR_SIDE, THUMB_SIDE, Pixels
 from collage_ext.studio.views import Views
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DROPPED_SUFFIX", "EDITOR_SIDE", "MAX_CAPTION_BYTES", "SEED_MAX", "THUMB_SIDE", "Entry", "Studio",
-           "entry_id", "set_seed_line"]
+__all__ = [
+    "DROPPED_SUFFIX",
+    "EDITOR_SIDE",
+    "MAX_CAPTION_BYTES",
+    "SEED_MAX",
+    "THUMB_SIDE",
+    "Entry",
+    "Studio",
+    "entry_id",
+    "set_seed_line",
+]
 
 
 class Studio(Views, Pixels, Edits):
     """The loaded dataset, re-read after every write; all methods are safe to call from several threads."""
 
-    def __init__(self, dataset: str | os.PathLike[str] | None, *, config: str | os.PathLike[str] | None = None,
-                 trainer_args: Sequence[str] = (), seed: int | None = None, model: str = "auto") -> None:
+    def __init__(
+        self,
+        dataset: str | os.PathLike[str] | None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        trainer_args: Sequence[str] = (),
+        seed: int | None = None,
+        model: str = "auto",
+    ) -> None:
         self.dataset, self.config, self.trainer_args, self.model = dataset, config, list(trainer_args), model
         self.seed = seed
         self.lock = threading.RLock()
@@ -98,8 +120,9 @@ class Studio(Views, Pixels, Edits):
 
     # -- reading ------------------------------------------------------------------------------
     def _load(self) -> Project:
-        project = load_project(self.dataset, config_file=self.config, trainer_args=self.trainer_args, seed=self.seed,
-                               strict=False)
+        project = load_project(
+            self.dataset, config_file=self.config, trainer_args=self.trainer_args, seed=self.seed, strict=False
+        )
         self.folders = folders_of(project, self.config)
         if hasattr(self, "history"):
             self.history.folders = self.folders
@@ -111,8 +134,12 @@ class Studio(Views, Pixels, Edits):
     def _plan(self) -> None:
         self.broken: dict[str, str] = {}
         for entry in self.entries.values():
-            if (entry.dropped or entry.id in self.outside or not entry.subset.config.enabled
-                    or entry.subset.kept_index is None):
+            if (
+                entry.dropped
+                or entry.id in self.outside
+                or not entry.subset.config.enabled
+                or entry.subset.kept_index is None
+            ):
                 continue
             try:
                 read_crop_box(entry.path, read_image_size(entry.path), entry.subset.config.crop_extension)
@@ -120,8 +147,7 @@ class Studio(Views, Pixels, Edits):
                 self.broken[str(entry.path)] = str(exc)
         self.error: str | None = None
         try:
-            self.planned: list[PlannedSubset] = plan_project(self.project, self.encoder,
-                                                             exclude=frozenset(self.broken))
+            self.planned: list[PlannedSubset] = plan_project(self.project, self.encoder, exclude=frozenset(self.broken))
         except CollageError as exc:
             self.planned, self.error = [], str(exc)
         for item in self.planned:
@@ -197,8 +223,10 @@ class Studio(Views, Pixels, Edits):
             named = {path, base + ext, ("_".join(tokens[:-4]) if len(tokens) >= 5 else base) + ext}
             if any(f.file in named for f in self.project.findings):
                 return False  # an earlier finding about its caption may be stale
-            if any(o.path.name.startswith(e.path.stem) and o is not e and _shares(o.path, e.path)
-                   for o in self.entries.values()):
+            if any(
+                o.path.name.startswith(e.path.stem) and o is not e and _shares(o.path, e.path)
+                for o in self.entries.values()
+            ):
                 return False  # another image reads the same caption or crop file: read them all
             caption, findings = read_caption(e.subset, path)
             if findings:
@@ -212,8 +240,12 @@ class Studio(Views, Pixels, Edits):
             if not e.subset.config.enabled or e.subset.kept_index is None:
                 continue
             try:
-                source = load_source(images[at].path, sample_key(images[at].path, e.subset.root), caption=caption,
-                                     crop_extension=e.subset.config.crop_extension)
+                source = load_source(
+                    images[at].path,
+                    sample_key(images[at].path, e.subset.root),
+                    caption=caption,
+                    crop_extension=e.subset.config.crop_extension,
+                )
             except CollageError as exc:
                 if self.broken.get(path) != str(exc):
                     return False
@@ -245,14 +277,33 @@ class Studio(Views, Pixels, Edits):
 
     def _state(self) -> dict[str, Any]:
         p = self.project
-        return {"version": self.version, "source": p.source, "seed": p.seed, "seed_why": p.seed_why,
-                "mode": p.mode, "mode_why": p.mode_why, "encoder": self.encoder.label, "exact": self.encoder.exact,
-                "static": self.mode == "static", "error": self.error, "can_undo": bool(self.history.changes),
-                "undo": self.history.changes[-1].what if self.history.changes else None,
-                "config": str(self.config) if self.config else None,
-                "subsets": [{"id": f"{d.index}/{s.index}", "name": s.name, "image_dir": s.image_dir,
-                             "collage": s.config.enabled, "skipped": s.skipped, "is_reg": s.is_reg}
-                            for d in p.datasets for s in d.subsets]}
+        return {
+            "version": self.version,
+            "source": p.source,
+            "seed": p.seed,
+            "seed_why": p.seed_why,
+            "mode": p.mode,
+            "mode_why": p.mode_why,
+            "encoder": self.encoder.label,
+            "exact": self.encoder.exact,
+            "static": self.mode == "static",
+            "error": self.error,
+            "can_undo": bool(self.history.changes),
+            "undo": self.history.changes[-1].what if self.history.changes else None,
+            "config": str(self.config) if self.config else None,
+            "subsets": [
+                {
+                    "id": f"{d.index}/{s.index}",
+                    "name": s.name,
+                    "image_dir": s.image_dir,
+                    "collage": s.config.enabled,
+                    "skipped": s.skipped,
+                    "is_reg": s.is_reg,
+                }
+                for d in p.datasets
+                for s in d.subsets
+            ],
+        }
 
     def entry(self, eid: object) -> Entry:
         """The image with this id.
@@ -265,10 +316,12 @@ class Studio(Views, Pixels, Edits):
             raise RefusedError(f"no image with id {eid!r} in this dataset", 404)
         return found
 
-    def _planner(self, project: Project, planned: list[PlannedSubset] | None,
-                 broken: frozenset[str]) -> Callable[[frozenset[str]], list[PlannedSubset]]:
+    def _planner(
+        self, project: Project, planned: list[PlannedSubset] | None, broken: frozenset[str]
+    ) -> Callable[[frozenset[str]], list[PlannedSubset]]:
         """The check's planner: the studio's own plan when the check leaves out the images the studio does
         (frame caches of its own: it runs outside the lock), else ``plan_project`` (sharing the memo)."""
+
         def plan(exclude: frozenset[str]) -> list[PlannedSubset]:
             if exclude == broken and planned is not None:
                 return detached(planned)
@@ -276,6 +329,7 @@ class Studio(Views, Pixels, Edits):
             for item in out:
                 item.memo = self._sampled
             return out
+
         return plan
 
     def check(self, epoch: int = 1) -> dict[str, Any]:
@@ -291,8 +345,10 @@ class Studio(Views, Pixels, Edits):
                 # write during the check makes a new project; this report then belongs to the old version only.
                 # Only images not in the quality cache (new or edited files) are decoded: after an edit, one.
                 # One process: forking a threaded server is unsafe (parallel.py); the first check is the slow one.
-                cached = (version, run_check(project, self.encoder, epoch=epoch, cache=self.measures, jobs_n=1,
-                                             planner=planner))
+                cached = (
+                    version,
+                    run_check(project, self.encoder, epoch=epoch, cache=self.measures, jobs_n=1, planner=planner),
+                )
         with self.lock:
             if self.version == version:
                 self._check = cached
@@ -303,9 +359,14 @@ class Studio(Views, Pixels, Edits):
             for f in report.findings:
                 eid = by_base.get(os.path.splitext(f.file)[0]) if f.file else None
                 (per.setdefault(eid, []) if eid else general).append(f.to_json())
-            return {"version": version, "findings": per, "general": general,
-                    "steps": report.summary["steps"]["describe"], "errors": len(report.errors),
-                    "warnings": len(report.warnings)}
+            return {
+                "version": version,
+                "findings": per,
+                "general": general,
+                "steps": report.summary["steps"]["describe"],
+                "errors": len(report.errors),
+                "warnings": len(report.warnings),
+            }
 
 
 def _shares(other: Path, path: Path) -> bool:

@@ -19,13 +19,13 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_collage_dataset import load  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from collage_ext.pixels.fit import cell_fit  # noqa: E402
+import fakes
+from collage_ext.pixels.fit import cell_fit
+from test_collage_dataset import load
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
@@ -51,8 +51,12 @@ def transparency_kinds(image: Image.Image) -> list[tuple[Image.Image, dict[str, 
     palette.putpalette([0, 0, 0] + quantized.getpalette()[: 254 * 3])
     keyed = np.asarray(image.convert("RGB")).copy()
     keyed[alpha == 0] = (1, 2, 3)  # fakes' gradients never reach this colour
-    return [(image, {}), (image.convert("LA"), {}), (palette, {"transparency": 0}),
-            (Image.fromarray(keyed, "RGB"), {"transparency": (1, 2, 3)})]
+    return [
+        (image, {}),
+        (image.convert("LA"), {}),
+        (palette, {"transparency": 0}),
+        (Image.fromarray(keyed, "RGB"), {"transparency": (1, 2, 3)}),
+    ]
 
 
 def write_alpha_dataset(root: Path, *, general: str = "", subset: str = "alpha_mask = true") -> Path:
@@ -73,7 +77,8 @@ def write_alpha_dataset(root: Path, *, general: str = "", subset: str = "alpha_m
         f'  [[datasets.subsets]]\n  image_dir = "{(root / "img").as_posix()}"\n  num_repeats = 1\n  {subset}\n'
         f'  [[datasets.subsets]]\n  image_dir = "{(root / "plain").as_posix()}"\n  num_repeats = 1\n'
         f"  collage_rate = 0.0\n  {subset}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return path
 
 
@@ -96,8 +101,9 @@ def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | Non
 
         def to_frame(x0: float, x1: float) -> slice:
             sx = dst.width / (box.right - box.left)
-            return slice(int(np.ceil(cell.x + dst.x + (x0 - box.left) * sx)) + 4,
-                         int(cell.x + dst.x + (x1 - box.left) * sx) - 4)
+            return slice(
+                int(np.ceil(cell.x + dst.x + (x0 - box.left) * sx)) + 4, int(cell.x + dst.x + (x1 - box.left) * sx) - 4
+            )
 
         rows = slice(cell.y + dst.y + 4, cell.y + dst.bottom - 4)
         width = source.size.width
@@ -144,8 +150,10 @@ def test_cells_mask_their_sources_transparent_regions(tmp_path: Path, toks: fake
             assert alpha.shape == (params.layout.frame.height, params.layout.frame.width)
             zero, one = regions(frames, frames.groups(1)[slot], params, masked)
             # sd-scripts' masked loss on a loss of ones at latent size: the weight each latent pixel gets.
-            weights = masked_loss(torch.ones(1, 4, alpha.shape[0] // 8, alpha.shape[1] // 8),
-                                  {"alpha_masks": batch["alpha_masks"][n : n + 1]})[0, 0].numpy()
+            weights = masked_loss(
+                torch.ones(1, 4, alpha.shape[0] // 8, alpha.shape[1] // 8),
+                {"alpha_masks": batch["alpha_masks"][n : n + 1]},
+            )[0, 0].numpy()
             for rows, cols in zero:
                 assert (alpha[rows, cols] == 0).all(), f"{key}: transparent source pixels have weight > 0"
                 zero_px += alpha[rows, cols].size
@@ -166,10 +174,13 @@ def test_alpha_mask_off_keeps_sources_flattened(tmp_path: Path, toks: fakes.Tiny
 
 
 def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
-        tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
+    tmp_path: Path, toks: fakes.TinyTokenizers
+) -> None:
     """Static mode + --cache_latents: the cached mask is 0 on transparent source pixels, the pad weight on padding."""
-    config = write_alpha_dataset(tmp_path, general="collage_loss_mask = true\ncollage_pad_weight = 0.25\n"
-                                                   "collage_gutter = 8\ncollage_variants = 1")
+    config = write_alpha_dataset(
+        tmp_path,
+        general="collage_loss_mask = true\ncollage_pad_weight = 0.25\ncollage_gutter = 8\ncollage_variants = 1",
+    )
     group, _, _ = load(tmp_path, toks, config, "--cache_latents", "--masked_loss")
     dataset = group.datasets[0]
     assert dataset._static
@@ -181,8 +192,9 @@ def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
     zero_regions = 0
     for path, (frames, members, variant) in dataset._static.items():
         sources = frames.sources_of(members)
-        params = frames.collage.make_params(sources, seed=frames.pool.seed, epoch=variant,
-                                            frame=frames.pool.frame_for(members))
+        params = frames.collage.make_params(
+            sources, seed=frames.pool.seed, epoch=variant, frame=frames.pool.frame_for(members)
+        )
         mask = frames.collage.render(sources, params, with_mask=True).mask
         cached = np.asarray(dataset.image_data[path].alpha_mask, dtype=np.float32)
         assert cached.shape == mask.shape
@@ -199,12 +211,12 @@ def test_static_frames_carry_source_alpha_and_pad_weight_through_latent_caching(
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
-def test_preview_shows_the_weights_training_gets(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                 monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+def test_preview_shows_the_weights_training_gets(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
     """`collage-ext preview` writes each frame with the alpha the adapter hands sd-scripts (dynamic) or caches."""
-    from test_cli_identity import load as load_like_the_cli
-
     from collage_ext.cli import main
+    from test_cli_identity import load as load_like_the_cli
 
     extra = ["--cache_latents"] if mode == "static" else []
     with fakes.as_the_cli(monkeypatch):
@@ -215,8 +227,10 @@ def test_preview_shows_the_weights_training_gets(tmp_path: Path, toks: fakes.Tin
         assert main(["preview", str(config), "--out", str(out), "--", *extra]) == 0  # seed derived, as in training
     if mode == "dynamic":
         group.set_current_epoch(1)
-        expected = {Path(path).stem: dataset.load_image_with_face_info(dataset.image_to_subset[path], path, True)[0]
-                    for path in dataset._frames}
+        expected = {
+            Path(path).stem: dataset.load_image_with_face_info(dataset.image_to_subset[path], path, True)[0]
+            for path in dataset._frames
+        }
     else:
         expected = {}
         for path in dataset._static:

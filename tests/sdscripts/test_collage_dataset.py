@@ -18,10 +18,10 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-import torch  # noqa: E402
+import torch
 
-from collage_ext.core.errors import CollageConfigError  # noqa: E402
+import fakes
+from collage_ext.core.errors import CollageConfigError
 
 MAIN = fakes.is_strategy_era()
 main_only = pytest.mark.skipif(not MAIN, reason="Flux/Chroma and the strategy API exist only on sd-scripts main")
@@ -31,8 +31,6 @@ pytestmark = pytest.mark.sdscripts
 # the scale rule side by side / stacked in them (a square cannot: with 256 px buckets every frame is square).
 SIZES = [(128, 192)] * 4 + [(192, 128)] * 4 + [(144, 192)] * 4
 ID = re.compile(r"id\d{3}")
-
-
 
 
 def write_dataset(root: Path, sizes: list[tuple[int, int]] = SIZES) -> Path:
@@ -54,14 +52,26 @@ def dataset_toml(tmp: Path, image_dir: Path, general: str = "", subset: str = ""
     return path
 
 
-def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path | None, *extra: str, kind: str = "sdxl",
-         **config_file: Any) -> tuple[Any, Any, Any]:
+def load(
+    tmp: Path, toks: fakes.TinyTokenizers, config: Path | None, *extra: str, kind: str = "sdxl", **config_file: Any
+) -> tuple[Any, Any, Any]:
     """``train_util.load_arbitrary_dataset`` exactly as the trainer calls it; returns (group, args, trainer).
 
     ``config_file`` keys land on ``args`` the way sd-scripts' ``--config_file`` TOML puts them there.
     """
-    argv = ["--dataset_class", "collage_ext.CollageDataset", "--tokenizer_cache_dir", str(toks.cache_dir),
-            "--output_dir", str(tmp / "out"), "--max_data_loader_n_workers", "0", "--seed", "42", *extra]
+    argv = [
+        "--dataset_class",
+        "collage_ext.CollageDataset",
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+        "--output_dir",
+        str(tmp / "out"),
+        "--max_data_loader_n_workers",
+        "0",
+        "--seed",
+        "42",
+        *extra,
+    ]
     if config is not None:
         argv += ["--dataset_config", str(config)]
     if kind == "flux":
@@ -82,7 +92,9 @@ def id_counts(captions: list[str]) -> collections.Counter[str]:
     return collections.Counter(i for c in captions for i in ID.findall(c))
 
 
-@pytest.mark.parametrize("kind", ["sdxl", pytest.param("flux", marks=main_only), pytest.param("chroma", marks=main_only)])
+@pytest.mark.parametrize(
+    "kind", ["sdxl", pytest.param("flux", marks=main_only), pytest.param("chroma", marks=main_only)]
+)
 def test_loads_through_real_loader(tmp_path: Path, toks: fakes.TinyTokenizers, kind: str) -> None:
     """The one-line enable yields a genuine DatasetGroup of collage frames at the frame size."""
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
@@ -102,8 +114,10 @@ def test_collage_rate_zero_is_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyT
     image_dir = write_dataset(tmp_path)
     plain_config = dataset_toml(tmp_path, image_dir)  # what plain sd-scripts reads (it rejects collage keys)
     config = tmp_path / "collage_off.toml"
-    config.write_text(plain_config.read_text(encoding="utf-8").replace("[general]\n", "[general]\ncollage_rate = 0\n"),
-                      encoding="utf-8")
+    config.write_text(
+        plain_config.read_text(encoding="utf-8").replace("[general]\n", "[general]\ncollage_rate = 0\n"),
+        encoding="utf-8",
+    )
     group, args, _ = load(tmp_path, toks, config)
     args.dataset_config = str(plain_config)
     with fakes.fresh_strategies():
@@ -134,8 +148,14 @@ def run_loader(group: Any, workers: int, persistent: bool, epochs: int = 3) -> l
     train_util = fakes.import_sd("library.train_util")
     current_epoch, current_step = Value("i", 0), Value("i", 0)
     collator = train_util.collator_class(current_epoch, current_step, group if workers == 0 else None)
-    loader = torch.utils.data.DataLoader(group, batch_size=1, shuffle=True, collate_fn=collator,
-                                         num_workers=workers, persistent_workers=persistent and workers > 0)
+    loader = torch.utils.data.DataLoader(
+        group,
+        batch_size=1,
+        shuffle=True,
+        collate_fn=collator,
+        num_workers=workers,
+        persistent_workers=persistent and workers > 0,
+    )
     seen = []
     for epoch in range(epochs):
         current_epoch.value = epoch + 1
@@ -147,10 +167,14 @@ def run_loader(group: Any, workers: int, persistent: bool, epochs: int = 3) -> l
     return seen
 
 
-@pytest.mark.parametrize(("workers", "persistent"), [(0, False), (2, False), (2, True)],
-                         ids=["main-process", "2-workers", "2-persistent-workers"])
-def test_exact_coverage_through_dataloader(tmp_path: Path, toks: fakes.TinyTokenizers, workers: int,
-                                           persistent: bool) -> None:
+@pytest.mark.parametrize(
+    ("workers", "persistent"),
+    [(0, False), (2, False), (2, True)],
+    ids=["main-process", "2-workers", "2-persistent-workers"],
+)
+def test_exact_coverage_through_dataloader(
+    tmp_path: Path, toks: fakes.TinyTokenizers, workers: int, persistent: bool
+) -> None:
     """Each epoch shows every image exactly num_repeats times, and the frames match workers=0 byte for byte."""
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 0.7")
     group, _, _ = load(tmp_path, toks, config)
@@ -190,8 +214,9 @@ def cache_all(group: Any, args: Any, trainer: Any, vae: Any, toks: fakes.TinyTok
         else:
             tokenizers = trainer.load_tokenizer(args)
             group.cache_latents(vae, args.vae_batch_size, args.cache_latents_to_disk, acc.is_main_process)
-            trainer.cache_text_encoder_outputs_if_needed(args, acc, None, None, tokenizers, [te1, te2], group,
-                                                         torch.float32)
+            trainer.cache_text_encoder_outputs_if_needed(
+                args, acc, None, None, tokenizers, [te1, te2], group, torch.float32
+            )
 
 
 def frame_paths(group: Any) -> set[str]:
@@ -204,8 +229,14 @@ def test_static_mode_disk_caches_reused_and_invalidated(tmp_path: Path, toks: fa
     invalidates exactly the frames that contain that image."""
     image_dir = write_dataset(tmp_path)
     config = dataset_toml(tmp_path, image_dir, general="collage_rate = 1.0\ncollage_variants = 2")
-    flags = ["--cache_latents", "--cache_latents_to_disk", "--cache_text_encoder_outputs",
-             "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only", "--lowram"]
+    flags = [
+        "--cache_latents",
+        "--cache_latents_to_disk",
+        "--cache_text_encoder_outputs",
+        "--cache_text_encoder_outputs_to_disk",
+        "--network_train_unet_only",
+        "--lowram",
+    ]
 
     def build_and_cache() -> tuple[set[str], int]:
         with fakes.fresh_strategies():
@@ -267,7 +298,9 @@ def test_seed_from_command_line(tmp_path: Path, toks: fakes.TinyTokenizers, monk
     assert group.datasets[0].bucket_info["collage_ext"]["seed"] == 42
 
 
-def test_ranks_with_different_roots(tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ranks_with_different_roots(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two nodes of one run mount the dataset elsewhere; without --seed both plan the same frames.
 
     The derived seed reduces paths to their names (``run.derived_seed``); it used to hash the absolute
@@ -286,8 +319,10 @@ def test_ranks_with_different_roots(tmp_path: Path, toks: fakes.TinyTokenizers, 
                 group.set_current_epoch(epoch)
                 for i in range(len(group)):
                     example = group[i]
-                    frames += [(c, hashlib.sha256(example["images"][n].numpy().tobytes()).hexdigest())
-                               for n, c in enumerate(example["captions"])]
+                    frames += [
+                        (c, hashlib.sha256(example["images"][n].numpy().tobytes()).hexdigest())
+                        for n, c in enumerate(example["captions"])
+                    ]
         plans.append((seed, frames))
     assert plans[0][1] and all(len(ID.findall(c)) >= 2 for c, _ in plans[0][1])
     assert plans[0] == plans[1]
@@ -295,10 +330,22 @@ def test_ranks_with_different_roots(tmp_path: Path, toks: fakes.TinyTokenizers, 
 
 def test_train_data_dir_with_config_file_defaults(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """--train_data_dir with N_name folders; collage keys from the training --config_file apply to all."""
-    fakes.write_dreambooth_dir(tmp_path / "data", subdir="3_cat", sizes=SIZES[:6],
-                               captions=[f"sks, id{i:03d}" for i in range(6)])
-    group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(tmp_path / "data"), "--caption_extension", ".txt",
-                       "--resolution", "256", collage_rate=1.0, collage_max_images=2)
+    fakes.write_dreambooth_dir(
+        tmp_path / "data", subdir="3_cat", sizes=SIZES[:6], captions=[f"sks, id{i:03d}" for i in range(6)]
+    )
+    group, _, _ = load(
+        tmp_path,
+        toks,
+        None,
+        "--train_data_dir",
+        str(tmp_path / "data"),
+        "--caption_extension",
+        ".txt",
+        "--resolution",
+        "256",
+        collage_rate=1.0,
+        collage_max_images=2,
+    )
     captions = epoch_captions(group, 1)
     assert id_counts(captions) == {f"id{i:03d}": 3 for i in range(6)}  # 3 repeats from the folder name
     assert all(len(ID.findall(c)) == 2 for c in captions)
@@ -312,8 +359,18 @@ def test_in_json_fine_tuning(tmp_path: Path, toks: fakes.TinyTokenizers) -> None
     # absolute image paths as keys: the one metadata form both v0.9.1 and main resolve the same way
     meta = {str(p): {"caption": p.with_suffix(".txt").read_text().strip()} for p in sorted(image_dir.glob("*.png"))}
     (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(image_dir), "--in_json",
-                       str(tmp_path / "meta.json"), "--resolution", "256", collage_rate=1.0)
+    group, _, _ = load(
+        tmp_path,
+        toks,
+        None,
+        "--train_data_dir",
+        str(image_dir),
+        "--in_json",
+        str(tmp_path / "meta.json"),
+        "--resolution",
+        "256",
+        collage_rate=1.0,
+    )
     train_util = fakes.import_sd("library.train_util")
     assert isinstance(group.datasets[0], train_util.FineTuningDataset)
     assert id_counts(epoch_captions(group, 1)) == {f"id{i:03d}": 1 for i in range(6)}
@@ -321,14 +378,18 @@ def test_in_json_fine_tuning(tmp_path: Path, toks: fakes.TinyTokenizers) -> None
 
 def test_phrase_repetition_uses_trainer_tokenizer(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """collage_repeat_phrases repeats a present phrase; the counter is the trainer's real tokenizer."""
-    config = dataset_toml(tmp_path, write_dataset(tmp_path), general='collage_rate = 1.0\n'
-                          'collage_repeat_phrases = ["<keep_tokens>"]\ncollage_repeat_count = 1',
-                          subset='caption_separator = ","')
+    config = dataset_toml(
+        tmp_path,
+        write_dataset(tmp_path),
+        general='collage_rate = 1.0\ncollage_repeat_phrases = ["<keep_tokens>"]\ncollage_repeat_count = 1',
+        subset='caption_separator = ","',
+    )
     group, _, _ = load(tmp_path, toks, config, "--max_token_length", "150")
     frames = next(f for f, _ in group.datasets[0]._frames.values())
     counter = frames.collage.counter
-    assert counter is not None and counter("sks, id001") == len(toks.clip_l("sks, id001", add_special_tokens=False)
-                                                                ["input_ids"])
+    assert counter is not None and counter("sks, id001") == len(
+        toks.clip_l("sks, id001", add_special_tokens=False)["input_ids"]
+    )
     assert frames.collage.budget is not None and frames.collage.budget.max_tokens == 150
 
 
@@ -338,8 +399,10 @@ def test_regularisation_subset_stays_single(tmp_path: Path, toks: fakes.TinyToke
     reg_dir = tmp_path / "reg"
     fakes.write_dreambooth_dir(tmp_path, subdir="reg", sizes=SIZES[:4], captions=["person"] * 4)
     config = dataset_toml(tmp_path, image_dir, general="collage_rate = 1.0")
-    config.write_text(config.read_text() + f'  [[datasets.subsets]]\n  image_dir = "{reg_dir.as_posix()}"\n'
-                      "  is_reg = true\n", encoding="utf-8")
+    config.write_text(
+        config.read_text() + f'  [[datasets.subsets]]\n  image_dir = "{reg_dir.as_posix()}"\n  is_reg = true\n',
+        encoding="utf-8",
+    )
     group, _, _ = load(tmp_path, toks, config)
     reg_infos = [i for i in group.image_data.values() if i.is_reg]
     assert sorted(Path(i.absolute_path).parent.name for i in reg_infos) == ["reg"] * 4

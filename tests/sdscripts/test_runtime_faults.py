@@ -26,16 +26,17 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-import numpy as np  # noqa: E402
-import toml  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load  # noqa: E402
+import numpy as np
+import toml
+from PIL import Image
+
+import fakes
+from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from collage_ext.plan import frames as frames_module  # noqa: E402
-from collage_ext.core.config import OPTIONS, NumberRule, resolve_config  # noqa: E402
-from collage_ext.core.errors import CollageCacheError, CollageConfigError, CollageInputError  # noqa: E402
+from collage_ext.core.config import OPTIONS, NumberRule, resolve_config
+from collage_ext.core.errors import CollageCacheError, CollageConfigError, CollageInputError
+from collage_ext.plan import frames as frames_module
 
 pytestmark = pytest.mark.sdscripts
 SKIP = 'collage_rate = 1.0\ncollage_on_error = "skip"'
@@ -63,7 +64,8 @@ def expect_exact_without(group: Any, gone: str, repeats: int, count: int = len(S
         counts = id_counts(captions)
         assert counts.get(gone, 0) == 0
         assert {k: v for k, v in counts.items() if k != gone} == {
-            f"id{i:03d}": repeats for i in range(count) if f"id{i:03d}" != gone}
+            f"id{i:03d}": repeats for i in range(count) if f"id{i:03d}" != gone
+        }
     assert len(lengths) == 1
 
 
@@ -77,8 +79,9 @@ NUMERIC = [o for o in OPTIONS if isinstance(o.convert, NumberRule)]
 
 @pytest.mark.parametrize("option", [o.name for o in NUMERIC])
 @pytest.mark.parametrize("literal", ["nan", "inf", "-inf", '"1"'])
-def test_non_numbers_refused_by_the_loader(tmp_path: Path, toks: fakes.TinyTokenizers, option: str,
-                                           literal: str) -> None:
+def test_non_numbers_refused_by_the_loader(
+    tmp_path: Path, toks: fakes.TinyTokenizers, option: str, literal: str
+) -> None:
     """The real loader refuses what ``collage-ext check`` refuses (tests/test_config_values.py), same message."""
     folder = write_images(tmp_path / "img", SIZES[:2])
     config = dataset_toml(tmp_path, folder, subset=f"{option} = {literal}")
@@ -110,8 +113,11 @@ def replace_exif_rotated(path: Path) -> None:
     image.save(path.with_suffix(".png"), exif=exif)
 
 
-REPLACEMENTS = {"other-orientation": replace_other_orientation, "half-size": replace_smaller,
-                "exif-rotated": replace_exif_rotated}
+REPLACEMENTS = {
+    "other-orientation": replace_other_orientation,
+    "half-size": replace_smaller,
+    "exif-rotated": replace_exif_rotated,
+}
 
 
 @pytest.mark.parametrize("how", list(REPLACEMENTS))
@@ -121,14 +127,18 @@ def test_replaced_source_raise(tmp_path: Path, toks: fakes.TinyTokenizers, how: 
     group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=RAISE))
     epoch_captions(group, 1)
     REPLACEMENTS[how](folder / "img_000.png")
-    with pytest.raises(CollageInputError, match=r"img_000\.png changed while training: it is \d+x\d+ now, its "
-                                                r"frames were planned for 128x192; restart training"):
+    with pytest.raises(
+        CollageInputError,
+        match=r"img_000\.png changed while training: it is \d+x\d+ now, its "
+        r"frames were planned for 128x192; restart training",
+    ):
         epoch_captions(group, 2)
 
 
 @pytest.mark.parametrize("how", list(REPLACEMENTS))
-def test_replaced_source_skip(tmp_path: Path, toks: fakes.TinyTokenizers, how: str,
-                              caplog: pytest.LogCaptureFixture) -> None:
+def test_replaced_source_skip(
+    tmp_path: Path, toks: fakes.TinyTokenizers, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Under skip the replaced file leaves the run; the rest keeps exact coverage."""
     folder = write_images(tmp_path / "img")
     group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=SKIP))
@@ -152,8 +162,9 @@ def test_same_size_replacement_trains_the_new_pixels(tmp_path: Path, toks: fakes
 
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])
-def test_deleted_source(tmp_path: Path, toks: fakes.TinyTokenizers, policy: str,
-                        caplog: pytest.LogCaptureFixture) -> None:
+def test_deleted_source(
+    tmp_path: Path, toks: fakes.TinyTokenizers, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A source deleted mid-run: raise names it; skip leaves it out with exact coverage of the rest."""
     folder = write_images(tmp_path / "img")
     group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=SKIP if policy == "skip" else RAISE))
@@ -183,8 +194,7 @@ def resize_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[int, int], t
 
 def single_only_config(tmp_path: Path, folder: Path, policy: str) -> Path:
     # rate 0.01 of 10 samples rounds to no collage frame: every image is a single sd-scripts loads itself
-    return dataset_toml(tmp_path, folder, repeats=1,
-                        general=f'collage_rate = 0.01\ncollage_on_error = "{policy}"')
+    return dataset_toml(tmp_path, folder, repeats=1, general=f'collage_rate = 0.01\ncollage_on_error = "{policy}"')
 
 
 @pytest.mark.parametrize("fault", ["deleted", "other-orientation"])
@@ -205,8 +215,9 @@ def test_single_image_fault_raise(tmp_path: Path, toks: fakes.TinyTokenizers, fa
         epoch_captions(group, 1)
 
 
-def test_single_image_replacement_keeps_the_aspect(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                   resize_spy: list[Any]) -> None:
+def test_single_image_replacement_keeps_the_aspect(
+    tmp_path: Path, toks: fakes.TinyTokenizers, resize_spy: list[Any]
+) -> None:
     """Under skip a failed single is replaced by another image cropped to its aspect, never stretched."""
     folder = write_images(tmp_path / "img")
     group, _, _ = load(tmp_path, toks, single_only_config(tmp_path, folder, "skip"))
@@ -218,15 +229,25 @@ def test_single_image_replacement_keeps_the_aspect(tmp_path: Path, toks: fakes.T
         assert abs(width / height - target_w / target_h) < 0.02, "a stretched image reached sd-scripts' resize"
 
 
-@pytest.mark.parametrize(("before", "after", "fault"), [
-    ("0, 0, 100, 150", "10, 10, 110, 160", True),
-    ("0, 0, 100, 150", "# tightened\n0 0 100 150", False),  # same box: no change
-    (None, "0, 0, 64, 96", True),  # sidecar added
-    ("0, 0, 100, 150", None, True),  # sidecar removed
-])
+@pytest.mark.parametrize(
+    ("before", "after", "fault"),
+    [
+        ("0, 0, 100, 150", "10, 10, 110, 160", True),
+        ("0, 0, 100, 150", "# tightened\n0 0 100 150", False),  # same box: no change
+        (None, "0, 0, 64, 96", True),  # sidecar added
+        ("0, 0, 100, 150", None, True),  # sidecar removed
+    ],
+)
 @pytest.mark.parametrize("policy", ["raise", "skip"])
-def test_crop_sidecar_edited(tmp_path: Path, toks: fakes.TinyTokenizers, before: str | None, after: str | None,
-                             fault: bool, policy: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_crop_sidecar_edited(
+    tmp_path: Path,
+    toks: fakes.TinyTokenizers,
+    before: str | None,
+    after: str | None,
+    fault: bool,
+    policy: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A .crop edited mid-run is never silently ignored nor applied to cells planned for the old box."""
     folder = write_images(tmp_path / "img")
     sidecar = folder / "img_000.crop"
@@ -243,8 +264,11 @@ def test_crop_sidecar_edited(tmp_path: Path, toks: fakes.TinyTokenizers, before:
         assert id_counts(epoch_captions(group, 1)) == {f"id{i:03d}": 2 for i in range(len(SIZES))}
         return
     if policy == "raise":
-        with pytest.raises(CollageInputError, match=r"crop file .*img_000\.crop changed while training: the frames "
-                                                    r"were planned with .*restart training to use the new box"):
+        with pytest.raises(
+            CollageInputError,
+            match=r"crop file .*img_000\.crop changed while training: the frames "
+            r"were planned with .*restart training to use the new box",
+        ):
             epoch_captions(group, 1)
         return
     expect_exact_without(group, "id000", 2)
@@ -270,8 +294,9 @@ def _build_in_child(tmp: Path, toks: fakes.TinyTokenizers, config: Path, barrier
         queue.put(f"{type(exc).__name__}: {exc}")
 
 
-def test_two_processes_build_one_static_cache(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_processes_build_one_static_cache(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two runs render the same cache folder at once: no torn or mixed files, both train the same frames."""
     folder = write_images(tmp_path / "img")
     cache = tmp_path / "shared_cache"
@@ -292,8 +317,10 @@ def test_two_processes_build_one_static_cache(tmp_path: Path, toks: fakes.TinyTo
 
     monkeypatch.setattr(frames_module, "write_png_atomic", slow_write)
     barrier, queue = context.Barrier(2), context.Queue()
-    children = [context.Process(target=_build_in_child, args=(tmp_path / f"run{n}", toks, config, barrier, queue))
-                for n in range(2)]
+    children = [
+        context.Process(target=_build_in_child, args=(tmp_path / f"run{n}", toks, config, barrier, queue))
+        for n in range(2)
+    ]
     for child in children:
         child.start()
     results = [queue.get(timeout=300) for _ in children]
@@ -311,9 +338,13 @@ def test_two_processes_build_one_static_cache(tmp_path: Path, toks: fakes.TinyTo
 
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])
-def test_source_deleted_between_planning_and_rendering(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                       monkeypatch: pytest.MonkeyPatch, policy: str,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_source_deleted_between_planning_and_rendering(
+    tmp_path: Path,
+    toks: fakes.TinyTokenizers,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Static mode: a file that vanishes after its header was read follows the policy while frames render."""
     from collage_ext.sdscripts import mapper
 
@@ -335,8 +366,9 @@ def test_source_deleted_between_planning_and_rendering(tmp_path: Path, toks: fak
     assert skipped_once(caplog, "img_003.png")
 
 
-def test_static_frame_deleted_from_the_cache_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_static_frame_deleted_from_the_cache_is_rendered_again(
+    tmp_path: Path, toks: fakes.TinyTokenizers, caplog: pytest.LogCaptureFixture
+) -> None:
     """Someone cleans the cache folder mid-run: the frame comes back byte for byte, coverage unchanged."""
     folder = write_images(tmp_path / "img")
     group, _, _ = load(tmp_path, toks, dataset_toml(tmp_path, folder, general=RAISE), *STATIC)
@@ -352,8 +384,11 @@ def test_static_frame_deleted_from_the_cache_is_rendered_again(tmp_path: Path, t
 def test_non_finite_in_the_training_config_file(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """collage_* defaults in the training --config_file are checked the same way, naming that file."""
     folder = write_images(tmp_path / "img", SIZES[:2])
-    with pytest.raises(CollageConfigError, match=r"collage_pad_weight must be .*\(a finite number, not nan or inf\), "
-                                                 r"got nan; e\.g\. collage_pad_weight = 0\.1 @ "):
+    with pytest.raises(
+        CollageConfigError,
+        match=r"collage_pad_weight must be .*\(a finite number, not nan or inf\), "
+        r"got nan; e\.g\. collage_pad_weight = 0\.1 @ ",
+    ):
         load(tmp_path, toks, dataset_toml(tmp_path, folder), collage_pad_weight=math.nan)
 
 
@@ -382,8 +417,11 @@ def test_read_only_cache_folder_fails_at_start(tmp_path: Path, toks: fakes.TinyT
     folder = write_images(tmp_path / "img")
     with read_only_folder(tmp_path / "ro") as cache:
         config = dataset_toml(tmp_path, folder, general=f'{RAISE}\ncollage_cache_dir = "{cache}"')
-        with pytest.raises(CollageCacheError, match=rf"collage cache folder {cache} cannot be written: .*make the "
-                                                    r"folder writable, or set collage_cache_dir"):
+        with pytest.raises(
+            CollageCacheError,
+            match=rf"collage cache folder {cache} cannot be written: .*make the "
+            r"folder writable, or set collage_cache_dir",
+        ):
             load(tmp_path, toks, config, *STATIC)
 
 
@@ -417,16 +455,21 @@ def _assert_no_partial_entries(cache: Path) -> None:
 
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])
-def test_disk_full_while_rendering(tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch,
-                                   policy: str) -> None:
+def test_disk_full_while_rendering(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch, policy: str
+) -> None:
     """ENOSPC mid-frame: a clear error under either policy, complete frames only; a later run finishes the job."""
     folder = write_images(tmp_path / "img")
     cache = tmp_path / "cache"
-    config = dataset_toml(tmp_path, folder, general=f'collage_rate = 1.0\ncollage_on_error = "{policy}"\n'
-                                                    f'collage_cache_dir = "{cache}"')
+    config = dataset_toml(
+        tmp_path, folder, general=f'collage_rate = 1.0\ncollage_on_error = "{policy}"\ncollage_cache_dir = "{cache}"'
+    )
     monkeypatch.setattr(frames_module.os, "fdopen", _Quota(40_000))
-    with pytest.raises(CollageCacheError, match=rf"collage cache folder {cache} cannot write collage_\w+\.png: No "
-                                                r"space left on device; .*free space on that disk"):
+    with pytest.raises(
+        CollageCacheError,
+        match=rf"collage cache folder {cache} cannot write collage_\w+\.png: No "
+        r"space left on device; .*free space on that disk",
+    ):
         load(tmp_path, toks, config, *STATIC)
     monkeypatch.undo()
     written = {p.name for p in cache.iterdir()}

@@ -70,9 +70,9 @@ def test_a_crop_renders_only_the_frames_that_hold_the_image(dataset: Dataset, co
     assert counted["measure"] == []  # a crop box does not change the image file: its measures stand
 
 
-def test_a_caption_edit_renders_nothing_and_answers_before_the_plan_is_read(dataset: Dataset,
-                                                                            counted: dict[str, list[Any]],
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_caption_edit_renders_nothing_and_answers_before_the_plan_is_read(
+    dataset: Dataset, counted: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     studio = Studio(dataset.toml, config=dataset.train)
     show_all(studio)
     studio.check(1)
@@ -144,8 +144,9 @@ def shown(studio: Studio, epoch: int) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("seed, static", [(1, False), (2, False), (3, False), (4, True)])
-def test_after_random_edits_the_studio_shows_what_a_full_read_shows(dataset: Dataset, seed: int, static: bool,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_after_random_edits_the_studio_shows_what_a_full_read_shows(
+    dataset: Dataset, seed: int, static: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Captions, crop boxes (shapes that regroup the pool, and ones that do not), clears and undos, read after
     one or several edits: the per-image refresh gives exactly the sources, frames and params of a new studio."""
     gen = random.Random(seed)
@@ -186,19 +187,22 @@ def test_after_random_edits_the_studio_shows_what_a_full_read_shows(dataset: Dat
         before = [j.params for j in studio._frameset(epoch)[0].jobs] if studio._frames else None
         incremental = shown(studio, epoch)
         regrouped += before is not None and [j.params.keys for j in studio._frameset(epoch)[0].jobs] != [
-            p.keys for p in before]
+            p.keys for p in before
+        ]
         fresh = Studio(dataset.toml, config=dataset.train, trainer_args=args)
         assert incremental == shown(fresh, epoch), f"step {step}"
         project = load_project(dataset.toml, config_file=dataset.train, trainer_args=args, strict=False)
         cli = frames_for(plan_project(project, text_encoder_for(project.run.values)), studio.mode, epoch)  # no memo
         assert [(j.name, j.params, j.caption) for j in cli.jobs] == [
-            (j.name, j.params, j.caption) for j in studio._frameset(epoch)[0].jobs], f"step {step}"
+            (j.name, j.params, j.caption) for j in studio._frameset(epoch)[0].jobs
+        ], f"step {step}"
     assert regrouped >= 1  # some crops changed the grouping of the epoch (not only the edited image's frames)
     assert full_reads == []  # every edit above was refreshed per image, none by reading the whole dataset
 
 
-def test_an_edit_of_a_caption_two_images_read_reads_everything_again(dataset: Dataset,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_edit_of_a_caption_two_images_read_reads_everything_again(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``mychar_02.jpg`` and ``mychar_02.png`` both read ``mychar_02.txt``: editing it refreshes both images."""
     Image.open(dataset.images / "mychar_02.png").convert("RGB").save(dataset.images / "mychar_02.jpg")
     studio = Studio(dataset.toml, config=dataset.train)
@@ -208,6 +212,9 @@ def test_an_edit_of_a_caption_two_images_read_reads_everything_again(dataset: Da
     studio.set_caption("0/0/mychar_02.png", "mychar, 1girl, one caption for two files")
     sources = {s["id"]: s for s in studio.sources(1)["sources"]}
     assert full_reads == [1]
-    assert sources["0/0/mychar_02.jpg"]["caption"] == sources["0/0/mychar_02.png"]["caption"] == (
-        "mychar, 1girl, one caption for two files")
+    assert (
+        sources["0/0/mychar_02.jpg"]["caption"]
+        == sources["0/0/mychar_02.png"]["caption"]
+        == ("mychar, 1girl, one caption for two files")
+    )
     assert shown(studio, 1) == shown(Studio(dataset.toml, config=dataset.train), 1)

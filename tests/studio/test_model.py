@@ -11,14 +11,13 @@ import pytest
 from collage_ext.captions import CaptionGrammar, clip_budget, estimate_tokens, t5_budget
 from collage_ext.cli import main
 from collage_ext.kohya.datasets import glob_images
-from collage_ext.plan.project import load_project
 from collage_ext.plan.framesets import text_encoder_for
+from collage_ext.plan.framestats import frame_stats
 from collage_ext.plan.jobs import frames_for
-from collage_ext.plan.project import plan_project
+from collage_ext.plan.project import load_project, plan_project
 from collage_ext.studio import files as studio_files
 from collage_ext.studio.files import Folders, History, RefusedError
 from collage_ext.studio.model import Studio
-from collage_ext.plan.framestats import frame_stats
 from collage_ext.studio.tokens import caption_view, token_view
 
 from .conftest import Dataset
@@ -32,10 +31,12 @@ def test_frames_are_previews_frames(dataset: Dataset) -> None:
     for epoch in (1, 2, 3):
         cli = frames_for(plan_project(project, encoder), "dynamic", epoch)
         ours = studio.frames(epoch)["frames"]
-        assert [(f["name"], f["layout"], f["caption"]) for f in ours] == [(j.name, j.params.layout.name, j.caption)
-                                                                           for j in cli.jobs]
-        assert [[s["name"] for s in f["sources"]] for f in ours] == [[Path(s.path).name for s in j.sources]
-                                                                     for j in cli.jobs]
+        assert [(f["name"], f["layout"], f["caption"]) for f in ours] == [
+            (j.name, j.params.layout.name, j.caption) for j in cli.jobs
+        ]
+        assert [[s["name"] for s in f["sources"]] for f in ours] == [
+            [Path(s.path).name for s in j.sources] for j in cli.jobs
+        ]
 
 
 def test_fill_and_span_match_the_rendered_pixels(dataset: Dataset) -> None:
@@ -162,8 +163,11 @@ def test_metadata_subsets_are_read_only(tmp_path: Path, monkeypatch: pytest.Monk
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({f"p{i}.png": {"caption": f"cap {i}"} for i in range(2)}), encoding="utf-8")
     toml = tmp_path / "ds.toml"
-    toml.write_text(f'[[datasets]]\nresolution = 128\n[[datasets.subsets]]\nimage_dir = "{images.as_posix()}"\n'
-                    f'metadata_file = "{meta.as_posix()}"\n', encoding="utf-8")
+    toml.write_text(
+        f'[[datasets]]\nresolution = 128\n[[datasets.subsets]]\nimage_dir = "{images.as_posix()}"\n'
+        f'metadata_file = "{meta.as_posix()}"\n',
+        encoding="utf-8",
+    )
     studio = Studio(toml)
     with pytest.raises(RefusedError, match="metadata_file"):
         studio.set_caption("0/0/p0.png", "new")
@@ -171,8 +175,9 @@ def test_metadata_subsets_are_read_only(tmp_path: Path, monkeypatch: pytest.Monk
         studio.drop("0/0/p0.png")
 
 
-def test_cli_says_how_to_install_the_extra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                           dataset: Dataset) -> None:
+def test_cli_says_how_to_install_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], dataset: Dataset
+) -> None:
     import collage_ext.studio as studio_pkg
 
     monkeypatch.setattr(studio_pkg, "missing_packages", lambda: ["uvicorn"])
@@ -206,8 +211,25 @@ def test_token_view_positions_are_the_prefix_counts() -> None:
     from collage_ext.studio.tokens import LISTED_CUT_TAGS, tag_spans
 
     rng = random.Random(20)
-    words = ["mychar", "1girl", "red dress", "looking_at_viewer", "it's", "(smile:1.2)", "{a|b, c}", "café",
-             "x" * 40, "...", "2024", "  ", "\n", "{{lit}}", ":)", "a.b", "blue   sky"]
+    words = [
+        "mychar",
+        "1girl",
+        "red dress",
+        "looking_at_viewer",
+        "it's",
+        "(smile:1.2)",
+        "{a|b, c}",
+        "café",
+        "x" * 40,
+        "...",
+        "2024",
+        "  ",
+        "\n",
+        "{{lit}}",
+        ":)",
+        "a.b",
+        "blue   sky",
+    ]
     for budget in (clip_budget(None), clip_budget(225), t5_budget(512)):
         for _ in range(25):
             n = rng.randrange(1, 300)
@@ -257,6 +279,7 @@ def test_token_view_is_linear_for_huge_captions(dataset: Dataset) -> None:
 
 
 # -- integrity (issue 20 item 14) ----------------------------------------------------------------------------------
+
 
 def test_a_stale_caption_write_is_a_409_and_writes_nothing(dataset: Dataset) -> None:
     """Two tabs: the second saves over text it never saw. It gets a clear 409; the first tab's caption stays."""
