@@ -47,15 +47,15 @@ from PIL import Image, ImageDraw, ImageFilter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from collage_ext.core.config import CollageConfig
-from collage_ext.core.types import Size
-from collage_ext.geometry.grouping import Record, group_instances, pool_structure
-from collage_ext.geometry.layout import layout_cells
-from collage_ext.pixels.fit import cell_fit, choose_draft_scale
-from collage_ext.pixels.images import load_fitted, open_image, read_image_size
-from collage_ext.pixels.render import render_frame
-from collage_ext.plan.collage import FAST_DRAFT_GAPS
-from tests.imaging import float_lanczos, psnr, stop_band_residue, zone_plate
+from collage_ext.core.config import CollageConfig  # noqa: E402
+from collage_ext.core.types import Size  # noqa: E402
+from collage_ext.geometry.grouping import Record, group_instances, pool_structure  # noqa: E402
+from collage_ext.geometry.layout import layout_cells  # noqa: E402
+from collage_ext.pixels.fit import cell_fit, choose_draft_scale  # noqa: E402
+from collage_ext.pixels.images import load_fitted, open_image, read_image_size  # noqa: E402
+from collage_ext.pixels.render import render_frame  # noqa: E402
+from collage_ext.plan.collage import FAST_DRAFT_GAPS  # noqa: E402
+from tests.imaging import float_lanczos, psnr, stop_band_residue, zone_plate  # noqa: E402
 
 PHOTO = Size(3000, 4000)  # 12 MP, portrait
 ILLUSTRATION = Size(832, 1216)  # a common SDXL bucket
@@ -528,10 +528,11 @@ def bench_frame(fx: Fixtures, sd: tuple[Callable[..., Any], ...], rounds: int) -
                 placements.append((rect._replace(x=cell.x + rect.x, y=cell.y + rect.y), fitted))
             return render_frame(FRAME, placements, FILL).image
 
-        def plain(paths: list[Path]) -> Any:
+        # this label's sizes bound as defaults: each round of ``interleaved`` below runs them for this label only
+        def plain(paths: list[Path], resized: tuple[int, int] = resized) -> Any:
             return trim_and_resize(False, load_image(str(paths[0])), tuple(FRAME), resized)
 
-        def floor(paths: list[Path]) -> None:
+        def floor(paths: list[Path], draft: int = draft) -> None:
             for path in paths:
                 _decode_at(path, draft)
 

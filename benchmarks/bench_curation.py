@@ -49,6 +49,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -394,8 +396,8 @@ def studio_rows(name: str, dataset: Path, train: Path, edits: int) -> tuple[list
     crop_check_server: list[float] = []
     for s in picks:
         w, h = s["size"]
-        l, t = gen.randrange(0, w // 5), gen.randrange(0, h // 5)
-        box = [l, t, l + int(w * gen.uniform(0.6, 0.8)), t + int(h * gen.uniform(0.6, 0.8))]
+        left, t = gen.randrange(0, w // 5), gen.randrange(0, h // 5)
+        box = [left, t, left + int(w * gen.uniform(0.6, 0.8)), t + int(h * gen.uniform(0.6, 0.8))]
         start, cpu, client = time.perf_counter(), time.process_time(), served.client_cpu
         served.post("/api/crop", {"id": s["id"], "box": box})
         _, _, frames = served.refresh()
@@ -577,7 +579,8 @@ def png_rows(name: str, dataset: Path, train: Path, frames: int = 6) -> list[tup
         (
             f"{name}: PNG zlib level {level}{' (Pillow default)' if level == 6 else ''}",
             f"{size / 2**20:.2f} MiB, {seconds * 1000:.0f} ms CPU per frame",
-            f"{size / (base[0] / len(images)):.2f}x the size, {seconds / (base[1] / len(images)):.2f}x the time of level 6",
+            f"{size / (base[0] / len(images)):.2f}x the size, "
+            f"{seconds / (base[1] / len(images)):.2f}x the time of level 6",
         )
         for level, size, seconds in rows
     ]
@@ -607,6 +610,23 @@ def main() -> int:
     load_before = os.getloadavg()
     rows: list[tuple[str, str, str]] = []
     crop_times: dict[str, list[float]] = {}
+
+    def section(name: str, what: str, run: Callable[[], Any]) -> None:
+        try:
+            found = run()
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the other sections
+            found = [(f"{name}: {what}", "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")]
+        if isinstance(found, tuple):
+            found, crop_times[f"{name} ({what})"] = found
+        rows.extend(found)
+        for row in found:
+            print("| " + " | ".join(row) + " |", file=sys.stderr, flush=True)
+
+    def reset(name: str, folder: Path) -> None:
+        (make_camera if name == "camera" else make_small)(folder, args.images)  # captions back
+        for crop in folder.glob("*.crop"):
+            crop.unlink()
+
     try:
         for name in args.sets.split(","):
             folder = base / name / "img"
@@ -624,33 +644,17 @@ def main() -> int:
             if not args.warm:
                 shutil.rmtree(base / name / "cache", ignore_errors=True)
 
-            def section(what: str, run: Any) -> None:
-                try:
-                    found = run()
-                except Exception as exc:  # noqa: BLE001 - report it and go on with the other sections
-                    found = [(f"{name}: {what}", "FAILED", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")]
-                if isinstance(found, tuple):
-                    found, crop_times[f"{name} ({what})"] = found
-                rows.extend(found)
-                for row in found:
-                    print("| " + " | ".join(row) + " |", file=sys.stderr, flush=True)
-
-            def reset() -> None:
-                (make_camera if name == "camera" else make_small)(folder, args.images)  # captions back
-                for crop in folder.glob("*.crop"):
-                    crop.unlink()
-
             if not args.skip_studio:
                 if not args.skip_http:
-                    section("studio", lambda: studio_rows(name, dataset, train, args.edits))
-                    reset()
+                    section(name, "studio", partial(studio_rows, name, dataset, train, args.edits))
+                    reset(name, folder)
                 if not args.skip_browser:
-                    section("browser", lambda: browser_rows(name, dataset, train, args.edits))
-                    reset()
+                    section(name, "browser", partial(browser_rows, name, dataset, train, args.edits))
+                    reset(name, folder)
             if not args.skip_png:
-                section("PNG levels", lambda: png_rows(name, dataset, train))
+                section(name, "PNG levels", partial(png_rows, name, dataset, train))
             if not args.skip_cli:
-                section("CLI", lambda: cli_rows(name, base / name, dataset, train, env, cores))
+                section(name, "CLI", partial(cli_rows, name, base / name, dataset, train, env, cores))
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -45,7 +45,7 @@ from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
 from collage_ext.pixels.fit import cell_fit  # noqa: E402
 from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
 from collage_ext.plan.jobs import FrameSet, frames_for  # noqa: E402
-from collage_ext.plan.project import (
+from collage_ext.plan.project import (  # noqa: E402
     load_project,
     plan_project,
 )
@@ -309,7 +309,8 @@ def main() -> None:
                 f"| {'on' if cell.bucket else 'off'} | {'on' if cell.no_upscale else 'off'} | "
                 f"{cell.max_reso_factor}x | {cell.resolution} | {cell.photos} | {r['frames']:.0f} | "
                 f"{r['mean_fill']:.3f} | {r['min_fill']:.3f} | {r['span']:.1%} | {r['ipf']:.2f} | {r['alone']:.1%} | "
-                f"{r['area']:.2f} | {r['dynamic']} | {r['static']} | {'met' if not missed else 'missed: ' + ', '.join(missed)} |"
+                f"{r['area']:.2f} | {r['dynamic']} | {r['static']} | "
+                f"{'met' if not missed else 'missed: ' + ', '.join(missed)} |"
             )
 
 

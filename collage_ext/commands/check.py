@@ -352,8 +352,8 @@ def _check_collage_sources(
                         "warning",
                         "too_small_for_collage",
                         f"{source.path} ({source.effective_size}) would be magnified more than collage_max_upscale = "
-                        f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins a "
-                        f"collage and trains as a single image (sd-scripts magnifies it {scale:.1f}x to its "
+                        f"{config.max_upscale:g} in every {smallest}-image cell of a {frame} frame, so it never joins "
+                        f"a collage and trains as a single image (sd-scripts magnifies it {scale:.1f}x to its "
                         f"{reso[0]}x{reso[1]} bucket); use a larger original, or remove it",
                         source.path,
                     )
@@ -374,10 +374,10 @@ def _check_collage_sources(
                     Finding(
                         "warning",
                         "upscaled_image",
-                        f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks upscaled "
-                        f"or blurred: detail factor {m.detail_factor:g}); its cell of about {cell} in a {frame} frame "
-                        f"magnifies that {effective:.1f}x, more than collage_max_upscale = {config.max_upscale:g}: the "
-                        "blurry pixels add nothing — use the original, larger file",
+                        f"{source.path} is {m.size} but holds only the detail of ~{m.effective_size} (it looks "
+                        f"upscaled or blurred: detail factor {m.detail_factor:g}); its cell of about {cell} in a "
+                        f"{frame} frame magnifies that {effective:.1f}x, more than collage_max_upscale = "
+                        f"{config.max_upscale:g}: the blurry pixels add nothing — use the original, larger file",
                         source.path,
                     )
                 )
@@ -417,8 +417,8 @@ def _check_scale_rule(planned: Sequence[PlannedSubset], frameset: FrameSet, find
                     "warning",
                     "scale_rule",
                     f"{item.subset.image_dir}: in {frames} of {len(jobs)} collage frames some sources span less than "
-                    f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at a "
-                    f"smaller scale; {fix}, or set collage_min_span = 0 to accept it knowingly",
+                    f"collage_min_span = {config.min_span:g} of the frame ({shown}), so their patterns are learned at "
+                    f"a smaller scale; {fix}, or set collage_min_span = 0 to accept it knowingly",
                     short[0],
                 )
             )
@@ -458,9 +458,9 @@ def _check_frame_area(item: PlannedSubset, jobs: Sequence[Any], findings: list[F
         Finding(
             "warning",
             "frame_below_bucket",
-            f"{item.subset.image_dir}: {frames} of {len(jobs)} collage frames train smaller than the bucket their members "
-            f"get alone (down to {worst:.2f} of its area: {_names(small)}), so each image is learned at a smaller scale "
-            f"than plain sd-scripts would train it; {fix}",
+            f"{item.subset.image_dir}: {frames} of {len(jobs)} collage frames train smaller than the bucket their "
+            f"members get alone (down to {worst:.2f} of its area: {_names(small)}), so each image is learned at a "
+            f"smaller scale than plain sd-scripts would train it; {fix}",
             small[0],
         )
     )
@@ -490,8 +490,8 @@ def _check_alone(planned: Sequence[PlannedSubset], findings: list[Finding]) -> N
                     "info",
                     "trains_alone",
                     f"{item.subset.image_dir}: {len(area)} images have no partner of a similar size and train alone at "
-                    f"their own bucket (bucket_no_upscale = true: a collage frame keeps its smallest member's scale, so "
-                    f"it would be smaller than a larger partner's bucket): {_names(area)}",
+                    "their own bucket (bucket_no_upscale = true: a collage frame keeps its smallest member's scale, "
+                    f"so it would be smaller than a larger partner's bucket): {_names(area)}",
                     area[0],
                 )
             )
@@ -500,9 +500,9 @@ def _check_alone(planned: Sequence[PlannedSubset], findings: list[Finding]) -> N
                 Finding(
                     "warning",
                     "trains_alone",
-                    f"{item.subset.image_dir}: {len(area)} images train alone because max_bucket_reso = {buckets.max_reso} "
-                    f"caps their collage frames below the bucket each gets alone ({_names(area)}); set "
-                    f"max_bucket_reso = {2 * max(buckets.resolution)} so they share frames at full size",
+                    f"{item.subset.image_dir}: {len(area)} images train alone because max_bucket_reso = "
+                    f"{buckets.max_reso} caps their collage frames below the bucket each gets alone ({_names(area)}); "
+                    f"set max_bucket_reso = {2 * max(buckets.resolution)} so they share frames at full size",
                     area[0],
                 )
             )
@@ -512,8 +512,8 @@ def _check_alone(planned: Sequence[PlannedSubset], findings: list[Finding]) -> N
                 Finding(
                     "info",
                     "trains_alone",
-                    f"{item.subset.image_dir}: {len(span)} images cannot keep the scale rule beside a partner in the fixed "
-                    f"{item.pool.frame} frame and train alone, as sd-scripts would train them ({_names(span)}); "
+                    f"{item.subset.image_dir}: {len(span)} images cannot keep the scale rule beside a partner in the "
+                    f"fixed {item.pool.frame} frame and train alone, as sd-scripts would train them ({_names(span)}); "
                     f"enable_bucket = true gives them content-shaped frames, a larger collage_max_crop crops more "
                     f"(now {item.pool.max_crop:g})",
                     span[0],
@@ -584,9 +584,9 @@ def _check_captions(project: Project, encoder: TextEncoder, broken: set[str], fi
                     Finding(
                         "warning",
                         "caption_overflow",
-                        f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the {budget.max_tokens}-token "
-                        f"budget ({encoder.short}); the text past it is cut off and never trained — shorten it"
-                        + encoder.raise_hint,
+                        f"{file}: caption has {tokens.total} tokens, {tokens.overflow} past the "
+                        f"{budget.max_tokens}-token budget ({encoder.short}); the text past it is cut off and never "
+                        "trained — shorten it" + encoder.raise_hint,
                         file,
                     )
                 )
@@ -671,8 +671,8 @@ def _check_leftovers(planned: Sequence[PlannedSubset], frameset: FrameSet, findi
                 Finding(
                     "warning",
                     "single_leftovers",
-                    f"subset {item.subset.image_dir}: {leftover} image repeats per epoch are left over and train as single "
-                    f"images although collage_rate = 1: {len(item.pool.sources) - _count_small(item, smallest)} "
+                    f"subset {item.subset.image_dir}: {leftover} image repeats per epoch are left over and train as "
+                    f"single images although collage_rate = 1: {len(item.pool.sources) - _count_small(item, smallest)} "
                     f"collage-ready images x their repeats do not divide into frames of {sizes_text[id(item)]} images"
                     + (f" in each of the {config.variants} static variants" if frameset.mode == "static" else "")
                     + "; add or remove an image, allow more layouts, or ignore this if a few singles are fine",

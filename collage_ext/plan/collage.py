@@ -12,7 +12,7 @@ import os
 from collections.abc import Hashable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -33,7 +33,7 @@ from collage_ext.core.rng import derive_rng
 from collage_ext.core.types import Box, Layout, Rect, Size
 from collage_ext.geometry.layout import choose_layout, layout_cells, position_names
 from collage_ext.pixels.crops import check_crop_unchanged, read_crop_box
-from collage_ext.pixels.fit import DRAFT_GAPS, fit_image
+from collage_ext.pixels.fit import DRAFT_GAPS, FitMode, fit_image
 from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_with_alpha, read_image_size, to_rgb
 from collage_ext.pixels.render import RenderResult, render_frame
 
@@ -221,7 +221,8 @@ class Collage:
         frame re-rendered after an edit of one image decodes only that image.
         """
         placements = []
-        fit_mode = params.layout.fit or self.config.fit_mode
+        # a layout names its own fit only as "contain" or "cover" (geometry.layout), like the config
+        fit_mode = cast(FitMode, params.layout.fit or self.config.fit_mode)
         for cell, index in zip(params.layout.cells, params.layout.order):
             source = sources[index]
             alpha = None
@@ -243,7 +244,7 @@ class Collage:
         self,
         source: Source,
         size: Size,
-        fit_mode: str,
+        fit_mode: FitMode,
         cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
     ) -> tuple[Image.Image, Rect, Image.Image | None]:
         """One source decoded straight into a cell of ``size`` (JPEG DCT-domain reduction, see
@@ -259,17 +260,34 @@ class Collage:
         if found is not None:
             return found
         alpha = None
-        how = {
-            "fill": self.config.fill,
-            "draft_gaps": FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS,
-            "soft_shrink": self.config.decode == "fast",
-            "expected": source.size,
-            "convert_icc": self.config.color_profile == "srgb",
-        }
+        fill = self.config.fill
+        draft_gaps = FAST_DRAFT_GAPS if self.config.decode == "fast" else DRAFT_GAPS
+        soft_shrink = self.config.decode == "fast"
+        convert_icc = self.config.color_profile == "srgb"
         if self.alpha_mask:
-            fitted, rect, alpha = load_fitted_with_alpha(source.path, size, fit_mode, source.crop, **how)
+            fitted, rect, alpha = load_fitted_with_alpha(
+                source.path,
+                size,
+                fit_mode,
+                source.crop,
+                fill=fill,
+                draft_gaps=draft_gaps,
+                soft_shrink=soft_shrink,
+                expected=source.size,
+                convert_icc=convert_icc,
+            )
         else:
-            fitted, rect = load_fitted(source.path, size, fit_mode, source.crop, **how)
+            fitted, rect = load_fitted(
+                source.path,
+                size,
+                fit_mode,
+                source.crop,
+                fill=fill,
+                draft_gaps=draft_gaps,
+                soft_shrink=soft_shrink,
+                expected=source.size,
+                convert_icc=convert_icc,
+            )
         if cells is not None and key is not None:
             cells[key] = (fitted, rect, alpha)
         return fitted, rect, alpha

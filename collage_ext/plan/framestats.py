@@ -234,7 +234,10 @@ def frame_note(pool: Pool, buckets: Buckets | None) -> list[str]:
 
 
 def alone_counts(pool: Pool) -> dict[str, int]:
-    """Images that never join a collage, by what stops them (``ShapeClasses.limit``): ``upscale``, ``area``, ``span``."""
+    """Images that never join a collage, by what stops them (``ShapeClasses.limit``).
+
+    The keys are ``upscale``, ``area`` and ``span``.
+    """
     out: dict[str, int] = {}
     for name in alone_images(pool).values():
         out[name] = out.get(name, 0) + 1

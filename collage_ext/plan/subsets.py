@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Hashable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collage_ext.captions import TokenBudget, TokenCounter
 from collage_ext.captions.subset import check_caption_combination, grammar_of
@@ -169,6 +169,14 @@ def plan_subset(
     return PlannedSubset(pool, collage, subset, tuple(kept))
 
 
+class Memo(Protocol):
+    """What ``PlannedSubset.memo`` needs: a dict, or the studio's byte-budgeted ``ByteLRU`` (not a full mapping)."""
+
+    def get(self, key: Hashable) -> Any: ...
+
+    def __setitem__(self, key: Hashable, value: Any) -> None: ...
+
+
 @dataclass(eq=False)
 class PlannedSubset:
     """A subset's plan: its pool and collage, and every frame of it (``jobs``) for any epoch.
@@ -192,7 +200,7 @@ class PlannedSubset:
     _epoch_groups: tuple[int, list[Group]] | None = field(default=None, repr=False)
     _params: dict[tuple[int, int], FrameParams] = field(default_factory=dict, repr=False)
     _index: dict[str, int] | None = field(default=None, repr=False)
-    memo: MutableMapping[Hashable, Any] | None = field(default=None, repr=False, compare=False)
+    memo: Memo | None = field(default=None, repr=False, compare=False)
 
     @property
     def dataset(self) -> Any:
@@ -244,7 +252,7 @@ class PlannedSubset:
             epoch,
             tuple(frame),
         )
-        found = self.memo.get(key)
+        found: FrameParams | None = self.memo.get(key)
         if found is None:
             found = self.collage.make_params(sources, seed=self.pool.seed, epoch=epoch, frame=frame)
             self.memo[key] = found
@@ -255,7 +263,7 @@ class PlannedSubset:
         if self.memo is None:
             return self.collage.caption(params)
         key = ("caption", self._settings, params)
-        found = self.memo.get(key)
+        found: str | None = self.memo.get(key)
         if found is None:
             found = self.collage.caption(params)
             self.memo[key] = found

@@ -94,7 +94,7 @@ class LoadingMixin(seams.DatasetHooks):
                 loaded = self._load_source(subset, planned, image_path, alpha_mask)
             except CollageInputError:
                 raise
-            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
+            except Exception as exc:  # noqa: BLE001 - sd-scripts' load_image raises whatever Pillow raised
                 check_single(image_path, None, size, exc)
             check_single(image_path, loaded[0], size)
             return loaded
@@ -108,7 +108,7 @@ class LoadingMixin(seams.DatasetHooks):
                 loaded = self._load_source(subset, planned, candidate, alpha_mask)
                 if candidate == image_path:
                     check_single(image_path, loaded[0], size)
-            except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
+            except Exception as exc:  # noqa: BLE001 - sd-scripts' load_image raises whatever Pillow raised
                 self._failures.record(candidate, exc)
                 continue
             if candidate != image_path:
@@ -126,7 +126,7 @@ class LoadingMixin(seams.DatasetHooks):
             problem = cached_png_problem(path, loaded[0])
         except FileNotFoundError:
             problem = "was deleted from the cache"
-        except Exception as exc:  # sd-scripts' load_image raises whatever Pillow raised
+        except Exception as exc:  # noqa: BLE001 - sd-scripts' load_image raises whatever Pillow raised
             problem = f"cannot be read ({type(exc).__name__}: {exc})"
         if problem is None:
             return loaded

@@ -4,13 +4,14 @@ A subset of character cut-outs (PNGs whose left and right quarters are transpare
 palette with a tRNS entry, RGB with a tRNS colour key) and two opaque RGB portraits, with
 ``alpha_mask = true``, and a plain subset (``collage_rate = 0``) with one RGBA square. The expected
 weights are computed independently of the renderer: each source's transparent quarters are mapped
-into the frame through ``fit.cell_fit`` and checked in the ``alpha_masks`` of the batches sd-scripts' own ``collator_class`` / DataLoader yields, and in
-the loss weights of sd-scripts' own ``apply_masked_loss`` (zero on every latent pixel inside a
-transparent region). Static mode is checked through sd-scripts' latent cache.
+into the frame through ``fit.cell_fit`` and checked in the ``alpha_masks`` of the batches sd-scripts'
+own ``collator_class`` / DataLoader yields, and in the loss weights of sd-scripts' own ``apply_masked_loss``
+(zero on every latent pixel inside a transparent region). Static mode is checked through sd-scripts' latent cache.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from multiprocessing import Value
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,12 @@ def write_alpha_dataset(root: Path, *, general: str = "", subset: str = "alpha_m
 Regions = list[tuple[slice, slice]]
 
 
+def _frame_columns(left: int, width: int, box: Any, x0: float, x1: float) -> slice:
+    """Source columns x0..x1 (inside ``box``) as frame columns, for a source placed ``width`` wide at ``left``."""
+    sx = width / (box.right - box.left)
+    return slice(int(np.ceil(left + (x0 - box.left) * sx)) + 4, int(left + (x1 - box.left) * sx) - 4)
+
+
 def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | None = None) -> tuple[Regions, Regions]:
     """Frame regions that must have weight 0 (inside a source's transparent quarters) and weight 1 (opaque).
 
@@ -98,13 +105,7 @@ def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | Non
         source = sources[index]
         plan = cell_fit(source.size, cell.size, params.layout.fit or frames.pool.config.fit_mode, source.crop)
         box, dst = plan.src_box, plan.dst
-
-        def to_frame(x0: float, x1: float) -> slice:
-            sx = dst.width / (box.right - box.left)
-            return slice(
-                int(np.ceil(cell.x + dst.x + (x0 - box.left) * sx)) + 4, int(cell.x + dst.x + (x1 - box.left) * sx) - 4
-            )
-
+        x_of = partial(_frame_columns, cell.x + dst.x, dst.width, box)
         rows = slice(cell.y + dst.y + 4, cell.y + dst.bottom - 4)
         width = source.size.width
         with Image.open(source.path) as raw:
@@ -112,9 +113,9 @@ def regions(frames: Any, slot_or_group: Any, params: Any, masked: set[str] | Non
         if transparent:
             if masked is not None:
                 masked.add(Path(source.path).name)
-            left, right = to_frame(max(box.left, 0), min(box.right, width // 4)), to_frame(3 * width // 4, box.right)
+            left, right = x_of(max(box.left, 0), min(box.right, width // 4)), x_of(3 * width // 4, box.right)
             zero += [(rows, s) for s in (left, right) if s.stop - s.start > 0]
-            one.append((rows, to_frame(width // 4, 3 * width // 4)))
+            one.append((rows, x_of(width // 4, 3 * width // 4)))
         else:
             one.append((rows, slice(cell.x + dst.x + 4, cell.x + dst.right - 4)))
     return zero, one

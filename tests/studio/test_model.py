@@ -58,7 +58,9 @@ def test_fill_and_span_match_the_rendered_pixels(dataset: Dataset) -> None:
 
 
 def test_token_view_marks_chunks_cut_and_repeats() -> None:
-    words = lambda s: len(s.replace(",", " ").split())
+    def words(s: str) -> int:
+        return len(s.replace(",", " ").split())
+
     text = ", ".join(f"w{i}" for i in range(100))
     view = token_view(text, clip_budget(None), words, CaptionGrammar())
     assert view["total"] == 100 and view["overflow"] == 25
