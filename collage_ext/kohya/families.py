@@ -95,7 +95,16 @@ class Tokenizer:
 CLIP = Tokenizer(
     "clip", "CLIP", "openai/clip-vit-large-patch14", "CLIPTokenizer", "max_token_length", clip_budget, (75, 150, 225)
 )
-T5 = Tokenizer("t5", "T5", "google/t5-v1_1-xxl", "T5TokenizerFast", "t5xxl_max_token_length", t5_budget)
+
+
+def _t5_table_budget(length: int | None) -> TokenBudget:
+    """``t5_budget`` as ``Family.budget`` calls it: T5 has no length of its own, each T5 family sets one."""
+    if length is None:
+        raise CollageConfigError("a T5 family needs default_length (t5 max_tokens must be a positive integer)")
+    return t5_budget(length)
+
+
+T5 = Tokenizer("t5", "T5", "google/t5-v1_1-xxl", "T5TokenizerFast", "t5xxl_max_token_length", _t5_table_budget)
 
 
 @dataclass(frozen=True)

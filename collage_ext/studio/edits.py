@@ -20,6 +20,7 @@ from collage_ext.pixels.crops import parse_crop_box
 from collage_ext.pixels.images import read_image_size
 from collage_ext.studio.entries import Entry
 from collage_ext.studio.files import RefusedError, dropped_folder, file_version, move_group, sidecars
+from collage_ext.studio.state import StudioState
 from collage_ext.studio.tokens import caption_view
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 SEED_MAX = 2**32 - 1
 
 
-class Edits:
+class Edits(StudioState):
     """What the page writes (a part of ``Studio``; call with the studio's state set up)."""
 
     def _writable(self, e: Entry) -> None:

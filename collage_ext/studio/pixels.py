@@ -23,6 +23,7 @@ from collage_ext.commands.preview import viewable
 from collage_ext.core.types import Size
 from collage_ext.studio.entries import stat_key
 from collage_ext.studio.files import RefusedError
+from collage_ext.studio.state import StudioState
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ LIST_WAIT = 2.0
 PREVIEW_GAPS = {8: 1.0, 4: 1.0, 2: 1.0}
 
 
-class Pixels:
+class Pixels(StudioState):
     """Frame and source images for the page (a part of ``Studio``; call with the studio's state set up)."""
 
     def _pixel_key(self, job: FrameJob) -> tuple[Any, ...]:

@@ -20,10 +20,11 @@ from collage_ext.commands.preview import frame_record, group_label
 from collage_ext.core.types import Size
 from collage_ext.studio.entries import Entry, stat_key
 from collage_ext.studio.files import RefusedError, file_version
+from collage_ext.studio.state import StudioState
 from collage_ext.studio.tokens import caption_view, token_view
 
 
-class Views:
+class Views(StudioState):
     """The page's lists of sources and frames (a part of ``Studio``; call with the studio's state set up)."""
 
     def sources(self, epoch: int = 1) -> dict[str, Any]:
