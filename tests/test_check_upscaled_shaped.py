@@ -31,14 +31,18 @@ def test_upscaled_portrait_is_found_in_its_two_image_frame(tmp_path: Path, capsy
     photo(277, 405, 99).resize((832, 1216), Image.Resampling.LANCZOS).save(folder / "upscaled.png")  # 3x Lanczos
     (folder / "upscaled.txt").write_text("sks, upscaled\n", encoding="utf-8")
     config = tmp_path / "d.toml"
-    config.write_text('[general]\ncaption_extension = ".txt"\n\n[[datasets]]\nresolution = 1280\nenable_bucket = true\n'
-                      f'max_bucket_reso = 2048\n\n  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n',
-                      encoding="utf-8")
+    config.write_text(
+        '[general]\ncaption_extension = ".txt"\n\n[[datasets]]\nresolution = 1280\nenable_bucket = true\n'
+        f'max_bucket_reso = 2048\n\n  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n',
+        encoding="utf-8",
+    )
     capsys.readouterr()
     assert main(["check", str(config), "--json", "--seed", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
-    frames = {tuple(map(int, f.split("x"))) for f in
-              re.findall(r"\d+x\d+", report["summary"]["datasets"][0]["subsets"][0]["describe"].split("of ")[1])}
+    frames = {
+        tuple(map(int, f.split("x")))
+        for f in re.findall(r"\d+x\d+", report["summary"]["datasets"][0]["subsets"][0]["describe"].split("of ")[1])
+    }
     flagged = [f for f in report["findings"] if f["code"] == "upscaled_image"]
     assert [Path(f["file"]).name for f in flagged] == ["upscaled.png"]  # the sharp ones are not flagged
     message = flagged[0]["message"]

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
-from test_cli import write_images, write_toml
 
 from collage_ext.captions import CaptionGrammar, clip_budget, t5_budget
-from collage_ext.commands.check import Buckets, make_bucket_resolutions
 from collage_ext.cli import main
+from collage_ext.commands.check import Buckets, make_bucket_resolutions
 from collage_ext.commands.demo import draw_landscape, draw_portrait
 from collage_ext.commands.quality import (
     CONTRAST_THRESHOLD,
@@ -22,6 +21,7 @@ from collage_ext.commands.quality import (
     phrases_past_budget,
 )
 from collage_ext.core.types import Size
+from test_cli import write_images, write_toml
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:
@@ -57,7 +57,9 @@ def test_check_names_every_planted_problem(planted: Path, capsys: pytest.Capture
     code, report = run_check(planted, capsys)
     assert code == 1 and not report["ok"] and report["errors"] == 1
     [corrupt] = by_code(report, "unreadable_image")
-    assert corrupt["level"] == "error" and corrupt["file"].endswith("corrupt.png") and "corrupt.png" in corrupt["message"]
+    assert (
+        corrupt["level"] == "error" and corrupt["file"].endswith("corrupt.png") and "corrupt.png" in corrupt["message"]
+    )
     [tiny] = by_code(report, "too_small_for_collage")
     assert tiny["file"].endswith("tiny.png") and "collage_max_upscale" in tiny["message"]
     low = by_code(report, "low_contrast")
@@ -65,8 +67,13 @@ def test_check_names_every_planted_problem(planted: Path, capsys: pytest.Capture
     [overflow] = by_code(report, "caption_overflow")
     assert overflow["file"].endswith("img_03.txt") and "75-token" in overflow["message"]
     assert by_code(report, "frame_caption_overflow")  # the merged captions that include it overflow too
-    assert not [f for f in report["findings"] if f["file"] and Path(f["file"]).name.startswith("img_0")
-                and f["code"] in ("low_contrast", "upscaled_image", "too_small_for_collage")]  # no false alarms
+    assert not [
+        f
+        for f in report["findings"]
+        if f["file"]
+        and Path(f["file"]).name.startswith("img_0")
+        and f["code"] in ("low_contrast", "upscaled_image", "too_small_for_collage")
+    ]  # no false alarms
 
 
 def test_check_text_report_and_warning_only_exit_0(planted: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,8 +111,9 @@ def test_single_images_magnified_beyond_the_limit(tmp_path: Path, capsys: pytest
 def test_leftovers_and_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Five images in pairs only: one leftover single per epoch; samples, batches and steps are counted."""
     folder = write_images(tmp_path / "img", 5)
-    config = write_toml(tmp_path / "d.toml", folder, general='collage_rate = 1.0\ncollage_layouts = ["1x2", "2x1"]',
-                        repeats=1)
+    config = write_toml(
+        tmp_path / "d.toml", folder, general='collage_rate = 1.0\ncollage_layouts = ["1x2", "2x1"]', repeats=1
+    )
     train = tmp_path / "train.toml"
     train.write_text("max_train_epochs = 10\ngradient_accumulation_steps = 1\n", encoding="utf-8")
     code, report = run_check(config, capsys, "--config", str(train))
@@ -123,8 +131,9 @@ def test_repeated_phrase_past_budget(tmp_path: Path, capsys: pytest.CaptureFixtu
     folder = write_images(tmp_path / "img", 4)
     filler = ", ".join(f"filler tag {i}" for i in range(40))
     (folder / "img_01.txt").write_text(f"sks, {filler}, red dress\n", encoding="utf-8")
-    config = write_toml(tmp_path / "d.toml", folder, general='collage_rate = 1.0\ncollage_repeat_phrases = '
-                        '["red dress"]')
+    config = write_toml(
+        tmp_path / "d.toml", folder, general='collage_rate = 1.0\ncollage_repeat_phrases = ["red dress"]'
+    )
     _, report = run_check(config, capsys)
     [late] = by_code(report, "phrase_past_budget")
     assert late["file"].endswith("img_01.txt") and "'red dress'" in late["message"]
@@ -135,8 +144,9 @@ def test_reading_problems_are_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     folder = write_images(tmp_path / "img", 3)
     (folder / "img_01.txt").write_text("", encoding="utf-8")
     config = write_toml(tmp_path / "d.toml", folder, general="collage_rate = 0.0")
-    config.write_text(config.read_text() + '  [[datasets.subsets]]\n  image_dir = "/no/such/folder"\n',
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text() + '  [[datasets.subsets]]\n  image_dir = "/no/such/folder"\n', encoding="utf-8"
+    )
     code, report = run_check(config, capsys)
     assert code == 1
     assert by_code(report, "caption_empty")[0]["file"].endswith("img_01.txt")
@@ -158,6 +168,7 @@ def test_t5_budget_from_training_arguments(tmp_path: Path, capsys: pytest.Captur
 
 # -- measures ----------------------------------------------------------------------------------------
 
+
 def test_detail_factor_finds_upscaling() -> None:
     """Sharp drawings: 1; a 2x / 3x upscale: about 2-3; a blurred copy: > 1."""
     sharp = draw_portrait(Size(832, 1216), "red", "azure")
@@ -169,13 +180,21 @@ def test_detail_factor_finds_upscaling() -> None:
     assert detail_factor(Image.new("RGB", (300, 300), (10, 20, 30))) == 1.0  # flat: not measurable
 
 
-@pytest.mark.parametrize(("image", "low"), [
-    (lambda: draw_portrait(Size(416, 608), "red", "azure"), False),
-    (lambda: draw_landscape(Size(608, 416), "green", "mint"), False),
-    (lambda: Image.blend(draw_portrait(Size(416, 608), "red", "azure"), Image.new("RGB", (416, 608), (128,) * 3),
-                         0.9), True),
-    (lambda: Image.new("RGB", (100, 100), (90, 120, 200)), True),
-], ids=["portrait", "landscape", "washed-out", "flat"])
+@pytest.mark.parametrize(
+    ("image", "low"),
+    [
+        (lambda: draw_portrait(Size(416, 608), "red", "azure"), False),
+        (lambda: draw_landscape(Size(608, 416), "green", "mint"), False),
+        (
+            lambda: Image.blend(
+                draw_portrait(Size(416, 608), "red", "azure"), Image.new("RGB", (416, 608), (128,) * 3), 0.9
+            ),
+            True,
+        ),
+        (lambda: Image.new("RGB", (100, 100), (90, 120, 200)), True),
+    ],
+    ids=["portrait", "landscape", "washed-out", "flat"],
+)
 def test_contrast_threshold(image: object, low: bool) -> None:
     """Drawn subjects on contrasting backgrounds pass; washed-out and flat images fall below the threshold."""
     assert (contrast(image()) < CONTRAST_THRESHOLD) is low  # type: ignore[operator]
@@ -183,13 +202,17 @@ def test_contrast_threshold(image: object, low: bool) -> None:
 
 def test_caption_tokens_and_late_phrases() -> None:
     """Chunks as CLIP reads them, T5 as one sequence; late phrases found by token offset."""
-    words = lambda s: len(s.replace(",", " ").split())
+
+    def words(s: str) -> int:
+        return len(s.replace(",", " ").split())
+
     caption = ", ".join(f"w{i}" for i in range(160))
     tokens = count_caption(caption, clip_budget(150), words)
     assert tokens.chunks == (75, 75) and tokens.overflow == 10 and tokens.describe() == "75+75 of 150, 10 cut"
     assert count_caption(caption, t5_budget(512), words).chunks == (160,)
-    late = phrases_past_budget(caption + ", red dress", ["red dress", "w3", "<keep_tokens>"], clip_budget(150), words,
-                               CaptionGrammar())
+    late = phrases_past_budget(
+        caption + ", red dress", ["red dress", "w3", "<keep_tokens>"], clip_budget(150), words, CaptionGrammar()
+    )
     assert late == [("red dress", 160)]
 
 
@@ -242,8 +265,9 @@ def test_fixed_frame_without_collage_keys_keeps_the_rule(tmp_path: Path, capsys:
     for i in range(2):
         draw_portrait(Size(512, 512), "red", "azure").save(folder / f"square_{i}.png")
     toml_path = write_toml(tmp_path / "d.toml", folder, general="")
-    toml_path.write_text(toml_path.read_text(encoding="utf-8").replace("enable_bucket = true", "enable_bucket = false"),
-                         encoding="utf-8")
+    toml_path.write_text(
+        toml_path.read_text(encoding="utf-8").replace("enable_bucket = true", "enable_bucket = false"), encoding="utf-8"
+    )
     code, report = run_check(toml_path, capsys)
     assert code == 0 and not by_code(report, "scale_rule") and not by_code(report, "frame_below_bucket")
     assert "only within their shape class" in " ".join(f["message"] for f in by_code(report, "frames"))
@@ -259,8 +283,9 @@ def test_frame_below_its_members_buckets_is_a_warning(tmp_path: Path, capsys: py
     """A collage_frame_size smaller than the resolution with bucket_no_upscale: frames train below the bucket
     each image gets alone; check warns (counted), names images and the setting."""
     folder = write_images(tmp_path / "img", 8)
-    toml_path = write_toml(tmp_path / "d.toml", folder, general='collage_frame_size = "256,256"',
-                           dataset="bucket_no_upscale = true")
+    toml_path = write_toml(
+        tmp_path / "d.toml", folder, general='collage_frame_size = "256,256"', dataset="bucket_no_upscale = true"
+    )
     code, report = run_check(toml_path, capsys)
     [found] = by_code(report, "frame_below_bucket")
     assert found["level"] == "warning" and "img_0" in found["message"] and "collage_frame_size" in found["message"]

@@ -40,17 +40,25 @@ def subset(image_dir: Path, extra: str = "") -> str:
 
 def test_captions_follow_sd_scripts_rules(tmp_path: Path) -> None:
     """First line of the caption file; class_tokens fallback; .caption default; face-crop names; wildcards."""
-    folder = images(tmp_path / "a", ["p1.png", "p2.png", "p3.jpg", "x_1_2_3_4.png", "note.gif"],
-                    {"p1.png": "first line\nsecond line\n", "x.png": "face crop caption\n"})
+    folder = images(
+        tmp_path / "a",
+        ["p1.png", "p2.png", "p3.jpg", "x_1_2_3_4.png", "note.gif"],
+        {"p1.png": "first line\nsecond line\n", "x.png": "face crop caption\n"},
+    )
     (folder / "p3.caption").write_text("legacy caption", encoding="utf-8")
-    project = load_project(toml_file(tmp_path / "d.toml", "[[datasets]]\n" + subset(folder, 'class_tokens = "sks"')),
-                           strict=False)
+    project = load_project(
+        toml_file(tmp_path / "d.toml", "[[datasets]]\n" + subset(folder, 'class_tokens = "sks"')), strict=False
+    )
     got = {Path(i.path).name: i.caption for i in project.datasets[0].subsets[0].images}
     # default caption_extension is ".caption": p1.txt is ignored, p3.caption is read, gifs are not images
     assert got == {"p1.png": "sks", "p2.png": "sks", "p3.jpg": "legacy caption", "x_1_2_3_4.png": "sks"}
-    assert any("caption_extension = \".txt\"" in f.message for f in project.findings)
-    project = load_project(toml_file(tmp_path / "e.toml", 'caption_extension = ".txt"\n[[datasets]]\n'
-                                     + subset(folder, "enable_wildcard = true")), strict=False)
+    assert any('caption_extension = ".txt"' in f.message for f in project.findings)
+    project = load_project(
+        toml_file(
+            tmp_path / "e.toml", 'caption_extension = ".txt"\n[[datasets]]\n' + subset(folder, "enable_wildcard = true")
+        ),
+        strict=False,
+    )
     got = {Path(i.path).name: i.caption for i in project.datasets[0].subsets[0].images}
     assert got["p1.png"] == "first line\nsecond line" and got["x_1_2_3_4.png"] == "face crop caption"
     assert got["p2.png"] == "" and any(f.code == "caption_missing" for f in project.findings)
@@ -74,9 +82,13 @@ def test_subsets_skipped_like_sd_scripts_take_no_index(tmp_path: Path) -> None:
     body = "[[datasets]]\n" + subset(a, "num_repeats = 0") + subset(b) + subset(b) + subset(empty) + subset(a)
     project = load_project(toml_file(tmp_path / "d.toml", body), strict=False)
     kept = [(s.index, s.kept_index, s.skipped) for s in project.datasets[0].subsets]
-    assert kept == [(0, None, "num_repeats is 0 (< 1)"), (1, 0, None),
-                    (2, None, "the same image_dir is already used by an earlier subset of this dataset"),
-                    (3, None, "no images"), (4, 1, None)]
+    assert kept == [
+        (0, None, "num_repeats is 0 (< 1)"),
+        (1, 0, None),
+        (2, None, "the same image_dir is already used by an earlier subset of this dataset"),
+        (3, None, "no images"),
+        (4, 1, None),
+    ]
 
 
 def test_regularisation_repeats_are_balanced(tmp_path: Path) -> None:
@@ -109,7 +121,9 @@ def test_train_data_dir_subsets(tmp_path: Path) -> None:
     images(tmp_path / "reg" / "1_woman", ["c.png"])
     subsets = subsets_from_folders(str(tmp_path / "data"), str(tmp_path / "reg"))
     assert [(Path(s["image_dir"]).name, s["num_repeats"], s["class_tokens"], s["is_reg"]) for s in subsets] == [
-        ("3_sks_woman", 3, "sks_woman", False), ("1_woman", 1, "woman", True)]
+        ("3_sks_woman", 3, "sks_woman", False),
+        ("1_woman", 1, "woman", True),
+    ]
 
 
 def test_fine_tuning_metadata(tmp_path: Path) -> None:
@@ -122,7 +136,9 @@ def test_fine_tuning_metadata(tmp_path: Path) -> None:
     dataset = project.datasets[0]
     assert dataset.kind == "finetuning"
     assert sorted((Path(i.path).name, i.caption) for i in dataset.subsets[0].images) == [
-        ("1.png", "a cat,red, cute"), ("2.png", "")]
+        ("1.png", "a cat,red, cute"),
+        ("2.png", ""),
+    ]
 
 
 def test_relative_paths_fall_back_to_the_toml_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,7 +159,9 @@ def test_training_arguments(tmp_path: Path) -> None:
     assert run.get("seed") == 2 and run.caches_latents and run.collage_defaults == {"collage_rate": 0.5}
     assert build_run(train, ["--seed", "2"], seed=3).get("seed") == 3 and "seed" in build_run(train).explicit
     assert parse_trainer_args(["--max_token_length=225", "--network_train_unet_only"]) == {
-        "max_token_length": 225, "network_train_unet_only": True}
+        "max_token_length": 225,
+        "network_train_unet_only": True,
+    }
     with pytest.raises(CollageConfigError, match="is not an option"):
         parse_trainer_args(["seed"])
     with pytest.raises(CollageConfigError, match="cannot be read"):
@@ -162,14 +180,19 @@ def test_resolution_cascade(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("release", ["v0.9.1", "main", "v0.11"])
-def test_metadata_keys_follow_the_installed_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    release: str) -> None:
+def test_metadata_keys_follow_the_installed_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str
+) -> None:
     """Extension-less keys (merge_captions_to_metadata.py's) are found by glob in v0.9.1 and v0.11, and name a
     file that does not exist in main (v0.10), which the reader reports with the file that does."""
     folder = images(tmp_path / "imgs", ["a.png", "b.jpg", "b.png"])
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps({"a": {"caption": "", "tags": "t1, t2"}, "b": {"tags": "only"},
-                                str(folder / "a.png"): {"caption": "abs"}}), encoding="utf-8")
+    meta.write_text(
+        json.dumps(
+            {"a": {"caption": "", "tags": "t1, t2"}, "b": {"tags": "only"}, str(folder / "a.png"): {"caption": "abs"}}
+        ),
+        encoding="utf-8",
+    )
     body = "[[datasets]]\n" + subset(folder, f'metadata_file = "{meta.as_posix()}"')
     monkeypatch.setattr("collage_ext.kohya.datasets.detect_metadata_release", lambda: (release, "test"))
     project = load_project(toml_file(tmp_path / "d.toml", body), strict=False)
@@ -183,4 +206,5 @@ def test_metadata_keys_follow_the_installed_release(tmp_path: Path, monkeypatch:
     else:  # sorted glob: b.jpg before b.png; v0.9.1 joins an empty caption and tags with the separator
         assert got == {"a.png": "abs", "b.jpg": "only"} and not missing
         assert next(i.caption for _, s in project.subsets() for i in s.images) == (
-            ",t1, t2" if release == "v0.9.1" else "t1, t2")
+            ",t1, t2" if release == "v0.9.1" else "t1, t2"
+        )

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage_ext.plan.collage import Collage, FrameParams, Source, load_source
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageInputError, LayoutError
 from collage_ext.core.types import Size
+from collage_ext.plan.collage import Collage, FrameParams, Source, load_source
 from tests.common import make_image, solid_color_at
 
 FRAME = Size(64, 64)
@@ -86,7 +86,8 @@ class TestCollage:
         sources = write_sources(tmp_path, [(30, 60), (30, 60), (60, 30)])
         plain = Collage(CollageConfig(rate=1.0), FRAME).make_params(sources, seed=1, epoch=0)
         dropped = Collage(CollageConfig(rate=1.0, cell_caption_dropout_rate=0.9), FRAME).make_params(
-            sources, seed=1, epoch=0)
+            sources, seed=1, epoch=0
+        )
         assert plain.layout == dropped.layout
 
     def test_caption_reading_order_and_dropout(self, tmp_path: Path) -> None:

@@ -40,8 +40,12 @@ def test_non_collage_keys_ignored() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "pattern"),
     [
-        ("collage_rate", 1.5, r"collage_rate must be a number in \[0, 1\], got 1.5; e.g. collage_rate = 0.5 @ "
-                              r"data\['general'\]\['collage_rate'\]"),
+        (
+            "collage_rate",
+            1.5,
+            r"collage_rate must be a number in \[0, 1\], got 1.5; e.g. collage_rate = 0.5 @ "
+            r"data\['general'\]\['collage_rate'\]",
+        ),
         ("collage_rate", "lots", r"collage_rate .* got 'lots'"),
         ("collage_rate", True, r"collage_rate .* got True"),
         ("collage_fit_mode", "fill", r"collage_fit_mode must be one of 'contain', 'cover', got 'fill'"),
@@ -53,8 +57,19 @@ def test_non_collage_keys_ignored() -> None:
         ("collage_repeat_phrases", [1], r"collage_repeat_phrases must be a list of non-empty strings"),
         ("collage_crop_extension", "crop", r"collage_crop_extension must be a file extension"),
     ],
-    ids=["rate-range", "rate-text", "rate-bool", "fit", "fill", "int", "layout", "no-layout", "frame", "phrases",
-         "ext"],
+    ids=[
+        "rate-range",
+        "rate-text",
+        "rate-bool",
+        "fit",
+        "fill",
+        "int",
+        "layout",
+        "no-layout",
+        "frame",
+        "phrases",
+        "ext",
+    ],
 )
 def test_bad_values_name_key_value_fix(key: str, value: object, pattern: str) -> None:
     """Each bad value raises with key, constraint, value and location."""
@@ -64,8 +79,11 @@ def test_bad_values_name_key_value_fix(key: str, value: object, pattern: str) ->
 
 def test_unknown_key_did_you_mean() -> None:
     """A typo gets the closest real option and the location."""
-    with pytest.raises(CollageConfigError, match=r"unknown collage option 'collage_rat'; did you mean 'collage_rate'"
-                                                 r"\? @ data\['datasets'\]\[0\]\['subsets'\]\[1\]"):
+    with pytest.raises(
+        CollageConfigError,
+        match=r"unknown collage option 'collage_rat'; did you mean 'collage_rate'"
+        r"\? @ data\['datasets'\]\[0\]\['subsets'\]\[1\]",
+    ):
         resolve_config([({"collage_rat": 0.5}, SUB)])
 
 
@@ -81,8 +99,10 @@ def test_no_layout_for_population() -> None:
         resolve_config([({"collage_rate": 1, "collage_layouts": ["2x2"], "collage_max_images": 2}, GEN)])
 
 
-@pytest.mark.parametrize(("text", "rgb"), [("#181818", (24, 24, 24)), ("#fff", (255, 255, 255)),
-                                          ("1, 2, 3", (1, 2, 3)), ([9, 8, 7], (9, 8, 7))])
+@pytest.mark.parametrize(
+    ("text", "rgb"),
+    [("#181818", (24, 24, 24)), ("#fff", (255, 255, 255)), ("1, 2, 3", (1, 2, 3)), ([9, 8, 7], (9, 8, 7))],
+)
 def test_parse_color(text: object, rgb: tuple[int, int, int]) -> None:
     """All documented colour spellings parse."""
     assert parse_color(text) == rgb
@@ -112,14 +132,28 @@ def test_split_dataset_config_strips_and_cascades() -> None:
 
     data = {
         "general": {"collage_rate": 0.5, "shuffle_caption": True},
-        "datasets": [{"resolution": 1024, "collage_fit_mode": "cover",
-                      "subsets": [{"image_dir": "a", "collage_gutter": 4}, {"image_dir": "r", "is_reg": True},
-                                  {"image_dir": "s", "is_reg": True, "collage_rate": 1.0}]}],
+        "datasets": [
+            {
+                "resolution": 1024,
+                "collage_fit_mode": "cover",
+                "subsets": [
+                    {"image_dir": "a", "collage_gutter": 4},
+                    {"image_dir": "r", "is_reg": True},
+                    {"image_dir": "s", "is_reg": True, "collage_rate": 1.0},
+                ],
+            }
+        ],
     }
     tree = split_dataset_config(data, defaults={"collage_max_images": 2, "learning_rate": 1e-4})
-    assert tree.kohya == {"general": {"shuffle_caption": True}, "datasets": [
-        {"resolution": 1024, "subsets": [{"image_dir": "a"}, {"image_dir": "r", "is_reg": True},
-                                         {"image_dir": "s", "is_reg": True}]}]}
+    assert tree.kohya == {
+        "general": {"shuffle_caption": True},
+        "datasets": [
+            {
+                "resolution": 1024,
+                "subsets": [{"image_dir": "a"}, {"image_dir": "r", "is_reg": True}, {"image_dir": "s", "is_reg": True}],
+            }
+        ],
+    }
     a, reg, reg_on = tree.subsets[0]
     assert (a.rate, a.fit_mode, a.gutter, a.max_images) == (0.5, "cover", 4, 2)
     assert reg.rate == 0.0 and reg_on.rate == 1.0

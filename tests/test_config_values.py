@@ -47,8 +47,32 @@ def _outcome(option: Option, value: object) -> CollageConfig | CollageConfigErro
 
 
 hostile = st.one_of(
-    st.sampled_from([math.nan, -math.nan, math.inf, -math.inf, True, False, None, "", " ", "nan", "inf", "-inf",
-                     "1", "0.5", "1e400", "true", [], {}, [math.nan], [math.inf, 1], ["1", "2"], [True, 0, 0]]),
+    st.sampled_from(
+        [
+            math.nan,
+            -math.nan,
+            math.inf,
+            -math.inf,
+            True,
+            False,
+            None,
+            "",
+            " ",
+            "nan",
+            "inf",
+            "-inf",
+            "1",
+            "0.5",
+            "1e400",
+            "true",
+            [],
+            {},
+            [math.nan],
+            [math.inf, 1],
+            ["1", "2"],
+            [True, 0, 0],
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(10**30), max_value=10**30),
     st.text(max_size=12),
@@ -103,8 +127,11 @@ def test_numeric_options_refuse_the_named_cases(option: Option) -> None:
 
 def test_non_finite_messages_say_what_to_write() -> None:
     """The message says why nan is refused and how to write the value."""
-    with pytest.raises(CollageConfigError, match=r"collage_pad_weight must be a number in \[0, 1\] \(a finite number, "
-                                                 r"not nan or inf\), got nan; e\.g\. collage_pad_weight = 0\.1"):
+    with pytest.raises(
+        CollageConfigError,
+        match=r"collage_pad_weight must be a number in \[0, 1\] \(a finite number, "
+        r"not nan or inf\), got nan; e\.g\. collage_pad_weight = 0\.1",
+    ):
         resolve_config([({"collage_pad_weight": math.nan}, GEN)])
     with pytest.raises(CollageConfigError, match=r"\(a TOML number, not a quoted string\), got '0\.5'"):
         resolve_config([({"collage_rate": "0.5"}, GEN)])
@@ -121,8 +148,9 @@ def test_command_line_numbers_arrive_as_numbers() -> None:
 
 @pytest.mark.parametrize("option", NUMERIC, ids=[o.name for o in NUMERIC])
 @pytest.mark.parametrize("literal", ["nan", "inf", "-inf", '"1"'])
-def test_check_refuses_what_training_refuses(tmp_path: Path, option: Option, literal: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_refuses_what_training_refuses(
+    tmp_path: Path, option: Option, literal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``collage-ext check`` stops on the same TOML values, with the same message as the loader.
 
     (tests/sdscripts/test_runtime_faults.py feeds the same TOML to the real sd-scripts loader.)
@@ -130,8 +158,11 @@ def test_check_refuses_what_training_refuses(tmp_path: Path, option: Option, lit
     folder = tmp_path / "img"
     folder.mkdir()
     config = tmp_path / "dataset.toml"
-    config.write_text(f'[general]\n{option.name} = {literal}\n[[datasets]]\nresolution = 256\n'
-                      f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n', encoding="utf-8")
+    config.write_text(
+        f"[general]\n{option.name} = {literal}\n[[datasets]]\nresolution = 256\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n',
+        encoding="utf-8",
+    )
     value = toml.load(config)["general"][option.name]
     expected = str(_outcome(option, value))
     assert expected.startswith(option.name)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from test_cli import write_images, write_toml
 
 from collage_ext.cli import main
+from test_cli import write_images, write_toml
 
 MAGENTA = (255, 0, 255)
 
@@ -24,8 +24,9 @@ def lone_cropped(tmp_path: Path) -> Path:
     image.save(lone / "wide.png")
     (lone / "wide.txt").write_text("sks, wide\n", encoding="utf-8")
     (lone / "wide.crop").write_text("0, 0, 300, 400\n", encoding="utf-8")
-    config.write_text(config.read_text(encoding="utf-8") + f'  [[datasets.subsets]]\n  image_dir = "{lone}"\n',
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8") + f'  [[datasets.subsets]]\n  image_dir = "{lone}"\n', encoding="utf-8"
+    )
     return config
 
 

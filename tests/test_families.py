@@ -15,9 +15,9 @@ import pytest
 
 from collage_ext.cli import setup_parser
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.plan.framesets import text_encoder_for
 from collage_ext.kohya import families
 from collage_ext.kohya.families import FAMILIES, Family
+from collage_ext.plan.framesets import text_encoder_for
 from collage_ext.sdscripts import seams, trainers
 
 SUPPORTED = [f for f in FAMILIES if not f.refused]
@@ -26,8 +26,9 @@ REFUSED = [f for f in FAMILIES if f.refused]
 
 def write_safetensors_header(path: Path, keys: list[str]) -> Path:
     """A file with only a safetensors header naming ``keys`` (enough for a header reader)."""
-    header = json.dumps({"__metadata__": {}, **{k: {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
-                                                 for k in keys}}).encode()
+    header = json.dumps(
+        {"__metadata__": {}, **{k: {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for k in keys}}
+    ).encode()
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
     return path
 
@@ -53,7 +54,8 @@ def test_every_script_maps_to_one_family() -> None:
         assert family is not None and script in (*family.scripts, *family.refused_scripts)
     assert set(trainers.SUPPORTED) == {f"{s}.py" for f in SUPPORTED for s in f.scripts if s not in f.refused_scripts}
     assert set(trainers.REFUSED) == {s for f in REFUSED for s in f.scripts} | {
-        s for f in FAMILIES for s in f.refused_scripts}
+        s for f in FAMILIES for s in f.refused_scripts
+    }
     assert all(why for why in trainers.REFUSED.values())
     assert "sd3_train_network.py" in trainers.SUPPORTED and "sd3_train" in trainers.REFUSED
     assert families.by_script("my_own_trainer.py") is None
@@ -108,16 +110,20 @@ def test_detect_from_arguments(family: Family) -> None:
 
 def test_flux_schnell_from_the_checkpoint(tmp_path: Path) -> None:
     """Like sd-scripts: a Flux checkpoint without the guidance embedder is schnell (256 T5 tokens)."""
-    schnell = write_safetensors_header(tmp_path / "schnell.safetensors",
-                                       ["double_blocks.0.img_attn.proj.bias", "single_blocks.0.modulation.lin.bias"])
-    dev = write_safetensors_header(tmp_path / "dev.safetensors",
-                                   ["model.diffusion_model.guidance_in.in_layer.bias", "double_blocks.0.x"])
+    schnell = write_safetensors_header(
+        tmp_path / "schnell.safetensors", ["double_blocks.0.img_attn.proj.bias", "single_blocks.0.modulation.lin.bias"]
+    )
+    dev = write_safetensors_header(
+        tmp_path / "dev.safetensors", ["model.diffusion_model.guidance_in.in_layer.bias", "double_blocks.0.x"]
+    )
     args = {"t5xxl": "t5.safetensors"}
     assert families.detect({**args, "pretrained_model_name_or_path": str(schnell)})[0].name == "flux-schnell"
     assert families.detect({**args, "pretrained_model_name_or_path": str(dev)})[0].name == "flux"
     assert families.detect({**args, "pretrained_model_name_or_path": str(tmp_path / "missing")})[0].name == "flux"
-    assert families.detect({**args, "pretrained_model_name_or_path": str(schnell), "model_type": "chroma"}
-                           )[0].name == "chroma"  # Chroma has no guidance embedder either
+    assert (
+        families.detect({**args, "pretrained_model_name_or_path": str(schnell), "model_type": "chroma"})[0].name
+        == "chroma"
+    )  # Chroma has no guidance embedder either
     assert families.detect({"pretrained_model_name_or_path": str(schnell)})[0].name == "flux-schnell"
     (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 16)
     assert families.checkpoint_keys(tmp_path / "bad.safetensors") is None
@@ -125,11 +131,14 @@ def test_flux_schnell_from_the_checkpoint(tmp_path: Path) -> None:
     assert (encoder.model, encoder.budget.max_tokens) == ("flux-schnell", 256)
 
 
-@pytest.mark.parametrize(("keys", "family"), [
-    (["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x"], "sd"),
-    (["model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.1.model.x"], "sdxl"),
-    (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "sd3"),
-])
+@pytest.mark.parametrize(
+    ("keys", "family"),
+    [
+        (["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x"], "sd"),
+        (["model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.1.model.x"], "sdxl"),
+        (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "sd3"),
+    ],
+)
 def test_family_from_the_checkpoint(tmp_path: Path, keys: list[str], family: str) -> None:
     """The checkpoint's tensor names name the family where no option does, ahead of shared options."""
     path = write_safetensors_header(tmp_path / "model.safetensors", keys)

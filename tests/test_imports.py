@@ -21,8 +21,16 @@ def test_import_collage_ext_is_light() -> None:
     assert not loaded & {"torch", "library", "diffusers", "transformers", "torchvision", "cv2"}
 
 
-@pytest.mark.parametrize("module", ["collage_ext.geometry.layout", "collage_ext.captions", "collage_ext.geometry.grouping",
-                                    "collage_ext.core.config", "collage_ext.core.rng"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "collage_ext.geometry.layout",
+        "collage_ext.captions",
+        "collage_ext.geometry.grouping",
+        "collage_ext.core.config",
+        "collage_ext.core.rng",
+    ],
+)
 def test_pure_layers_are_stdlib_only(module: str) -> None:
     """Geometry, grouping and captions are plain Python: no numpy, no Pillow."""
     loaded = imported_after(f"import {module}")

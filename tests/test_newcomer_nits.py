@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import COLLAGE_INFO, frame_files, write_images, write_safetensors, write_toml
 
 from collage_ext.cli import main
 from collage_ext.commands.preview import FrameEntry, sheet_entries
+from test_cli import COLLAGE_INFO, frame_files, write_images, write_safetensors, write_toml
 
 
 def _check_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
@@ -64,8 +64,10 @@ def test_seed_names_where_it_was_set(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_inspect_shows_the_finish_time_as_a_date(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lora = write_safetensors(tmp_path / "a.safetensors", {
-        "ss_bucket_info": json.dumps({"collage_ext": COLLAGE_INFO}), "ss_training_finished_at": "1767225600.25"})
+    lora = write_safetensors(
+        tmp_path / "a.safetensors",
+        {"ss_bucket_info": json.dumps({"collage_ext": COLLAGE_INFO}), "ss_training_finished_at": "1767225600.25"},
+    )
     assert main(["inspect", str(lora)]) == 0
     assert "ss_training_finished_at: 2026-01-01 00:00:00 UTC" in capsys.readouterr().out
 
@@ -87,8 +89,19 @@ def test_contact_sheet_has_no_big_empty_squares(tmp_path: Path) -> None:
     from PIL import Image
 
     out = tmp_path / "p"
-    assert main(["preview", str(write_toml(tmp_path / "d.toml", write_images(tmp_path / "img", 12))), "--out",
-                 str(out), "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "preview",
+                str(write_toml(tmp_path / "d.toml", write_images(tmp_path / "img", 12))),
+                "--out",
+                str(out),
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB")).astype(int)
     page = (np.abs(sheet - 24).sum(axis=2) == 0).mean()
     assert page < 0.35, page  # the old square grid left most of a landscape's slot white
@@ -96,8 +109,19 @@ def test_contact_sheet_has_no_big_empty_squares(tmp_path: Path) -> None:
 
 def test_index_lists_sources_left_to_right(tmp_path: Path) -> None:
     out = tmp_path / "p"
-    assert main(["preview", str(write_toml(tmp_path / "d.toml", write_images(tmp_path / "img", 12))), "--out",
-                 str(out), "--seed", "4"]) == 0
+    assert (
+        main(
+            [
+                "preview",
+                str(write_toml(tmp_path / "d.toml", write_images(tmp_path / "img", 12))),
+                "--out",
+                str(out),
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     html = (out / "index.html").read_text(encoding="utf-8")
     assert frame_files(out)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from collage_ext.plan.collage import Collage, load_source
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageInputError
-from collage_ext.plan.policy import FailureLog, compose
 from collage_ext.core.types import Size
+from collage_ext.plan.collage import Collage, load_source
+from collage_ext.plan.policy import FailureLog, compose
 
 
 def sources(tmp_path: Path) -> list:

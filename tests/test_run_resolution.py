@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import toml
-from test_cli import frame_files, write_images, write_toml
 
 from collage_ext.cli import main
 from collage_ext.core.config import CollageConfig, split_dataset_config
 from collage_ext.core.errors import CollageConfigError
-from collage_ext.kohya.datasets import build_run
 from collage_ext.kohya.args import dataset_source
+from collage_ext.kohya.datasets import build_run
 from collage_ext.plan.run import derived_seed, node_independent, resolve_run, resolve_seed
+from test_cli import frame_files, write_images, write_toml
 
 
 def rank_copy(dataset: Path, root: Path) -> Path:
@@ -36,8 +36,11 @@ def plan_of(out: Path) -> tuple[int, list[str], list[str]]:
     """A preview's seed, frame digests and frame captions."""
     frames = frame_files(out)
     seed = json.loads((out / "manifest.json").read_text())["summary"]["seed"]
-    return (seed, [hashlib.sha256(p.read_bytes()).hexdigest() for p in frames],
-            [p.with_suffix(".txt").read_text(encoding="utf-8") for p in frames])
+    return (
+        seed,
+        [hashlib.sha256(p.read_bytes()).hexdigest() for p in frames],
+        [p.with_suffix(".txt").read_text(encoding="utf-8") for p in frames],
+    )
 
 
 def test_two_ranks_with_different_roots_plan_the_same_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,15 +65,26 @@ def test_two_ranks_with_different_roots_plan_the_same_frames(tmp_path: Path, mon
 
 def test_derived_seed_depends_on_names_and_settings_not_mounts() -> None:
     """Paths reduce to their last component; another folder name or setting gives another seed."""
+
     def config(image_dir: str, repeats: int = 2) -> dict[str, object]:
-        return {"general": {"caption_extension": ".txt"},
-                "datasets": [{"resolution": 512, "subsets": [{"image_dir": image_dir, "num_repeats": repeats},
-                                                             {"metadata_file": "/x/meta/cat.json", "image_dir": "."}]}]}
+        return {
+            "general": {"caption_extension": ".txt"},
+            "datasets": [
+                {
+                    "resolution": 512,
+                    "subsets": [
+                        {"image_dir": image_dir, "num_repeats": repeats},
+                        {"metadata_file": "/x/meta/cat.json", "image_dir": "."},
+                    ],
+                }
+            ],
+        }
 
     assert node_independent(config("/mnt/node7/train/10_cat/"))["datasets"][0]["subsets"][0]["image_dir"] == "10_cat"
     assert node_independent(config("D:\\data\\10_cat"))["datasets"][0]["subsets"][1]["metadata_file"] == "cat.json"
-    seeds = {derived_seed(config(p)) for p in ("/mnt/a/train/10_cat", "/srv/b/10_cat/", "train/10_cat",
-                                               "C:\\train\\10_cat")}
+    seeds = {
+        derived_seed(config(p)) for p in ("/mnt/a/train/10_cat", "/srv/b/10_cat/", "train/10_cat", "C:\\train\\10_cat")
+    }
     assert len(seeds) == 1
     assert derived_seed(config("/mnt/a/train/10_dog")) not in seeds
     assert derived_seed(config("/mnt/a/train/10_cat", repeats=3)) not in seeds

@@ -27,9 +27,11 @@ from collage_ext.plan.run import resolve_mode
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_configs"
 NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())
 #: Which trainer each sample's train.sh launches, and the mode its training TOML implies.
-EXPECTED = {"illustrious_character": ("sdxl_train_network", "dynamic"),
-            "chroma_style": ("flux_train_network", "static"),
-            "mixed_with_reg": ("sdxl_train_network", "dynamic")}
+EXPECTED = {
+    "illustrious_character": ("sdxl_train_network", "dynamic"),
+    "chroma_style": ("flux_train_network", "static"),
+    "mixed_with_reg": ("sdxl_train_network", "dynamic"),
+}
 
 
 def test_the_three_use_cases_are_there() -> None:
@@ -98,11 +100,14 @@ def test_shell_script_runs_the_right_trainer(name: str) -> None:
 
 # -- with a real sd-scripts checkout ----------------------------------------------------------------
 
+
 def _sd_scripts() -> Any:
     """sd-scripts' library.config_util, or skip with the reason."""
     sd_dir = os.environ.get("SD_SCRIPTS_DIR")
     if not sd_dir:
-        pytest.skip("SD_SCRIPTS_DIR is not set: sd-scripts' ConfigSanitizer check skipped (see tests/sdscripts/NOTES.md)")
+        pytest.skip(
+            "SD_SCRIPTS_DIR is not set: sd-scripts' ConfigSanitizer check skipped (see tests/sdscripts/NOTES.md)"
+        )
     if str(Path(sd_dir).resolve()) not in sys.path:
         sys.path.insert(0, str(Path(sd_dir).resolve()))
     try:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import toml
-from schema_corpus import CASES, make_corpus_data
 
 from collage_ext.cli import main
 from collage_ext.core.config import strip_collage_keys
 from collage_ext.kohya.schema import FLAVOURS, detect_flavour, schema_for, validate
+from schema_corpus import CASES, make_corpus_data
 
 
 @pytest.fixture(autouse=True)
@@ -41,25 +41,38 @@ def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tu
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("num_repeat_typo", "num_repeat is not allowed in [[datasets.subsets]] (sd-scripts stops: extra keys not allowed): "
-                        "did you mean num_repeats? @ data['datasets'][0]['subsets'][0]['num_repeat']"),
-    ("subset_typo", "did you mean subsets? write [[datasets.subsets]]"),
-    ("training_toml_flat", "looks like a training TOML (it sets pretrained_model_name_or_path, output_dir, "
-                           "network_module), not a dataset TOML: pass it as --config"),
-    ("training_toml_sections", "looks like a training TOML"),
-    ("batch_size_in_subset", "batch_size belongs in [general] or [[datasets]]; move it there"),
-    ("image_dir_in_general", "image_dir belongs in [[datasets.subsets]]"),
-    ("missing_image_dir", "required key image_dir is missing"),
-    ("resolution_string", "resolution must be a whole number or two of them, got '1024,1024'; e.g. resolution = 1024"),
-    ("network_multiplier_int", "network_multiplier must be a number with a decimal point"),
-    ("datasets_single_table", "write [[datasets]] (two brackets)"),
-    ("mixed_db_ft", "cannot be mixed in one dataset: split them into two [[datasets]]"),
-    ("seed_in_general", "seed is a training option: put it in the training TOML"),
-    ("caption_extention_spelling", "did you mean caption_extension?"),
-])
-def test_one_clear_line_naming_file_key_and_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
-                                                expected: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "num_repeat_typo",
+            "num_repeat is not allowed in [[datasets.subsets]] (sd-scripts stops: extra keys not allowed): "
+            "did you mean num_repeats? @ data['datasets'][0]['subsets'][0]['num_repeat']",
+        ),
+        ("subset_typo", "did you mean subsets? write [[datasets.subsets]]"),
+        (
+            "training_toml_flat",
+            "looks like a training TOML (it sets pretrained_model_name_or_path, output_dir, "
+            "network_module), not a dataset TOML: pass it as --config",
+        ),
+        ("training_toml_sections", "looks like a training TOML"),
+        ("batch_size_in_subset", "batch_size belongs in [general] or [[datasets]]; move it there"),
+        ("image_dir_in_general", "image_dir belongs in [[datasets.subsets]]"),
+        ("missing_image_dir", "required key image_dir is missing"),
+        (
+            "resolution_string",
+            "resolution must be a whole number or two of them, got '1024,1024'; e.g. resolution = 1024",
+        ),
+        ("network_multiplier_int", "network_multiplier must be a number with a decimal point"),
+        ("datasets_single_table", "write [[datasets]] (two brackets)"),
+        ("mixed_db_ft", "cannot be mixed in one dataset: split them into two [[datasets]]"),
+        ("seed_in_general", "seed is a training option: put it in the training TOML"),
+        ("caption_extention_spelling", "did you mean caption_extension?"),
+    ],
+)
+def test_one_clear_line_naming_file_key_and_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, expected: str
+) -> None:
     img, meta = make_corpus_data(tmp_path)
     case = next(c for c in CASES if c.name == name)
     path = tmp_path / f"{name}.toml"
@@ -75,8 +88,9 @@ def test_swapped_files_and_dataset_toml_as_config(tmp_path: Path, capsys: pytest
     dataset = tmp_path / "dataset.toml"
     dataset.write_text(CASES[0].render(img, meta), encoding="utf-8")
     train = tmp_path / "train.toml"
-    train.write_text('pretrained_model_name_or_path = "m.safetensors"\noutput_dir = "out"\nmax_train_steps = 100\n',
-                     encoding="utf-8")
+    train.write_text(
+        'pretrained_model_name_or_path = "m.safetensors"\noutput_dir = "out"\nmax_train_steps = 100\n', encoding="utf-8"
+    )
     code, err = _check(tmp_path, capsys, str(train), "--config", str(dataset))
     assert code == 2 and "the two files look swapped" in err and f"{dataset} --config {train}" in err
     code, err = _check(tmp_path, capsys, "--config", str(dataset))
@@ -90,16 +104,19 @@ def test_swapped_files_and_dataset_toml_as_config(tmp_path: Path, capsys: pytest
 
 
 def test_release_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, text, flavour in (("new", 'class ConfigSanitizer:\n    X = {"validation_split": float}\n', "main"),
-                                ("old", "class ConfigSanitizer:\n    X = {}\n", "v0.9.1")):
+    for name, text, flavour in (
+        ("new", 'class ConfigSanitizer:\n    X = {"validation_split": float}\n', "main"),
+        ("old", "class ConfigSanitizer:\n    X = {}\n", "v0.9.1"),
+    ):
         (tmp_path / name / "library").mkdir(parents=True)
         (tmp_path / name / "library" / "config_util.py").write_text(text, encoding="utf-8")
         monkeypatch.setenv("SD_SCRIPTS_DIR", str(tmp_path / name))
         assert detect_flavour()[0] == flavour
 
 
-def test_newer_keys_warn_when_no_sd_scripts_is_found(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_newer_keys_warn_when_no_sd_scripts_is_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("collage_ext.kohya.datasets.detect_flavour", lambda: ("main", "no sd-scripts found here"))
     img, meta = make_corpus_data(tmp_path)
     case = next(c for c in CASES if c.name == "resize_interpolation")

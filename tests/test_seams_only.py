@@ -26,8 +26,13 @@ def docstrings(tree: ast.AST) -> set[int]:
     found = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             found.add(id(body[0].value))
     return found
 
@@ -56,9 +61,20 @@ def violations(source: str, names: frozenset[str], attributes: frozenset[str]) -
             yield line, f"keyword {node.arg}="
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
             text = node.value
-            if text in names or text.startswith("library.") or text in attributes and text.isidentifier() \
-                    and text not in {"bucket_info", "resize_interpolation", "min_bucket_reso", "max_bucket_reso",
-                                     "bucket_reso_steps"}:
+            if (
+                text in names
+                or text.startswith("library.")
+                or text in attributes
+                and text.isidentifier()
+                and text
+                not in {
+                    "bucket_info",
+                    "resize_interpolation",
+                    "min_bucket_reso",
+                    "max_bucket_reso",
+                    "bucket_reso_steps",
+                }
+            ):
                 yield line, f"string {text!r}"
 
 
@@ -68,33 +84,46 @@ def modules() -> list[Path]:
 
 def test_only_seams_names_sd_scripts_internals() -> None:
     """Every module but seams.py is free of sd-scripts imports, classes, hooks and dataset attributes."""
-    found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {what}"
-             for path in modules()
-             for line, what in violations(path.read_text(encoding="utf-8"), seams.INTERNAL_NAMES,
-                                          seams.INTERNAL_ATTRIBUTES)]
-    assert not found, "sd-scripts internals outside collage_ext/sdscripts/seams.py (move them into seams):\n" + \
-        "\n".join(found)
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {what}"
+        for path in modules()
+        for line, what in violations(path.read_text(encoding="utf-8"), seams.INTERNAL_NAMES, seams.INTERNAL_ATTRIBUTES)
+    ]
+    assert not found, (
+        "sd-scripts internals outside collage_ext/sdscripts/seams.py (move them into seams):\n" + "\n".join(found)
+    )
 
 
 def test_seams_itself_names_them() -> None:
     """The lists are not empty words: seams.py uses them (so the scan above looks for real names)."""
-    used = {what.split()[-1].lstrip(".").rstrip("=").strip("'")
-            for _, what in violations(SEAMS.read_text(encoding="utf-8"), seams.INTERNAL_NAMES,
-                                      seams.INTERNAL_ATTRIBUTES)}
-    for name in ("load_image_with_face_info", "new_cache_text_encoder_outputs", "config_util", "get_strategy",
-                 "image_data", "absolute_path", "current_epoch"):
+    used = {
+        what.split()[-1].lstrip(".").rstrip("=").strip("'")
+        for _, what in violations(SEAMS.read_text(encoding="utf-8"), seams.INTERNAL_NAMES, seams.INTERNAL_ATTRIBUTES)
+    }
+    for name in (
+        "load_image_with_face_info",
+        "new_cache_text_encoder_outputs",
+        "config_util",
+        "get_strategy",
+        "image_data",
+        "absolute_path",
+        "current_epoch",
+    ):
         assert name in used, name
 
 
-@pytest.mark.parametrize(("snippet", "expected"), [
-    ("from library import config_util", "from library import ..."),
-    ("import library.train_util as tu", "import library.train_util"),
-    ("x = importlib.import_module('library.strategy_base')", "string 'library.strategy_base'"),
-    ("class A:\n    def load_image_with_face_info(self): pass", "defines load_image_with_face_info"),
-    ("def f(d):\n    return d.image_data", "attribute .image_data"),
-    ("def f(s):\n    return s.TokenizeStrategy.get_strategy()", "attribute .get_strategy"),
-    ("def f(e):\n    return e['text_encoder_outputs_list']", "string 'text_encoder_outputs_list'"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("from library import config_util", "from library import ..."),
+        ("import library.train_util as tu", "import library.train_util"),
+        ("x = importlib.import_module('library.strategy_base')", "string 'library.strategy_base'"),
+        ("class A:\n    def load_image_with_face_info(self): pass", "defines load_image_with_face_info"),
+        ("def f(d):\n    return d.image_data", "attribute .image_data"),
+        ("def f(s):\n    return s.TokenizeStrategy.get_strategy()", "attribute .get_strategy"),
+        ("def f(e):\n    return e['text_encoder_outputs_list']", "string 'text_encoder_outputs_list'"),
+    ],
+)
 def test_scan_catches_each_kind(snippet: str, expected: str) -> None:
     """Each way of naming an internal is caught."""
     assert expected in [what for _, what in violations(snippet, seams.INTERNAL_NAMES, seams.INTERNAL_ATTRIBUTES)]
@@ -102,8 +131,10 @@ def test_scan_catches_each_kind(snippet: str, expected: str) -> None:
 
 def test_scan_ignores_prose_and_our_own_words() -> None:
     """Docstrings may explain sd-scripts; config keys and LoRA metadata keys are not its internals."""
-    snippet = ('def f(d):\n    """Like sd-scripts\' process_caption and DatasetGroup."""\n'
-               '    return d.get("bucket_info"), d["resize_interpolation"], d.caption, d.subsets\n')
+    snippet = (
+        'def f(d):\n    """Like sd-scripts\' process_caption and DatasetGroup."""\n'
+        '    return d.get("bucket_info"), d["resize_interpolation"], d.caption, d.subsets\n'
+    )
     assert list(violations(snippet, seams.INTERNAL_NAMES, seams.INTERNAL_ATTRIBUTES)) == []
 
 

@@ -39,8 +39,11 @@ def parse_color(value: object) -> tuple[int, int, int]:
         >>> parse_color("#181818"), parse_color("#fff"), parse_color("24, 24, 24")
         ((24, 24, 24), (255, 255, 255), (24, 24, 24))
     """
-    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         parts: list[int] = list(value)
     elif isinstance(value, str) and value.startswith("#") and len(value) in (4, 7):
         digits = value[1:] if len(value) == 7 else "".join(c * 2 for c in value[1:])
@@ -103,8 +106,11 @@ class NumberRule:
     def __call__(self, value: object) -> float | int:
         if isinstance(value, str):
             raise ValueError(self.text() + " (a TOML number, not a quoted string)")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                self.integer and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (self.integer and not isinstance(value, int))
+        ):
             raise ValueError(self.text())
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(self.text() + " (a finite number, not nan or inf)")
@@ -151,7 +157,9 @@ def _layouts(value: object) -> tuple[str, ...]:
         raise ValueError("must name at least one layout")
     for name in names:
         if name != "auto" and name not in BUILTIN_LAYOUTS and not _is_grid(name):
-            raise ValueError("must contain 'auto' or layout names (" + ", ".join(BUILTIN_LAYOUTS) + ", or RxC up to 4x4)")
+            raise ValueError(
+                "must contain 'auto' or layout names (" + ", ".join(BUILTIN_LAYOUTS) + ", or RxC up to 4x4)"
+            )
     return names
 
 
@@ -200,79 +208,247 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("collage_rate", "rate", _number(0, 1, integer=False), 1.0, "0.5", "float",
-           "Fraction of training samples that are collage frames; 1 (the default with CollageDataset) puts every "
-           "image it can into a collage, 0 trains on single images exactly like plain sd-scripts. Regularisation "
-           "subsets default to 0."),
-    Option("collage_layouts", "layouts", _layouts, ("auto",), '["1x2", "2x1", "2x2"]', "list of str",
-           "Allowed layouts: 'auto' (all built-ins) or names from 1x2 (side by side), 2x1 (stacked), 1x3, 3x1, 2x2, "
-           "1+2 / 2+1 (one full-height cell beside two stacked), 1/2 / 2/1 (one full-width cell above/below two), RxC."),
-    Option("collage_min_images", "min_images", _number(2, 16, integer=True), 2, "2", "int",
-           "Fewest images in one collage frame."),
-    Option("collage_max_images", "max_images", _number(2, 16, integer=True), 4, "4", "int",
-           "Most images in one collage frame."),
-    Option("collage_frame_size", "frame_size", parse_size, None, '"1024,1024"', "str W,H",
-           "Size of a collage frame in pixels; unset = the dataset's resolution."),
-    Option("collage_min_span", "min_span", _number(0, 1, integer=False), 0.95, "0.95", "float",
-           "The scale rule: each source of a collage spans at least this share of its frame's height or width. "
-           "'auto' layouts then are side by side / stacked only (2x2 and other grids only when listed in "
-           "collage_layouts), and sources that cannot keep the rule stay single images; 0 turns the rule off."),
-    Option("collage_fit_mode", "fit_mode", _choice("contain", "cover"), "contain", '"cover"', "str",
-           "How a source fills its cell: 'contain' keeps the whole image and pads, 'cover' fills the cell and crops "
-           "the centre (or the image's crop box)."),
-    Option("collage_max_crop", "max_crop", _number(0, 0.5, integer=False), 0.35, "0.2", "float",
-           "The largest share of a source's width (side by side) or height (stacked) that is cropped away, centred, "
-           "where its shape differs from its frame's (a fixed frame: collage_frame_size or enable_bucket = false; "
-           "coarse bucket steps), so it keeps the full frame height or width; beyond it the cell is padded. Never "
-           "cuts into an image with a crop box; 0 = pad only. collage_fit_mode = 'cover' crops without limit."),
-    Option("collage_fill", "fill", _color, (24, 24, 24), '"#181818"', "str colour",
-           "Padding colour for empty space and gutters: '#rgb', '#rrggbb' or 'r,g,b'."),
-    Option("collage_gutter", "gutter", _number(0, 256, integer=True), 0, "8", "int",
-           "Pixels of padding between neighbouring cells."),
-    Option("collage_max_upscale", "max_upscale", _number(1, 16, integer=False), 1.5, "1.5", "float",
-           "Largest magnification of a source inside a cell; images that would need more are kept out of the "
-           "layouts that would magnify them (down to a single image). Upscaled pixels teach nothing new."),
-    Option("collage_caption_merge", "caption_merge", _choice("concat", "positional", "tags"), "concat", '"tags"',
-           "str", "How cell captions merge: 'concat' (reading order), 'positional' ([LEFT] ... [RIGHT] ... markers), "
-           "'tags' (order-stable union of booru tags)."),
-    Option("collage_repeat_phrases", "repeat_phrases", _string_list, (), '["red dress", "<keep_tokens>"]',
-           "list of str", "Phrases repeated at later token positions of the caption to strengthen them "
-           "('<keep_tokens>' = the kept/trigger tags); only phrases present in the caption are repeated."),
-    Option("collage_repeat_count", "repeat_count", _number(0, 8, integer=True), 2, "2", "int",
-           "Most extra copies of each repeated phrase (CLIP: one per later 75-token chunk; T5: spread evenly)."),
-    Option("collage_cell_caption_dropout_rate", "cell_caption_dropout_rate", _number(0, 1, integer=False), 0.0,
-           "0.1", "float", "Probability that one cell's caption text is dropped while its pixels stay "
-           "(whole-frame dropout stays sd-scripts' caption_dropout_rate)."),
-    Option("collage_mode", "mode", _choice("auto", "dynamic", "static"), "auto", '"static"', "str",
-           "'dynamic' composes new groupings every epoch; 'static' plans fixed variants so latent and text-encoder "
-           "caches work; 'auto' picks static when the run caches latents or text-encoder outputs."),
-    Option("collage_variants", "variants", _number(1, 64, integer=True), 4, "4", "int",
-           "Static mode: number of planned variants an image's repeats are spread over."),
-    Option("collage_crop_extension", "crop_extension", _extension, ".crop", '".crop"', "str",
-           "Extension of the optional per-image crop-box sidecar file (img.png -> img.crop)."),
-    Option("collage_loss_mask", "loss_mask", _bool, False, "true", "bool",
-           "Give padding and gutters the weight collage_pad_weight in sd-scripts' alpha mask (masked loss), so the "
-           "#181818 bars are not learned; turns on alpha_mask for the subset (so every image's own alpha, alone "
-           "or in a cell, is a loss weight too)."),
-    Option("collage_pad_weight", "pad_weight", _number(0, 1, integer=False), 0.0, "0.1", "float",
-           "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight)."),
-    Option("collage_decode", "decode", _choice("quality", "fast"), "quality", '"fast"', "str",
-           "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
-           "aliasing and resamples with Lanczos-3 (libvips; 53-56 dB from a float LANCZOS resize of the full "
-           "decode); 'fast' lets the DCT reduction go down to 1.4x the cell and shrinks the rest with an "
-           "antialiased bilinear filter: 1.3-1.7x faster on 12 MP JPEGs, visibly a little softer (42-44 dB), and "
-           "still less aliasing than sd-scripts' own full decode + INTER_AREA on a zone plate. PNGs decode the "
-           "same way in both."),
-    Option("collage_color_profile", "color_profile", _choice("srgb", "ignore"), "srgb", '"ignore"', "str",
-           "Embedded ICC colour profiles (phone photos in Display P3, Adobe RGB): 'srgb' converts collage cells to "
-           "sRGB so they keep the colours a viewer shows; 'ignore' reads the pixel values as sRGB, like sd-scripts' "
-           "own loader (which single images always use)."),
-    Option("collage_on_error", "on_error", _choice("raise", "skip"), "raise", '"skip"', "str",
-           "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
-           "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant)."),
-    Option("collage_cache_dir", "cache_dir", _optional_path, None, '"/data/collage_cache"', "str",
-           "Folder for static-mode frames and their latent/text-encoder caches (never the source folders); "
-           "unset = <output_dir>/collage_cache, else ~/.cache/collage_ext."),
+    Option(
+        "collage_rate",
+        "rate",
+        _number(0, 1, integer=False),
+        1.0,
+        "0.5",
+        "float",
+        "Fraction of training samples that are collage frames; 1 (the default with CollageDataset) puts every "
+        "image it can into a collage, 0 trains on single images exactly like plain sd-scripts. Regularisation "
+        "subsets default to 0.",
+    ),
+    Option(
+        "collage_layouts",
+        "layouts",
+        _layouts,
+        ("auto",),
+        '["1x2", "2x1", "2x2"]',
+        "list of str",
+        "Allowed layouts: 'auto' (all built-ins) or names from 1x2 (side by side), 2x1 (stacked), 1x3, 3x1, 2x2, "
+        "1+2 / 2+1 (one full-height cell beside two stacked), 1/2 / 2/1 (one full-width cell above/below two), RxC.",
+    ),
+    Option(
+        "collage_min_images",
+        "min_images",
+        _number(2, 16, integer=True),
+        2,
+        "2",
+        "int",
+        "Fewest images in one collage frame.",
+    ),
+    Option(
+        "collage_max_images",
+        "max_images",
+        _number(2, 16, integer=True),
+        4,
+        "4",
+        "int",
+        "Most images in one collage frame.",
+    ),
+    Option(
+        "collage_frame_size",
+        "frame_size",
+        parse_size,
+        None,
+        '"1024,1024"',
+        "str W,H",
+        "Size of a collage frame in pixels; unset = the dataset's resolution.",
+    ),
+    Option(
+        "collage_min_span",
+        "min_span",
+        _number(0, 1, integer=False),
+        0.95,
+        "0.95",
+        "float",
+        "The scale rule: each source of a collage spans at least this share of its frame's height or width. "
+        "'auto' layouts then are side by side / stacked only (2x2 and other grids only when listed in "
+        "collage_layouts), and sources that cannot keep the rule stay single images; 0 turns the rule off.",
+    ),
+    Option(
+        "collage_fit_mode",
+        "fit_mode",
+        _choice("contain", "cover"),
+        "contain",
+        '"cover"',
+        "str",
+        "How a source fills its cell: 'contain' keeps the whole image and pads, 'cover' fills the cell and crops "
+        "the centre (or the image's crop box).",
+    ),
+    Option(
+        "collage_max_crop",
+        "max_crop",
+        _number(0, 0.5, integer=False),
+        0.35,
+        "0.2",
+        "float",
+        "The largest share of a source's width (side by side) or height (stacked) that is cropped away, centred, "
+        "where its shape differs from its frame's (a fixed frame: collage_frame_size or enable_bucket = false; "
+        "coarse bucket steps), so it keeps the full frame height or width; beyond it the cell is padded. Never "
+        "cuts into an image with a crop box; 0 = pad only. collage_fit_mode = 'cover' crops without limit.",
+    ),
+    Option(
+        "collage_fill",
+        "fill",
+        _color,
+        (24, 24, 24),
+        '"#181818"',
+        "str colour",
+        "Padding colour for empty space and gutters: '#rgb', '#rrggbb' or 'r,g,b'.",
+    ),
+    Option(
+        "collage_gutter",
+        "gutter",
+        _number(0, 256, integer=True),
+        0,
+        "8",
+        "int",
+        "Pixels of padding between neighbouring cells.",
+    ),
+    Option(
+        "collage_max_upscale",
+        "max_upscale",
+        _number(1, 16, integer=False),
+        1.5,
+        "1.5",
+        "float",
+        "Largest magnification of a source inside a cell; images that would need more are kept out of the "
+        "layouts that would magnify them (down to a single image). Upscaled pixels teach nothing new.",
+    ),
+    Option(
+        "collage_caption_merge",
+        "caption_merge",
+        _choice("concat", "positional", "tags"),
+        "concat",
+        '"tags"',
+        "str",
+        "How cell captions merge: 'concat' (reading order), 'positional' ([LEFT] ... [RIGHT] ... markers), "
+        "'tags' (order-stable union of booru tags).",
+    ),
+    Option(
+        "collage_repeat_phrases",
+        "repeat_phrases",
+        _string_list,
+        (),
+        '["red dress", "<keep_tokens>"]',
+        "list of str",
+        "Phrases repeated at later token positions of the caption to strengthen them "
+        "('<keep_tokens>' = the kept/trigger tags); only phrases present in the caption are repeated.",
+    ),
+    Option(
+        "collage_repeat_count",
+        "repeat_count",
+        _number(0, 8, integer=True),
+        2,
+        "2",
+        "int",
+        "Most extra copies of each repeated phrase (CLIP: one per later 75-token chunk; T5: spread evenly).",
+    ),
+    Option(
+        "collage_cell_caption_dropout_rate",
+        "cell_caption_dropout_rate",
+        _number(0, 1, integer=False),
+        0.0,
+        "0.1",
+        "float",
+        "Probability that one cell's caption text is dropped while its pixels stay "
+        "(whole-frame dropout stays sd-scripts' caption_dropout_rate).",
+    ),
+    Option(
+        "collage_mode",
+        "mode",
+        _choice("auto", "dynamic", "static"),
+        "auto",
+        '"static"',
+        "str",
+        "'dynamic' composes new groupings every epoch; 'static' plans fixed variants so latent and text-encoder "
+        "caches work; 'auto' picks static when the run caches latents or text-encoder outputs.",
+    ),
+    Option(
+        "collage_variants",
+        "variants",
+        _number(1, 64, integer=True),
+        4,
+        "4",
+        "int",
+        "Static mode: number of planned variants an image's repeats are spread over.",
+    ),
+    Option(
+        "collage_crop_extension",
+        "crop_extension",
+        _extension,
+        ".crop",
+        '".crop"',
+        "str",
+        "Extension of the optional per-image crop-box sidecar file (img.png -> img.crop).",
+    ),
+    Option(
+        "collage_loss_mask",
+        "loss_mask",
+        _bool,
+        False,
+        "true",
+        "bool",
+        "Give padding and gutters the weight collage_pad_weight in sd-scripts' alpha mask (masked loss), so the "
+        "#181818 bars are not learned; turns on alpha_mask for the subset (so every image's own alpha, alone "
+        "or in a cell, is a loss weight too).",
+    ),
+    Option(
+        "collage_pad_weight",
+        "pad_weight",
+        _number(0, 1, integer=False),
+        0.0,
+        "0.1",
+        "float",
+        "Loss weight of padding pixels when collage_loss_mask is on (0 = ignored, 1 = full weight).",
+    ),
+    Option(
+        "collage_decode",
+        "decode",
+        _choice("quality", "fast"),
+        "quality",
+        '"fast"',
+        "str",
+        "Source decoding: 'quality' shrinks JPEGs in the DCT domain only as far as keeps frames free of extra "
+        "aliasing and resamples with Lanczos-3 (libvips; 53-56 dB from a float LANCZOS resize of the full "
+        "decode); 'fast' lets the DCT reduction go down to 1.4x the cell and shrinks the rest with an "
+        "antialiased bilinear filter: 1.3-1.7x faster on 12 MP JPEGs, visibly a little softer (42-44 dB), and "
+        "still less aliasing than sd-scripts' own full decode + INTER_AREA on a zone plate. PNGs decode the "
+        "same way in both.",
+    ),
+    Option(
+        "collage_color_profile",
+        "color_profile",
+        _choice("srgb", "ignore"),
+        "srgb",
+        '"ignore"',
+        "str",
+        "Embedded ICC colour profiles (phone photos in Display P3, Adobe RGB): 'srgb' converts collage cells to "
+        "sRGB so they keep the colours a viewer shows; 'ignore' reads the pixel values as sRGB, like sd-scripts' "
+        "own loader (which single images always use).",
+    ),
+    Option(
+        "collage_on_error",
+        "on_error",
+        _choice("raise", "skip"),
+        "raise",
+        '"skip"',
+        "str",
+        "What an unreadable source image does: 'raise' stops with the file and the cause; 'skip' logs it once, "
+        "leaves it out and rebuilds its frame from the remaining images (frames per epoch stay constant).",
+    ),
+    Option(
+        "collage_cache_dir",
+        "cache_dir",
+        _optional_path,
+        None,
+        '"/data/collage_cache"',
+        "str",
+        "Folder for static-mode frames and their latent/text-encoder caches (never the source folders); "
+        "unset = <output_dir>/collage_cache, else ~/.cache/collage_ext.",
+    ),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -342,8 +518,11 @@ def check_keys(mapping: Mapping[str, Any], where: str) -> None:
         if isinstance(key, str) and key.startswith(PREFIX) and key not in OPTIONS_BY_NAME:
             # A truncated name ("collage_fit") means the option it starts ("collage_fit_mode").
             close = suggest_option(key)
-            hint = (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close
-                    else "; see the option reference in README.md")
+            hint = (
+                f"; did you mean {' or '.join(repr(c) for c in close)}?"
+                if close
+                else "; see the option reference in README.md"
+            )
             msg = f"unknown collage option {key!r}{hint} @ {where}"
             raise CollageConfigError(msg)
 
@@ -380,7 +559,7 @@ def suggest_option(key: str) -> list[str]:
     if prefixed or typo:
         return prefixed or typo
     meant: list[str] = []
-    for word in key[len(PREFIX):].lower().split("_"):
+    for word in key[len(PREFIX) :].lower().split("_"):
         option = _MEANS.get(word)
         if option is not None and option not in meant:
             meant.append(option)
@@ -420,14 +599,18 @@ def _convert(option: Option, value: object, where: str) -> Any:
 def _check_cross(config: CollageConfig, levels: Sequence[Level]) -> None:
     where = levels[0][1] if levels else "defaults"
     if config.min_images > config.max_images:
-        msg = (f"collage_min_images must be <= collage_max_images, got {config.min_images} > {config.max_images}; "
-               f"lower collage_min_images or raise collage_max_images @ {where}")
+        msg = (
+            f"collage_min_images must be <= collage_max_images, got {config.min_images} > {config.max_images}; "
+            f"lower collage_min_images or raise collage_max_images @ {where}"
+        )
         raise CollageConfigError(msg)
     counts = {layout_cell_count(n) for n in config.layout_names}
     if config.enabled and not any(config.min_images <= c <= config.max_images for c in counts):
-        msg = (f"collage_layouts has no layout with {config.min_images}..{config.max_images} images "
-               f"(collage_min_images = {config.min_images!r}, collage_max_images = {config.max_images!r}), "
-               f"got {list(config.layouts)}; add a layout such as '1x2' or widen collage_min/max_images @ {where}")
+        msg = (
+            f"collage_layouts has no layout with {config.min_images}..{config.max_images} images "
+            f"(collage_min_images = {config.min_images!r}, collage_max_images = {config.max_images!r}), "
+            f"got {list(config.layouts)}; add a layout such as '1x2' or widen collage_min/max_images @ {where}"
+        )
         raise CollageConfigError(msg)
 
 
@@ -470,8 +653,13 @@ class DatasetTree:
     locations: tuple[tuple[str, ...], ...]
 
 
-def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any] | None = None,
-                         defaults_where: str = "config_file", reg_default_rate: float = 0.0) -> DatasetTree:
+def split_dataset_config(
+    data: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    defaults_where: str = "config_file",
+    reg_default_rate: float = 0.0,
+) -> DatasetTree:
     """Strip and validate the ``collage_*`` keys of an sd-scripts dataset TOML (already parsed).
 
     The cascade is subset -> dataset -> ``[general]`` -> ``defaults`` (the training ``--config_file``)
@@ -486,8 +674,9 @@ def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any]
     datasets = list(data.get("datasets", []) or [])
     base: list[Level] = [(general, "data['general']")]
     if defaults:
-        base.append(({k: v for k, v in defaults.items() if isinstance(k, str) and k.startswith(PREFIX)},
-                     defaults_where))
+        base.append(
+            ({k: v for k, v in defaults.items() if isinstance(k, str) and k.startswith(PREFIX)}, defaults_where)
+        )
     check_keys({k: None for k in data if isinstance(k, str)}, "data")
     resolved: list[tuple[CollageConfig, ...]] = []
     locations: list[tuple[str, ...]] = []
@@ -501,8 +690,14 @@ def split_dataset_config(data: Mapping[str, Any], *, defaults: Mapping[str, Any]
             if subset.get("is_reg") and not any("collage_rate" in m for m, _ in levels[:1]):
                 levels.insert(1, ({"collage_rate": reg_default_rate}, f"{s_where} (regularisation default)"))
             elif "collage_rate" not in subset and (root := export_root(subset.get("image_dir"))) is not None:
-                levels.insert(1, ({"collage_rate": 0.0}, f"{s_where} (a collage-ext export in {root}: its frames "
-                                                          "are collages already, so they train as single images)"))
+                levels.insert(
+                    1,
+                    (
+                        {"collage_rate": 0.0},
+                        f"{s_where} (a collage-ext export in {root}: its frames "
+                        "are collages already, so they train as single images)",
+                    ),
+                )
             row.append(resolve_config(levels))
             row_where.append(s_where)
         resolved.append(tuple(row))

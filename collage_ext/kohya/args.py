@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collage_ext.core.errors import CollageConfigError
-
 from collage_ext.kohya.runargs import RunArgs, read_config_file, scan_options
 from collage_ext.kohya.specs import Finding
 
@@ -23,11 +22,25 @@ logger = logging.getLogger(__name__)
 
 #: sd-scripts' argparse defaults for the dataset options read here (``add_dataset_arguments``).
 ARG_DEFAULTS: dict[str, Any] = {
-    "caption_extension": ".caption", "caption_separator": ",", "keep_tokens": 0, "keep_tokens_separator": "",
-    "secondary_separator": None, "enable_wildcard": False, "shuffle_caption": False, "flip_aug": False,
-    "color_aug": False, "random_crop": False, "caption_dropout_rate": 0.0, "resolution": None,
-    "enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 1024, "bucket_reso_steps": 64,
-    "bucket_no_upscale": False, "train_batch_size": 1, "dataset_repeats": 1,
+    "caption_extension": ".caption",
+    "caption_separator": ",",
+    "keep_tokens": 0,
+    "keep_tokens_separator": "",
+    "secondary_separator": None,
+    "enable_wildcard": False,
+    "shuffle_caption": False,
+    "flip_aug": False,
+    "color_aug": False,
+    "random_crop": False,
+    "caption_dropout_rate": 0.0,
+    "resolution": None,
+    "enable_bucket": False,
+    "min_bucket_reso": 256,
+    "max_bucket_reso": 1024,
+    "bucket_reso_steps": 64,
+    "bucket_no_upscale": False,
+    "train_batch_size": 1,
+    "dataset_repeats": 1,
 }
 #: argparse names that mean another dataset-config key (``ConfigSanitizer.ARGPARSE_OPTNAME_TO_CONFIG_OPTNAME``).
 ARG_TO_CONFIG = {"train_batch_size": "batch_size", "dataset_repeats": "num_repeats"}
@@ -38,8 +51,9 @@ DATASET_CLASS = "collage_ext.CollageDataset"
 _said: set[str] = set()
 
 
-def build_run(config_file: str | os.PathLike[str] | None = None, trainer_args: Sequence[str] = (),
-              seed: int | None = None) -> RunArgs:
+def build_run(
+    config_file: str | os.PathLike[str] | None = None, trainer_args: Sequence[str] = (), seed: int | None = None
+) -> RunArgs:
     """The training arguments: the ``--config_file`` TOML, then trainer arguments, then ``--seed``.
 
     Trainer arguments are read generically (``--key value``, ``--key=value``, bare ``--flag``), so
@@ -91,10 +105,12 @@ def dataset_class_finding(run: RunArgs, where: str) -> list[Finding]:
     if value == DATASET_CLASS:
         return []
     got = f"dataset_class is {value!r}" if value else "no dataset_class"
-    message = (f"{where} has {got}: sd-scripts would train plain single images, not the collage frames shown here; "
-               f"add dataset_class = \"{DATASET_CLASS}\" to the training TOML, or (kohya_ss GUI, whose saved TOML "
-               f"never has it) type --dataset_class {DATASET_CLASS} into Parameters > Advanced > Additional "
-               f"parameters and add it here after --: -- --dataset_class {DATASET_CLASS}")
+    message = (
+        f"{where} has {got}: sd-scripts would train plain single images, not the collage frames shown here; "
+        f'add dataset_class = "{DATASET_CLASS}" to the training TOML, or (kohya_ss GUI, whose saved TOML '
+        f"never has it) type --dataset_class {DATASET_CLASS} into Parameters > Advanced > Additional "
+        f"parameters and add it here after --: -- --dataset_class {DATASET_CLASS}"
+    )
     if message not in _said:  # once per process; the finding stays in every report
         _said.add(message)
         logger.warning(message)
@@ -136,16 +152,27 @@ def dataset_source(run: RunArgs, dataset: str | os.PathLike[str] | None = None) 
         return DatasetLocation("dataset_config", str(dataset), label=f"dataset config {dataset}")
     if run.get("dataset_config"):
         config = str(run.get("dataset_config"))
-        return DatasetLocation("dataset_config", config,
-                             label=f"dataset config {config} (dataset_config of the training arguments)")
+        return DatasetLocation(
+            "dataset_config", config, label=f"dataset config {config} (dataset_config of the training arguments)"
+        )
     if run.get("train_data_dir") and run.get("in_json"):
-        return DatasetLocation("in_json", str(run.get("train_data_dir")), metadata_file=str(run.get("in_json")),
-                             label=f"--in_json {run.get('in_json')}")
+        return DatasetLocation(
+            "in_json",
+            str(run.get("train_data_dir")),
+            metadata_file=str(run.get("in_json")),
+            label=f"--in_json {run.get('in_json')}",
+        )
     if run.get("in_json"):
-        msg = (f"--in_json {run.get('in_json')} needs --train_data_dir: sd-scripts takes it as the image folder of "
-               "the fine-tuning subset (and refuses the run without it)")
+        msg = (
+            f"--in_json {run.get('in_json')} needs --train_data_dir: sd-scripts takes it as the image folder of "
+            "the fine-tuning subset (and refuses the run without it)"
+        )
         raise CollageConfigError(msg)
     if run.get("train_data_dir"):
-        return DatasetLocation("train_data_dir", str(run.get("train_data_dir")), reg_data_dir=reg,
-                             label=f"--train_data_dir {run.get('train_data_dir')}")
+        return DatasetLocation(
+            "train_data_dir",
+            str(run.get("train_data_dir")),
+            reg_data_dir=reg,
+            label=f"--train_data_dir {run.get('train_data_dir')}",
+        )
     return None

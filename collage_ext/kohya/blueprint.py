@@ -20,21 +20,44 @@ from collage_ext.kohya.specs import DatasetSpec, Notes, SubsetSpec
 
 #: Subset parameter defaults (``DreamBoothSubsetParams`` / ``FineTuningSubsetParams``).
 SUBSET_DEFAULTS: dict[str, Any] = {
-    "image_dir": None, "num_repeats": 1, "shuffle_caption": False, "caption_separator": ",", "keep_tokens": 0,
-    "keep_tokens_separator": "", "secondary_separator": None, "enable_wildcard": False, "color_aug": False,
-    "flip_aug": False, "random_crop": False, "caption_prefix": None, "caption_suffix": None,
-    "caption_dropout_rate": 0.0, "is_reg": False, "class_tokens": None, "caption_extension": ".caption",
-    "cache_info": False, "metadata_file": None, "alpha_mask": False,
+    "image_dir": None,
+    "num_repeats": 1,
+    "shuffle_caption": False,
+    "caption_separator": ",",
+    "keep_tokens": 0,
+    "keep_tokens_separator": "",
+    "secondary_separator": None,
+    "enable_wildcard": False,
+    "color_aug": False,
+    "flip_aug": False,
+    "random_crop": False,
+    "caption_prefix": None,
+    "caption_suffix": None,
+    "caption_dropout_rate": 0.0,
+    "is_reg": False,
+    "class_tokens": None,
+    "caption_extension": ".caption",
+    "cache_info": False,
+    "metadata_file": None,
+    "alpha_mask": False,
 }
 #: Dataset parameter defaults (``DreamBoothDatasetParams`` / ``FineTuningDatasetParams``).
 DATASET_DEFAULTS: dict[str, Any] = {
-    "resolution": None, "batch_size": 1, "enable_bucket": False, "min_bucket_reso": 256, "max_bucket_reso": 1024,
-    "bucket_reso_steps": 64, "bucket_no_upscale": False, "validation_seed": None, "validation_split": 0.0,
+    "resolution": None,
+    "batch_size": 1,
+    "enable_bucket": False,
+    "min_bucket_reso": 256,
+    "max_bucket_reso": 1024,
+    "bucket_reso_steps": 64,
+    "bucket_no_upscale": False,
+    "validation_seed": None,
+    "validation_split": 0.0,
 }
 
 
-def blueprint(tree: DatasetTree, run: RunArgs, toml_dir: Path | None, notes: Notes, *,
-              folder: bool = False) -> Iterator[DatasetSpec]:
+def blueprint(
+    tree: DatasetTree, run: RunArgs, toml_dir: Path | None, notes: Notes, *, folder: bool = False
+) -> Iterator[DatasetSpec]:
     """Each ``[[datasets]]`` entry with its parameters and subsets resolved, no images listed yet.
 
     A generator, so that a caller reading each dataset's images before the next one is resolved
@@ -56,7 +79,8 @@ def blueprint(tree: DatasetTree, run: RunArgs, toml_dir: Path | None, notes: Not
     for d, dataset in enumerate(data.get("datasets", []) or []):
         subsets_raw = list(dataset.get("subsets", []) or [])
         kind: Literal["dreambooth", "finetuning"] = (
-            "dreambooth" if all("metadata_file" not in s for s in subsets_raw) else "finetuning")
+            "dreambooth" if all("metadata_file" not in s for s in subsets_raw) else "finetuning"
+        )
         params = {k: search(k, [dataset, general, args], v) for k, v in DATASET_DEFAULTS.items()}
         where = f"data['datasets'][{d}]"
         resolution = parse_resolution(params["resolution"], where, folder=folder)
@@ -85,9 +109,12 @@ def locate(path: str, toml_dir: Path | None, notes: Notes) -> str:
         return path
     beside = os.path.join(str(toml_dir), path)
     if os.path.exists(beside):
-        notes.note("info", "path_beside_toml",
-                   f"{path!r} is not found from the current folder; using {beside} (next to the dataset TOML). "
-                   "sd-scripts resolves it from the folder you start training in.")
+        notes.note(
+            "info",
+            "path_beside_toml",
+            f"{path!r} is not found from the current folder; using {beside} (next to the dataset TOML). "
+            "sd-scripts resolves it from the folder you start training in.",
+        )
         return beside
     return path
 
@@ -115,12 +142,16 @@ def parse_resolution(value: Any, where: str, *, folder: bool = False) -> Size:
     else:
         parts = []
     if value is None and folder:  # a --train_data_dir user has no dataset TOML to edit
-        msg = ("resolution is not set; sd-scripts needs it: pass --config with the training TOML that sets it, or "
-               "add it after --, e.g. -- --resolution 1024,1024")
+        msg = (
+            "resolution is not set; sd-scripts needs it: pass --config with the training TOML that sets it, or "
+            "add it after --, e.g. -- --resolution 1024,1024"
+        )
         raise CollageConfigError(msg)
     if value is None:
-        msg = (f"resolution is not set @ {where}; sd-scripts needs it: add e.g. resolution = 1024 to the dataset "
-               "TOML, or pass --config with the training TOML that sets it")
+        msg = (
+            f"resolution is not set @ {where}; sd-scripts needs it: add e.g. resolution = 1024 to the dataset "
+            "TOML, or pass --config with the training TOML that sets it"
+        )
         raise CollageConfigError(msg)
     if len(parts) != 2 or not all(isinstance(p, int) and p > 0 for p in parts):
         msg = f"resolution must be a size like 1024 or [832, 1216], got {value!r} @ {where}"

@@ -17,22 +17,31 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".avif", ".jxl", ".gif", ".tif", ".tiff")
 
 
-def caption_extension(kohya_config: dict[str, Any], dataset: dict[str, Any], subset: dict[str, Any],
-                      run: RunArgs) -> str:
+def caption_extension(
+    kohya_config: dict[str, Any], dataset: dict[str, Any], subset: dict[str, Any], run: RunArgs
+) -> str:
     """A subset's ``caption_extension`` as sd-scripts cascades it (its default is ``.caption``)."""
     general = kohya_config.get("general", {}) or {}
-    return str(subset.get("caption_extension") or dataset.get("caption_extension")
-               or general.get("caption_extension") or run.get("caption_extension") or ".caption")
+    return str(
+        subset.get("caption_extension")
+        or dataset.get("caption_extension")
+        or general.get("caption_extension")
+        or run.get("caption_extension")
+        or ".caption"
+    )
 
 
 def first_line_empty_message(path: str | Path) -> str:
     """The warning for a caption file whose first line is empty (training log and ``check`` alike)."""
-    return (f"caption file {path}: the first line is empty, and sd-scripts reads only the first line (without "
-            "enable_wildcard), so the image trains with an empty caption; move the caption to the first line")
+    return (
+        f"caption file {path}: the first line is empty, and sd-scripts reads only the first line (without "
+        "enable_wildcard), so the image trains with an empty caption; move the caption to the first line"
+    )
 
 
-def check_crop_extensions(kohya_config: dict[str, Any], configs: Sequence[Sequence[CollageConfig]],
-                          run: RunArgs) -> None:
+def check_crop_extensions(
+    kohya_config: dict[str, Any], configs: Sequence[Sequence[CollageConfig]], run: RunArgs
+) -> None:
     """Refuse a ``collage_crop_extension`` that names caption or image files: they would be parsed as crop boxes.
 
     Raises:
@@ -44,10 +53,17 @@ def check_crop_extensions(kohya_config: dict[str, Any], configs: Sequence[Sequen
                 continue
             crop = configs[d][s].crop_extension
             caption = caption_extension(kohya_config, dataset, subset, run)
-            clash = ("the caption extension (caption_extension)" if crop.lower() == caption.lower()
-                     else "an image extension" if crop.lower() in IMAGE_SUFFIXES else None)
+            clash = (
+                "the caption extension (caption_extension)"
+                if crop.lower() == caption.lower()
+                else "an image extension"
+                if crop.lower() in IMAGE_SUFFIXES
+                else None
+            )
             if clash is not None:
-                msg = (f"collage_crop_extension = {crop!r} is {clash} of subset {subset.get('image_dir') or s} "
-                       f"@ data['datasets'][{d}]['subsets'][{s}]: those files would be read as crop boxes; use a "
-                       "sidecar extension of its own, e.g. collage_crop_extension = \".crop\"")
+                msg = (
+                    f"collage_crop_extension = {crop!r} is {clash} of subset {subset.get('image_dir') or s} "
+                    f"@ data['datasets'][{d}]['subsets'][{s}]: those files would be read as crop boxes; use a "
+                    'sidecar extension of its own, e.g. collage_crop_extension = ".crop"'
+                )
                 raise CollageConfigError(msg)

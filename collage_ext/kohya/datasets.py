@@ -34,13 +34,13 @@ from typing import Any
 from collage_ext.core.config import DatasetTree, split_dataset_config, strip_collage_keys
 from collage_ext.core.errors import CollageConfigError
 from collage_ext.kohya.args import (
-    dataset_source,
     ARG_DEFAULTS,
     ARG_TO_CONFIG,
     DATASET_CLASS,
     arg_config,
     build_run,
     dataset_class_finding,
+    dataset_source,
     parse_trainer_args,
 )
 from collage_ext.kohya.blueprint import DATASET_DEFAULTS, SUBSET_DEFAULTS, blueprint, parse_resolution
@@ -68,12 +68,38 @@ from collage_ext.kohya.specs import DatasetSpec, Finding, Level, Notes, SubsetIm
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ARG_DEFAULTS", "ARG_TO_CONFIG", "DATASET_CLASS", "DATASET_DEFAULTS", "IMAGE_INFO_CACHE_FILE",
-    "SD_IMAGE_EXTENSIONS", "SUBSET_DEFAULTS", "DatasetSource", "DatasetSpec", "Finding", "Level", "MetadataRelease",
-    "Notes", "SubsetImage", "SubsetSpec", "arg_config", "build_run", "dataset_class_finding",
-    "detect_metadata_release", "glob_images", "glob_named", "image_extensions", "load_user_config",
-    "metadata_caption", "metadata_key_path", "open_dataset", "parse_resolution", "parse_trainer_args",
-    "read_datasets", "subset_root", "subsets_from_folders", "validate_like_sd_scripts",
+    "ARG_DEFAULTS",
+    "ARG_TO_CONFIG",
+    "DATASET_CLASS",
+    "DATASET_DEFAULTS",
+    "IMAGE_INFO_CACHE_FILE",
+    "SD_IMAGE_EXTENSIONS",
+    "SUBSET_DEFAULTS",
+    "DatasetSource",
+    "DatasetSpec",
+    "Finding",
+    "Level",
+    "MetadataRelease",
+    "Notes",
+    "SubsetImage",
+    "SubsetSpec",
+    "arg_config",
+    "build_run",
+    "dataset_class_finding",
+    "detect_metadata_release",
+    "glob_images",
+    "glob_named",
+    "image_extensions",
+    "load_user_config",
+    "metadata_caption",
+    "metadata_key_path",
+    "open_dataset",
+    "parse_resolution",
+    "parse_trainer_args",
+    "read_datasets",
+    "subset_root",
+    "subsets_from_folders",
+    "validate_like_sd_scripts",
 ]
 
 
@@ -98,9 +124,13 @@ class DatasetSource:
     findings: list[Finding] = field(default_factory=list)
 
 
-def open_dataset(dataset: str | os.PathLike[str] | None = None, *,
-                 config_file: str | os.PathLike[str] | None = None, trainer_args: Sequence[str] = (),
-                 seed: int | None = None) -> DatasetSource:
+def open_dataset(
+    dataset: str | os.PathLike[str] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    trainer_args: Sequence[str] = (),
+    seed: int | None = None,
+) -> DatasetSource:
     """Find the dataset (a dataset TOML, a ``--train_data_dir`` folder, or the training TOML's) and validate it.
 
     Args:
@@ -120,8 +150,10 @@ def open_dataset(dataset: str | os.PathLike[str] | None = None, *,
         _refuse_swapped(run, config_file, None, {})
     source = dataset_source(run, dataset)  # the same choice the trainer makes
     if source is None:
-        msg = ("no dataset given; pass a dataset TOML (or a folder of N_name sub-folders), or --config with a "
-               "training TOML that sets dataset_config or train_data_dir")
+        msg = (
+            "no dataset given; pass a dataset TOML (or a folder of N_name sub-folders), or --config with a "
+            "training TOML that sets dataset_config or train_data_dir"
+        )
         raise CollageConfigError(msg)
     if source.kind == "dataset_config":
         config_path = Path(str(source.path))
@@ -158,28 +190,34 @@ def read_datasets(found: DatasetSource, notes: Notes) -> list[DatasetSpec]:
     return out
 
 
-def _refuse_swapped(run: RunArgs, config_file: str | os.PathLike[str] | None, config_path: Path | None,
-                    user_config: Mapping[str, Any]) -> None:
+def _refuse_swapped(
+    run: RunArgs, config_file: str | os.PathLike[str] | None, config_path: Path | None, user_config: Mapping[str, Any]
+) -> None:
     """A training TOML where the dataset TOML belongs, or a dataset TOML given as --config: one line with the fix."""
     given_dataset_as_config = isinstance(run.values.get("datasets"), list)
     training = training_keys_in(user_config) if config_path is not None else []
     looks_training = bool(training) and not looks_like_dataset_toml(user_config)
     if given_dataset_as_config and looks_training:
-        msg = (f"the two files look swapped: {config_path} is a training TOML (it sets {', '.join(training[:3])}) and "
-               f"--config {config_file} is a dataset TOML (it has [[datasets]]); swap them: "
-               f"collage-ext ... {config_file} --config {config_path}")
+        msg = (
+            f"the two files look swapped: {config_path} is a training TOML (it sets {', '.join(training[:3])}) and "
+            f"--config {config_file} is a dataset TOML (it has [[datasets]]); swap them: "
+            f"collage-ext ... {config_file} --config {config_path}"
+        )
         raise CollageConfigError(msg)
     if looks_training:
         named = user_config.get("dataset_config")
-        fix = (f"pass it as --config {config_path} (its dataset_config {named} is then read from it)" if named
-               else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first "
-                    "argument")
-        msg = (f"{config_path} looks like a training TOML (it sets {', '.join(training[:3])}), not a dataset TOML: "
-               f"{fix}")
+        fix = (
+            f"pass it as --config {config_path} (its dataset_config {named} is then read from it)"
+            if named
+            else f"pass it as --config {config_path}, and the dataset TOML (with [[datasets]]) as the first argument"
+        )
+        msg = f"{config_path} looks like a training TOML (it sets {', '.join(training[:3])}), not a dataset TOML: {fix}"
         raise CollageConfigError(msg)
     if given_dataset_as_config:
-        msg = (f"--config {config_file} looks like a dataset TOML (it has [[datasets]]), not a training TOML: pass it "
-               f"as the dataset argument (collage-ext ... {config_file}), and the training TOML as --config")
+        msg = (
+            f"--config {config_file} looks like a dataset TOML (it has [[datasets]]), not a training TOML: pass it "
+            f"as the dataset argument (collage-ext ... {config_file}), and the training TOML as --config"
+        )
         raise CollageConfigError(msg)
 
 
@@ -203,10 +241,13 @@ def validate_like_sd_scripts(user_config: Mapping[str, Any], path: Path, run: Ru
     notes = []
     if why.startswith("no sd-scripts"):
         for problem in validate(kohya, schema_for("v0.9.1", controlnet=controlnet)):
-            notes.append(Finding("warning", "newer_sd_scripts_key",
-                                 f"dataset config {path}: {problem.key} needs sd-scripts newer than v0.9.1 (v0.9.1 "
-                                 f"stops on it: extra keys not allowed) @ {problem.where}; fine on current sd-scripts",
-                                 str(path)))
+            notes.append(
+                Finding(
+                    "warning",
+                    "newer_sd_scripts_key",
+                    f"dataset config {path}: {problem.key} needs sd-scripts newer than v0.9.1 (v0.9.1 "
+                    f"stops on it: extra keys not allowed) @ {problem.where}; fine on current sd-scripts",
+                    str(path),
+                )
+            )
     return notes
-
-

@@ -45,21 +45,34 @@ def read_dreambooth(spec: DatasetSpec, notes: Notes) -> None:
             subset.skipped = "the same image_dir is already used by an earlier subset of this dataset"
             continue
         if not image_dir or not os.path.isdir(image_dir):
-            notes.note("error", "missing_image_dir",
-                       f"image_dir {image_dir!r} is not a folder @ {subset.where}; sd-scripts skips this subset, "
-                       "so its images are never trained: fix the path", image_dir)
+            notes.note(
+                "error",
+                "missing_image_dir",
+                f"image_dir {image_dir!r} is not a folder @ {subset.where}; sd-scripts skips this subset, "
+                "so its images are never trained: fix the path",
+                image_dir,
+            )
             subset.skipped = "image_dir is not a folder"
             continue
         root = export_root(image_dir)
         if root is not None and subset.config.rate == 0:
-            notes.note("info", "export_folder", f"{image_dir} is part of a collage-ext export ({root}): its frames "
-                       "are collages already, so they train as single images (collage_rate = 0)")
+            notes.note(
+                "info",
+                "export_folder",
+                f"{image_dir} is part of a collage-ext export ({root}): its frames "
+                "are collages already, so they train as single images (collage_rate = 0)",
+            )
         cached = cached_info(subset, notes)
         paths = list(cached) if cached is not None else glob_images(image_dir)
         paths = validation_split(spec, subset, paths, notes)
         if not paths:
-            notes.note("warning", "empty_subset", f"image_dir {image_dir} has no images @ {subset.where}; "
-                       f"sd-scripts skips it (extensions: {', '.join(SD_IMAGE_EXTENSIONS)})", image_dir)
+            notes.note(
+                "warning",
+                "empty_subset",
+                f"image_dir {image_dir} has no images @ {subset.where}; "
+                f"sd-scripts skips it (extensions: {', '.join(SD_IMAGE_EXTENSIONS)})",
+                image_dir,
+            )
             subset.skipped = "no images"
             continue
         if cached is not None:  # sd-scripts pairs the split paths with the cache's captions in file order
@@ -93,8 +106,12 @@ def read_dreambooth(spec: DatasetSpec, notes: Notes) -> None:
         items = registered.get(id(subset), []) if subset.is_reg else entries.get(id(subset), [])
         subset.images = [SubsetImage(e.path, e.caption, e.repeats) for e in items]
         if subset.is_reg and not items:
-            notes.note("info", "reg_unused", f"regularisation subset {subset.image_dir} is not used: there are no "
-                       "training images to balance it against")
+            notes.note(
+                "info",
+                "reg_unused",
+                f"regularisation subset {subset.image_dir} is not used: there are no "
+                "training images to balance it against",
+            )
 
 
 def cached_info(subset: SubsetSpec, notes: Notes) -> dict[str, str] | None:
@@ -113,11 +130,20 @@ def cached_info(subset: SubsetSpec, notes: Notes) -> dict[str, str] | None:
             metas = json.load(handle)
         cached = {str(path): str(meta["caption"] or "") for path, meta in metas.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        notes.note("error", "cache_info_unreadable", f"{file} cannot be read ({exc}) @ {subset.where}; "
-                   "sd-scripts stops on it: delete it (sd-scripts writes it again)", file)
+        notes.note(
+            "error",
+            "cache_info_unreadable",
+            f"{file} cannot be read ({exc}) @ {subset.where}; "
+            "sd-scripts stops on it: delete it (sd-scripts writes it again)",
+            file,
+        )
         return None
-    notes.note("info", "cache_info", f"{subset.image_dir}: images and captions come from {file} (cache_info = "
-               "true), as in training; delete it after adding images or editing captions")
+    notes.note(
+        "info",
+        "cache_info",
+        f"{subset.image_dir}: images and captions come from {file} (cache_info = "
+        "true), as in training; delete it after adding images or editing captions",
+    )
     return cached
 
 
@@ -128,10 +154,13 @@ def validation_split(spec: DatasetSpec, subset: SubsetSpec, paths: list[str], no
         return paths
     seed = spec.params.get("validation_seed")
     if seed is None:
-        notes.note("warning", "validation_split_unseeded",
-                   f"validation_split = {split} without validation_seed @ {spec.where}: sd-scripts picks the "
-                   "validation images at random, so this shows every image; set validation_seed to make it "
-                   "reproducible")
+        notes.note(
+            "warning",
+            "validation_split_unseeded",
+            f"validation_split = {split} without validation_seed @ {spec.where}: sd-scripts picks the "
+            "validation images at random, so this shows every image; set validation_seed to make it "
+            "reproducible",
+        )
         return paths
     shuffled = list(paths)
     random.Random(int(seed)).shuffle(shuffled)  # == random.seed(seed); random.shuffle(...) in split_train_val
@@ -150,17 +179,26 @@ def read_caption(path: str, subset: SubsetSpec, notes: Notes) -> str:
                 with open(candidate, encoding="utf-8") as handle:
                     lines = handle.readlines()
             except UnicodeDecodeError:
-                notes.note("error", "caption_not_utf8", f"caption file {candidate} is not UTF-8; sd-scripts stops "
-                           "on it: re-save it as UTF-8", candidate)
+                notes.note(
+                    "error",
+                    "caption_not_utf8",
+                    f"caption file {candidate} is not UTF-8; sd-scripts stops on it: re-save it as UTF-8",
+                    candidate,
+                )
                 return ""
             except OSError as exc:
-                notes.note("error", "caption_unreadable", f"caption file {candidate} cannot be read ({exc})",
-                           candidate)
+                notes.note("error", "caption_unreadable", f"caption file {candidate} cannot be read ({exc})", candidate)
                 return ""
             if not "".join(lines).strip():  # training refuses whitespace-only files too (caption_files)
-                notes.note("error", "caption_empty", f"caption file {candidate} is empty"
-                           + (" (only white space)" if lines else "") + "; sd-scripts stops on empty caption "
-                           "files: write a caption or delete the file", candidate)
+                notes.note(
+                    "error",
+                    "caption_empty",
+                    f"caption file {candidate} is empty"
+                    + (" (only white space)" if lines else "")
+                    + "; sd-scripts stops on empty caption "
+                    "files: write a caption or delete the file",
+                    candidate,
+                )
                 return ""
             if subset.params.get("enable_wildcard"):
                 return "\n".join(line.strip() for line in lines if line.strip())
@@ -168,13 +206,26 @@ def read_caption(path: str, subset: SubsetSpec, notes: Notes) -> str:
                 notes.note("warning", "caption_first_line_empty", first_line_empty_message(candidate), candidate)
             return lines[0].strip()
     others = [e for e in (".txt", ".caption") if e != ext and os.path.isfile(base + e)]
-    hint = (f"; {os.path.basename(base + others[0])} exists: set caption_extension = \"{others[0]}\" (sd-scripts' "
-            "default is \".caption\")" if others else "")
+    hint = (
+        f'; {os.path.basename(base + others[0])} exists: set caption_extension = "{others[0]}" (sd-scripts\' '
+        'default is ".caption")'
+        if others
+        else ""
+    )
     if subset.params.get("class_tokens") is not None:
         if hint:
-            notes.note("warning", "caption_missing", f"{path} has no {ext} caption file, so it trains with its "
-                       f"class_tokens {subset.params['class_tokens']!r}{hint}", path)
+            notes.note(
+                "warning",
+                "caption_missing",
+                f"{path} has no {ext} caption file, so it trains with its "
+                f"class_tokens {subset.params['class_tokens']!r}{hint}",
+                path,
+            )
         return str(subset.params["class_tokens"])
-    notes.note("warning", "caption_missing", f"{path} has no caption file ({ext}) and its subset has no "
-               f"class_tokens: it trains with an empty caption{hint}", path)
+    notes.note(
+        "warning",
+        "caption_missing",
+        f"{path} has no caption file ({ext}) and its subset has no class_tokens: it trains with an empty caption{hint}",
+        path,
+    )
     return ""

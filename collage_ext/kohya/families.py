@@ -92,9 +92,19 @@ class Tokenizer:
             return None
 
 
-CLIP = Tokenizer("clip", "CLIP", "openai/clip-vit-large-patch14", "CLIPTokenizer", "max_token_length",
-                 clip_budget, (75, 150, 225))
-T5 = Tokenizer("t5", "T5", "google/t5-v1_1-xxl", "T5TokenizerFast", "t5xxl_max_token_length", t5_budget)
+CLIP = Tokenizer(
+    "clip", "CLIP", "openai/clip-vit-large-patch14", "CLIPTokenizer", "max_token_length", clip_budget, (75, 150, 225)
+)
+
+
+def _t5_table_budget(length: int | None) -> TokenBudget:
+    """``t5_budget`` as ``Family.budget`` calls it: T5 has no length of its own, each T5 family sets one."""
+    if length is None:
+        raise CollageConfigError("a T5 family needs default_length (t5 max_tokens must be a positive integer)")
+    return t5_budget(length)
+
+
+T5 = Tokenizer("t5", "T5", "google/t5-v1_1-xxl", "T5TokenizerFast", "t5xxl_max_token_length", _t5_table_budget)
 
 
 @dataclass(frozen=True)
@@ -163,31 +173,93 @@ _NOT_MODELLED = "text encoder has a caption budget collage_ext does not model"
 #: ``checkpoint_has``, then ``hints`` in table order, then ``DEFAULT``; within a group, variants in
 #: table order, then the base.
 FAMILIES: tuple[Family, ...] = (
-    Family("sd", "Stable Diffusion 1.x / 2.x", CLIP, scripts=("train_network",), hints=("v2",),
-           checkpoint_has=("cond_stage_model.",)),
+    Family(
+        "sd",
+        "Stable Diffusion 1.x / 2.x",
+        CLIP,
+        scripts=("train_network",),
+        hints=("v2",),
+        checkpoint_has=("cond_stage_model.",),
+    ),
     Family("sdxl", "SDXL", CLIP, scripts=("sdxl_train_network", "sdxl_train"), checkpoint_has=("conditioner.",)),
-    Family("sd3", "Stable Diffusion 3", T5, 256, scripts=("sd3_train_network",),
-           refused_scripts={"sd3_train": "the full SD3 fine-tune (which sets its tokenizers only after the "
-                                         "dataset is built) is not tested with collage frames; use "
-                                         "sd3_train_network.py (LoRA)"},
-           options=("clip_g", "apply_lg_attn_mask", "clip_g_dropout_rate", "clip_l_dropout_rate", "t5_dropout_rate",
-                    "enable_scaled_pos_embed", "pos_emb_random_crop_rate", "training_shift", "save_t5xxl",
-                    "train_t5xxl", "use_t5xxl_cache_only", "t5xxl_device", "t5xxl_dtype"),
-           checkpoint_has=("joint_blocks.",)),
-    Family("flux", "FLUX.1 dev", T5, 512, scripts=("flux_train_network", "flux_train"),
-           options=("model_type", "guidance_scale", "split_mode", "double_blocks_to_swap", "single_blocks_to_swap",
-                    "controlnet_model_name_or_path"),
-           hints=_T5_HINTS, checkpoint_has=("double_blocks.", "single_transformer_blocks.")),
+    Family(
+        "sd3",
+        "Stable Diffusion 3",
+        T5,
+        256,
+        scripts=("sd3_train_network",),
+        refused_scripts={
+            "sd3_train": "the full SD3 fine-tune (which sets its tokenizers only after the "
+            "dataset is built) is not tested with collage frames; use "
+            "sd3_train_network.py (LoRA)"
+        },
+        options=(
+            "clip_g",
+            "apply_lg_attn_mask",
+            "clip_g_dropout_rate",
+            "clip_l_dropout_rate",
+            "t5_dropout_rate",
+            "enable_scaled_pos_embed",
+            "pos_emb_random_crop_rate",
+            "training_shift",
+            "save_t5xxl",
+            "train_t5xxl",
+            "use_t5xxl_cache_only",
+            "t5xxl_device",
+            "t5xxl_dtype",
+        ),
+        checkpoint_has=("joint_blocks.",),
+    ),
+    Family(
+        "flux",
+        "FLUX.1 dev",
+        T5,
+        512,
+        scripts=("flux_train_network", "flux_train"),
+        options=(
+            "model_type",
+            "guidance_scale",
+            "split_mode",
+            "double_blocks_to_swap",
+            "single_blocks_to_swap",
+            "controlnet_model_name_or_path",
+        ),
+        hints=_T5_HINTS,
+        checkpoint_has=("double_blocks.", "single_transformer_blocks."),
+    ),
     Family("chroma", "Chroma", T5, 512, group="flux", option_values=(("model_type", "chroma"),)),
-    Family("flux-schnell", "FLUX.1 schnell", T5, 256, group="flux",
-           checkpoint_lacks=("guidance_in.in_layer.bias", "time_text_embed.guidance_embedder.linear_1.bias")),
-    Family("lumina", "Lumina", None, scripts=("lumina_train_network", "lumina_train"),
-           refused=f"Lumina's Gemma2 {_NOT_MODELLED}", options=("gemma2", "gemma2_max_token_length", "system_prompt")),
-    Family("anima", "Anima", None, scripts=("anima_train_network", "anima_train"),
-           refused=f"Anima's Qwen3 {_NOT_MODELLED}", options=("qwen3", "qwen3_max_token_length", "llm_adapter_path")),
-    Family("hunyuan_image", "HunyuanImage", None, scripts=("hunyuan_image_train_network",),
-           refused="HunyuanImage's Qwen2.5-VL + byT5 text encoders have caption budgets collage_ext does not model",
-           options=("byt5", "fp8_vl")),
+    Family(
+        "flux-schnell",
+        "FLUX.1 schnell",
+        T5,
+        256,
+        group="flux",
+        checkpoint_lacks=("guidance_in.in_layer.bias", "time_text_embed.guidance_embedder.linear_1.bias"),
+    ),
+    Family(
+        "lumina",
+        "Lumina",
+        None,
+        scripts=("lumina_train_network", "lumina_train"),
+        refused=f"Lumina's Gemma2 {_NOT_MODELLED}",
+        options=("gemma2", "gemma2_max_token_length", "system_prompt"),
+    ),
+    Family(
+        "anima",
+        "Anima",
+        None,
+        scripts=("anima_train_network", "anima_train"),
+        refused=f"Anima's Qwen3 {_NOT_MODELLED}",
+        options=("qwen3", "qwen3_max_token_length", "llm_adapter_path"),
+    ),
+    Family(
+        "hunyuan_image",
+        "HunyuanImage",
+        None,
+        scripts=("hunyuan_image_train_network",),
+        refused="HunyuanImage's Qwen2.5-VL + byT5 text encoders have caption budgets collage_ext does not model",
+        options=("byt5", "fp8_vl"),
+    ),
 )
 
 #: The family when nothing in the arguments names one (CLIP; SD 1.x and SDXL share its budget).
@@ -215,8 +287,10 @@ def refused_scripts() -> dict[str, str]:
 def refusal_message(script: str, why: str) -> str:
     """The start-up refusal, naming the script (or family), why, and what to train with instead."""
     name = BY_NAME[script].title if script in BY_NAME else f"{script}.py"
-    return (f"collage_ext does not support {name}: {why}. Remove --dataset_class collage_ext.CollageDataset for "
-            f"this run, or train with one of: {', '.join(supported_scripts())}.")
+    return (
+        f"collage_ext does not support {name}: {why}. Remove --dataset_class collage_ext.CollageDataset for "
+        f"this run, or train with one of: {', '.join(supported_scripts())}."
+    )
 
 
 def by_script(script: str) -> Family | None:
@@ -279,8 +353,9 @@ def detect(values: Mapping[str, Any]) -> tuple[Family, str]:
     return by_name(DEFAULT), f"no option of another family ({by_name(DEFAULT).title} and SD 1.x read the same budget)"
 
 
-def refine(family: Family, values: Mapping[str, Any], why: str,
-           checkpoint: _Checkpoint | None = None) -> tuple[Family, str]:
+def refine(
+    family: Family, values: Mapping[str, Any], why: str, checkpoint: _Checkpoint | None = None
+) -> tuple[Family, str]:
     """The row within ``family``'s group that the arguments name (a variant, else the group's base row)."""
     base = by_name(family.base)
     checkpoint = checkpoint if checkpoint is not None else _Checkpoint(values.get("pretrained_model_name_or_path"))
@@ -288,8 +363,12 @@ def refine(family: Family, values: Mapping[str, Any], why: str,
         if variant.group != base.name:
             continue
         match = next((f"{o} = {v!r}" for o, v in variant.option_values if values.get(o) == v), None)
-        if match is None and variant.checkpoint_lacks and checkpoint.keys \
-                and not any(k in checkpoint.keys for k in variant.checkpoint_lacks):
+        if (
+            match is None
+            and variant.checkpoint_lacks
+            and checkpoint.keys
+            and not any(k in checkpoint.keys for k in variant.checkpoint_lacks)
+        ):
             match = f"its checkpoint has no {variant.checkpoint_lacks[0]}"
         if match is not None:
             return variant, f"{why}, {match}"
@@ -314,8 +393,9 @@ def checkpoint_keys(path: object) -> list[str] | None:
     file = str(path)
     if os.path.isdir(file):
         file = os.path.join(file, "transformer", "diffusion_pytorch_model-00001-of-00003.safetensors")
-    files = [file.replace("00001-of-00003", f"0000{i}-of-00003") for i in (1, 2, 3)] if "00001-of-00003" in file \
-        else [file]
+    files = (
+        [file.replace("00001-of-00003", f"0000{i}-of-00003") for i in (1, 2, 3)] if "00001-of-00003" in file else [file]
+    )
     keys: list[str] = []
     for one in files:
         try:

@@ -20,8 +20,18 @@ from collage_ext.core.errors import CollageConfigError
 logger = logging.getLogger(__name__)
 
 #: sd-scripts' ``IMAGE_EXTENSIONS`` (case-sensitive globs, so both spellings).
-SD_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP",
-                                        ".BMP")
+SD_IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".PNG",
+    ".JPG",
+    ".JPEG",
+    ".WEBP",
+    ".BMP",
+)
 
 #: ``BaseDataset.IMAGE_INFO_CACHE_FILE``: what sd-scripts writes into an image folder with ``cache_info``.
 IMAGE_INFO_CACHE_FILE = "metadata_cache.json"
@@ -50,8 +60,9 @@ def glob_images(directory: str) -> list[str]:
     except OSError:  # glob: a missing or unreadable folder matches nothing
         return []
     extensions = tuple(os.path.normcase(e) for e in image_extensions())
-    found = {os.path.join(directory, n) for n in names
-             if not n.startswith(".") and os.path.normcase(n).endswith(extensions)}
+    found = {
+        os.path.join(directory, n) for n in names if not n.startswith(".") and os.path.normcase(n).endswith(extensions)
+    }
     return sorted(found)
 
 
@@ -110,8 +121,14 @@ def subsets_from_folders(train_data_dir: str | None, reg_data_dir: str | None) -
                 logger.warning(f"ignoring folder without a repeat count (N_name): {sub}")
                 continue
             if repeats >= 1:
-                out.append({"image_dir": str(sub), "num_repeats": repeats, "is_reg": is_reg,
-                            "class_tokens": "_".join(sub.name.split("_")[1:])})
+                out.append(
+                    {
+                        "image_dir": str(sub),
+                        "num_repeats": repeats,
+                        "is_reg": is_reg,
+                        "class_tokens": "_".join(sub.name.split("_")[1:]),
+                    }
+                )
         return out
 
     return generate(train_data_dir, False) + generate(reg_data_dir, True)

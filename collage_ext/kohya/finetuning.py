@@ -68,24 +68,42 @@ def metadata_image(key: str, subset: SubsetSpec, release: MetadataRelease, notes
     """The image path sd-scripts registers for a metadata key (``None`` where it stops on the key)."""
     image_dir = subset.image_dir
     if not os.path.isabs(key) and image_dir is None and (release != "v0.9.1" or not os.path.exists(key)):
-        notes.note("error", "metadata_image_missing", f"metadata_file {subset.params.get('metadata_file')} key "
-                   f"{key!r} is a relative path and the subset has no image_dir @ {subset.where}; sd-scripts stops "
-                   "on it: set image_dir to the folder of the images", key)
+        notes.note(
+            "error",
+            "metadata_image_missing",
+            f"metadata_file {subset.params.get('metadata_file')} key "
+            f"{key!r} is a relative path and the subset has no image_dir @ {subset.where}; sd-scripts stops "
+            "on it: set image_dir to the folder of the images",
+            key,
+        )
         return None
     path = metadata_key_path(key, image_dir, release)
     if path is None:  # v0.9.1: assert abs_path is not None, "no image"
-        notes.note("error", "metadata_image_missing", f"metadata_file {subset.params.get('metadata_file')} key "
-                   f"{key!r} names no image: sd-scripts {release} stops on it (no image {key!r} from the current "
-                   f"folder, and no {os.path.join(str(image_dir), key)}.<image extension>); write the key as the "
-                   "file name without its extension, or as an absolute path", key)
+        notes.note(
+            "error",
+            "metadata_image_missing",
+            f"metadata_file {subset.params.get('metadata_file')} key "
+            f"{key!r} names no image: sd-scripts {release} stops on it (no image {key!r} from the current "
+            f"folder, and no {os.path.join(str(image_dir), key)}.<image extension>); write the key as the "
+            "file name without its extension, or as an absolute path",
+            key,
+        )
         return None
     if not os.path.exists(path):
-        hint = (f"; {found[0]} exists: sd-scripts {release} reads keys as written (v0.9.1 found files by their "
-                "name without extension), so write the key with the extension"
-                if (found := glob_named(os.path.dirname(path), os.path.basename(path))) else "")
-        notes.note("error", "metadata_image_missing", f"metadata_file {subset.params.get('metadata_file')} key "
-                   f"{key!r} names {path}, which does not exist: sd-scripts stops on it when it reads the image "
-                   f"sizes @ {subset.where}{hint}", path)
+        hint = (
+            f"; {found[0]} exists: sd-scripts {release} reads keys as written (v0.9.1 found files by their "
+            "name without extension), so write the key with the extension"
+            if (found := glob_named(os.path.dirname(path), os.path.basename(path)))
+            else ""
+        )
+        notes.note(
+            "error",
+            "metadata_image_missing",
+            f"metadata_file {subset.params.get('metadata_file')} key "
+            f"{key!r} names {path}, which does not exist: sd-scripts stops on it when it reads the image "
+            f"sizes @ {subset.where}{hint}",
+            path,
+        )
     return path
 
 
@@ -105,9 +123,17 @@ def read_metadata(path: str, subset: SubsetSpec, release: MetadataRelease, notes
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, ValueError, KeyError) as exc:
-        notes.note("error", "metadata_unreadable", f"metadata_file {path} cannot be read ({exc}) @ {subset.where}"
-                   + ("; sd-scripts v0.9.1 reads only JSON (one object), not .jsonl: convert it, or use a newer "
-                      "sd-scripts" if path.endswith(".jsonl") and release == "v0.9.1" else ""), path)
+        notes.note(
+            "error",
+            "metadata_unreadable",
+            f"metadata_file {path} cannot be read ({exc}) @ {subset.where}"
+            + (
+                "; sd-scripts v0.9.1 reads only JSON (one object), not .jsonl: convert it, or use a newer sd-scripts"
+                if path.endswith(".jsonl") and release == "v0.9.1"
+                else ""
+            ),
+            path,
+        )
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -22,6 +22,7 @@ from collage_ext.core.errors import CollageConfigError
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class RunArgs:
     """What collage_ext needs to know about the training run.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Hashable, MutableMapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from PIL import Image
@@ -38,6 +38,15 @@ from collage_ext.pixels.images import alpha_channel, load_fitted, load_fitted_wi
 from collage_ext.pixels.render import RenderResult, render_frame
 
 logger = logging.getLogger(__name__)
+
+
+class CellCache(Protocol):
+    """Decoded cells kept between renders (the studio's byte-budgeted ``ByteLRU``, or a dict)."""
+
+    def get(self, key: Hashable) -> tuple[Image.Image, Rect, Image.Image | None] | None: ...
+
+    def __setitem__(self, key: Hashable, value: tuple[Image.Image, Rect, Image.Image | None]) -> None: ...
+
 
 #: ``collage_decode = "fast"``: reduce JPEGs in the DCT domain as far as leaves a 1.4x shrink for the
 #: final (BILINEAR) pass. Decoding straight to the cell size (gap 1.0) is libjpeg's block mean, which aliases
@@ -211,7 +220,7 @@ class Collage:
         *,
         images: Sequence[Image.Image] | None = None,
         with_mask: bool = False,
-        cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
+        cells: CellCache | None = None,
     ) -> RenderResult:
         """Fit every source into its cell and paint the frame (no randomness).
 
@@ -245,7 +254,7 @@ class Collage:
         source: Source,
         size: Size,
         fit_mode: FitMode,
-        cells: MutableMapping[Hashable, tuple[Image.Image, Rect, Image.Image | None]] | None = None,
+        cells: CellCache | None = None,
     ) -> tuple[Image.Image, Rect, Image.Image | None]:
         """One source decoded straight into a cell of ``size`` (JPEG DCT-domain reduction, see
         ``images.load_fitted``): the fitted pixels, where they sit in the cell, and their alpha (with

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from collage_ext.plan.collage import Collage, FrameParams, Source
 from collage_ext.core.errors import CollageInputError
 from collage_ext.pixels.render import RenderResult
+from collage_ext.plan.collage import Collage, FrameParams, Source
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,16 @@ def _remove_marks(folder: str, owner: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, failures: FailureLog, *,
-            with_mask: bool = False, spares: Sequence[Source] = (),
-            cells: Any = None) -> tuple[RenderResult, FrameParams]:
+def compose(
+    collage: Collage,
+    sources: Sequence[Source],
+    params: FrameParams,
+    failures: FailureLog,
+    *,
+    with_mask: bool = False,
+    spares: Sequence[Source] = (),
+    cells: Any = None,
+) -> tuple[RenderResult, FrameParams]:
     """Render a planned frame; when sources fail under ``skip``, re-plan it from the rest.
 
     When every source fails (a frame can hold several repeats of one broken image), the first of
@@ -103,9 +110,15 @@ def compose(collage: Collage, sources: Sequence[Source], params: FrameParams, fa
     for spare in spares:
         if spare.path in planned or spare.path in failures.failed:
             continue
-        return compose(collage, [spare], collage.make_params([spare], seed=params.seed, epoch=params.epoch,
-                                                            frame=params.layout.frame),
-                       failures, with_mask=with_mask, spares=(), cells=cells)
+        return compose(
+            collage,
+            [spare],
+            collage.make_params([spare], seed=params.seed, epoch=params.epoch, frame=params.layout.frame),
+            failures,
+            with_mask=with_mask,
+            spares=(),
+            cells=cells,
+        )
     msg = f"every image of this frame failed to load: {', '.join(s.path for s in sources)}"
     raise CollageInputError(msg)
 
@@ -123,15 +136,21 @@ def check_single(path: str, pixels: Any, planned: tuple[int, int] | None, exc: B
         if isinstance(exc, FileNotFoundError):
             why = "it was there when training started: put it back"
         else:  # start-up reads headers only: the pixels may have been damaged all along
-            why = ("only its header was read at start-up, its pixels are decoded now, so it may have been damaged "
-                   "before training started or since: replace it with a readable copy")
-        msg = (f"image {path} cannot be loaded ({type(exc).__name__}: {exc}); {why}, or set "
-               "collage_on_error = \"skip\" to train on without it")
+            why = (
+                "only its header was read at start-up, its pixels are decoded now, so it may have been damaged "
+                "before training started or since: replace it with a readable copy"
+            )
+        msg = (
+            f"image {path} cannot be loaded ({type(exc).__name__}: {exc}); {why}, or set "
+            'collage_on_error = "skip" to train on without it'
+        )
         raise CollageInputError(msg) from exc
     height, width = np.shape(pixels)[:2]
     if planned is not None and (width, height) != tuple(planned):
-        msg = (f"image {path} changed while training: it is {width}x{height} now, sd-scripts bucketed it as "
-               f"{planned[0]}x{planned[1]}; restart training to bucket the new file (or put the old file back)")
+        msg = (
+            f"image {path} changed while training: it is {width}x{height} now, sd-scripts bucketed it as "
+            f"{planned[0]}x{planned[1]}; restart training to bucket the new file (or put the old file back)"
+        )
         raise CollageInputError(msg)
 
 
@@ -146,10 +165,10 @@ def fit_to_aspect(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if width * target_h > height * target_w:  # too wide: keep the full height
         new_w = max(1, round(height * target_w / target_h))
         left = (width - new_w) // 2
-        return pixels[:, left:left + new_w]
+        return pixels[:, left : left + new_w]
     new_h = max(1, round(width * target_h / target_w))
     top = (height - new_h) // 2
-    return pixels[top:top + new_h]
+    return pixels[top : top + new_h]
 
 
 def cover_to(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -166,4 +185,3 @@ def cover_to(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     cut = np.ascontiguousarray(fit_to_aspect(pixels, size))
     return np.array(Image.fromarray(cut).resize(size, Image.Resampling.LANCZOS))  # writable, like a decode
-

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from collage_ext.core.config import CollageConfig
 from collage_ext.core.errors import CollageConfigError
@@ -83,32 +83,49 @@ def refuse_cache_in_image_folders(configs: Sequence[CollageConfig], run: RunArgs
     Raises:
         CollageConfigError: naming the cache folder, the image folder and the fix.
     """
-    folders = {os.path.realpath(str(s["image_dir"])): str(s["image_dir"])
-               for d in kohya_config.get("datasets") or [] for s in (d.get("subsets") or []) if s.get("image_dir")}
+    folders = {
+        os.path.realpath(str(s["image_dir"])): str(s["image_dir"])
+        for d in kohya_config.get("datasets") or []
+        for s in (d.get("subsets") or [])
+        if s.get("image_dir")
+    }
     for config in configs:
         cache = static_cache_dir([config], run)
         real = os.path.realpath(cache)
         for folder, written in folders.items():
             if real == folder or real.startswith(folder.rstrip(os.sep) + os.sep):
-                origin = ("collage_cache_dir" if config.cache_dir else
-                          "the default collage cache folder, <output_dir>/collage_cache,")
+                origin = (
+                    "collage_cache_dir"
+                    if config.cache_dir
+                    else "the default collage cache folder, <output_dir>/collage_cache,"
+                )
                 suggest = Path(folder).parent / f"{Path(folder).name}_collage_cache"
-                msg = (f"{origin} {cache} is {'the' if real == folder else 'inside the'} image folder {written}: the "
-                       "static frames written there would be read back as training images by the next run "
-                       "(captionless, doubling the samples); set collage_cache_dir to a folder outside every image "
-                       f'folder, e.g. collage_cache_dir = "{suggest.as_posix()}"')
+                msg = (
+                    f"{origin} {cache} is {'the' if real == folder else 'inside the'} image folder {written}: the "
+                    "static frames written there would be read back as training images by the next run "
+                    "(captionless, doubling the samples); set collage_cache_dir to a folder outside every image "
+                    f'folder, e.g. collage_cache_dir = "{suggest.as_posix()}"'
+                )
                 raise CollageConfigError(msg)
 
 
 def resolve_mode(configs: Sequence[CollageConfig], run: RunArgs) -> tuple[str, str]:
     """Pick dynamic or static for the run and say why; reject dynamic frames with sd-scripts' caches."""
     enabled = [c for c in configs if c.enabled]
-    caching = [name for name, on in (("--cache_latents", run.caches_latents),
-                                      ("--cache_text_encoder_outputs", run.caches_text_encoder)) if on]
+    caching = [
+        name
+        for name, on in (
+            ("--cache_latents", run.caches_latents),
+            ("--cache_text_encoder_outputs", run.caches_text_encoder),
+        )
+        if on
+    ]
     modes = {c.mode for c in enabled}
     if "dynamic" in modes and caching:
-        msg = (f"collage_mode = 'dynamic' cannot be combined with {' and '.join(caching)}: dynamic frames change "
-               f"every epoch, so sd-scripts' caches would be stale; set collage_mode = 'static' (or 'auto')")
+        msg = (
+            f"collage_mode = 'dynamic' cannot be combined with {' and '.join(caching)}: dynamic frames change "
+            f"every epoch, so sd-scripts' caches would be stale; set collage_mode = 'static' (or 'auto')"
+        )
         raise CollageConfigError(msg)
     if "static" in modes and "dynamic" in modes:
         msg = "collage_mode must be the same for every subset, got both 'static' and 'dynamic'; use one of them"
@@ -140,8 +157,10 @@ def node_independent(value: Any) -> Any:
         {'datasets': [{'subsets': [{'image_dir': '10_cat'}]}]}
     """
     if isinstance(value, dict):
-        return {k: (_path_name(v) if k in PATH_KEYS and isinstance(v, (str, os.PathLike)) else node_independent(v))
-                for k, v in value.items()}
+        return {
+            k: (_path_name(v) if k in PATH_KEYS and isinstance(v, (str, os.PathLike)) else node_independent(v))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [node_independent(v) for v in value]
     return value

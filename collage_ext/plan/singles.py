@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from collage_ext.core.version import __version__
-from collage_ext.plan.collage import Source
 from collage_ext.core.config import CollageConfig
-from collage_ext.pixels.crops import check_crop_unchanged
 from collage_ext.core.errors import CollageInputError
+from collage_ext.core.version import __version__
+from collage_ext.pixels.crops import check_crop_unchanged
 from collage_ext.pixels.images import load_fitted_with_alpha
+from collage_ext.plan.collage import Source
 
 
 def cropped_pixels(source: Source, config: CollageConfig, alpha: bool = False) -> np.ndarray:
@@ -40,9 +40,16 @@ def cropped_pixels(source: Source, config: CollageConfig, alpha: bool = False) -
         raise ValueError(msg)
     try:
         check_crop_unchanged(source.path, source.size, source.crop, config.crop_extension)
-        image, _, mask = load_fitted_with_alpha(source.path, source.effective_size, "contain", source.crop,
-                                                fill=config.fill, draft_gaps={}, expected=source.size,
-                                                convert_icc=config.color_profile == "srgb")
+        image, _, mask = load_fitted_with_alpha(
+            source.path,
+            source.effective_size,
+            "contain",
+            source.crop,
+            fill=config.fill,
+            draft_gaps={},
+            expected=source.size,
+            convert_icc=config.color_profile == "srgb",
+        )
     except CollageInputError as exc:
         exc.source_path = source.path  # type: ignore[attr-defined]  # for the error policy
         raise
@@ -62,10 +69,19 @@ def cropped_single_path(source: Source, config: CollageConfig, cache_dir: Path, 
     try:
         stat = os.stat(source.path)
     except OSError as exc:
-        msg = (f"image {source.path} cannot be read any more ({exc.strerror or exc}); it was there when the "
-               "dataset was read: put it back or restart training")
+        msg = (
+            f"image {source.path} cannot be read any more ({exc.strerror or exc}); it was there when the "
+            "dataset was read: put it back or restart training"
+        )
         raise CollageInputError(msg) from exc
-    payload = {"v": __version__, "key": source.key, "file": [stat.st_size, stat.st_mtime_ns],
-               "crop": list(source.crop or ()), "fill": list(config.fill), "profile": config.color_profile, "alpha": alpha}
+    payload = {
+        "v": __version__,
+        "key": source.key,
+        "file": [stat.st_size, stat.st_mtime_ns],
+        "crop": list(source.crop or ()),
+        "fill": list(config.fill),
+        "profile": config.color_profile,
+        "alpha": alpha,
+    }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
     return cache_dir / f"single_{digest}.png"

@@ -65,85 +65,189 @@ class Seam:
 #: all on ``BaseDataset`` in library/dataset.py (``register_image``, ``set_current_epoch``,
 #: ``set_seed``, ``process_caption``, ``make_buckets``, ``is_latent_cacheable``,
 #: ``new_cache_text_encoder_outputs``, ``load_image_with_face_info``, ``__getitem__``).
-_DATASET_HOOKS = ("load_image_with_face_info", "process_caption", "is_latent_cacheable", "make_buckets",
-                  "register_image", "set_current_epoch", "set_seed", "__getitem__")
+_DATASET_HOOKS = (
+    "load_image_with_face_info",
+    "process_caption",
+    "is_latent_cacheable",
+    "make_buckets",
+    "register_image",
+    "set_current_epoch",
+    "set_seed",
+    "__getitem__",
+)
 
 SEAMS: tuple[Seam, ...] = (
-    Seam("DatasetGroup", ("library.dataset", "library.train_util"), "CollageDataset is a DatasetGroup",
-         v011="library/dataset.py: class DatasetGroup (re-exported by library/train_util.py)"),
-    Seam("DreamBoothDataset", ("library.dreambooth_dataset", "library.train_util"),
-         "collage frames are added to sd-scripts' DreamBooth dataset", _DATASET_HOOKS,
-         v011="library/dreambooth_dataset.py: class DreamBoothDataset(BaseDataset); its constructor gained "
-              "train_inpainting before debug_dataset (the adapter binds arguments by name)"),
-    Seam("FineTuningDataset", ("library.finetuning_dataset", "library.train_util"),
-         "collage frames are added to sd-scripts' fine-tuning dataset", _DATASET_HOOKS,
-         v011="library/finetuning_dataset.py: class FineTuningDataset(BaseDataset)"),
-    Seam("ImageInfo", ("library.dataset", "library.train_util"), "one entry per collage frame",
-         v011="library/dataset.py: class ImageInfo (a 6th parameter caption_dropout_rate=0.0; the adapter "
-              "passes 5)"),
-    Seam("collator_class", ("library.dataset", "library.train_util"),
-         "hands the trainer's epoch counter to the frames", ("__init__",),
-         v011="library/dataset.py: class collator_class (not in train_util's re-export list as read)"),
-    Seam("load_arbitrary_dataset", ("library.dataset", "library.train_util"),
-         "builds --dataset_class and holds the trainer's args (trainer_namespace)",
-         v011="library/dataset.py: def load_arbitrary_dataset(args, tokenizer=None) (re-exported by train_util)"),
-    Seam("ConfigSanitizer", ("library.config_util",), "validates the dataset config like sd-scripts",
-         v011="library/config_util.py: class ConfigSanitizer (the stored config_util predates the split: unverified)"),
-    Seam("BlueprintGenerator", ("library.config_util",), "builds the datasets like sd-scripts", ("generate",),
-         v011="library/config_util.py: class BlueprintGenerator.generate (unverified, as above)"),
-    Seam("generate_dataset_group_by_blueprint", ("library.config_util",), "builds the datasets like sd-scripts",
-         v011="library/config_util.py: def generate_dataset_group_by_blueprint (unverified, as above)"),
-    Seam("load_user_config", ("library.config_util",), "reads --dataset_config like sd-scripts",
-         v011="library/config_util.py: def load_user_config (unverified, as above)"),
-    Seam("generate_dreambooth_subsets_config_by_subdirs", ("library.config_util",),
-         "reads --train_data_dir like sd-scripts",
-         v011="library/config_util.py: def generate_dreambooth_subsets_config_by_subdirs (unverified, as above)"),
+    Seam(
+        "DatasetGroup",
+        ("library.dataset", "library.train_util"),
+        "CollageDataset is a DatasetGroup",
+        v011="library/dataset.py: class DatasetGroup (re-exported by library/train_util.py)",
+    ),
+    Seam(
+        "DreamBoothDataset",
+        ("library.dreambooth_dataset", "library.train_util"),
+        "collage frames are added to sd-scripts' DreamBooth dataset",
+        _DATASET_HOOKS,
+        v011="library/dreambooth_dataset.py: class DreamBoothDataset(BaseDataset); its constructor gained "
+        "train_inpainting before debug_dataset (the adapter binds arguments by name)",
+    ),
+    Seam(
+        "FineTuningDataset",
+        ("library.finetuning_dataset", "library.train_util"),
+        "collage frames are added to sd-scripts' fine-tuning dataset",
+        _DATASET_HOOKS,
+        v011="library/finetuning_dataset.py: class FineTuningDataset(BaseDataset)",
+    ),
+    Seam(
+        "ImageInfo",
+        ("library.dataset", "library.train_util"),
+        "one entry per collage frame",
+        v011="library/dataset.py: class ImageInfo (a 6th parameter caption_dropout_rate=0.0; the adapter passes 5)",
+    ),
+    Seam(
+        "collator_class",
+        ("library.dataset", "library.train_util"),
+        "hands the trainer's epoch counter to the frames",
+        ("__init__",),
+        v011="library/dataset.py: class collator_class (not in train_util's re-export list as read)",
+    ),
+    Seam(
+        "load_arbitrary_dataset",
+        ("library.dataset", "library.train_util"),
+        "builds --dataset_class and holds the trainer's args (trainer_namespace)",
+        v011="library/dataset.py: def load_arbitrary_dataset(args, tokenizer=None) (re-exported by train_util)",
+    ),
+    Seam(
+        "ConfigSanitizer",
+        ("library.config_util",),
+        "validates the dataset config like sd-scripts",
+        v011="library/config_util.py: class ConfigSanitizer (the stored config_util predates the split: unverified)",
+    ),
+    Seam(
+        "BlueprintGenerator",
+        ("library.config_util",),
+        "builds the datasets like sd-scripts",
+        ("generate",),
+        v011="library/config_util.py: class BlueprintGenerator.generate (unverified, as above)",
+    ),
+    Seam(
+        "generate_dataset_group_by_blueprint",
+        ("library.config_util",),
+        "builds the datasets like sd-scripts",
+        v011="library/config_util.py: def generate_dataset_group_by_blueprint (unverified, as above)",
+    ),
+    Seam(
+        "load_user_config",
+        ("library.config_util",),
+        "reads --dataset_config like sd-scripts",
+        v011="library/config_util.py: def load_user_config (unverified, as above)",
+    ),
+    Seam(
+        "generate_dreambooth_subsets_config_by_subdirs",
+        ("library.config_util",),
+        "reads --train_data_dir like sd-scripts",
+        v011="library/config_util.py: def generate_dreambooth_subsets_config_by_subdirs (unverified, as above)",
+    ),
     # generate_dataset_group_by_blueprint builds datasets by these module-level names; the adapter
     # swaps them for its subclasses while it runs (building_with).
-    Seam("DreamBoothDataset", ("library.config_util",), "the name config_util builds DreamBooth datasets by",
-         v011="library/config_util.py: module-level DreamBoothDataset (imported there; unverified, as above)"),
-    Seam("FineTuningDataset", ("library.config_util",), "the name config_util builds fine-tuning datasets by",
-         v011="library/config_util.py: module-level FineTuningDataset (imported there; unverified, as above)"),
+    Seam(
+        "DreamBoothDataset",
+        ("library.config_util",),
+        "the name config_util builds DreamBooth datasets by",
+        v011="library/config_util.py: module-level DreamBoothDataset (imported there; unverified, as above)",
+    ),
+    Seam(
+        "FineTuningDataset",
+        ("library.config_util",),
+        "the name config_util builds fine-tuning datasets by",
+        v011="library/config_util.py: module-level FineTuningDataset (imported there; unverified, as above)",
+    ),
 )
 
 #: Places without a ``Seam`` row (looked up when used, absent on v0.9.1 by design), with their v0.11 place.
 OTHER_PLACES: dict[str, str] = {
-    "strategy_base.TokenizeStrategy / TextEncodingStrategy / TextEncoderOutputsCachingStrategy.get_strategy":
-        "library/strategy_base.py (imported unchanged by library/dataset.py)",
-    "BaseDataset.new_cache_text_encoder_outputs (main only; overridden by DatasetHooks)":
-        "library/dataset.py: BaseDataset.new_cache_text_encoder_outputs and DatasetGroup's",
-    "BaseDataset attributes read: image_data, image_to_subset, current_epoch, bucket_info, buckets_indices, "
-    "bucket_manager.buckets, num_train_images, num_reg_images, enable_bucket, min/max_bucket_reso, "
-    "bucket_reso_steps, bucket_no_upscale, resize_interpolation, width, height, subsets":
+    "strategy_base.TokenizeStrategy / TextEncodingStrategy / TextEncoderOutputsCachingStrategy.get_strategy": (
+        "library/strategy_base.py (imported unchanged by library/dataset.py)"
+    ),
+    "BaseDataset.new_cache_text_encoder_outputs (main only; overridden by DatasetHooks)": (
+        "library/dataset.py: BaseDataset.new_cache_text_encoder_outputs and DatasetGroup's"
+    ),
+    (
+        "BaseDataset attributes read: image_data, image_to_subset, current_epoch, bucket_info, buckets_indices, "
+        "bucket_manager.buckets, num_train_images, num_reg_images, enable_bucket, min/max_bucket_reso, "
+        "bucket_reso_steps, bucket_no_upscale, resize_interpolation, width, height, subsets"
+    ): (
         "library/dataset.py: BaseDataset.__init__ / make_buckets (DreamBooth/FineTuning constructors set the "
-        "bucket ones)",
-    "ImageInfo attributes: absolute_path, image_size, caption, num_repeats, resize_interpolation":
-        "library/dataset.py: ImageInfo.__init__",
-    "example keys of __getitem__: text_encoder_outputs_list, captions":
-        "library/dataset.py: BaseDataset.__getitem__",
+        "bucket ones)"
+    ),
+    "ImageInfo attributes: absolute_path, image_size, caption, num_repeats, resize_interpolation": (
+        "library/dataset.py: ImageInfo.__init__"
+    ),
+    "example keys of __getitem__: text_encoder_outputs_list, captions": "library/dataset.py: BaseDataset.__getitem__",
     "debug_dataset (patches/0002)": "library/dataset.py: def debug_dataset (patches/0002-...-v0.11.patch)",
 }
 
 #: Names only this module may use anywhere in code (identifiers, imports and string constants).
-INTERNAL_NAMES: frozenset[str] = frozenset({
-    "library", "config_util", "strategy_base", "train_util", "dreambooth_dataset", "finetuning_dataset",
-    "DatasetGroup", "DreamBoothDataset", "FineTuningDataset", "ImageInfo", "collator_class", "BaseDataset",
-    "ConfigSanitizer", "BlueprintGenerator", "generate_dataset_group_by_blueprint",
-    "generate_dreambooth_subsets_config_by_subdirs", "load_arbitrary_dataset",
-    "TokenizeStrategy", "TextEncodingStrategy", "TextEncoderOutputsCachingStrategy", "get_strategy",
-    "cache_batch_outputs", "get_outputs_npz_path", "load_outputs_npz",
-    "load_image_with_face_info", "process_caption", "is_latent_cacheable", "make_buckets", "register_image",
-    "set_current_epoch", "new_cache_text_encoder_outputs", "new_cache_latents", "text_encoder_outputs_list",
-})
+INTERNAL_NAMES: frozenset[str] = frozenset(
+    {
+        "library",
+        "config_util",
+        "strategy_base",
+        "train_util",
+        "dreambooth_dataset",
+        "finetuning_dataset",
+        "DatasetGroup",
+        "DreamBoothDataset",
+        "FineTuningDataset",
+        "ImageInfo",
+        "collator_class",
+        "BaseDataset",
+        "ConfigSanitizer",
+        "BlueprintGenerator",
+        "generate_dataset_group_by_blueprint",
+        "generate_dreambooth_subsets_config_by_subdirs",
+        "load_arbitrary_dataset",
+        "TokenizeStrategy",
+        "TextEncodingStrategy",
+        "TextEncoderOutputsCachingStrategy",
+        "get_strategy",
+        "cache_batch_outputs",
+        "get_outputs_npz_path",
+        "load_outputs_npz",
+        "load_image_with_face_info",
+        "process_caption",
+        "is_latent_cacheable",
+        "make_buckets",
+        "register_image",
+        "set_current_epoch",
+        "new_cache_text_encoder_outputs",
+        "new_cache_latents",
+        "text_encoder_outputs_list",
+    }
+)
 
 #: sd-scripts object attributes only this module may read or write (``x.<name>``). Not listed as
 #: strings: ``bucket_info`` is also a key of the LoRA metadata sd-scripts writes (``lora.py`` reads
 #: files), and ``resize_interpolation`` a dataset-config key (``schema.py``).
-INTERNAL_ATTRIBUTES: frozenset[str] = frozenset({
-    "image_data", "image_to_subset", "current_epoch", "bucket_info", "buckets_indices", "bucket_manager",
-    "num_train_images", "num_reg_images", "absolute_path", "resize_interpolation", "min_bucket_reso",
-    "max_bucket_reso", "bucket_reso_steps", "text_encoder_outputs", "text_encoder_outputs_npz",
-})
+INTERNAL_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "image_data",
+        "image_to_subset",
+        "current_epoch",
+        "bucket_info",
+        "buckets_indices",
+        "bucket_manager",
+        "num_train_images",
+        "num_reg_images",
+        "absolute_path",
+        "resize_interpolation",
+        "min_bucket_reso",
+        "max_bucket_reso",
+        "bucket_reso_steps",
+        "text_encoder_outputs",
+        "text_encoder_outputs_npz",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -271,16 +375,19 @@ def require() -> Classes:
     """
     gaps = missing()
     if gaps:
-        msg = (f"collage_ext cannot run with {sd_scripts_version()}: it lacks "
-               + "; ".join(gaps)
-               + f". collage_ext is known to work with sd-scripts {', '.join(KNOWN_TO_WORK)}; install one of "
-                 "those, or a collage_ext release that supports this sd-scripts. Nothing was trained.")
+        msg = (
+            f"collage_ext cannot run with {sd_scripts_version()}: it lacks "
+            + "; ".join(gaps)
+            + f". collage_ext is known to work with sd-scripts {', '.join(KNOWN_TO_WORK)}; install one of "
+            "those, or a collage_ext release that supports this sd-scripts. Nothing was trained."
+        )
         raise CollageConfigError(msg)
     found = {seam.name: find(seam) for seam in SEAMS if seam.modules[-1] != "library.config_util"}
     return Classes(found["DatasetGroup"], found["DreamBoothDataset"], found["FineTuningDataset"], found["ImageInfo"])
 
 
 # -- the trainer's arguments ---------------------------------------------------------------------
+
 
 def trainer_namespace(max_depth: int = 12) -> tuple[argparse.Namespace, str] | None:
     """The trainer's ``args``, read from the ``load_arbitrary_dataset`` call that builds the dataset class.
@@ -311,6 +418,7 @@ def trainer_namespace(max_depth: int = 12) -> tuple[argparse.Namespace, str] | N
 
 # -- strategies (main; v0.9.1 has none) ------------------------------------------------------------
 
+
 def strategy_era(classes: Classes) -> bool:
     """True for sd-scripts with the strategy API (main): its datasets cache text-encoder outputs themselves."""
     return hasattr(classes.group, "new_cache_text_encoder_outputs")
@@ -321,8 +429,7 @@ def datasets_take_tokenizer(classes: Classes) -> bool:
     return "tokenizer" in inspect.signature(classes.dreambooth.__init__).parameters
 
 
-def constructor_arguments(classes: Classes, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]
-                          ) -> dict[str, Any]:
+def constructor_arguments(classes: Classes, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """sd-scripts' dataset constructor arguments by name, whether passed by keyword or by position.
 
     Their positional order changes between releases (v0.11 inserted ``train_inpainting``), so the
@@ -348,8 +455,11 @@ def encode_text(models: list[Any], caption: str, cache_stub: Path) -> list[Any]:
     if tokenize is None or encode is None or caching is None:
         msg = "internal: sd-scripts' text-encoder strategies are not set while caching text-encoder outputs"
         raise RuntimeError(msg)
-    stub = SimpleNamespace(caption=caption, text_encoder_outputs=None,
-                           text_encoder_outputs_npz=caching.get_outputs_npz_path(str(cache_stub)))
+    stub = SimpleNamespace(
+        caption=caption,
+        text_encoder_outputs=None,
+        text_encoder_outputs_npz=caching.get_outputs_npz_path(str(cache_stub)),
+    )
     caching.cache_batch_outputs(tokenize, models, encode, [stub])
     outputs = stub.text_encoder_outputs
     if outputs is None:  # cache_to_disk: the strategy wrote the npz instead
@@ -358,6 +468,7 @@ def encode_text(models: list[Any], caption: str, cache_stub: Path) -> list[Any]:
 
 
 # -- config_util ---------------------------------------------------------------------------------------
+
 
 def load_user_config(path: str) -> dict[str, Any]:
     """``--dataset_config`` read by sd-scripts itself."""
@@ -370,9 +481,16 @@ def subsets_by_subdirs(train_data_dir: str | None, reg_data_dir: str | None) -> 
     return list(config_util.generate_dreambooth_subsets_config_by_subdirs(train_data_dir, reg_data_dir))
 
 
-def build_datasets(kohya_config: dict[str, Any], args: argparse.Namespace, tokenizer: Any, dreambooth: type,
-                   finetuning: type, take_tokenizer: bool, before: Callable[[], Any] = lambda: None,
-                   after: Callable[[], Any] = lambda: None) -> tuple[list[Any], Any]:
+def build_datasets(
+    kohya_config: dict[str, Any],
+    args: argparse.Namespace,
+    tokenizer: Any,
+    dreambooth: type,
+    finetuning: type,
+    take_tokenizer: bool,
+    before: Callable[[], Any] = lambda: None,
+    after: Callable[[], Any] = lambda: None,
+) -> tuple[list[Any], Any]:
     """The datasets of ``kohya_config`` built by sd-scripts' ``config_util``, as the adapter's subclasses.
 
     ``generate_dataset_group_by_blueprint`` names ``DreamBoothDataset`` / ``FineTuningDataset``
@@ -428,8 +546,8 @@ def on_collator(callback: Callable[[Any], None]) -> None:
 
 # -- what the adapter reads and writes on sd-scripts' objects -----------------------------------------
 
-def new_image_info(classes: Classes, dataset: Any, path: str, caption: str, subset: Any,
-                   size: tuple[int, int]) -> Any:
+
+def new_image_info(classes: Classes, dataset: Any, path: str, caption: str, subset: Any, size: tuple[int, int]) -> Any:
     """An ``ImageInfo`` for a file the adapter adds (a frame or slot), sized as the frame."""
     info = classes.image_info(path, 1, caption, getattr(subset, "is_reg", False), path)  # FineTuningSubset has none
     info.image_size = size
@@ -460,9 +578,13 @@ def set_size(info: Any, size: tuple[int, int]) -> None:
 
 def bucket_params(dataset: Any) -> dict[str, Any]:
     """A dataset's bucket settings as sd-scripts resolved them (after its step adjustments)."""
-    return {"enable_bucket": dataset.enable_bucket, "min_bucket_reso": dataset.min_bucket_reso,
-            "max_bucket_reso": dataset.max_bucket_reso, "bucket_reso_steps": dataset.bucket_reso_steps,
-            "bucket_no_upscale": dataset.bucket_no_upscale}
+    return {
+        "enable_bucket": dataset.enable_bucket,
+        "min_bucket_reso": dataset.min_bucket_reso,
+        "max_bucket_reso": dataset.max_bucket_reso,
+        "bucket_reso_steps": dataset.bucket_reso_steps,
+        "bucket_no_upscale": dataset.bucket_no_upscale,
+    }
 
 
 def sample_count(dataset: Any) -> int:
@@ -625,7 +747,7 @@ def metadata_key_release(library: Path) -> str | None:
         if start < 0:
             continue
         end = text.find("\nclass ", start + 1)
-        body = text[start:end if end > 0 else len(text)]
+        body = text[start : end if end > 0 else len(text)]
         if "glob_images(os.path.dirname(abs_path)" in body:
             return "v0.11"
         if "glob_images(subset.image_dir, image_key)" in body:

@@ -38,8 +38,9 @@ def run_arguments(argv: Sequence[str] | None = None) -> RunArgs:
         return parse_argv(argv)
     namespace, where = found
     values = dict(vars(namespace))
-    return RunArgs(namespace, values, explicit_keys(argv, values.get("config_file")),
-                   f"the trainer's arguments ({where})")
+    return RunArgs(
+        namespace, values, explicit_keys(argv, values.get("config_file")), f"the trainer's arguments ({where})"
+    )
 
 
 def check_caption_files(kohya_config: dict[str, Any], run: RunArgs) -> None:
@@ -55,18 +56,28 @@ def check_caption_files(kohya_config: dict[str, Any], run: RunArgs) -> None:
             if not image_dir or subset.get("metadata_file") or not Path(image_dir).is_dir():
                 continue
             extension = caption_extension(kohya_config, dataset, subset, run)
-            wildcard = next((level["enable_wildcard"] for level in (subset, dataset, general)
-                             if level.get("enable_wildcard") is not None), False)
+            wildcard = next(
+                (
+                    level["enable_wildcard"]
+                    for level in (subset, dataset, general)
+                    if level.get("enable_wildcard") is not None
+                ),
+                False,
+            )
             for path in sorted(Path(image_dir).glob(f"*{extension}")):
                 try:
                     text = path.read_bytes().decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    msg = (f"caption file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
-                           "re-save it as UTF-8 (most editors: Save As -> Encoding UTF-8)")
+                    msg = (
+                        f"caption file {path} is not UTF-8 (byte {exc.start}: {exc.reason}); "
+                        "re-save it as UTF-8 (most editors: Save As -> Encoding UTF-8)"
+                    )
                     raise CollageInputError(msg) from exc
                 if not text.strip():  # sd-scripts asserts on these deep inside its dataset constructor
-                    msg = (f"caption file {path} is empty; write a caption, or delete the file so the image "
-                           "uses the subset's class_tokens")
+                    msg = (
+                        f"caption file {path} is empty; write a caption, or delete the file so the image "
+                        "uses the subset's class_tokens"
+                    )
                     raise CollageInputError(msg)
                 if not wildcard and not text.lstrip("\ufeff").splitlines()[0].strip():
                     logger.warning(f"collage_ext: {first_line_empty_message(path)}")
@@ -74,6 +85,7 @@ def check_caption_files(kohya_config: dict[str, Any], run: RunArgs) -> None:
 
 def default_rate_note(user_config: Any, defaults: Any = None) -> str | None:
     """The one start-up line saying collage is on by default, when no level sets ``collage_rate``."""
+
     def sets_rate(value: Any) -> bool:
         if isinstance(value, dict):
             return "collage_rate" in value or any(sets_rate(v) for v in value.values())
@@ -83,20 +95,25 @@ def default_rate_note(user_config: Any, defaults: Any = None) -> str | None:
 
     if sets_rate(user_config) or sets_rate(defaults or {}):
         return None
-    return ("collage is on by default: collage_rate = 1.0 for every training subset (regularisation subsets stay "
-            "single); set collage_rate = 0 for plain sd-scripts behaviour")
+    return (
+        "collage is on by default: collage_rate = 1.0 for every training subset (regularisation subsets stay "
+        "single); set collage_rate = 0 for plain sd-scripts behaviour"
+    )
 
 
 def _stats_text(stats: dict[str, Any]) -> str:
     if not stats.get("collage_frames"):
         return "no collage frames"
-    return (f"mean fill {stats['mean_fill']:.2f} (min {stats['min_fill']:.2f}), {stats['span_share']:.0%} of sources "
-            f"span >= {stats['min_span']:g} of the frame, {stats['images_per_frame']:.2f} images/frame"
-            + (" (sampled)" if stats.get("sampled") else ""))
+    return (
+        f"mean fill {stats['mean_fill']:.2f} (min {stats['min_fill']:.2f}), {stats['span_share']:.0%} of sources "
+        f"span >= {stats['min_span']:g} of the frame, {stats['images_per_frame']:.2f} images/frame"
+        + (" (sampled)" if stats.get("sampled") else "")
+    )
 
 
-def log_summary(datasets: Sequence[Any], settings: RunSettings, configs: Sequence[CollageConfig],
-                default_note: str | None = None) -> None:
+def log_summary(
+    datasets: Sequence[Any], settings: RunSettings, configs: Sequence[CollageConfig], default_note: str | None = None
+) -> None:
     """One INFO block: images per subset, frames per epoch, layouts, mode and why, seed, cache dir."""
     lines = [f"collage_ext: mode {settings.mode} ({settings.mode_why}); seed {settings.seed} ({settings.seed_why})"]
     if default_note:
@@ -109,7 +126,8 @@ def log_summary(datasets: Sequence[Any], settings: RunSettings, configs: Sequenc
                 f"{entry['frames_per_epoch']} samples/epoch ({entry['collage_frames']} collage frames, "
                 f"{entry['single_samples']} single), rate {options['collage_rate']}, "
                 f"{options['collage_min_images']}-{options['collage_max_images']} images/frame, "
-                f"layouts {','.join(options['collage_layouts'])}, fit {options['collage_fit_mode']}")
+                f"layouts {','.join(options['collage_layouts'])}, fit {options['collage_fit_mode']}"
+            )
             for note in entry.get("frames", []):
                 lines.append(f"    {note}")
             if entry.get("stats"):

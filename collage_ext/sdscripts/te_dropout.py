@@ -37,8 +37,10 @@ def take_over_dropout(subsets: list[Any], caches_text_encoder: bool, strategy_er
     if not any(rates):
         return 0.0
     if not strategy_era:
-        msg = ("caption_dropout_rate with --cache_text_encoder_outputs needs sd-scripts main (strategy API); on "
-               "v0.9.1 remove --cache_text_encoder_outputs or set caption_dropout_rate = 0")
+        msg = (
+            "caption_dropout_rate with --cache_text_encoder_outputs needs sd-scripts main (strategy API); on "
+            "v0.9.1 remove --cache_text_encoder_outputs or set caption_dropout_rate = 0"
+        )
         raise CollageConfigError(msg)
     for subset, rate in zip(subsets, rates):
         setattr(subset, RATE_ATTR, rate)
@@ -72,8 +74,10 @@ def substitute(example: dict[str, Any], dataset: Any, index: int, empty: list[np
         for k, tensor in enumerate(outputs):
             value = torch.as_tensor(empty[k], dtype=tensor.dtype)
             if value.shape != tensor[position].shape:
-                msg = (f"internal: empty-caption output {k} has shape {tuple(value.shape)}, cached outputs have "
-                       f"{tuple(tensor[position].shape)}")
+                msg = (
+                    f"internal: empty-caption output {k} has shape {tuple(value.shape)}, cached outputs have "
+                    f"{tuple(tensor[position].shape)}"
+                )
                 raise RuntimeError(msg)
             tensor[position] = value
         example["captions"][position] = ""

@@ -48,8 +48,9 @@ def run_family(values: Mapping[str, Any], strategy: Any = None, argv0: str | Non
     return families.detect(values)
 
 
-def refuse_unsupported(argv0: str | None = None, strategy: Any = None,
-                       values: Mapping[str, Any] | None = None) -> tuple[Family, str]:
+def refuse_unsupported(
+    argv0: str | None = None, strategy: Any = None, values: Mapping[str, Any] | None = None
+) -> tuple[Family, str]:
     """Stop when the running script, its tokenize strategy or its arguments belong to an unsupported family.
 
     Returns:

@@ -176,8 +176,9 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
                 if message["type"] == "http.response.start":
                     headers = list(message.get("headers", [])) + extra
                     if set_cookie:
-                        headers.append((b"set-cookie", f"{cookie}={token}; Path=/; HttpOnly; SameSite=Strict"
-                                        .encode("latin-1")))
+                        headers.append(
+                            (b"set-cookie", f"{cookie}={token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1"))
+                        )
                     message = {**message, "headers": headers}
                 await send(message)
 
@@ -191,18 +192,22 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
             elif client and not _loopback(client) and host.rsplit(":", 1)[0] in LOOPBACK_NAMES:
                 problem = f"a request from {client} cannot be for this computer's loopback address ({host})"
             elif not ok:
-                problem = ("this studio needs its access token: open the address `collage-ext studio` printed "
-                           "(it ends in /?token=...)")
+                problem = (
+                    "this studio needs its access token: open the address `collage-ext studio` printed "
+                    "(it ends in /?token=...)"
+                )
                 if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
                     logger.warning(f"studio: refused {scope['method']} / from {client or '?'}: no valid token")
                     page = html.escape(problem).replace("`", "")
-                    await Response(f"<!DOCTYPE html><title>collage studio</title><p>{page}</p>", status_code=403,
-                                   media_type="text/html")(scope, receive, send_secured)
+                    await Response(
+                        f"<!DOCTYPE html><title>collage studio</title><p>{page}</p>",
+                        status_code=403,
+                        media_type="text/html",
+                    )(scope, receive, send_secured)
                     return
             elif "origin" in headers and headers["origin"].lower() not in origins:
                 problem = f"Origin {headers['origin']!r} is not this studio; open the studio's own page"
-            elif (headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
-                  and scope["path"] != "/"):
+            elif headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none") and scope["path"] != "/":
                 problem = "cross-site requests are refused (another site's page tried to use the studio)"
             elif scope["method"] not in ("GET", "HEAD"):
                 if not headers.get("content-type", "").startswith("application/json"):
@@ -232,6 +237,7 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
             if isinstance(result, Response):
                 return result
             return JSONResponse(result)
+
         return run
 
     def epoch_of(request: Request) -> int:
@@ -295,10 +301,24 @@ def create_app(studio: Studio, hosts: set[str], token: str) -> Any:
         studio.reload()
         return studio.state()
 
-    get = [("/api/state", state), ("/api/sources", sources), ("/api/check", check), ("/api/frames", frames),
-           ("/api/frame-image", frame_image), ("/api/source-image", source_image)]
-    post = [("/api/caption", caption), ("/api/tokens", tokens), ("/api/crop", crop), ("/api/drop", drop),
-            ("/api/restore", restore), ("/api/undo", undo), ("/api/seed", seed), ("/api/reload", reload)]
+    get = [
+        ("/api/state", state),
+        ("/api/sources", sources),
+        ("/api/check", check),
+        ("/api/frames", frames),
+        ("/api/frame-image", frame_image),
+        ("/api/source-image", source_image),
+    ]
+    post = [
+        ("/api/caption", caption),
+        ("/api/tokens", tokens),
+        ("/api/crop", crop),
+        ("/api/drop", drop),
+        ("/api/restore", restore),
+        ("/api/undo", undo),
+        ("/api/seed", seed),
+        ("/api/reload", reload),
+    ]
     routes: list[Route | Mount] = [Route("/", index)]
     routes += [Route(path, guarded(h), methods=["GET"]) for path, h in get]
     routes += [Route(path, guarded(h), methods=["POST"]) for path, h in post]
@@ -313,8 +333,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 async def _read_body(receive: Any, headers: dict[str, str]) -> tuple[bytes, str | None]:
     """The whole request body, or a problem when it is larger than ``MAX_BODY`` (read no further)."""
-    too_big = (f"the request body is larger than {MAX_BODY // 1024} KiB; the studio's requests are small "
-               "(a caption, a crop box)")
+    too_big = (
+        f"the request body is larger than {MAX_BODY // 1024} KiB; the studio's requests are small "
+        "(a caption, a crop box)"
+    )
     try:
         if int(headers.get("content-length") or 0) > MAX_BODY:
             return b"", too_big
@@ -345,6 +367,7 @@ def _replay(body: bytes) -> Any:
             return {"type": "http.disconnect"}
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
+
     return receive
 
 
@@ -382,13 +405,23 @@ def check_host(host: str, allow_remote: bool) -> None:
         RemoteRefused: ``host`` is not a loopback address and ``allow_remote`` is false.
     """
     if not _loopback(host) and not allow_remote:
-        raise RemoteRefused(f"--host {host} lets other computers reach the studio, which edits your dataset's files; "
-                            "leave --host out (127.0.0.1: this computer only), or add --allow_remote if you mean it "
-                            "(the page still needs the token the studio prints)")
+        raise RemoteRefused(
+            f"--host {host} lets other computers reach the studio, which edits your dataset's files; "
+            "leave --host out (127.0.0.1: this computer only), or add --allow_remote if you mean it "
+            "(the page still needs the token the studio prints)"
+        )
 
 
-def serve(studio: Studio, host: str = "127.0.0.1", port: int = 8765, *, sockets: Sequence[socket.socket] = (),
-          ready: Callable[[str], None] | None = None, allow_remote: bool = False, token: str | None = None) -> Any:
+def serve(
+    studio: Studio,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    sockets: Sequence[socket.socket] = (),
+    ready: Callable[[str], None] | None = None,
+    allow_remote: bool = False,
+    token: str | None = None,
+) -> Any:
     """Run the studio until interrupted; ``ready`` is called with the page's address (token included) once it listens.
 
     Raises:
@@ -423,7 +456,9 @@ def open_in_browser(url: str) -> None:
     fd, path = tempfile.mkstemp(prefix="collage-studio-", suffix=".html")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         target = html.escape(url, quote=True)
-        out.write(f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={target}">'
-                  f'<title>collage studio</title><p><a href="{target}">open the collage studio</a></p>\n')
+        out.write(
+            f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={target}">'
+            f'<title>collage studio</title><p><a href="{target}">open the collage studio</a></p>\n'
+        )
     atexit.register(lambda: Path(path).unlink(missing_ok=True))
     webbrowser.open(Path(path).as_uri())

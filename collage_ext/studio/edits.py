@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from collage_ext.captions.subset import grammar_of
-from collage_ext.pixels.crops import parse_crop_box
 from collage_ext.core.errors import CollageInputError
+from collage_ext.pixels.crops import parse_crop_box
 from collage_ext.pixels.images import read_image_size
 from collage_ext.studio.entries import Entry
 from collage_ext.studio.files import RefusedError, dropped_folder, file_version, move_group, sidecars
+from collage_ext.studio.state import StudioState
 from collage_ext.studio.tokens import caption_view
 
 logger = logging.getLogger(__name__)
@@ -28,14 +29,16 @@ logger = logging.getLogger(__name__)
 SEED_MAX = 2**32 - 1
 
 
-class Edits:
+class Edits(StudioState):
     """What the page writes (a part of ``Studio``; call with the studio's state set up)."""
 
     def _writable(self, e: Entry) -> None:
         if e.subset.params.get("metadata_file"):
-            raise RefusedError(f"{e.path.name} belongs to a subset read from metadata_file "
-                               f"{e.subset.params['metadata_file']}; edit that file (the studio writes only folders "
-                               "of images with sidecar files)")
+            raise RefusedError(
+                f"{e.path.name} belongs to a subset read from metadata_file "
+                f"{e.subset.params['metadata_file']}; edit that file (the studio writes only folders "
+                "of images with sidecar files)"
+            )
         if e.dropped:
             raise RefusedError(f"{e.path.name} is dropped; restore it first", 409)
 
@@ -48,9 +51,12 @@ class Edits:
         if version is None:
             return
         if version != file_version(path):
-            raise RefusedError(f"the {what} changed since this page read it (another tab or program wrote "
-                               f"{path.name}); nothing was written: reload to see the new version, then "
-                               "edit again (your text is still in the editor)", 409)
+            raise RefusedError(
+                f"the {what} changed since this page read it (another tab or program wrote "
+                f"{path.name}); nothing was written: reload to see the new version, then "
+                "edit again (your text is still in the editor)",
+                409,
+            )
 
     def set_caption(self, eid: object, text: str, version: object = None) -> dict[str, Any]:
         """Write the image's caption file (atomically, the previous version kept for undo).
@@ -62,8 +68,9 @@ class Edits:
             self._writable(e)
             self._unchanged(e.caption_file, version, f"caption of {e.path.name}")
             if not text.strip():
-                raise RefusedError("refusing to write an empty caption: sd-scripts stops on empty caption files; "
-                                   "write a caption")
+                raise RefusedError(
+                    "refusing to write an empty caption: sd-scripts stops on empty caption files; write a caption"
+                )
             old = self._caption_text(e)
             newline = "\n" if old is None or old.endswith("\n") else ""
             data = (text.rstrip("\n") + newline).encode("utf-8")
@@ -81,9 +88,14 @@ class Edits:
             if box is None:
                 self.history.write(e.crop_file, None, f"crop box of {e.path.name} cleared")
             else:
-                if (not isinstance(box, (list, tuple)) or len(box) != 4
-                        or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)):
-                    raise RefusedError(f"a crop box is four whole pixel numbers [left, top, right, bottom], got {box!r}")
+                if (
+                    not isinstance(box, (list, tuple))
+                    or len(box) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in box)
+                ):
+                    raise RefusedError(
+                        f"a crop box is four whole pixel numbers [left, top, right, bottom], got {box!r}"
+                    )
                 line = ", ".join(str(v) for v in box)
                 size = read_image_size(self.folders.readable(e.path))
                 try:
@@ -128,8 +140,13 @@ class Edits:
 
     def _shared(self, e: Entry, sidecar: Path) -> bool:
         """Whether another image of the dataset (kept, in the sidecar's folder) reads ``sidecar`` too."""
-        return any(o is not e and not o.dropped and o.path.parent == sidecar.parent
-                   and o.path.with_suffix(sidecar.suffix) == sidecar for o in self.entries.values())
+        return any(
+            o is not e
+            and not o.dropped
+            and o.path.parent == sidecar.parent
+            and o.path.with_suffix(sidecar.suffix) == sidecar
+            for o in self.entries.values()
+        )
 
     def undo(self) -> str | None:
         """Undo the last caption or crop change; returns what was undone."""
@@ -137,8 +154,10 @@ class Edits:
             change = self.history.undo()
             if change is None:
                 return None  # nothing written, nothing to read again
-            owner = next((e for e in self.entries.values()
-                          if not e.dropped and change.path in (e.caption_file, e.crop_file)), None)
+            owner = next(
+                (e for e in self.entries.values() if not e.dropped and change.path in (e.caption_file, e.crop_file)),
+                None,
+            )
             self._changed(owner.id if owner else None)  # a caption or crop box: that image's files are read again
             self._warm(owner.path if owner else None)
             return change.what
@@ -147,8 +166,14 @@ class Edits:
         """The token view of a caption being typed (nothing is written)."""
         e = self.entry(eid)
         cfg = e.subset.config
-        return caption_view(text, self.encoder.budget, self.encoder.counter, grammar_of(e.subset.namespace()),
-                            cfg.repeat_phrases, cfg.repeat_count)
+        return caption_view(
+            text,
+            self.encoder.budget,
+            self.encoder.counter,
+            grammar_of(e.subset.namespace()),
+            cfg.repeat_phrases,
+            cfg.repeat_count,
+        )
 
     def set_seed(self, seed: int | None = None, *, write: bool = False) -> dict[str, Any]:
         """Use another collage seed (a fresh random one for ``None``); ``write`` saves it to the training TOML.
@@ -157,14 +182,19 @@ class Edits:
             RefusedError: ``write`` without a training TOML (``--config``).
         """
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX):
-            raise RefusedError(f"seed must be a whole number from 0 to {SEED_MAX} (2**32 - 1: sd-scripts seeds numpy "
-                               f"with it), got {seed!r}", 400)
+            raise RefusedError(
+                f"seed must be a whole number from 0 to {SEED_MAX} (2**32 - 1: sd-scripts seeds numpy "
+                f"with it), got {seed!r}",
+                400,
+            )
         with self.lock:
             value = secrets.randbelow(2**31) if seed is None else int(seed)
             if write:
                 if not self.config:
-                    raise RefusedError("start the studio with --config TRAIN.toml to save the seed; until then "
-                                       f"pass --seed {value} to training")
+                    raise RefusedError(
+                        "start the studio with --config TRAIN.toml to save the seed; until then "
+                        f"pass --seed {value} to training"
+                    )
                 path = Path(self.config)
                 text = path.read_text(encoding="utf-8")
                 self.history.write(path, set_seed_line(text, value).encode("utf-8"), f"seed in {path.name}")

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from collage_ext.pixels.crops import crop_path_for
 from collage_ext.kohya.datasets import DatasetSpec, SubsetSpec, glob_images
+from collage_ext.pixels.crops import crop_path_for
 from collage_ext.plan.project import Project
 from collage_ext.studio.files import Folders, dropped_folder
 
@@ -59,10 +59,13 @@ def entry_id(dataset: DatasetSpec, subset: SubsetSpec, path: str | os.PathLike[s
 def folders_of(project: Project, config: str | os.PathLike[str] | None) -> Folders:
     """The folders the studio reads and writes for this project (image folders; metadata subsets read-only)."""
     dirs = [s.image_dir for _, s in project.subsets() if s.image_dir and not s.params.get("metadata_file")]
-    dirs += [s.image_dir for d in project.datasets for s in d.subsets
-             if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")]
-    shown = [s.image_dir for d in project.datasets for s in d.subsets
-             if s.image_dir and s.params.get("metadata_file")]
+    dirs += [
+        s.image_dir
+        for d in project.datasets
+        for s in d.subsets
+        if s.image_dir and os.path.isdir(s.image_dir) and not s.params.get("metadata_file")
+    ]
+    shown = [s.image_dir for d in project.datasets for s in d.subsets if s.image_dir and s.params.get("metadata_file")]
     return Folders(dirs, [config] if config else [], read_only=shown)
 
 
@@ -111,9 +114,11 @@ def too_long(e: Entry) -> str | None:
         return None
     if size <= MAX_CAPTION_BYTES:
         return None
-    return (f"caption file {e.caption_file} is {size / 2**20:.1f} MiB; the text encoder reads a few hundred tokens "
-            f"of it (a few KB), and the studio plans no frames with captions over {MAX_CAPTION_BYTES >> 20} MiB: "
-            "write a shorter caption")
+    return (
+        f"caption file {e.caption_file} is {size / 2**20:.1f} MiB; the text encoder reads a few hundred tokens "
+        f"of it (a few KB), and the studio plans no frames with captions over {MAX_CAPTION_BYTES >> 20} MiB: "
+        "write a shorter caption"
+    )
 
 
 def stat_key(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:

@@ -10,19 +10,21 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image
 
-from collage_ext.plan.frames import encode_png, frame_pixels
-from collage_ext.core.errors import CollageError
-from collage_ext.plan.collage import Source
-from collage_ext.plan.jobs import FrameJob
-from collage_ext.pixels.images import load_fitted, read_image_size
 from collage_ext.commands.preview import viewable
+from collage_ext.core.errors import CollageError
 from collage_ext.core.types import Size
+from collage_ext.pixels.fit import FitMode
+from collage_ext.pixels.images import load_fitted, read_image_size
+from collage_ext.plan.collage import Source
+from collage_ext.plan.frames import encode_png, frame_pixels
+from collage_ext.plan.jobs import FrameJob
 from collage_ext.studio.entries import stat_key
 from collage_ext.studio.files import RefusedError
+from collage_ext.studio.state import StudioState
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ LIST_WAIT = 2.0
 PREVIEW_GAPS = {8: 1.0, 4: 1.0, 2: 1.0}
 
 
-class Pixels:
+class Pixels(StudioState):
     """Frame and source images for the page (a part of ``Studio``; call with the studio's state set up)."""
 
     def _pixel_key(self, job: FrameJob) -> tuple[Any, ...]:
@@ -86,7 +88,7 @@ class Pixels:
         A file that fails here fails again in the render, which reports it as training would.
         """
         layout, collage = job.params.layout, job.planned.collage
-        fit_mode = layout.fit or collage.config.fit_mode
+        fit_mode = cast(FitMode, layout.fit or collage.config.fit_mode)
         sources = job.sources
         todo = [(sources[i], cell.size) for cell, i in zip(layout.cells, layout.order)]
 
@@ -150,6 +152,7 @@ class Pixels:
                 self.check(epoch)
         except Exception as exc:  # noqa: BLE001 - only a warm-up: the page's own request reports any error
             logger.debug(f"studio: pre-render after a write failed: {type(exc).__name__}: {exc}")
+
 
 def _encode(image: Image.Image, side: int | None) -> bytes:
     """PNG of the exact pixels (``side=None``), else a JPEG no larger than ``side`` (weights < 1 on a checkerboard)."""

@@ -12,18 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from collage_ext.captions.subset import grammar_of
-from collage_ext.pixels.crops import read_crop_box
-from collage_ext.core.errors import CollageConfigError, CollageError
-from collage_ext.plan.jobs import FrameJob, FrameSet, frames_for
-from collage_ext.pixels.images import read_image_size
 from collage_ext.commands.preview import frame_record, group_label
+from collage_ext.core.errors import CollageConfigError, CollageError
 from collage_ext.core.types import Size
+from collage_ext.pixels.crops import read_crop_box
+from collage_ext.pixels.images import read_image_size
+from collage_ext.plan.jobs import FrameJob, FrameSet, frames_for
 from collage_ext.studio.entries import Entry, stat_key
 from collage_ext.studio.files import RefusedError, file_version
+from collage_ext.studio.state import StudioState
 from collage_ext.studio.tokens import caption_view, token_view
 
 
-class Views:
+class Views(StudioState):
     """The page's lists of sources and frames (a part of ``Studio``; call with the studio's state set up)."""
 
     def sources(self, epoch: int = 1) -> dict[str, Any]:
@@ -40,8 +41,15 @@ class Views:
             out = []
             for e in self.entries.values():
                 # Described by its files; the frames it is in are added (a crop can regroup every frame).
-                key = (e.id, e.dropped, e.caption, self.broken.get(str(e.path)),
-                       stat_key(e.path), stat_key(e.caption_file), stat_key(e.crop_file))
+                key = (
+                    e.id,
+                    e.dropped,
+                    e.caption,
+                    self.broken.get(str(e.path)),
+                    stat_key(e.path),
+                    stat_key(e.caption_file),
+                    stat_key(e.crop_file),
+                )
                 found = self._described.get(key)
                 if found is not None:
                     try:
@@ -72,16 +80,32 @@ class Views:
         text = None if why else self._caption_text(e)
         g = grammar_of(e.subset.namespace())
         cfg = e.subset.config
-        view = self._caption_view(text if text is not None else e.caption, g, cfg.repeat_phrases,
-                                  cfg.repeat_count) if not e.dropped else None
-        return {"id": e.id, "name": e.path.name, "path": str(e.path), "subset": f"{e.dataset.index}/{e.subset.index}",
-                "subset_name": e.subset.name, "collage": e.subset.config.enabled, "dropped": e.dropped,
-                "size": list(size) if size else None, "crop": crop, "caption": e.caption,
-                "image_version": None if why else "-".join(map(str, stat_key(e.path) or ())),  # its image URL's
-                "caption_file": e.caption_file.name, "caption_text": text, "frames": frames, "problem": problem,
-                "caption_version": None if self.folders.outside([e.caption_file]) else file_version(e.caption_file),
-                "crop_version": None if self.folders.outside([e.crop_file]) else file_version(e.crop_file),
-                "tokens": view, "can_write": not e.subset.params.get("metadata_file")}
+        view = (
+            self._caption_view(text if text is not None else e.caption, g, cfg.repeat_phrases, cfg.repeat_count)
+            if not e.dropped
+            else None
+        )
+        return {
+            "id": e.id,
+            "name": e.path.name,
+            "path": str(e.path),
+            "subset": f"{e.dataset.index}/{e.subset.index}",
+            "subset_name": e.subset.name,
+            "collage": e.subset.config.enabled,
+            "dropped": e.dropped,
+            "size": list(size) if size else None,
+            "crop": crop,
+            "caption": e.caption,
+            "image_version": None if why else "-".join(map(str, stat_key(e.path) or ())),  # its image URL's
+            "caption_file": e.caption_file.name,
+            "caption_text": text,
+            "frames": frames,
+            "problem": problem,
+            "caption_version": None if self.folders.outside([e.caption_file]) else file_version(e.caption_file),
+            "crop_version": None if self.folders.outside([e.crop_file]) else file_version(e.crop_file),
+            "tokens": view,
+            "can_write": not e.subset.params.get("metadata_file"),
+        }
 
     def _caption_text(self, e: Entry) -> str | None:
         try:
@@ -120,15 +144,27 @@ class Views:
                     found = self._frame_json(job, ids)
                 records[key] = found
                 fills.append(found["fill_exact"])
-                out.append({"name": job.name, "label": group_label(job),
-                            **{k: v for k, v in found.items() if k != "fill_exact"}})
+                out.append(
+                    {
+                        "name": job.name,
+                        "label": group_label(job),
+                        **{k: v for k, v in found.items() if k != "fill_exact"},
+                    }
+                )
             self._records = records  # the frames shown now: an edit recomputes only the frames it changed
             with self._listed:  # the pre-render's check may start now (pixels.Pixels._prerender)
                 self._listed_version = max(self._listed_version, self.version)
                 self._listed.notify_all()
             singles = sum(n for _, _, n in fs.singles)
-            return {"version": self.version, "epoch": fs.epoch, "mode": self.mode, "frames": out, "singles": singles,
-                    "mean_fill": round(sum(fills) / len(fills), 4) if fills else None, "seed": self.project.seed}
+            return {
+                "version": self.version,
+                "epoch": fs.epoch,
+                "mode": self.mode,
+                "frames": out,
+                "singles": singles,
+                "mean_fill": round(sum(fills) / len(fills), 4) if fills else None,
+                "seed": self.project.seed,
+            }
 
     def _frame_json(self, job: FrameJob, ids: dict[str, str]) -> dict[str, Any]:
         record = frame_record(job, self.encoder)
@@ -136,14 +172,20 @@ class Views:
         g = job.planned.collage.grammar
         cfg = job.planned.subset.config
         return {  # without name and label: those name the slot (frames()), this is the frame's content
-            "layout": record.layout, "frame": list(job.params.layout.frame),
+            "layout": record.layout,
+            "frame": list(job.params.layout.frame),
             "pixels": hashlib.sha256(repr(self._pixel_key(job)).encode()).hexdigest()[:16],  # its image URL's version
-            "caption": record.caption, "warnings": record.warnings,
-            "fill": round(stats.fill, 4), "fill_exact": stats.fill,
-            "sources": [{"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
-                        for s, span in zip(job.sources, stats.spans)],
+            "caption": record.caption,
+            "warnings": record.warnings,
+            "fill": round(stats.fill, 4),
+            "fill_exact": stats.fill,
+            "sources": [
+                {"id": ids.get(s.path), "name": Path(s.path).name, "span": round(span, 4)}
+                for s, span in zip(job.sources, stats.spans)
+            ],
             "cells": record.info["cells"],
-            "tokens": self._token_view(record.caption, g, cfg.repeat_phrases)}
+            "tokens": self._token_view(record.caption, g, cfg.repeat_phrases),
+        }
 
     def _caption_view(self, text: str, grammar: Any, phrases: Any, count: Any) -> dict[str, Any]:
         key = ("caption", text, repr(grammar), repr(phrases), count)
@@ -167,7 +209,14 @@ class Views:
         settings = {} if settings is None else settings
         planned = job.planned
         if id(planned) not in settings:
-            settings[id(planned)] = repr((planned.subset.config, planned.collage.frame, planned.dataset.index,
-                                          planned.subset.index, job.slot is None))
+            settings[id(planned)] = repr(
+                (
+                    planned.subset.config,
+                    planned.collage.frame,
+                    planned.dataset.index,
+                    planned.subset.index,
+                    job.slot is None,
+                )
+            )
         files = tuple((s.path, s.key, s.size, s.crop, s.caption, stat_key(s.path)) for s in job.sources)
         return (job.variant, job.params, settings[id(planned)], files)

@@ -70,7 +70,7 @@ if _SKIP_REASON is not None:
         return _SkippedModule.from_parent(parent, path=module_path)
 
 else:
-    import fakes  # noqa: E402  (needs torch: only where the sd-scripts environment is usable)
+    import fakes  # needs torch: only where the sd-scripts environment is usable
 
     @pytest.fixture(scope="session")
     def toks(tmp_path_factory: pytest.TempPathFactory) -> fakes.TinyTokenizers:

@@ -230,18 +230,36 @@ def _train_spiece(vocab_size: int) -> tuple[bytes, list[tuple[str, float]], int,
     child keeps every sentencepiece object out of the test process; only transformers' import of the
     module remains here.
     """
-    opts = {"corpus": _t5_corpus(), "model_type": "unigram", "vocab_size": vocab_size, "hard_vocab_limit": False,
-            "character_coverage": 1.0, "pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1, "pad_piece": "<pad>",
-            "eos_piece": "</s>", "unk_piece": "<unk>", "num_threads": 1, "minloglevel": 2}
-    done = subprocess.run([sys.executable, "-c", _SPIECE_TRAINER], input=json.dumps(opts), capture_output=True,
-                          text=True, check=False, timeout=300)
+    opts = {
+        "corpus": _t5_corpus(),
+        "model_type": "unigram",
+        "vocab_size": vocab_size,
+        "hard_vocab_limit": False,
+        "character_coverage": 1.0,
+        "pad_id": 0,
+        "eos_id": 1,
+        "unk_id": 2,
+        "bos_id": -1,
+        "pad_piece": "<pad>",
+        "eos_piece": "</s>",
+        "unk_piece": "<unk>",
+        "num_threads": 1,
+        "minloglevel": 2,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _SPIECE_TRAINER],
+        input=json.dumps(opts),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     if done.returncode != 0:
         msg = f"training the tiny sentencepiece model failed (exit {done.returncode}): {done.stderr[-2000:]}"
         raise RuntimeError(msg)
     got = json.loads(done.stdout)
     pieces = [(str(p), float(score)) for p, score in got["pieces"]]
     return base64.b64decode(got["model"]), pieces, int(got["unk_id"]), int(got["eos_id"])
-
 
 
 def make_t5_tokenizer(out_dir: PathLike, *, vocab_size: int = 400) -> T5TokenizerFast:

@@ -12,30 +12,28 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
 
 import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load, run_loader  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+
+import fakes
+from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load, run_loader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from collage_ext.core.config import OPTIONS  # noqa: E402
-from collage_ext.core.errors import CollageConfigError, CollageInputError  # noqa: E402
-from tests.common import png_header_only  # noqa: E402
+from collage_ext.core.config import OPTIONS
+from collage_ext.core.errors import CollageConfigError, CollageInputError
+from tests.common import png_header_only
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
 ID = re.compile(r"id\d{3}")
-
-
 
 
 def good_images(folder: Path, count: int = 6, start: int = 0) -> None:
@@ -57,6 +55,7 @@ def exif_rotated(orientation: int) -> Callable[[Path], None]:
         exif = Image.Exif()
         exif[0x0112] = orientation
         fakes.make_image(192, 128, seed=orientation).save(path.with_suffix(".jpg"), exif=exif)
+
     return write
 
 
@@ -71,6 +70,7 @@ def animated(fmt: str) -> Callable[[Path], None]:
     def write(path: Path) -> None:
         frames = [Image.new("RGB", (160, 160), c) for c in ((200, 0, 0), (0, 200, 0))]
         frames[0].save(path.with_suffix("." + fmt), save_all=True, append_images=frames[1:], duration=100)
+
     return write
 
 
@@ -126,8 +126,9 @@ def test_image_corpus_raise_policy(tmp_path: Path, toks: fakes.TinyTokenizers, c
 
 
 @pytest.mark.parametrize("case", ["truncated-jpeg", "zero-byte", "text-named-png", "bomb"])
-def test_image_corpus_skip_policy(tmp_path: Path, toks: fakes.TinyTokenizers, case: str,
-                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_image_corpus_skip_policy(
+    tmp_path: Path, toks: fakes.TinyTokenizers, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """collage_on_error = 'skip': the file is logged once and left out; frames per epoch stay constant."""
     folder = corpus(tmp_path, case)
     config = dataset_toml(tmp_path, folder, general='collage_rate = 1.0\ncollage_on_error = "skip"', repeats=2)
@@ -177,8 +178,12 @@ def test_caption_corpus(tmp_path: Path, toks: fakes.TinyTokenizers, case: str) -
     data, outcome = CAPTION_CASES[case]
     if data is not None:
         (folder / "odd_900.txt").write_bytes(data)
-    config = dataset_toml(tmp_path, folder, general="collage_rate = 1.0\ncollage_min_span = 0",  # as above
-                          subset="enable_wildcard = true")
+    config = dataset_toml(
+        tmp_path,
+        folder,
+        general="collage_rate = 1.0\ncollage_min_span = 0",  # as above
+        subset="enable_wildcard = true",
+    )
     if outcome == "error":
         with pytest.raises(CollageInputError, match=r"odd_900\.txt is (not UTF-8|empty)"):
             load(tmp_path, toks, config)
@@ -202,10 +207,14 @@ def test_odd_folders(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     lone = tmp_path / "lone"
     good_images(lone, 1, start=10)
     config = tmp_path / "dataset.toml"
-    subsets = "".join(f'  [[datasets.subsets]]\n  image_dir = "{d.as_posix()}"\n'
-                      for d in (linked, tmp_path / "empty", lone))
-    config.write_text('[general]\ncaption_extension = ".txt"\ncollage_rate = 1.0\n[[datasets]]\nresolution = 256\n'
-                      f"batch_size = 1\nenable_bucket = true\n{subsets}", encoding="utf-8")
+    subsets = "".join(
+        f'  [[datasets.subsets]]\n  image_dir = "{d.as_posix()}"\n' for d in (linked, tmp_path / "empty", lone)
+    )
+    config.write_text(
+        '[general]\ncaption_extension = ".txt"\ncollage_rate = 1.0\n[[datasets]]\nresolution = 256\n'
+        f"batch_size = 1\nenable_bucket = true\n{subsets}",
+        encoding="utf-8",
+    )
     group, _, _ = load(tmp_path, toks, config)
     counts = id_counts(epoch_captions(group, 1))
     assert counts == {"id000": 2, "id001": 1, "id002": 1, "id003": 1, "id010": 1}  # good_000 twice: .png + .jpg

@@ -24,9 +24,9 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes
 from PIL import Image
 
+import fakes
 from collage_ext.cli import main
 
 MAIN = fakes.is_strategy_era()
@@ -45,8 +45,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def write_data(root: Path) -> Path:
     """Two train subsets (collage, plain), one collage reg subset; returns the dataset TOML."""
-    fakes.write_dreambooth_dir(root, subdir="10_chars", sizes=SIZES,
-                               captions=[f"sks, id{i:03d}, tag{i % 3}" for i in range(len(SIZES))])
+    fakes.write_dreambooth_dir(
+        root, subdir="10_chars", sizes=SIZES, captions=[f"sks, id{i:03d}, tag{i % 3}" for i in range(len(SIZES))]
+    )
     fakes.write_dreambooth_dir(root, subdir="2_plain", sizes=SIZES[:3], captions=["plain"] * 3, seed=50)
     fakes.write_dreambooth_dir(root, subdir="1_reg", sizes=SIZES[:5], captions=["person"] * 5, seed=80)
     path = root / "dataset.toml"
@@ -59,15 +60,28 @@ def write_data(root: Path) -> Path:
         "  collage_rate = 0.0\n\n"
         f'  [[datasets.subsets]]\n  image_dir = "{(root / "1_reg").as_posix()}"\n  is_reg = true\n'
         "  collage_rate = 1.0\n  collage_max_images = 2\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return path
 
 
 def load(tmp: Path, toks: fakes.TinyTokenizers, config: Path, *extra: str) -> Any:
     """``train_util.load_arbitrary_dataset`` as the trainer calls it."""
-    argv = ["--dataset_config", str(config), "--dataset_class", "collage_ext.CollageDataset",
-            "--tokenizer_cache_dir", str(toks.cache_dir), "--output_dir", str(tmp / "out"),
-            "--max_data_loader_n_workers", "0", "--seed", "7", *extra]
+    argv = [
+        "--dataset_config",
+        str(config),
+        "--dataset_class",
+        "collage_ext.CollageDataset",
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+        "--output_dir",
+        str(tmp / "out"),
+        "--max_data_loader_n_workers",
+        "0",
+        "--seed",
+        "7",
+        *extra,
+    ]
     args = fakes.make_args("sdxl", argv)
     trainer = fakes.make_trainer("sdxl")
     train_util = fakes.import_sd("library.train_util")
@@ -106,8 +120,9 @@ def preview_frames(out: Path) -> dict[str, tuple[np.ndarray, str]]:
 
 
 @pytest.mark.parametrize("seed_args", [[], ["--seed", "7"]], ids=["derived-seed", "explicit-seed"])
-def test_preview_is_byte_identical_to_training(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                               monkeypatch: pytest.MonkeyPatch, seed_args: list[str]) -> None:
+def test_preview_is_byte_identical_to_training(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch, seed_args: list[str]
+) -> None:
     """Dynamic mode, epochs 1 and 3: same slots, same pixels, same captions (seed derived or from --seed)."""
     config = write_data(tmp_path / "data")
     monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py", *seed_args])
@@ -130,8 +145,11 @@ def test_static_preview_equals_static_cache(tmp_path: Path, toks: fakes.TinyToke
     """Static mode (--cache_latents): the preview shows every cached frame, pixel for pixel."""
     config = write_data(tmp_path / "data")
     group = load(tmp_path, toks, config, "--cache_latents")
-    cached = {Path(i.absolute_path).stem: i.absolute_path for i in group.image_data.values()
-              if Path(i.absolute_path).name.startswith("collage_")}
+    cached = {
+        Path(i.absolute_path).stem: i.absolute_path
+        for i in group.image_data.values()
+        if Path(i.absolute_path).name.startswith("collage_")
+    }
     out = tmp_path / "preview"
     assert main(["preview", str(config), "--out", str(out), "--", "--cache_latents"]) == 0
     got = preview_frames(out)
@@ -147,9 +165,22 @@ def test_export_trains_with_plain_sd_scripts(tmp_path: Path, toks: fakes.TinyTok
     out = tmp_path / "export"
     assert main(["export", str(config), "--out", str(out), "--variants", "2", "--seed", "7"]) == 0
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
-    args = fakes.make_args("sdxl", ["--train_data_dir", str(out / "train"), "--reg_data_dir", str(out / "reg"),
-                                    "--caption_extension", ".txt", "--resolution", "256", "--enable_bucket",
-                                    "--tokenizer_cache_dir", str(toks.cache_dir)])
+    args = fakes.make_args(
+        "sdxl",
+        [
+            "--train_data_dir",
+            str(out / "train"),
+            "--reg_data_dir",
+            str(out / "reg"),
+            "--caption_extension",
+            ".txt",
+            "--resolution",
+            "256",
+            "--enable_bucket",
+            "--tokenizer_cache_dir",
+            str(toks.cache_dir),
+        ],
+    )
     trainer = fakes.make_trainer("sdxl")
     if MAIN:
         fakes.set_pre_dataset_strategies(trainer, args)
@@ -181,8 +212,9 @@ def write_safetensors(path: Path, metadata: dict[str, str]) -> None:
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0\0\0\0")
 
 
-def test_inspect_reads_what_sd_scripts_writes(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_reads_what_sd_scripts_writes(
+    tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str]
+) -> None:
     """ss_datasets[i].bucket_info (with --dataset_config) and ss_bucket_info (without) both work."""
     config = write_data(tmp_path / "data")
     group = load(tmp_path, toks, config)
@@ -191,13 +223,15 @@ def test_inspect_reads_what_sd_scripts_writes(tmp_path: Path, toks: fakes.TinyTo
     write_safetensors(with_config, {"ss_datasets": json.dumps([{"bucket_info": bucket_info}]), "ss_seed": "7"})
     assert main(["inspect", str(with_config)]) == 0
     text = capsys.readouterr().out
-    assert "collage_rate = 0.8" in text and "collage_caption_merge = \"tags\"" in text and "dataset 0" in text
+    assert "collage_rate = 0.8" in text and 'collage_caption_merge = "tags"' in text and "dataset 0" in text
     plain = tmp_path / "b.safetensors"
     write_safetensors(plain, {"ss_bucket_info": json.dumps(bucket_info)})
     assert main(["inspect", str(plain), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["collage_ext"][0]["dataset"] is None and data["collage_ext"][0]["seed"] == bucket_info[
-        "collage_ext"]["seed"]
+    assert (
+        data["collage_ext"][0]["dataset"] is None
+        and data["collage_ext"][0]["seed"] == bucket_info["collage_ext"]["seed"]
+    )
 
 
 @pytest.mark.parametrize("extra", [[], ["--cache_latents"]], ids=["dynamic", "static"])
@@ -205,8 +239,10 @@ def test_preview_follows_the_skip_policy(tmp_path: Path, toks: fakes.TinyTokeniz
     """collage_on_error = "skip": a file with a bad header leaves the pool, a truncated one rebuilds its frames,
     in training and in the preview alike."""
     config = write_data(tmp_path / "data")
-    config.write_text(config.read_text().replace('collage_rate = 0.8\n', 'collage_rate = 0.8\ncollage_on_error = "skip"\n'),
-                      encoding="utf-8")
+    config.write_text(
+        config.read_text().replace("collage_rate = 0.8\n", 'collage_rate = 0.8\ncollage_on_error = "skip"\n'),
+        encoding="utf-8",
+    )
     folder = tmp_path / "data" / "10_chars"
     (folder / "img_02.png").write_bytes(b"not an image at all")
     data = (folder / "img_05.png").read_bytes()
@@ -216,8 +252,11 @@ def test_preview_follows_the_skip_policy(tmp_path: Path, toks: fakes.TinyTokeniz
     assert main(["preview", str(config), "--out", str(out), "--", *extra]) == 0
     got = preview_frames(out)
     if extra:
-        cached = {Path(i.absolute_path).stem: i.absolute_path for i in group.image_data.values()
-                  if Path(i.absolute_path).name.startswith("collage_")}
+        cached = {
+            Path(i.absolute_path).stem: i.absolute_path
+            for i in group.image_data.values()
+            if Path(i.absolute_path).name.startswith("collage_")
+        }
         assert got.keys() == cached.keys()
         for stem, path in cached.items():
             with Image.open(path) as img:
@@ -235,13 +274,18 @@ def write_metadata_data(root: Path) -> Path:
     """A fine-tuning dataset whose metadata keys are stems, as sd-scripts' merge_captions_to_metadata.py writes them."""
     folder = fakes.write_dreambooth_dir(root, subdir="ft", sizes=SIZES, captions=["unused"] * len(SIZES)) / "ft"
     meta = root / "meta_cap.json"
-    meta.write_text(json.dumps({f"img_{i:02d}": {"caption": f"sks, id{i:03d}", "tags": f"tag{i % 3}"}
-                                for i in range(len(SIZES))}), encoding="utf-8")
+    meta.write_text(
+        json.dumps({f"img_{i:02d}": {"caption": f"sks, id{i:03d}", "tags": f"tag{i % 3}"} for i in range(len(SIZES))}),
+        encoding="utf-8",
+    )
     path = root / "dataset.toml"
-    path.write_text('[general]\ncollage_rate = 0.8\ncollage_caption_merge = "tags"\n\n'
-                    "[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n\n"
-                    f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n'
-                    f'  metadata_file = "{meta.as_posix()}"\n  num_repeats = 2\n', encoding="utf-8")
+    path.write_text(
+        '[general]\ncollage_rate = 0.8\ncollage_caption_merge = "tags"\n\n'
+        "[[datasets]]\nresolution = 256\nbatch_size = 1\nenable_bucket = true\n\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n'
+        f'  metadata_file = "{meta.as_posix()}"\n  num_repeats = 2\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -254,13 +298,17 @@ def test_preview_follows_the_readers_drifts(tmp_path: Path, toks: fakes.TinyToke
         config = write_metadata_data(tmp_path / "data")
     else:
         config = write_data(tmp_path / "data")
-        config.write_text(config.read_text().replace("resolution = 256\n", "resolution = 256\nvalidation_split = 0.25\n"
-                                                     "validation_seed = 3\n"), encoding="utf-8")
+        config.write_text(
+            config.read_text().replace(
+                "resolution = 256\n", "resolution = 256\nvalidation_split = 0.25\nvalidation_seed = 3\n"
+            ),
+            encoding="utf-8",
+        )
     out = tmp_path / "preview"
     try:
         group = load(tmp_path, toks, config)
     except Exception as exc:  # noqa: BLE001  # sd-scripts stops on this dataset: so does the CLI
-        assert (MAIN if case == "metadata_stems" else not MAIN), exc
+        assert MAIN if case == "metadata_stems" else not MAIN, exc
         assert ("img_00" in str(exc)) if case == "metadata_stems" else ("validation_split" in str(exc))
         assert main(["preview", str(config), "--out", str(out)]) in (1, 2)  # input error / config error
         return

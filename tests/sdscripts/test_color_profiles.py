@@ -9,13 +9,14 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load  # noqa: E402
+import numpy as np
+from PIL import Image
+
+import fakes
+from test_collage_dataset import dataset_toml, epoch_captions, id_counts, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.icc import ADOBE_RGB, DISPLAY_P3, expected_srgb, matrix_profile  # noqa: E402
+from tests.icc import ADOBE_RGB, DISPLAY_P3, expected_srgb, matrix_profile
 
 pytestmark = pytest.mark.sdscripts
 COLOUR = (200, 120, 60)
@@ -28,8 +29,9 @@ def write_photos(folder: Path) -> Path:
     for i in range(6):
         if i < 2:
             _, definition, name = SPACES[f"id{i:03d}"]
-            Image.new("RGB", (128, 192), COLOUR).save(folder / f"img_{i:03d}.jpg", quality=100, subsampling=0,
-                                                       icc_profile=matrix_profile(definition, name))
+            Image.new("RGB", (128, 192), COLOUR).save(
+                folder / f"img_{i:03d}.jpg", quality=100, subsampling=0, icc_profile=matrix_profile(definition, name)
+            )
         else:
             fakes.make_image(128, 192, seed=i).save(folder / f"img_{i:03d}.png")
         (folder / f"img_{i:03d}.txt").write_text(f"sks, id{i:03d}\n", encoding="utf-8")

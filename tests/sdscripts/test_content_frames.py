@@ -16,18 +16,16 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import cache_all, frame_paths, id_counts, load, run_loader  # noqa: E402
-
-from collage_ext.commands.demo import draw_landscape, draw_portrait  # noqa: E402
-from collage_ext.plan.policy import compose  # noqa: E402
-from collage_ext.core.types import Size  # noqa: E402
+import fakes
+from collage_ext.commands.demo import draw_landscape, draw_portrait
+from collage_ext.core.types import Size
+from collage_ext.plan.policy import compose
+from test_collage_dataset import cache_all, frame_paths, id_counts, load, run_loader
 
 pytestmark = pytest.mark.sdscripts
 
 # (W, H) of mixed photos: 2:3, 3:4, 9:16 portraits, 3:2, 16:9 landscapes, squares; about 0.2-0.25 MP.
-PHOTOS = ([(384, 576)] * 5 + [(432, 576)] * 3 + [(360, 640)] * 2 + [(576, 384)] * 4 + [(640, 360)] * 3
-          + [(480, 480)] * 3)
+PHOTOS = [(384, 576)] * 5 + [(432, 576)] * 3 + [(360, 640)] * 2 + [(576, 384)] * 4 + [(640, 360)] * 3 + [(480, 480)] * 3
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "pink"]
 
 
@@ -50,7 +48,8 @@ def plain_toml(tmp: Path, folder: Path, *, batch_size: int = 1, repeats: int = 2
         f'[general]\ncaption_extension = ".txt"\n\n[[datasets]]\nresolution = 512\nbatch_size = {batch_size}\n'
         f"enable_bucket = true\nmax_bucket_reso = 1024\n{extra}\n"
         f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  num_repeats = {repeats}\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return path
 
 
@@ -62,8 +61,9 @@ def expected_tensor(dataset: Any, key: str, epoch: int) -> np.ndarray:
     return ((rendered.image.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
 
 
-def test_one_line_gives_collages_with_exact_coverage(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_one_line_gives_collages_with_exact_coverage(
+    tmp_path: Path, toks: fakes.TinyTokenizers, caplog: pytest.LogCaptureFixture
+) -> None:
     """No collage key + dataset_class: collage frames; 3 epochs x 2 workers show every image num_repeats times."""
     config = plain_toml(tmp_path, write_photos(tmp_path))
     with caplog.at_level(logging.INFO, logger="collage_ext"):
@@ -122,7 +122,9 @@ def test_static_content_frames_reuse_every_cache(tmp_path: Path, toks: fakes.Tin
             group, args, trainer = load(tmp_path, toks, config, *flags)
             vae = fakes.make_sdxl_vae()
             cache_all(group, args, trainer, vae, toks)
-            infos = [i for i in group.datasets[0].image_data.values() if Path(i.absolute_path).name.startswith("collage_")]
+            infos = [
+                i for i in group.datasets[0].image_data.values() if Path(i.absolute_path).name.startswith("collage_")
+            ]
             assert all(i.bucket_reso == i.image_size for i in infos)
             return frame_paths(group), vae.num_encoded, {i.image_size for i in infos}
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-train_util = pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
+pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 import numpy as np
 import torch
+from library import train_util
 
 if str(Path(__file__).parent) not in sys.path:  # robust to --import-mode=importlib
     sys.path.insert(0, str(Path(__file__).parent))
@@ -285,7 +286,9 @@ def test_sdxl_latent_and_text_encoder_caching(tmp_path: Path, toks: fakes.TinyTo
         ]  # fmt: skip
     else:
         assert npz == [
-            "img_00.npz", "img_00_te_outputs.npz", "img_01.npz", "img_01_te_outputs.npz", "img_02.npz", "img_02_te_outputs.npz",
+            "img_00.npz", "img_00_te_outputs.npz",
+            "img_01.npz", "img_01_te_outputs.npz",
+            "img_02.npz", "img_02_te_outputs.npz",
         ]  # fmt: skip
     if to_disk:
         lat_npz = np.load(image_dir / ("img_01_0384x0256_sdxl.npz" if MAIN else "img_01.npz"))

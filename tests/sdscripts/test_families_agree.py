@@ -28,13 +28,12 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import ID, dataset_toml, write_dataset  # noqa: E402
-
-from collage_ext.captions import TokenBudget  # noqa: E402
-from collage_ext.kohya.datasets import build_run  # noqa: E402
-from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
-from collage_ext.kohya import families  # noqa: E402
+import fakes
+from collage_ext.captions import TokenBudget
+from collage_ext.kohya import families
+from collage_ext.kohya.datasets import build_run
+from collage_ext.plan.framesets import text_encoder_for
+from test_collage_dataset import ID, dataset_toml, write_dataset
 
 pytestmark = pytest.mark.sdscripts
 SD_DIR = Path(os.environ.get("SD_SCRIPTS_DIR", ".")).resolve()
@@ -65,8 +64,11 @@ def _cases() -> list[Any]:
             cases += [Case(s, family.name) for s in family.scripts if s not in family.refused_scripts]
             continue
         script = families.by_name(family.group).scripts[0]
-        extra = tuple(a for option, value in family.option_values
-                      for a in ((f"--{option}",) if value is True else (f"--{option}", str(value))))
+        extra = tuple(
+            a
+            for option, value in family.option_values
+            for a in ((f"--{option}",) if value is True else (f"--{option}", str(value)))
+        )
         extra += ("--apply_t5_attn_mask",) if family.name == "chroma" else ()  # flux_train_network asserts it
         cases.append(Case(script, family.name, extra, schnell=bool(family.checkpoint_lacks)))
     cases.append(Case("sd3_train_network", "sd3", ("--t5xxl_max_token_length", "154")))
@@ -85,9 +87,11 @@ def _checkpoint(tmp: Path, case: Case) -> Path:
     base = families.by_name(case.family).base
     if base == "flux":
         return fakes.make_flux_checkpoint_stub(tmp / "flux1.safetensors", schnell=case.schnell)
-    keys = {"sd": ["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"],
-            "sdxl": ["conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"],
-            "sd3": ["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"]}[base]
+    keys = {
+        "sd": ["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"],
+        "sdxl": ["conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"],
+        "sd3": ["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"],
+    }[base]
     return _header_checkpoint(tmp / "model.safetensors", keys)
 
 
@@ -107,31 +111,51 @@ class AdapterSaw:
     tools: list[tuple[TokenBudget, Any]] = field(default_factory=list)
 
 
-def run_start_up(tmp: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTokenizers, case: Case,
-                 ) -> tuple[list[str], AdapterSaw, Any, Any]:
+def run_start_up(
+    tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    toks: fakes.TinyTokenizers,
+    case: Case,
+) -> tuple[list[str], AdapterSaw, Any, Any]:
     """Run ``case.script`` up to its accelerator; returns (argv, what the adapter saw, dataset group, module)."""
     from collage_ext.sdscripts import captioning
     from collage_ext.sdscripts import dataset as adapter
 
     module = _module(case.script)
-    config = dataset_toml(tmp, write_dataset(tmp), general="collage_rate = 1.0",
-                          subset='collage_repeat_phrases = ["sks"]')
-    argv = ["--pretrained_model_name_or_path", str(_checkpoint(tmp, case)), "--dataset_class",
-            "collage_ext.CollageDataset", "--dataset_config", str(config), "--tokenizer_cache_dir",
-            str(toks.cache_dir), "--seed", "3", "--output_dir", str(tmp / "out"), "--max_data_loader_n_workers", "0",
-            *case.extra]
+    config = dataset_toml(
+        tmp, write_dataset(tmp), general="collage_rate = 1.0", subset='collage_repeat_phrases = ["sks"]'
+    )
+    argv = [
+        "--pretrained_model_name_or_path",
+        str(_checkpoint(tmp, case)),
+        "--dataset_class",
+        "collage_ext.CollageDataset",
+        "--dataset_config",
+        str(config),
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+        "--seed",
+        "3",
+        "--output_dir",
+        str(tmp / "out"),
+        "--max_data_loader_n_workers",
+        "0",
+        *case.extra,
+    ]
     if case.script.endswith("_network"):
         argv += ["--network_module", "networks.lora"]
-    argv += {"flux": ["--ae", "unused", "--clip_l", "unused", "--t5xxl", "unused"],
-             "sd3": ["--clip_l", "unused", "--clip_g", "unused", "--t5xxl", "unused"]}.get(
-        families.by_name(case.family).base, [])
+    argv += {
+        "flux": ["--ae", "unused", "--clip_l", "unused", "--t5xxl", "unused"],
+        "sd3": ["--clip_l", "unused", "--clip_g", "unused", "--t5xxl", "unused"],
+    }.get(families.by_name(case.family).base, [])
     args = module.setup_parser().parse_args(argv)
     monkeypatch.setattr(sys, "argv", [str(SD_DIR / f"{case.script}.py"), *argv])
 
     saw = AdapterSaw()
     refuse, tools = adapter.refuse_unsupported, captioning.token_tools
-    monkeypatch.setattr(adapter, "refuse_unsupported", lambda *a, **k: saw.family.append(refuse(*a, **k))
-                        or saw.family[-1])
+    monkeypatch.setattr(
+        adapter, "refuse_unsupported", lambda *a, **k: saw.family.append(refuse(*a, **k)) or saw.family[-1]
+    )
     monkeypatch.setattr(captioning, "token_tools", lambda *a, **k: saw.tools.append(tools(*a, **k)) or saw.tools[-1])
     built: list[Any] = []
     original_init = adapter.CollageDataset.__init__
@@ -145,8 +169,11 @@ def run_start_up(tmp: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTok
 
     monkeypatch.setattr(adapter.CollageDataset, "__init__", keep)
     monkeypatch.setattr(fakes.import_sd("library.train_util"), "prepare_accelerator", stop)
-    trainers = [c for c in vars(module).values()
-                if isinstance(c, type) and c.__module__ == module.__name__ and c.__name__.endswith("NetworkTrainer")]
+    trainers = [
+        c
+        for c in vars(module).values()
+        if isinstance(c, type) and c.__module__ == module.__name__ and c.__name__.endswith("NetworkTrainer")
+    ]
     with pytest.raises(Reached):
         trainers[0]().train(args) if trainers else module.train(args)
     (group,) = built
@@ -154,12 +181,13 @@ def run_start_up(tmp: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTok
 
 
 @pytest.mark.parametrize("case", _cases())
-def test_cli_and_adapter_pick_the_same_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              toks: fakes.TinyTokenizers, case: Case) -> None:
+def test_cli_and_adapter_pick_the_same_family(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTokenizers, case: Case
+) -> None:
     """Same row, same budget, same token counts: ``check`` / ``preview`` size captions as the trainer does."""
     argv, saw, group, _ = run_start_up(tmp_path, monkeypatch, toks, case)
     cli = text_encoder_for(build_run(trainer_args=argv).values)
-    (family, why), = saw.family
+    ((family, why),) = saw.family
     assert saw.tools, "the adapter never sized a caption (collage_repeat_phrases is set)"
     budgets = {budget for budget, _ in saw.tools}
     assert family.name == cli.model == case.family, (why, cli.why)
@@ -171,8 +199,9 @@ def test_cli_and_adapter_pick_the_same_family(tmp_path: Path, monkeypatch: pytes
     assert group.datasets[0]._collage_info[0]["collage_frames"] >= 2
 
 
-def test_sd3_counts_256_t5_tokens_like_its_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   toks: fakes.TinyTokenizers) -> None:
+def test_sd3_counts_256_t5_tokens_like_its_trainer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTokenizers
+) -> None:
     """sd3_train_network.py pads/truncates T5 to ``--t5xxl_max_token_length`` (default 256); so do check and preview."""
     _, saw, _, _ = run_start_up(tmp_path, monkeypatch, toks, Case("sd3_train_network", "sd3"))
     strategy = fakes.import_sd("library.strategy_base").TokenizeStrategy.get_strategy()
@@ -182,8 +211,9 @@ def test_sd3_counts_256_t5_tokens_like_its_trainer(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.parametrize("schnell", [False, True], ids=["dev", "schnell"])
-def test_flux_train_sizes_captions_before_its_strategy_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              toks: fakes.TinyTokenizers, schnell: bool) -> None:
+def test_flux_train_sizes_captions_before_its_strategy_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTokenizers, schnell: bool
+) -> None:
     """flux_train.py builds the dataset with no tokenize strategy set; the adapter uses the row's budget.
 
     The budget must be what the script sets afterwards: ``--t5xxl_max_token_length``, else 256 for a
@@ -191,7 +221,7 @@ def test_flux_train_sizes_captions_before_its_strategy_exists(tmp_path: Path, mo
     """
     case = Case("flux_train", "flux-schnell" if schnell else "flux", schnell=schnell)
     argv, saw, group, module = run_start_up(tmp_path, monkeypatch, toks, case)
-    (family, why), = saw.family
+    ((family, why),) = saw.family
     assert "script flux_train.py" in why
     _, is_schnell, _, _ = module.flux_utils.analyze_checkpoint_state(argv[1])
     assert is_schnell == schnell
@@ -199,7 +229,8 @@ def test_flux_train_sizes_captions_before_its_strategy_exists(tmp_path: Path, mo
     # the strategy the script sets next (with our tokenizer folder): the frames come out with merged captions
     strategy_flux = fakes.import_sd("library.strategy_flux")
     fakes.import_sd("library.strategy_base").TokenizeStrategy.set_strategy(
-        strategy_flux.FluxTokenizeStrategy(saw.tools[0][0].max_tokens, str(toks.cache_dir)))
+        strategy_flux.FluxTokenizeStrategy(saw.tools[0][0].max_tokens, str(toks.cache_dir))
+    )
     group.set_current_strategies()
     assert len(ID.findall(group[0]["captions"][0])) >= 2
 

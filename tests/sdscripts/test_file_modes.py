@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import dataset_toml, load  # noqa: E402
-from test_runtime_faults import RAISE, STATIC, write_images  # noqa: E402
+import fakes
+from test_collage_dataset import dataset_toml, load
+from test_runtime_faults import RAISE, STATIC, write_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.common import python_for_another_user  # noqa: E402
+from tests.common import python_for_another_user
 
 pytestmark = pytest.mark.sdscripts
 
@@ -46,6 +46,11 @@ def test_static_frames_follow_the_umask(tmp_path: Path, toks: fakes.TinyTokenize
         for parent in tmp_path.parents:
             if parent.stat().st_mode & 0o001 == 0:
                 return  # a private parent folder (pytest's tmp root): the mode assertion above is the test
-        done = subprocess.run([python, "-I", "-c", "import sys\nfor p in sys.argv[1:]: open(p, 'rb').read()",
-                               *map(str, frames)], user="nobody", capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [python, "-I", "-c", "import sys\nfor p in sys.argv[1:]: open(p, 'rb').read()", *map(str, frames)],
+            user="nobody",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr

@@ -8,16 +8,15 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_collage_dataset import dataset_toml, load, write_dataset  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+
+import fakes
+from test_collage_dataset import dataset_toml, load, write_dataset
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
-
-
 
 
 def expected_alpha(mask: np.ndarray, weight: float) -> np.ndarray:
@@ -28,9 +27,11 @@ def expected_alpha(mask: np.ndarray, weight: float) -> np.ndarray:
 @pytest.mark.parametrize("weight", [0.0, 0.25])
 def test_dynamic_frames_mask_padding(tmp_path: Path, toks: fakes.TinyTokenizers, weight: float) -> None:
     """Through the real __getitem__: alpha_masks equal the layout's padding, pixel for pixel."""
-    config = dataset_toml(tmp_path, write_dataset(tmp_path),
-                          general=f"collage_rate = 1.0\ncollage_loss_mask = true\ncollage_pad_weight = {weight}\n"
-                                  "collage_gutter = 8")
+    config = dataset_toml(
+        tmp_path,
+        write_dataset(tmp_path),
+        general=f"collage_rate = 1.0\ncollage_loss_mask = true\ncollage_pad_weight = {weight}\ncollage_gutter = 8",
+    )
     group, _, _ = load(tmp_path, toks, config)
     dataset = group.datasets[0]
     dataset.debug_dataset = True  # __getitem__ then reports the image keys
@@ -50,8 +51,9 @@ def test_dynamic_frames_mask_padding(tmp_path: Path, toks: fakes.TinyTokenizers,
 
 def test_static_frames_mask_survives_latent_caching(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """Static frames carry the mask in their alpha channel; sd-scripts' latent cache keeps it."""
-    config = dataset_toml(tmp_path, write_dataset(tmp_path),
-                          general="collage_rate = 1.0\ncollage_loss_mask = true\ncollage_variants = 1")
+    config = dataset_toml(
+        tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0\ncollage_loss_mask = true\ncollage_variants = 1"
+    )
     group, args, _ = load(tmp_path, toks, config, "--cache_latents")
     dataset = group.datasets[0]
     assert dataset._static

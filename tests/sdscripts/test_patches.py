@@ -13,21 +13,21 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import dataset_toml, write_dataset  # noqa: E402
+import fakes
+from test_collage_dataset import dataset_toml, write_dataset
 
 pytestmark = pytest.mark.sdscripts
 PATCHES = Path(__file__).resolve().parents[2] / "patches"
 SD_DIR = Path(os.environ["SD_SCRIPTS_DIR"]).resolve()
 MAIN = fakes.is_strategy_era()
 # Which checkouts each patch is made for (see patches/README.md).
-TARGETS = {"0001-dataset-class-validation-split.patch": {"main"},
-           "0002-debug-dataset-terminates.patch": {"main", "v0.9.1"},
-           # written from the stored v0.11 sources; no v0.11 tree is reachable (see the patch's header)
-           "0002-debug-dataset-terminates-v0.11.patch": {"v0.11"}}
+TARGETS = {
+    "0001-dataset-class-validation-split.patch": {"main"},
+    "0002-debug-dataset-terminates.patch": {"main", "v0.9.1"},
+    # written from the stored v0.11 sources; no v0.11 tree is reachable (see the patch's header)
+    "0002-debug-dataset-terminates-v0.11.patch": {"v0.11"},
+}
 VERSION = "main" if MAIN else "v0.9.1"
-
-
 
 
 def patched_copy(tmp: Path, patch: str) -> Path:
@@ -41,8 +41,9 @@ def patched_copy(tmp: Path, patch: str) -> Path:
 @pytest.mark.parametrize("patch", sorted(TARGETS))
 def test_patch_applies_to_named_versions(patch: str) -> None:
     """`git apply --check` passes on the versions a patch names (and only those are promised)."""
-    result = subprocess.run(["git", "apply", "--check", str(PATCHES / patch)], cwd=SD_DIR, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["git", "apply", "--check", str(PATCHES / patch)], cwd=SD_DIR, capture_output=True, text=True
+    )
     if VERSION in TARGETS[patch]:
         assert result.returncode == 0, result.stderr
     else:
@@ -72,8 +73,9 @@ def test_every_patch_is_listed() -> None:
 
 
 @pytest.mark.skipif(not MAIN, reason="validation_split exists only on sd-scripts main")
-def test_validation_split_reaches_patched_trainer(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validation_split_reaches_patched_trainer(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With 0001 applied, train_network.py's own train() receives CollageDataset's validation group."""
     copy = patched_copy(tmp_path, "0001-dataset-class-validation-split.patch")
     monkeypatch.syspath_prepend(str(copy))
@@ -84,9 +86,21 @@ def test_validation_split_reaches_patched_trainer(tmp_path: Path, toks: fakes.Ti
     assert str(copy) in sdxl_train_network.train_network.__file__
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
     config.write_text(config.read_text().replace("batch_size = 1", "batch_size = 1\nvalidation_split = 0.25"))
-    args = fakes.make_args("sdxl", ["--dataset_config", str(config), "--dataset_class", "collage_ext.CollageDataset",
-                                    "--tokenizer_cache_dir", str(toks.cache_dir), "--seed", "1",
-                                    "--output_dir", str(tmp_path / "out")])
+    args = fakes.make_args(
+        "sdxl",
+        [
+            "--dataset_config",
+            str(config),
+            "--dataset_class",
+            "collage_ext.CollageDataset",
+            "--tokenizer_cache_dir",
+            str(toks.cache_dir),
+            "--seed",
+            "1",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+    )
     seen: dict[str, Any] = {}
 
     class Reached(Exception):
@@ -129,8 +143,11 @@ def test_debug_dataset_terminates_when_patched(tmp_path: Path, toks: fakes.TinyT
         "else:\n"
         "    group = train_util.load_arbitrary_dataset(args, trainer.load_tokenizer(args))\n"
         "train_util.debug_dataset(group)\n"
-        "print('debug_dataset returned')\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                            env=fakes.offline_env())
+        "print('debug_dataset returned')\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=fakes.offline_env()
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "debug_dataset returned" in result.stdout

@@ -20,7 +20,6 @@ import toml
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 import fakes
-
 from collage_ext.core.config import split_dataset_config
 from collage_ext.core.errors import CollageConfigError, CollageInputError
 from collage_ext.plan.project import load_project
@@ -37,22 +36,29 @@ def sd_scripts_images(args: Any, user_config: dict[str, Any] | None = None) -> s
         group = fakes.build_dataset_group(args, user_config=user_config)
     else:
         group = fakes.build_dataset_group(args, tokenizer=trainer.load_tokenizer(args), user_config=user_config)
-    return {(os.path.realpath(info.absolute_path), info.caption, info.num_repeats, bool(info.is_reg))
-            for dataset in group.datasets for info in dataset.image_data.values()}
+    return {
+        (os.path.realpath(info.absolute_path), info.caption, info.num_repeats, bool(info.is_reg))
+        for dataset in group.datasets
+        for info in dataset.image_data.values()
+    }
 
 
 def our_images(*args: Any, **kwargs: Any) -> set[tuple[str, str, int, bool]]:
     """The same, from ``collage_ext.plan.project.load_project``."""
     project = load_project(*args, **kwargs)
-    return {(os.path.realpath(image.path), image.caption, image.num_repeats, subset.is_reg)
-            for _, subset in project.subsets() for image in subset.images}
+    return {
+        (os.path.realpath(image.path), image.caption, image.num_repeats, subset.is_reg)
+        for _, subset in project.subsets()
+        for image in subset.images
+    }
 
 
 def test_dataset_toml_agrees(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """Captions (first line, class-token fallback), repeats, skipped subsets and balanced reg repeats."""
     root = tmp_path / "data"
-    fakes.write_dreambooth_dir(root, subdir="chars", sizes=[(128, 192)] * 5,
-                               captions=[f"sks, id{i:03d}\nsecond line" for i in range(5)])
+    fakes.write_dreambooth_dir(
+        root, subdir="chars", sizes=[(128, 192)] * 5, captions=[f"sks, id{i:03d}\nsecond line" for i in range(5)]
+    )
     (root / "chars" / "img_04.txt").unlink()  # falls back to class_tokens
     fakes.write_dreambooth_dir(root, subdir="plain", sizes=[(160, 160)] * 3, captions=["plain"] * 3, seed=20)
     fakes.write_dreambooth_dir(root, subdir="reg", sizes=[(192, 128)] * 4, captions=["person"] * 4, seed=40)
@@ -66,7 +72,8 @@ def test_dataset_toml_agrees(tmp_path: Path, toks: fakes.TinyTokenizers) -> None
         f'  [[datasets.subsets]]\n  image_dir = "{(root / "plain").as_posix()}"\n  num_repeats = 2\n\n'
         f'  [[datasets.subsets]]\n  image_dir = "{(root / "never").as_posix()}"\n  num_repeats = 0\n\n'
         f'  [[datasets.subsets]]\n  image_dir = "{(root / "reg").as_posix()}"\n  is_reg = true\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     args = fakes.make_args("sdxl", ["--dataset_config", str(config), "--tokenizer_cache_dir", str(toks.cache_dir)])
     kohya = split_dataset_config(toml.load(config)).kohya  # what the adapter hands sd-scripts: no collage keys
     theirs = sd_scripts_images(args, kohya)
@@ -80,12 +87,25 @@ def test_train_data_dir_agrees(tmp_path: Path, toks: fakes.TinyTokenizers) -> No
     fakes.write_dreambooth_dir(train, subdir="4_sks cat", sizes=[(128, 128)] * 3)
     fakes.write_dreambooth_dir(train, subdir="2_sks dog", sizes=[(128, 192)] * 2, seed=9)
     fakes.write_dreambooth_dir(reg, subdir="1_cat", sizes=[(128, 128)] * 2, captions=["cat"] * 2, seed=30)
-    argv = ["--train_data_dir", str(train), "--reg_data_dir", str(reg), "--caption_extension", ".txt",
-            "--resolution", "256", "--tokenizer_cache_dir", str(toks.cache_dir)]
+    argv = [
+        "--train_data_dir",
+        str(train),
+        "--reg_data_dir",
+        str(reg),
+        "--caption_extension",
+        ".txt",
+        "--resolution",
+        "256",
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+    ]
     theirs = sd_scripts_images(fakes.make_args("sdxl", argv))
     config = tmp_path / "train.toml"
-    config.write_text(f'train_data_dir = "{train.as_posix()}"\nreg_data_dir = "{reg.as_posix()}"\n'
-                      'caption_extension = ".txt"\nresolution = "256"\n', encoding="utf-8")
+    config.write_text(
+        f'train_data_dir = "{train.as_posix()}"\nreg_data_dir = "{reg.as_posix()}"\n'
+        'caption_extension = ".txt"\nresolution = "256"\n',
+        encoding="utf-8",
+    )
     assert theirs == our_images(config_file=config)
     assert len(theirs) == 7
 
@@ -115,10 +135,21 @@ def sd_scripts_subsets(args: Any, user_config: dict[str, Any] | None = None) -> 
     rows: list[Row] = []
     for d, dataset in enumerate(group.datasets):
         for s, subset in enumerate(dataset.subsets):
-            images = sorted((os.path.realpath(info.absolute_path), info.caption, info.num_repeats, bool(info.is_reg))
-                            for key, info in dataset.image_data.items() if dataset.image_to_subset[key] is subset)
-            rows.append((d, s, _real(subset.image_dir), _real(getattr(subset, "metadata_file", None)),
-                         bool(getattr(subset, "is_reg", False)), tuple(images)))
+            images = sorted(
+                (os.path.realpath(info.absolute_path), info.caption, info.num_repeats, bool(info.is_reg))
+                for key, info in dataset.image_data.items()
+                if dataset.image_to_subset[key] is subset
+            )
+            rows.append(
+                (
+                    d,
+                    s,
+                    _real(subset.image_dir),
+                    _real(getattr(subset, "metadata_file", None)),
+                    bool(getattr(subset, "is_reg", False)),
+                    tuple(images),
+                )
+            )
     return rows
 
 
@@ -130,8 +161,16 @@ def our_subsets(*args: Any, **kwargs: Any) -> list[Row]:
         for subset in dataset.kept:
             assert subset.kept_index is not None
             images = sorted((os.path.realpath(i.path), i.caption, i.num_repeats, subset.is_reg) for i in subset.images)
-            rows.append((d, subset.kept_index, _real(subset.params.get("image_dir")),
-                         _real(subset.params.get("metadata_file")), subset.is_reg, tuple(images)))
+            rows.append(
+                (
+                    d,
+                    subset.kept_index,
+                    _real(subset.params.get("image_dir")),
+                    _real(subset.params.get("metadata_file")),
+                    subset.is_reg,
+                    tuple(images),
+                )
+            )
     return rows
 
 
@@ -162,12 +201,18 @@ def test_subset_order_agrees(tmp_path: Path, toks: fakes.TinyTokenizers) -> None
     config.write_text(
         '[general]\ncaption_extension = ".txt"\n\n'
         "[[datasets]]\nresolution = 256\n"
-        + sub("reg_a", "  is_reg = true\n  num_repeats = 2") + sub("a", "  num_repeats = 2")
-        + sub("a", "  num_repeats = 5") + sub("missing") + sub("empty") + sub("c", "  num_repeats = 0")
+        + sub("reg_a", "  is_reg = true\n  num_repeats = 2")
+        + sub("a", "  num_repeats = 2")
+        + sub("a", "  num_repeats = 5")
+        + sub("missing")
+        + sub("empty")
+        + sub("c", "  num_repeats = 0")
         + sub("b")
         + "[[datasets]]\nresolution = 256\n"
-        + sub("c", "  num_repeats = 3") + sub("reg_d", "  is_reg = true"),
-        encoding="utf-8")
+        + sub("c", "  num_repeats = 3")
+        + sub("reg_d", "  is_reg = true"),
+        encoding="utf-8",
+    )
     theirs = sd_scripts_subsets(_args(config, toks), _kohya(config))
     assert our_subsets(config, strict=False) == theirs
     assert [(d, s) for d, s, *_ in theirs] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
@@ -193,8 +238,9 @@ _METADATA = {  # caption and tags as merge_captions_to_metadata / merge_dd_tags_
 _FILES = ["img_00.png", "img_01.png", "img_02.webp", "img_03.png", "img_04.png", "img_04.jpg"]
 
 
-def _metadata_case(tmp_path: Path, keys: str, paths: str, monkeypatch: pytest.MonkeyPatch,
-                   wildcard: bool = False) -> Path:
+def _metadata_case(
+    tmp_path: Path, keys: str, paths: str, monkeypatch: pytest.MonkeyPatch, wildcard: bool = False
+) -> Path:
     """A fine-tuning dataset TOML whose metadata keys are stems, file names, or absolute paths of either."""
     images = tmp_path / "imgs"
     _write_images(images, _FILES)
@@ -214,16 +260,20 @@ def _metadata_case(tmp_path: Path, keys: str, paths: str, monkeypatch: pytest.Mo
     else:
         image_dir, meta_file = images.as_posix(), meta.as_posix()
     config = tmp_path / "dataset.toml"
-    config.write_text(f"[[datasets]]\nresolution = 256\n{'enable_wildcard = true' if wildcard else ''}\n"
-                      f'  [[datasets.subsets]]\n  image_dir = "{image_dir}"\n  metadata_file = "{meta_file}"\n'
-                      "  num_repeats = 2\n", encoding="utf-8")
+    config.write_text(
+        f"[[datasets]]\nresolution = 256\n{'enable_wildcard = true' if wildcard else ''}\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{image_dir}"\n  metadata_file = "{meta_file}"\n'
+        "  num_repeats = 2\n",
+        encoding="utf-8",
+    )
     return config
 
 
 @pytest.mark.parametrize("paths", ["abs", "rel"])
 @pytest.mark.parametrize("keys", ["stem", "name", "abs_stem", "abs"])
-def test_metadata_file_agrees(tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch,
-                              keys: str, paths: str) -> None:
+def test_metadata_file_agrees(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch, keys: str, paths: str
+) -> None:
     """metadata_file keys with and without extensions, absolute or relative to image_dir.
 
     v0.9.1 finds a key by ``glob_images(image_dir, key)`` (so the stems that its own
@@ -250,8 +300,9 @@ def test_metadata_file_agrees(tmp_path: Path, toks: fakes.TinyTokenizers, monkey
     assert all(os.path.isfile(p) for p, *_ in images)
 
 
-def test_metadata_wildcard_and_in_json_agree(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metadata_wildcard_and_in_json_agree(
+    tmp_path: Path, toks: fakes.TinyTokenizers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """enable_wildcard with tags (per-line captions), and the same dataset given as --in_json/--train_data_dir."""
     config = _metadata_case(tmp_path, "abs", "abs", monkeypatch, wildcard=True)
     assert our_subsets(config) == sd_scripts_subsets(_args(config, toks), _kohya(config))
@@ -270,10 +321,13 @@ def test_metadata_key_in_two_subsets_agrees(tmp_path: Path, toks: fakes.TinyToke
         _write_images(folder, ["img_00.png", f"{name}.png"])
         meta = tmp_path / f"{name}.json"
         shared = str(tmp_path / "one" / "img_00.png")  # the same key (an absolute path) in both files
-        meta.write_text(json.dumps({shared: {"caption": f"{name} shared"}, str(folder / f"{name}.png"):
-                                    {"caption": name}}), encoding="utf-8")
-        rows.append(f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n'
-                    f'  metadata_file = "{meta.as_posix()}"\n')
+        meta.write_text(
+            json.dumps({shared: {"caption": f"{name} shared"}, str(folder / f"{name}.png"): {"caption": name}}),
+            encoding="utf-8",
+        )
+        rows.append(
+            f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  metadata_file = "{meta.as_posix()}"\n'
+        )
     config = tmp_path / "dataset.toml"
     config.write_text("[[datasets]]\nresolution = 256\n" + "".join(rows) + rows[0], encoding="utf-8")
     theirs = sd_scripts_subsets(_args(config, toks), _kohya(config))
@@ -285,13 +339,18 @@ def test_metadata_jsonl_agrees(tmp_path: Path, toks: fakes.TinyTokenizers) -> No
     """A ``.jsonl`` metadata file: main reads one entry per line; v0.9.1 reads it as one JSON document and stops."""
     folder = tmp_path / "imgs"
     paths = _write_images(folder, ["a.png", "b.png"])
-    lines = [{"image_path": str(paths[0]), "caption": "first", "tags": "x, y"},
-             {"image_path": "b.png", "caption": "second", "image_size": [160, 128]}]
+    lines = [
+        {"image_path": str(paths[0]), "caption": "first", "tags": "x, y"},
+        {"image_path": "b.png", "caption": "second", "image_size": [160, 128]},
+    ]
     meta = tmp_path / "meta.jsonl"
     meta.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     config = tmp_path / "dataset.toml"
-    config.write_text(f'[[datasets]]\nresolution = 256\n  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n'
-                      f'  metadata_file = "{meta.as_posix()}"\n', encoding="utf-8")
+    config.write_text(
+        f'[[datasets]]\nresolution = 256\n  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n'
+        f'  metadata_file = "{meta.as_posix()}"\n',
+        encoding="utf-8",
+    )
     args = _args(config, toks)
     if not MAIN:
         with pytest.raises(json.JSONDecodeError):
@@ -315,10 +374,16 @@ def test_validation_split_agrees(tmp_path: Path, toks: fakes.TinyTokenizers, whe
     split = "validation_split = 0.3\nvalidation_seed = 5\n"
     config = root / "dataset.toml"
     config.write_text(
-        '[general]\ncaption_extension = ".txt"\n' + (split if where == "dataset" else "")
+        '[general]\ncaption_extension = ".txt"\n'
+        + (split if where == "dataset" else "")
         + "[[datasets]]\nresolution = 256\n"
-        + "".join(f'  [[datasets.subsets]]\n  image_dir = "{(root / n).as_posix()}"\n  num_repeats = 2\n'
-                  + ("  is_reg = true\n" if n == "reg" else "") for n in ("a", "reg", "b")), encoding="utf-8")
+        + "".join(
+            f'  [[datasets.subsets]]\n  image_dir = "{(root / n).as_posix()}"\n  num_repeats = 2\n'
+            + ("  is_reg = true\n" if n == "reg" else "")
+            for n in ("a", "reg", "b")
+        ),
+        encoding="utf-8",
+    )
     if not MAIN:
         if where == "training":
             pytest.skip("v0.9.1 has no --validation_split")
@@ -330,8 +395,9 @@ def test_validation_split_agrees(tmp_path: Path, toks: fakes.TinyTokenizers, whe
     extra = ["--validation_split", "0.3", "--validation_seed", "5"] if where == "training" else []
     theirs = sd_scripts_subsets(_args(config, toks, *extra), _kohya(config))
     training = tmp_path / "train.toml"
-    training.write_text(f'dataset_config = "{config.as_posix()}"\nvalidation_split = 0.3\nvalidation_seed = 5\n',
-                        encoding="utf-8")
+    training.write_text(
+        f'dataset_config = "{config.as_posix()}"\nvalidation_split = 0.3\nvalidation_seed = 5\n', encoding="utf-8"
+    )
     ours = our_subsets(config) if where == "dataset" else our_subsets(config_file=training)
     assert ours == theirs
     assert [len(images) for *_, images in theirs] == [math.ceil(7 * 0.7), 5, math.ceil(4 * 0.7)]
@@ -359,16 +425,29 @@ def test_caption_variants_agree(tmp_path: Path, toks: fakes.TinyTokenizers) -> N
         "[[datasets]]\nresolution = 256\n"
         f'  [[datasets.subsets]]\n  image_dir = "{wild.as_posix()}"\n  enable_wildcard = true\n'
         '  caption_extension = ".txt"\n'
-        f'  [[datasets.subsets]]\n  image_dir = "{default.as_posix()}"\n  class_tokens = "dflt"\n', encoding="utf-8")
+        f'  [[datasets.subsets]]\n  image_dir = "{default.as_posix()}"\n  class_tokens = "dflt"\n',
+        encoding="utf-8",
+    )
     theirs = sd_scripts_subsets(_args(config, toks), _kohya(config))
     assert our_subsets(config) == theirs
     captions = {c for *_, rows in theirs for _, c, _, _ in rows}
     assert {"first line\nsecond line\nthird", "from .caption", "face crop caption", "dflt"} <= captions
-    argv = ["--train_data_dir", str(root / "tdd"), "--caption_extension", ".caption", "--caption_extention", ".txt",
-            "--resolution", "256"]
+    argv = [
+        "--train_data_dir",
+        str(root / "tdd"),
+        "--caption_extension",
+        ".caption",
+        "--caption_extention",
+        ".txt",
+        "--resolution",
+        "256",
+    ]
     training = tmp_path / "train.toml"
-    training.write_text(f'train_data_dir = "{(root / "tdd").as_posix()}"\ncaption_extension = ".caption"\n'
-                        'caption_extention = ".txt"\nresolution = "256"\n', encoding="utf-8")
+    training.write_text(
+        f'train_data_dir = "{(root / "tdd").as_posix()}"\ncaption_extension = ".caption"\n'
+        'caption_extention = ".txt"\nresolution = "256"\n',
+        encoding="utf-8",
+    )
     theirs = sd_scripts_subsets(_args(None, toks, *argv))
     assert our_subsets(config_file=training) == theirs
     assert {c for *_, rows in theirs for _, c, _, _ in rows} == {"misspelled option"}
@@ -379,9 +458,11 @@ def test_cache_info_agrees(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     root = tmp_path / "data"
     fakes.write_dreambooth_dir(root, subdir="a", sizes=[(128, 128)] * 3, captions=["old"] * 3)
     config = root / "dataset.toml"
-    config.write_text(f'[general]\ncaption_extension = ".txt"\n[[datasets]]\nresolution = 256\n'
-                      f'  [[datasets.subsets]]\n  image_dir = "{(root / "a").as_posix()}"\n  cache_info = true\n',
-                      encoding="utf-8")
+    config.write_text(
+        f'[general]\ncaption_extension = ".txt"\n[[datasets]]\nresolution = 256\n'
+        f'  [[datasets.subsets]]\n  image_dir = "{(root / "a").as_posix()}"\n  cache_info = true\n',
+        encoding="utf-8",
+    )
     first = sd_scripts_subsets(_args(config, toks), _kohya(config))
     assert (root / "a" / "metadata_cache.json").is_file()
     (root / "a" / "img_00.txt").write_text("new", encoding="utf-8")

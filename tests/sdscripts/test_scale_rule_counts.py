@@ -16,22 +16,20 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import load  # noqa: E402
-from test_content_frames import write_photos  # noqa: E402
-
-from collage_ext.geometry.buckets import Buckets  # noqa: E402
-from collage_ext.commands.check import run_check  # noqa: E402
-from collage_ext.plan.project import load_project  # noqa: E402
-from collage_ext.plan.framesets import text_encoder_for  # noqa: E402
-from collage_ext.plan.framestats import frame_stats  # noqa: E402
-from collage_ext.geometry.shapes import area_tolerance  # noqa: E402
+import fakes
+from collage_ext.commands.check import run_check
+from collage_ext.geometry.buckets import Buckets
+from collage_ext.geometry.shapes import area_tolerance
+from collage_ext.plan.framesets import text_encoder_for
+from collage_ext.plan.framestats import frame_stats
+from collage_ext.plan.project import load_project
+from test_collage_dataset import load
+from test_content_frames import write_photos
 
 pytestmark = pytest.mark.sdscripts
 
 # Mixed photos (2:3, 3:4, 9:16, 3:2, 16:9, squares) plus small ones (under half the 512 px side).
-PHOTOS = ([(384, 576)] * 5 + [(432, 576)] * 3 + [(360, 640)] * 2 + [(576, 384)] * 4 + [(640, 360)] * 3
-          + [(480, 480)] * 3)
+PHOTOS = [(384, 576)] * 5 + [(432, 576)] * 3 + [(360, 640)] * 2 + [(576, 384)] * 4 + [(640, 360)] * 3 + [(480, 480)] * 3
 SMALL = [(160, 240)] * 2 + [(240, 160)]
 
 CONFIGS = {
@@ -45,10 +43,12 @@ def toml(tmp: Path, folder: Path, dataset: str, general: str = "") -> Path:
     """A dataset TOML with no collage key but ``general``; batch size 1, so samples = batches = steps."""
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "dataset.toml"
-    path.write_text(f'[general]\ncaption_extension = ".txt"\n{general}\n\n[[datasets]]\nresolution = 512\n'
-                    f"batch_size = 1\n{dataset}\n\n"
-                    f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  num_repeats = 3\n',
-                    encoding="utf-8")
+    path.write_text(
+        f'[general]\ncaption_extension = ".txt"\n{general}\n\n[[datasets]]\nresolution = 512\n'
+        f"batch_size = 1\n{dataset}\n\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{folder.as_posix()}"\n  num_repeats = 3\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -60,8 +60,7 @@ def trainer_samples(tmp: Path, toks: fakes.TinyTokenizers, config: Path) -> tupl
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
-def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyTokenizers, name: str,
-                                            mode: str) -> None:
+def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyTokenizers, name: str, mode: str) -> None:
     """check's samples per epoch equal the real loader's in the run's mode, and equal check's other-mode count
     when the run uses the other mode (check seeds differ from the trainer's: the count must not depend on it)."""
     folder = write_photos(tmp_path, PHOTOS + SMALL)
@@ -82,9 +81,15 @@ def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyToke
         for i in range(len(group)):
             assert tuple(group[i]["images"].shape[1:]) == (3, 512, 512)
     if mode == "dynamic":  # the frames the trainer composes keep the rule
-        buckets = Buckets.from_params(dataset_resolution(dataset), {
-            "enable_bucket": dataset.enable_bucket, "bucket_no_upscale": dataset.bucket_no_upscale,
-            "max_bucket_reso": dataset.max_bucket_reso, "min_bucket_reso": dataset.min_bucket_reso})
+        buckets = Buckets.from_params(
+            dataset_resolution(dataset),
+            {
+                "enable_bucket": dataset.enable_bucket,
+                "bucket_no_upscale": dataset.bucket_no_upscale,
+                "max_bucket_reso": dataset.max_bucket_reso,
+                "min_bucket_reso": dataset.min_bucket_reso,
+            },
+        )
         checked = 0
         for key, (frames, slot) in dataset._frames.items():
             params = frames.params(slot, 1)
@@ -94,8 +99,10 @@ def test_check_counts_what_the_trainer_gets(tmp_path: Path, toks: fakes.TinyToke
             kinds = {(s.size.width > s.size.height) - (s.size.width < s.size.height) for s in sources}
             assert len(kinds) == 1  # portraits never beside landscapes
             (fw, fh), _ = buckets.select(params.layout.frame)
-            own = max(buckets.select(s.size)[0][0] * buckets.select(s.size)[0][1] if buckets.enable
-                      else buckets.area for s in sources)
+            own = max(
+                buckets.select(s.size)[0][0] * buckets.select(s.size)[0][1] if buckets.enable else buckets.area
+                for s in sources
+            )
             assert fw * fh >= area_tolerance(buckets) * own, (key, params.layout.frame, [s.size for s in sources])
             checked += 1
         assert checked

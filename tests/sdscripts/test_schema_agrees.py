@@ -17,12 +17,12 @@ import toml
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-from library import config_util  # noqa: E402
-from schema_corpus import CASES, make_corpus_data  # noqa: E402
+from library import config_util
 
-from collage_ext.cli import main  # noqa: E402
-from collage_ext.core.config import strip_collage_keys  # noqa: E402
-from collage_ext.kohya.schema import detect_flavour, schema_for  # noqa: E402
+from collage_ext.cli import main
+from collage_ext.core.config import strip_collage_keys
+from collage_ext.kohya.schema import detect_flavour, schema_for
+from schema_corpus import CASES, make_corpus_data
 
 pytestmark = pytest.mark.sdscripts
 
@@ -38,8 +38,9 @@ def sd_scripts_accepts(data: dict, masked_loss: bool) -> bool:
 
 def test_the_release_is_detected() -> None:
     flavour, why = detect_flavour()
-    assert flavour == ("main" if "validation_split" in config_util.ConfigSanitizer.DATASET_ASCENDABLE_SCHEMA
-                       else "v0.9.1")
+    assert flavour == (
+        "main" if "validation_split" in config_util.ConfigSanitizer.DATASET_ASCENDABLE_SCHEMA else "v0.9.1"
+    )
     assert os.environ["SD_SCRIPTS_DIR"] in why
 
 
@@ -59,8 +60,9 @@ def test_key_sets_are_sd_scripts_own(masked_loss: bool) -> None:
 
 
 @pytest.mark.parametrize("masked_loss", [False, True])
-def test_cli_refuses_what_sd_scripts_refuses(tmp_path: Path, masked_loss: bool, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_what_sd_scripts_refuses(
+    tmp_path: Path, masked_loss: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     img, meta = make_corpus_data(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     flavour = detect_flavour()[0]
@@ -71,14 +73,18 @@ def test_cli_refuses_what_sd_scripts_refuses(tmp_path: Path, masked_loss: bool, 
         path.write_text(case.render(img, meta), encoding="utf-8")
         real = sd_scripts_accepts(strip_collage_keys(toml.load(path)), masked_loss)
         capsys.readouterr()
-        code = main(["check", str(path), "--seed", "1", "--console_log_level", "ERROR"]
-                    + (["--", "--masked_loss"] if masked_loss else []))
+        code = main(
+            ["check", str(path), "--seed", "1", "--console_log_level", "ERROR"]
+            + (["--", "--masked_loss"] if masked_loss else [])
+        )
         err = capsys.readouterr().err
         ours = code != 2
         verdicts.append(real)
         if real != ours or real != case.expect(flavour, masked_loss):
-            disagreements.append(f"{case.name}: sd-scripts {'accepts' if real else 'refuses'}, check exit {code}, "
-                                 f"corpus says {case.expect(flavour, masked_loss)}: {err.strip()}")
+            disagreements.append(
+                f"{case.name}: sd-scripts {'accepts' if real else 'refuses'}, check exit {code}, "
+                f"corpus says {case.expect(flavour, masked_loss)}: {err.strip()}"
+            )
         if not ours:
             lines = [line for line in err.splitlines() if line.startswith("error:")]
             assert len(lines) == 1 and path.name in lines[0], err

@@ -17,10 +17,9 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import ID, dataset_toml, write_dataset  # noqa: E402
-
-from collage_ext.sdscripts.trainers import REFUSED  # noqa: E402  (the family table's refusals)
+import fakes
+from collage_ext.sdscripts.trainers import REFUSED  # the family table's refusals
+from test_collage_dataset import ID, dataset_toml, write_dataset
 
 pytestmark = pytest.mark.sdscripts
 MAIN = fakes.is_strategy_era()
@@ -28,7 +27,6 @@ MAIN = fakes.is_strategy_era()
 
 class Reached(Exception):
     """The script got as far as loading model weights."""
-
 
 
 def script(name: str) -> Any:
@@ -43,8 +41,12 @@ SCRIPTS = [
     ("sdxl_train_network", []),
     ("sdxl_train", []),
     pytest.param("flux_train_network", [], marks=pytest.mark.skipif(not MAIN, reason="Flux is main-only")),
-    pytest.param("flux_train_network", ["--model_type", "chroma", "--apply_t5_attn_mask"],
-                 marks=pytest.mark.skipif(not MAIN, reason="Chroma is main-only"), id="chroma"),
+    pytest.param(
+        "flux_train_network",
+        ["--model_type", "chroma", "--apply_t5_attn_mask"],
+        marks=pytest.mark.skipif(not MAIN, reason="Chroma is main-only"),
+        id="chroma",
+    ),
     pytest.param("sd3_train_network", [], marks=pytest.mark.skipif(not MAIN, reason="SD3 is main-only")),
 ]
 
@@ -57,11 +59,28 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
     toks = fakes.make_tokenizer_cache(tmp_path / "tok")
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
     module = script(name)
-    model = str(fakes.make_flux_checkpoint_stub(tmp_path / "flux1-dev.safetensors")) if name.startswith("flux") \
+    model = (
+        str(fakes.make_flux_checkpoint_stub(tmp_path / "flux1-dev.safetensors"))
+        if name.startswith("flux")
         else "unused.safetensors"
-    argv = ["--pretrained_model_name_or_path", model, "--dataset_class", "collage_ext.CollageDataset",
-            "--dataset_config", str(config), "--tokenizer_cache_dir", str(toks.cache_dir), "--seed", "3",
-            "--output_dir", str(tmp_path / "out"), "--max_data_loader_n_workers", "0", *extra]
+    )
+    argv = [
+        "--pretrained_model_name_or_path",
+        model,
+        "--dataset_class",
+        "collage_ext.CollageDataset",
+        "--dataset_config",
+        str(config),
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+        "--seed",
+        "3",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--max_data_loader_n_workers",
+        "0",
+        *extra,
+    ]
     if name != "sdxl_train":
         argv += ["--network_module", "networks.lora"]
     if name.startswith("flux"):
@@ -87,8 +106,12 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
         with pytest.raises(Reached):
             module.train(args)
     else:
-        trainer_class = {"train_network": "NetworkTrainer", "sdxl_train_network": "SdxlNetworkTrainer", "flux_train_network": "FluxNetworkTrainer",
-                         "sd3_train_network": "Sd3NetworkTrainer"}[name]
+        trainer_class = {
+            "train_network": "NetworkTrainer",
+            "sdxl_train_network": "SdxlNetworkTrainer",
+            "flux_train_network": "FluxNetworkTrainer",
+            "sd3_train_network": "Sd3NetworkTrainer",
+        }[name]
         trainer = getattr(module, trainer_class)()
         monkeypatch.setattr(type(trainer), "load_target_model", stop)
         with pytest.raises(Reached):
@@ -102,12 +125,12 @@ def test_one_line_enable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: 
 
 
 @pytest.mark.parametrize("refused", sorted(REFUSED))
-def test_unsupported_trainers_refuse_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 toks: fakes.TinyTokenizers, refused: str) -> None:
+def test_unsupported_trainers_refuse_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toks: fakes.TinyTokenizers, refused: str
+) -> None:
     """Scripts whose caption budget collage_ext does not model stop when the dataset is built, with the reason."""
-    from test_collage_dataset import load  # noqa: PLC0415
-
     from collage_ext.core.errors import CollageConfigError
+    from test_collage_dataset import load
 
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
     monkeypatch.setattr(sys, "argv", [f"/opt/sd-scripts/{refused}.py"])
@@ -119,8 +142,8 @@ def test_unsupported_trainers_refuse_at_start_up(tmp_path: Path, monkeypatch: py
 @pytest.mark.parametrize("family", ["Lumina", "Anima", "HunyuanImage"])
 def test_unsupported_tokenize_strategy_refuses(tmp_path: Path, toks: fakes.TinyTokenizers, family: str) -> None:
     """A renamed script is still caught by the tokenize strategy it set before building the dataset."""
-    from collage_ext.sdscripts.trainers import refuse_unsupported
     from collage_ext.core.errors import CollageConfigError
+    from collage_ext.sdscripts.trainers import refuse_unsupported
 
     strategy_base = fakes.import_sd("library.strategy_base")
     strategy = type(f"{family}TokenizeStrategy", (strategy_base.TokenizeStrategy,), {})()

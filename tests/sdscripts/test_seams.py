@@ -13,10 +13,9 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import dataset_toml, write_dataset  # noqa: E402
-
-from collage_ext.sdscripts import seams  # noqa: E402
+import fakes
+from collage_ext.sdscripts import seams
+from test_collage_dataset import dataset_toml, write_dataset
 
 pytestmark = pytest.mark.sdscripts
 REPO = Path(__file__).resolve().parents[2]
@@ -40,14 +39,31 @@ def test_a_missing_seam_stops_training_before_any_model_loads(tmp_path: Path, to
     train_util = tree / "library" / "train_util.py"
     source = train_util.read_text(encoding="utf-8")
     assert "    def load_image_with_face_info(" in source
-    train_util.write_text(source.replace("    def load_image_with_face_info(", "    def load_image_renamed("),
-                          encoding="utf-8")
+    train_util.write_text(
+        source.replace("    def load_image_with_face_info(", "    def load_image_renamed("), encoding="utf-8"
+    )
     config = dataset_toml(tmp_path, write_dataset(tmp_path), general="collage_rate = 1.0")
     model = tmp_path / "model.safetensors"  # absent: loading it would fail with a different error
-    cmd = [sys.executable, "sdxl_train_network.py", "--pretrained_model_name_or_path", str(model),
-           "--dataset_class", "collage_ext.CollageDataset", "--dataset_config", str(config),
-           "--tokenizer_cache_dir", str(toks.cache_dir), "--output_dir", str(tmp_path / "out"),
-           "--network_module", "networks.lora", "--max_data_loader_n_workers", "0", "--seed", "1"]
+    cmd = [
+        sys.executable,
+        "sdxl_train_network.py",
+        "--pretrained_model_name_or_path",
+        str(model),
+        "--dataset_class",
+        "collage_ext.CollageDataset",
+        "--dataset_config",
+        str(config),
+        "--tokenizer_cache_dir",
+        str(toks.cache_dir),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--network_module",
+        "networks.lora",
+        "--max_data_loader_n_workers",
+        "0",
+        "--seed",
+        "1",
+    ]
     env = fakes.offline_env()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(tree)])
     env["PYTHONDONTWRITEBYTECODE"] = "1"

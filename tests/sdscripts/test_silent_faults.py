@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import dataset_toml, id_counts, load  # noqa: E402
-from test_runtime_faults import SIZES, write_images  # noqa: E402
+import fakes
+from test_collage_dataset import dataset_toml, id_counts, load
+from test_runtime_faults import SIZES, write_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -45,8 +45,9 @@ STATIC_WITHOUT_LATENTS = {
 
 
 @pytest.mark.parametrize("how", list(STATIC_WITHOUT_LATENTS))
-def test_static_skip_trains_the_frames(tmp_path: Path, toks: fakes.TinyTokenizers, how: str,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_static_skip_trains_the_frames(
+    tmp_path: Path, toks: fakes.TinyTokenizers, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Static frames under skip load as the frames they are, pixel for pixel as under raise, not one source
     photo for every frame (the skip path once looked the frame up among the sources and fell back to the first)."""
     monkeypatch.setattr(sys, "argv", ["sdxl_train_network.py", "--seed", "42"])  # one seed for both configs
@@ -55,8 +56,9 @@ def test_static_skip_trains_the_frames(tmp_path: Path, toks: fakes.TinyTokenizer
     seen = {}
     for policy in ("raise", "skip"):
         (tmp_path / policy).mkdir()
-        config = dataset_toml(tmp_path / policy, folder, general=f'collage_rate = 1.0\ncollage_on_error = "{policy}"\n'
-                                                                 f"{extra}")
+        config = dataset_toml(
+            tmp_path / policy, folder, general=f'collage_rate = 1.0\ncollage_on_error = "{policy}"\n{extra}'
+        )
         with fakes.fresh_strategies():
             group, _, _ = load(tmp_path / policy, toks, config, *flags)
         assert group.datasets[0]._static, "static mode expected"
@@ -86,8 +88,11 @@ def magenta_share(example: Any, n: int = 0) -> float:
     return float(((pixels[0] > 0.9) & (pixels[1] < -0.9) & (pixels[2] > 0.9)).mean())
 
 
-MODES = {"dynamic": (), "static": ("--cache_latents",), "static-te": ("--cache_text_encoder_outputs",
-                                                                       "--network_train_unet_only")}
+MODES = {
+    "dynamic": (),
+    "static": ("--cache_latents",),
+    "static-te": ("--cache_text_encoder_outputs", "--network_train_unet_only"),
+}
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -95,8 +100,9 @@ MODES = {"dynamic": (), "static": ("--cache_latents",), "static-te": ("--cache_t
 def test_crop_box_on_a_one_image_subset(tmp_path: Path, toks: fakes.TinyTokenizers, mode: str, policy: str) -> None:
     """A one-image subset trains its crop box, bucketed by the box's aspect, never the cut-away half."""
     cropped_photo(tmp_path / "img")
-    config = dataset_toml(tmp_path, tmp_path / "img", general=f'collage_on_error = "{policy}"\nmin_bucket_reso = 64',
-                          repeats=2)
+    config = dataset_toml(
+        tmp_path, tmp_path / "img", general=f'collage_on_error = "{policy}"\nmin_bucket_reso = 64', repeats=2
+    )
     group, _, _ = load(tmp_path, toks, config, *MODES[mode])
     infos = list(group.image_data.values())
     assert len(infos) == 1 and tuple(infos[0].image_size) == (96, 128)
@@ -158,8 +164,10 @@ DAMAGE = {"truncated": truncate, "overwritten": overwrite_same_size, "garbage": 
 
 def add_subset(config: Path, image_dir: Path, extra: str = "") -> Path:
     """Append a ``[[datasets.subsets]]`` block to a dataset TOML from ``dataset_toml``."""
-    config.write_text(config.read_text(encoding="utf-8") + f'  [[datasets.subsets]]\n  image_dir = "{image_dir}"\n'
-                      f"  {extra}\n", encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8") + f'  [[datasets.subsets]]\n  image_dir = "{image_dir}"\n  {extra}\n',
+        encoding="utf-8",
+    )
     return config
 
 
@@ -168,9 +176,9 @@ def cache_pngs(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_damaged_cache_file_from_an_earlier_run_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                                  damage: str,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_cache_file_from_an_earlier_run_is_rendered_again(
+    tmp_path: Path, toks: fakes.TinyTokenizers, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A frame or cropped single damaged between runs is rendered again at start-up, never reused by name
     (sd-scripts' latent caching then read it: a raw 'image file is truncated' naming no file)."""
     from test_collage_dataset import cache_all
@@ -192,14 +200,17 @@ def test_damaged_cache_file_from_an_earlier_run_is_rendered_again(tmp_path: Path
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_damaged_cache_file_mid_run_is_rendered_again(tmp_path: Path, toks: fakes.TinyTokenizers, damage: str,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_cache_file_mid_run_is_rendered_again(
+    tmp_path: Path, toks: fakes.TinyTokenizers, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Static mode without cached latents: a frame damaged while the run trains is rendered again at its
     next load (no 'put it back'), and the sample is the frame as planned."""
     folder = write_images(tmp_path / "img")
     cropped_photo(tmp_path / "lone")
-    config = add_subset(dataset_toml(tmp_path, folder, general='collage_mode = "static"\ncollage_max_images = 3',
-                                     repeats=1), tmp_path / "lone")
+    config = add_subset(
+        dataset_toml(tmp_path, folder, general='collage_mode = "static"\ncollage_max_images = 3', repeats=1),
+        tmp_path / "lone",
+    )
     group, _, _ = load(tmp_path, toks, config)
     before = samples(group)
     cache = tmp_path / "out" / "collage_cache"
@@ -213,13 +224,18 @@ def test_damaged_cache_file_mid_run_is_rendered_again(tmp_path: Path, toks: fake
 
 
 # -- 3. the cache folder inside an image folder ----------------------------------------------------------
-CACHE_PLACES = {"the-image-folder": "{img}", "dotdot-same-folder": "{img}/../img", "inside": "{img}/cache",
-                "symlink": "{tmp}/link"}
+CACHE_PLACES = {
+    "the-image-folder": "{img}",
+    "dotdot-same-folder": "{img}/../img",
+    "inside": "{img}/cache",
+    "symlink": "{tmp}/link",
+}
 
 
 @pytest.mark.parametrize("place", list(CACHE_PLACES))
-def test_cache_folder_in_an_image_folder_is_refused(tmp_path: Path, toks: fakes.TinyTokenizers, place: str,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cache_folder_in_an_image_folder_is_refused(
+    tmp_path: Path, toks: fakes.TinyTokenizers, place: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The frames would come back as captionless training images in the next run: training and check stop."""
     from collage_ext.cli import main
     from collage_ext.core.errors import CollageConfigError
@@ -253,11 +269,13 @@ def two_datasets(tmp: Path, broken: Path, policy: str = "skip") -> Path:
     """Dataset 0: ten good images; dataset 1: the folder ``broken``."""
     good = write_images(tmp / "img")
     path = tmp / "dataset.toml"
-    path.write_text(f'[general]\ncaption_extension = ".txt"\ncollage_on_error = "{policy}"\n'
-                    f'[[datasets]]\nresolution = 256\nbatch_size = 1\n  [[datasets.subsets]]\n  image_dir = "{good}"\n'
-                    f'[[datasets]]\nresolution = 256\nbatch_size = 1\n'
-                    f'  [[datasets.subsets]]\n  image_dir = "{broken}"\n',
-                    encoding="utf-8")
+    path.write_text(
+        f'[general]\ncaption_extension = ".txt"\ncollage_on_error = "{policy}"\n'
+        f'[[datasets]]\nresolution = 256\nbatch_size = 1\n  [[datasets.subsets]]\n  image_dir = "{good}"\n'
+        f"[[datasets]]\nresolution = 256\nbatch_size = 1\n"
+        f'  [[datasets.subsets]]\n  image_dir = "{broken}"\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -273,8 +291,10 @@ def test_skip_that_empties_a_subset_stops_the_run(tmp_path: Path, toks: fakes.Ti
         (broken / f"bad_{i}.png").write_bytes(b"")
         (broken / f"bad_{i}.txt").write_text(f"sks, id{100 + i}\n", encoding="utf-8")
     flags = ("--cache_latents",) if mode == "static" else ()
-    pattern = (rf"collage_on_error = 'skip' left subset {broken} \(dataset 1, subset 0\) without any image: all 5 of "
-               r"its images failed, e\.g\. bad_0\.png: .*remove the subset")
+    pattern = (
+        rf"collage_on_error = 'skip' left subset {broken} \(dataset 1, subset 0\) without any image: all 5 of "
+        r"its images failed, e\.g\. bad_0\.png: .*remove the subset"
+    )
     with pytest.raises(CollageInputError, match=pattern):
         load(tmp_path, toks, two_datasets(tmp_path, broken), *flags)
 
@@ -286,16 +306,30 @@ def test_skip_that_empties_a_metadata_subset(tmp_path: Path, toks: fakes.TinyTok
     from collage_ext.core.errors import CollageInputError
 
     image_dir = write_images(tmp_path / "img", SIZES[:4])
-    meta = {str(p.with_suffix("")): {"caption": f"sks, id{i:03d}"}
-            for i, p in enumerate(sorted(image_dir.glob("*.png")))}
+    meta = {
+        str(p.with_suffix("")): {"caption": f"sks, id{i:03d}"} for i, p in enumerate(sorted(image_dir.glob("*.png")))
+    }
     (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     try:
-        group, _, _ = load(tmp_path, toks, None, "--train_data_dir", str(image_dir), "--in_json",
-                           str(tmp_path / "meta.json"), "--resolution", "256", collage_rate=1.0,
-                           collage_on_error="skip")
+        group, _, _ = load(
+            tmp_path,
+            toks,
+            None,
+            "--train_data_dir",
+            str(image_dir),
+            "--in_json",
+            str(tmp_path / "meta.json"),
+            "--resolution",
+            "256",
+            collage_rate=1.0,
+            collage_on_error="skip",
+        )
     except CollageInputError as exc:
-        assert re.search(r"left subset .* without any image: all 4 of its images failed, e\.g\. img_000: .*metadata "
-                         r"file, its keys must name the image files", str(exc)), exc
+        assert re.search(
+            r"left subset .* without any image: all 4 of its images failed, e\.g\. img_000: .*metadata "
+            r"file, its keys must name the image files",
+            str(exc),
+        ), exc
         return
     assert id_counts([c for c, _ in samples(group)]) == {f"id{i:03d}": 1 for i in range(4)}  # keys resolved
 
@@ -315,8 +349,9 @@ def codes(report: dict[str, Any], level: str | None = None) -> set[str]:
     return {f["code"] for f in report.get("findings", []) if level is None or f["level"] == level}
 
 
-def test_whitespace_only_caption(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_whitespace_only_caption(
+    tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Training refuses a caption file of white space only; check reports it as an error."""
     from collage_ext.core.errors import CollageInputError
 
@@ -332,27 +367,31 @@ def test_whitespace_only_caption(tmp_path: Path, toks: fakes.TinyTokenizers,
 @pytest.mark.parametrize("repeats", [0, -2])
 # v0.9.1 buckets the empty dataset (numpy warns on its mean) before the adapter can stop the run
 @pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
-def test_no_repeats(tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str],
-                    repeats: int) -> None:
+def test_no_repeats(
+    tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str], repeats: int
+) -> None:
     """num_repeats < 1: sd-scripts ignores the subset; with nothing left, training stops at once and check
     says so instead of 'Ready to train'."""
     from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img")
     config = dataset_toml(tmp_path, folder, repeats=repeats)
-    with pytest.raises(CollageConfigError, match=rf"no sample to train: sd-scripts ignores subsets with num_repeats "
-                                                 rf"< 1 \({folder}: num_repeats = {repeats}\)"):
+    with pytest.raises(
+        CollageConfigError,
+        match=rf"no sample to train: sd-scripts ignores subsets with num_repeats "
+        rf"< 1 \({folder}: num_repeats = {repeats}\)",
+    ):
         load(tmp_path, toks, config)
     code, report = check_report(config, capsys)
     assert code == 1 and "no_data" in codes(report, "error") and "subset_ignored" in codes(report, "warning")
 
 
-def test_read_only_cache_folder_is_an_error_in_check(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_read_only_cache_folder_is_an_error_in_check(
+    tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--cache_latents with a read-only collage_cache_dir: training stops at start-up, check reports it."""
-    from test_runtime_faults import read_only_folder
-
     from collage_ext.core.errors import CollageCacheError
+    from test_runtime_faults import read_only_folder
 
     folder = write_images(tmp_path / "img")
     with read_only_folder(tmp_path / "ro") as cache:
@@ -366,8 +405,9 @@ def test_read_only_cache_folder_is_an_error_in_check(tmp_path: Path, toks: fakes
         assert "cache_not_writable" not in codes(report)
 
 
-def test_empty_first_caption_line_warns(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_empty_first_caption_line_warns(
+    tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """sd-scripts reads line 1 only: an empty first line trains an empty caption; training and check warn."""
     folder = write_images(tmp_path / "img")
     (folder / "img_003.txt").write_text("\nsks, id003\n", encoding="utf-8")
@@ -379,8 +419,9 @@ def test_empty_first_caption_line_warns(tmp_path: Path, toks: fakes.TinyTokenize
 
 
 @pytest.mark.parametrize("extension", [".txt", ".TXT", ".png", ".jpg"])
-def test_crop_extension_naming_captions_or_images(tmp_path: Path, toks: fakes.TinyTokenizers,
-                                                  capsys: pytest.CaptureFixture[str], extension: str) -> None:
+def test_crop_extension_naming_captions_or_images(
+    tmp_path: Path, toks: fakes.TinyTokenizers, capsys: pytest.CaptureFixture[str], extension: str
+) -> None:
     """collage_crop_extension = ".txt" would parse every caption as a crop box (".png": every image)."""
     from collage_ext.core.errors import CollageConfigError
 
@@ -417,9 +458,8 @@ def test_skipped_file_is_logged_once_across_workers_and_epochs(tmp_path: Path, t
 
 def test_image_damaged_before_the_start_is_not_called_readable(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     """A single whose pixels were truncated all along: start-up read only its header, the message says so."""
-    from test_bad_inputs import corpus
-
     from collage_ext.core.errors import CollageInputError
+    from test_bad_inputs import corpus
 
     folder = corpus(tmp_path, "truncated-jpeg")
     config = dataset_toml(tmp_path, folder, general="collage_rate = 0.01", repeats=1)  # every image single
@@ -431,13 +471,17 @@ def test_image_damaged_before_the_start_is_not_called_readable(tmp_path: Path, t
     assert "only its header was read at start-up" in message and "replace it with a readable copy" in message
 
 
-@pytest.mark.parametrize(("key", "meant"), [("collage_pad_color", "'collage_fill'"),
-                                            ("collage_background", "'collage_fill'"),
-                                            ("collage_background_colour", "'collage_fill'"),
-                                            ("collage_rat", "'collage_rate'"),
-                                            ("collage_fit", "'collage_fit_mode'")])
-def test_did_you_mean_names_the_option_meant(tmp_path: Path, toks: fakes.TinyTokenizers, key: str,
-                                             meant: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("collage_pad_color", "'collage_fill'"),
+        ("collage_background", "'collage_fill'"),
+        ("collage_background_colour", "'collage_fill'"),
+        ("collage_rat", "'collage_rate'"),
+        ("collage_fit", "'collage_fit_mode'"),
+    ],
+)
+def test_did_you_mean_names_the_option_meant(tmp_path: Path, toks: fakes.TinyTokenizers, key: str, meant: str) -> None:
     from collage_ext.core.errors import CollageConfigError
 
     folder = write_images(tmp_path / "img", SIZES[:2])

@@ -17,7 +17,6 @@ import pytest
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
 import fakes
-
 from collage_ext.studio.model import Studio
 
 MAIN = fakes.is_strategy_era()
@@ -32,8 +31,19 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def plain_images(train_dir: Path, toks: fakes.TinyTokenizers) -> dict[str, str]:
     """``{file name: caption}`` that plain sd-scripts registers from ``--train_data_dir``."""
-    args = fakes.make_args("sdxl", ["--train_data_dir", str(train_dir), "--caption_extension", ".txt",
-                                    "--resolution", "256", "--tokenizer_cache_dir", str(toks.cache_dir)])
+    args = fakes.make_args(
+        "sdxl",
+        [
+            "--train_data_dir",
+            str(train_dir),
+            "--caption_extension",
+            ".txt",
+            "--resolution",
+            "256",
+            "--tokenizer_cache_dir",
+            str(toks.cache_dir),
+        ],
+    )
     trainer = fakes.make_trainer("sdxl")
     with fakes.fresh_strategies():
         if MAIN:
@@ -46,8 +56,9 @@ def plain_images(train_dir: Path, toks: fakes.TinyTokenizers) -> dict[str, str]:
 
 def test_plain_sd_scripts_agrees_with_drop_restore_and_captions(tmp_path: Path, toks: fakes.TinyTokenizers) -> None:
     train = tmp_path / "train"
-    fakes.write_dreambooth_dir(train, subdir="10_chars", sizes=[(128, 192)] * 4 + [(192, 128)] * 2,
-                               captions=[f"sks, id{i}" for i in range(6)])
+    fakes.write_dreambooth_dir(
+        train, subdir="10_chars", sizes=[(128, 192)] * 4 + [(192, 128)] * 2, captions=[f"sks, id{i}" for i in range(6)]
+    )
     images = sorted(p.name for p in (train / "10_chars").iterdir() if p.suffix != ".txt")
     assert sorted(plain_images(train, toks)) == images
 

@@ -13,12 +13,11 @@ import pytest
 
 pytest.importorskip("library.train_util", reason="sd-scripts' library is not importable (see conftest.py)")
 
-import fakes  # noqa: E402
-from test_collage_dataset import dataset_toml, write_dataset  # noqa: E402
+import fakes
+from test_collage_dataset import dataset_toml, write_dataset
 
 pytestmark = pytest.mark.sdscripts
 SD_DIR = Path(os.environ["SD_SCRIPTS_DIR"]).resolve()
-
 
 
 def tool(name: str) -> ModuleType:
@@ -53,13 +52,29 @@ def test_cache_latents_tool_writes_frame_caches(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(sdxl_train_util, "load_target_model", load_target_model)
     args = module.setup_parser().parse_args(
-        ["--sdxl", "--pretrained_model_name_or_path", "unused", "--dataset_class", "collage_ext.CollageDataset",
-         "--dataset_config", str(config), "--tokenizer_cache_dir", str(toks.cache_dir), "--cache_latents_to_disk",
-         "--output_dir", str(tmp_path / "out"), "--seed", "1", "--max_data_loader_n_workers", "0",
-         # v0.9.1's tool walks the DataLoader, repeats included: a frame that a variant holds twice (one
-         # image, num_repeats 2; it depends on the tmp path through the derived pool key) would be encoded
-         # twice without this, as a plain image with num_repeats 2 is.
-         "--skip_existing"])
+        [
+            "--sdxl",
+            "--pretrained_model_name_or_path",
+            "unused",
+            "--dataset_class",
+            "collage_ext.CollageDataset",
+            "--dataset_config",
+            str(config),
+            "--tokenizer_cache_dir",
+            str(toks.cache_dir),
+            "--cache_latents_to_disk",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--seed",
+            "1",
+            "--max_data_loader_n_workers",
+            "0",
+            # v0.9.1's tool walks the DataLoader, repeats included: a frame that a variant holds twice (one
+            # image, num_repeats 2; it depends on the tmp path through the derived pool key) would be encoded
+            # twice without this, as a plain image with num_repeats 2 is.
+            "--skip_existing",
+        ]
+    )
     fakes.import_sd("library.train_util").prepare_dataset_args(args, True)
     module.cache_to_disk(args)
     cache = tmp_path / "out" / "collage_cache"

@@ -22,18 +22,27 @@ from .conftest import Dataset, draw_person
 
 
 @pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """Every frame rendered and every image decoded for check, by name / path (check on one process, to count)."""
+def counted(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Every frame of this test's dataset rendered and every image decoded for check, by path (check on one
+    process, to count). Only this dataset's: an earlier test's studio may still pre-render in the background."""
     monkeypatch.setenv("COLLAGE_EXT_JOBS", "1")
     seen: dict[str, list[Any]] = {"render": [], "measure": []}
     render, measure = FrameJob.render, check._measure_file
+    mine = str(dataset.images)
 
     def counting_render(self: FrameJob, **kwargs: Any) -> Any:
-        seen["render"].append([s.path for s in self.sources])
+        paths = [s.path for s in self.sources]
+        if any(path.startswith(mine) for path in paths):
+            seen["render"].append(paths)
         return render(self, **kwargs)
 
+    def counting_measure(item: Any) -> Any:
+        if str(item[0]).startswith(mine):
+            seen["measure"].append(item[0])
+        return measure(item)
+
     monkeypatch.setattr(jobs.FrameJob, "render", counting_render)
-    monkeypatch.setattr(check, "_measure_file", lambda item: seen["measure"].append(item[0]) or measure(item))
+    monkeypatch.setattr(check, "_measure_file", counting_measure)
     return seen
 
 
