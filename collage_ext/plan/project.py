@@ -150,7 +150,7 @@ def plan_project(project: Project, encoder: Any, *, exclude: frozenset[str] = fr
     """Plan every collage subset of the project (header reads only).
 
     Args:
-        project: the project read by ``kohya.datasets.load_project``.
+        project: the project read by ``plan.project.load_project``.
         encoder: the run's text encoder (``budget`` and ``counter`` for phrase repetition).
         exclude: image paths to leave out (``check`` / ``export`` drop unreadable files; training would stop).
 
