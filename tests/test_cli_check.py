@@ -11,7 +11,6 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from collage_ext.captions import CaptionGrammar, clip_budget, t5_budget
 from collage_ext.cli import main
-from collage_ext.commands.check import Buckets, make_bucket_resolutions
 from collage_ext.commands.demo import draw_landscape, draw_portrait
 from collage_ext.commands.quality import (
     CONTRAST_THRESHOLD,
@@ -21,6 +20,7 @@ from collage_ext.commands.quality import (
     phrases_past_budget,
 )
 from collage_ext.core.types import Size
+from collage_ext.geometry.buckets import Buckets, make_bucket_resolutions
 from test_cli import write_images, write_toml
 
 
