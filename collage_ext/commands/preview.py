@@ -32,10 +32,11 @@ from PIL import Image, ImageDraw
 from collage_ext.commands.quality import CaptionTokens, count_caption, phrases_past_budget
 from collage_ext.commands.renderjobs import render_jobs
 from collage_ext.core.filemodes import write_bytes_atomic
+from collage_ext.core.parallel import ordered_map
 from collage_ext.core.version import __version__
 from collage_ext.kohya.datasets import Finding
 from collage_ext.pixels.render import RenderResult
-from collage_ext.plan.frames import encode_png, frame_pixels
+from collage_ext.plan.frames import PNG_LEVEL, encode_png, frame_pixels
 from collage_ext.plan.framesets import TextEncoder
 from collage_ext.plan.jobs import FrameJob, FrameSet
 from collage_ext.plan.project import Project
@@ -295,7 +296,9 @@ def run_preview(
         singles=_singles(frameset),
     )
     write_contact_sheet(
-        [(out / "frames" / f"{e.name}.png", e.layout) for e in sheet_entries(entries)], out / "contact_sheet.png"
+        [(out / "frames" / f"{e.name}.png", e.layout) for e in sheet_entries(entries)],
+        out / "contact_sheet.png",
+        jobs_n=jobs_n,
     )
     manifest = {
         "collage_ext": __version__,
@@ -466,11 +469,23 @@ def sheet_entries(entries: Sequence[FrameEntry], limit: int = SHEET_LIMIT) -> li
     return sorted(chosen, key=lambda e: order[id(e)])
 
 
-def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: int = 256) -> Path:
+def _sheet_thumb(item: tuple[Path, int, int]) -> tuple[bytes, tuple[int, int]]:
+    """One frame decoded and shrunk to its place on the contact sheet (run in a worker): RGB bytes and size."""
+    path, w, h = item
+    with Image.open(path) as img:
+        small = viewable(img.resize((w, h), Image.Resampling.LANCZOS)).convert("RGB")  # checkerboard: loss weights
+    return small.tobytes(), small.size
+
+
+def write_contact_sheet(
+    frames: Sequence[tuple[Path, str]], out: Path, thumb: int = 256, *, jobs_n: int | None = None
+) -> Path:
     """One PNG with the frames as labelled thumbnails in justified rows: the quickest way to eyeball a plan.
 
     Thumbnails keep their frame's shape at a common row height (``thumb`` px), rows are filled up to
     the sheet width, so portraits and landscapes sit side by side without empty squares around them.
+    Each frame is decoded and shrunk on ``jobs_n`` processes (``parallel.default_jobs``); the sheet is the
+    same bytes as a serial run's.
     """
     label, gap = 16, 8
     width = 4 * thumb + 5 * gap
@@ -502,12 +517,11 @@ def write_contact_sheet(frames: Sequence[tuple[Path, str]], out: Path, thumb: in
         y += h + label + gap
     sheet = Image.new("RGB", (width, max(y, gap + label)), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    for n, x, y, w, h in placed:
+    smalls = ordered_map(_sheet_thumb, [(frames[n][0], w, h) for n, _, _, w, h in placed], jobs=jobs_n)
+    for (n, x, y, w, h), (pixels, size) in zip(placed, smalls):
         path, name = frames[n]
-        with Image.open(path) as img:
-            small = viewable(img.resize((w, h), Image.Resampling.LANCZOS)).convert("RGB")  # checkerboard: loss weights
-        sheet.paste(small, (x, y))
+        sheet.paste(Image.frombytes("RGB", size, pixels), (x, y))
         room = max(0, w // 6 - len(name) - 1)  # about 6 px per character of the default font
         draw.text((x, y + h + 2), f"{name} {path.stem[-room:] if room else ''}", fill=(220, 220, 220))
-    sheet.save(out)
+    sheet.save(out, compress_level=PNG_LEVEL)  # the frames' level: a quarter of the CPU for ~10 % more bytes
     return out
